@@ -1,0 +1,164 @@
+"""The replay memory of pseudo-samples and the teacher's logits on them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from .backends import resolve_backend
+from .storage import TensorStorage
+
+Policy = Literal["reservoir", "fifo"]
+POLICIES: tuple[str, ...] = ("reservoir", "fifo")
+MAX_ITEMS = 2**31 - 1  # counter-based draws map 32-bit numbers onto [0, items]
+
+
+class ReplayBuffer:
+    """Fixed-capacity memory of samples and teacher logits, resident on ``device``.
+
+    ``policy="reservoir"`` keeps every item offered with equal probability ``capacity / seen``;
+    ``"fifo"`` keeps the newest ``capacity``. Sampling is uniform over the filled slots. All
+    randomness is counter-based (Philox keyed by ``seed``), so results are reproducible and the
+    same across backends. Storing the teacher's logits saves a teacher forward per replay.
+    ``dtype`` is the storage dtype (float16/bfloat16 halve the memory); samples come back in
+    ``float32`` unless asked otherwise.
+    """
+
+    def __init__(self, capacity: int, sample_shape: tuple[int, ...] | torch.Size, num_classes: int, *,
+                 policy: Policy = "reservoir", device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32, seed: int | None = None,
+                 backend: str = "auto") -> None:
+        if not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be an integer >= 1, got {capacity!r}")
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r}; expected one of {POLICIES}")
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+        if not dtype.is_floating_point:
+            raise ValueError(f"storage dtype must be floating point, got {dtype}")
+        self.capacity = capacity
+        self.sample_shape = tuple(int(d) for d in sample_shape)
+        self.num_classes = num_classes
+        self.policy = policy
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.seed = int(torch.randint(0, 2**62, (1,))) if seed is None else int(seed) & (2**64 - 1)
+        self.backend_name, self._ops = resolve_backend(backend, self.device)
+        self.storage = TensorStorage.allocate(capacity, self.sample_shape, num_classes, self.device, dtype)
+        self.seen = 0
+        self.draws = 0
+        self.calls = 0
+        self.adds = 0
+
+    def __len__(self) -> int:
+        return min(self.seen, self.capacity)
+
+    def __repr__(self) -> str:
+        return (f"ReplayBuffer(capacity={self.capacity}, fill={len(self)}, seen={self.seen}, "
+                f"policy={self.policy!r}, sample_shape={self.sample_shape}, "
+                f"num_classes={self.num_classes}, device={self.device}, backend={self.backend_name!r})")
+
+    def add(self, x: Tensor, teacher_logits: Tensor, *, step: int | None = None) -> None:
+        """Offer a batch ``x`` (``(B, *sample_shape)``) with its teacher logits ``(B, num_classes)``.
+
+        ``step`` is recorded per slot (default: the number of earlier ``add`` calls).
+        Raises ``ValueError`` on bad input; the buffer is then unchanged.
+        """
+        self._check_batch(x, teacher_logits)
+        batch = x.shape[0]
+        if self.seen + batch > MAX_ITEMS:
+            raise ValueError(f"a replay buffer accepts at most {MAX_ITEMS} items in its lifetime")
+        self._ops.insert(self.storage, x.detach(), teacher_logits.detach(), policy=self.policy,
+                         seen=self.seen, seed=self.seed, step=self.adds if step is None else int(step))
+        self.seen += batch
+        self.adds += 1
+
+    def sample(self, n: int, generator: torch.Generator | None = None, *, replace: bool = True,
+               dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+        """``n`` uniformly drawn ``(x, teacher_logits)``, with or without replacement.
+
+        ``generator`` (optional) supplies this call's Philox key; otherwise the buffer's seed is
+        used with an advancing counter. Raises ``ValueError`` when empty or ``n`` is invalid.
+        """
+        x, logits, _ = self.sample_with_indices(n, generator, replace=replace, dtype=dtype)
+        return x, logits
+
+    def sample_with_indices(self, n: int, generator: torch.Generator | None = None, *,
+                            replace: bool = True,
+                            dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor, Tensor]:
+        """As :meth:`sample`, also returning the slot indices drawn."""
+        fill = len(self)
+        if fill == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be an integer >= 1, got {n!r}")
+        if not replace and n > fill:
+            raise ValueError(f"cannot draw {n} distinct items from a buffer holding {fill}")
+        if not dtype.is_floating_point:
+            raise ValueError(f"output dtype must be floating point, got {dtype}")
+        key = self.seed if generator is None else int(torch.randint(0, 2**62, (1,), generator=generator))
+        counter = self.draws if replace else self.calls
+        out = self._ops.sample(self.storage, n, fill=fill, replace=replace, seed=key, counter=counter,
+                               out_dtype=dtype)
+        if replace:
+            self.draws += n
+        else:
+            self.calls += 1
+        return out
+
+    def ages(self, now: int) -> Tensor:
+        """``now - inserted_at`` of every filled slot (for age statistics)."""
+        return now - self.storage.inserted_at[: len(self)]
+
+    def _check_batch(self, x: Tensor, logits: Tensor) -> None:
+        if not isinstance(x, Tensor) or not isinstance(logits, Tensor):
+            raise ValueError("x and teacher_logits must be tensors")
+        if tuple(x.shape[1:]) != self.sample_shape or x.dim() != len(self.sample_shape) + 1:
+            raise ValueError(f"x must have shape (batch, {', '.join(map(str, self.sample_shape))}), "
+                             f"got {tuple(x.shape)}")
+        if logits.dim() != 2 or logits.shape[1] != self.num_classes:
+            raise ValueError(f"teacher_logits must have shape (batch, {self.num_classes}), "
+                             f"got {tuple(logits.shape)}")
+        if x.shape[0] != logits.shape[0]:
+            raise ValueError(f"x has {x.shape[0]} rows but teacher_logits has {logits.shape[0]}")
+        if x.shape[0] == 0:
+            raise ValueError("cannot add an empty batch")
+        for name, t in (("x", x), ("teacher_logits", logits)):
+            if not t.dtype.is_floating_point:
+                raise ValueError(f"{name} must be floating point, got {t.dtype}")
+            if t.device != self.device:
+                raise ValueError(f"{name} is on {t.device} but the buffer lives on {self.device}")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to restore the buffer exactly (tensors are copies on the CPU)."""
+        return {
+            "capacity": self.capacity, "sample_shape": self.sample_shape, "num_classes": self.num_classes,
+            "policy": self.policy, "dtype": str(self.dtype).removeprefix("torch."), "seed": self.seed,
+            "seen": self.seen, "draws": self.draws, "calls": self.calls, "adds": self.adds,
+            **{name: t.detach().cpu().clone() for name, t in self.storage.tensors().items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from :meth:`state_dict`; raises ``ValueError`` naming any mismatch (unchanged then)."""
+        expected = {"capacity": self.capacity, "sample_shape": self.sample_shape,
+                    "num_classes": self.num_classes, "policy": self.policy}
+        missing = [k for k in (*expected, "seed", "seen", "draws", "calls", "adds", "x", "logits",
+                               "inserted_at") if k not in state]
+        if missing:
+            raise ValueError(f"replay state is missing {missing}")
+        diffs = [f"{k}: checkpoint {tuple(state[k]) if k == 'sample_shape' else state[k]!r} "
+                 f"vs buffer {v!r}"
+                 for k, v in expected.items()
+                 if (tuple(state[k]) if k == "sample_shape" else state[k]) != v]
+        if diffs:
+            raise ValueError("replay state does not fit this buffer: " + "; ".join(diffs))
+        for name, t in self.storage.tensors().items():
+            if tuple(state[name].shape) != tuple(t.shape):
+                raise ValueError(f"replay state tensor {name!r} has shape {tuple(state[name].shape)}, "
+                                 f"expected {tuple(t.shape)}")
+        for name, t in self.storage.tensors().items():
+            t.copy_(state[name])
+        self.seed, self.seen, self.draws = int(state["seed"]), int(state["seen"]), int(state["draws"])
+        self.calls, self.adds = int(state["calls"]), int(state["adds"])

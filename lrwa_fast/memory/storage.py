@@ -1,0 +1,29 @@
+"""Device-resident storage of the replay memory: samples, teacher logits and insertion steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class TensorStorage:
+    """Pre-allocated slots: ``x[slot]``, ``logits[slot]`` and ``inserted_at[slot]`` (-1 when empty)."""
+
+    x: Tensor
+    logits: Tensor
+    inserted_at: Tensor
+
+    @classmethod
+    def allocate(cls, capacity: int, sample_shape: tuple[int, ...], num_classes: int,
+                 device: torch.device, dtype: torch.dtype) -> TensorStorage:
+        return cls(
+            x=torch.zeros((capacity, *sample_shape), device=device, dtype=dtype),
+            logits=torch.zeros((capacity, num_classes), device=device, dtype=dtype),
+            inserted_at=torch.full((capacity,), -1, device=device, dtype=torch.int64),
+        )
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {"x": self.x, "logits": self.logits, "inserted_at": self.inserted_at}
