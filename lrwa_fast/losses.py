@@ -76,15 +76,19 @@ def kd_loss_reference(
     return rows.sum() if reduction == "sum" else rows.mean()
 
 
-def adversarial_loss(student: Tensor, teacher: Tensor, *, kind: LossKind = "l1", temperature: float = 1.0,
-                     kd=kd_loss_reference) -> Tensor:
+def adversarial_loss(student: Tensor, teacher: Tensor, *, kind: LossKind = "l1",
+                     temperature: float = 1.0) -> Tensor:
     """Generator's adversarial term: minimising it maximises the teacher-student discrepancy.
 
-    ``-L1`` and ``-KL`` as in DFAD, ``1 - JS`` as in the LRwA authors' code. ``kd`` lets the caller
-    pass the dispatched (fused) loss.
+    ``-L1`` and ``-KL`` as in DFAD, ``1 - JS`` as in the LRwA authors' code.
     """
-    value = kd(student, teacher, kind=kind, temperature=temperature, reduction="mean")
-    return 1.0 - value if kind == "js" else -value
+    discrepancy = kd_loss_reference(student, teacher, kind=kind, temperature=temperature)
+    return adversarial_from_discrepancy(discrepancy, kind)
+
+
+def adversarial_from_discrepancy(discrepancy: Tensor, kind: str) -> Tensor:
+    """``1 - JS`` for ``js``, ``-D`` otherwise (lets callers use a fused discrepancy)."""
+    return 1.0 - discrepancy if kind == "js" else -discrepancy
 
 
 def one_hot_loss(teacher_logits: Tensor) -> Tensor:

@@ -1,0 +1,76 @@
+"""Command line: ``lrwa-fast demo | distill`` (also ``python -m lrwa_fast``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _default_cache() -> str:
+    return os.environ.get("LRWA_FAST_CACHE", str(Path.home() / ".cache" / "lrwa_fast"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lrwa-fast", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="LRwA vs DFAD on scikit-learn's digits (no download)")
+    demo.add_argument("--iterations", type=int, default=None, help="iterations per run (default 600)")
+    demo.add_argument("--seeds", type=int, default=1, help="seeds per method (3 for the full comparison)")
+    demo.add_argument("--eval-every", type=int, default=None, help="iterations between evaluations")
+    demo.add_argument("--out", default="lrwa_runs/demo", help="output folder (report.json, accuracy.png)")
+    demo.add_argument("--cache-dir", default=_default_cache(), help="where the trained teacher is cached")
+    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                      help="override a method's config, e.g. LRwA.inner_lr=0.1 (repeatable)")
+    demo.add_argument("--fast", action="store_true", help="tiny budget (smoke test)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    distill = sub.add_parser("distill", help="distil your own teacher (config file)")
+    distill.add_argument("--config", required=True, help="JSON or YAML file (see README)")
+    distill.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config value, e.g. trainer.inner_lr=0.1 (repeatable)")
+    distill.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            return _demo(args)
+        return _distill(args)
+    except ValueError as err:
+        print(f"lrwa-fast: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import DemoSettings, TeacherSettings, apply_overrides, format_table, run_demo
+
+    settings = DemoSettings(seeds=args.seeds)
+    if args.fast:
+        settings = DemoSettings(iterations=6, eval_every=2, seeds=args.seeds,
+                                teacher=TeacherSettings(epochs=2))
+    settings.iterations = args.iterations or settings.iterations
+    settings.eval_every = args.eval_every or settings.eval_every
+    apply_overrides(settings, args.overrides)
+    report = run_demo(settings, Path(args.out), Path(args.cache_dir), progress=not args.quiet)
+    print(format_table(report))
+    print(f"\nwrote {Path(args.out) / 'report.json'} and {Path(args.out) / 'accuracy.png'}")
+    return 0
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .distill import DistillConfig, run_distill
+
+    spec = load_config(DistillConfig, args.config, args.overrides)
+    summary = run_distill(spec, progress=not args.quiet)
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""Typed configuration: dataclasses with defaults, loadable from JSON/YAML and ``key=value`` overrides.
+
+Nested fields use dots in overrides: ``student_optimizer.lr=0.05``, ``generator_weights.bn_prior=1``.
+Unknown keys and values of the wrong type are refused with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+
+@dataclass
+class OptimizerConfig:
+    """An optimiser and its learning-rate schedule (stepped once per iteration)."""
+
+    name: str = "sgd"  # "sgd" | "adam"
+    lr: float = 0.1
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 5e-4
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam only
+    schedule: str = "cosine"  # "constant" | "cosine" (to 0 over the run's iterations)
+
+
+@dataclass
+class GeneratorLossWeights:
+    """Weights of the generator's loss terms; 0 switches a term off (and its hooks)."""
+
+    adversarial: float = 1.0  # -L1 / -KL / 1-JS between teacher and student
+    one_hot: float = 0.0  # CE of the teacher against its argmax
+    balance: float = 0.0  # log C − entropy of the batch-mean teacher softmax
+    activation: float = 0.0  # −mean |teacher penultimate features|
+    bn_prior: float = 0.0  # DeepInversion BatchNorm-statistics prior
+
+
+@dataclass
+class DFADConfig:
+    """Vanilla adversarial DFKD (DFAD): generator step(s), then student step(s) on fresh samples."""
+
+    batch_size: int = 256  # fresh samples per student / generator step
+    latent_dim: int = 256  # the generator is called with z of shape (batch, latent_dim)
+    iterations: int = 1000  # run length; the horizon of the cosine schedules
+    generator_steps: int = 1  # per iteration
+    student_steps: int = 5  # per iteration
+    loss: str = "l1"  # student loss: "l1" | "kl" | "js"
+    temperature: float = 1.0  # for kl / js
+    adversarial_loss: str = "l1"  # generator's discrepancy: "l1" | "kl" | "js"
+    adversarial_temperature: float = 1.0
+    generator_weights: GeneratorLossWeights = field(default_factory=GeneratorLossWeights)
+    student_optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    generator_optimizer: OptimizerConfig = field(
+        default_factory=lambda: OptimizerConfig(name="adam", lr=1e-3, weight_decay=0.0, schedule="cosine"))
+    grad_clip: float = 0.0  # max global gradient norm of the student; 0 = off
+    nonfinite: str = "raise"  # non-finite loss or gradient: "raise" | "skip" (step skipped, counted)
+    log_every: int = 1  # iterations between metric reads (each read synchronises the device)
+    checkpoint_every: int = 0  # iterations between checkpoints in train(); 0 = off
+    checkpoint_dir: str = ""  # where train() writes checkpoints ("" = off)
+    keep_checkpoints: int = 3  # how many recent checkpoints to keep
+    seed: int = 0
+    device: str = "auto"  # "auto" (cuda if available) | "cpu" | "cuda" | "cuda:1" ...
+    backend: str = "auto"  # fused kernels: "auto" | "torch" | "triton" (env LRWA_FAST_BACKEND)
+
+
+@dataclass
+class LRwAConfig(DFADConfig):
+    """LRwA: DFAD plus a replay memory and the meta-learned student update."""
+
+    memory_capacity: int = 2048  # samples kept
+    memory_batch_size: int = 32  # memory samples per student step
+    memory_policy: str = "reservoir"  # "reservoir" | "fifo"
+    memory_insert_size: int = 32  # samples inserted per insertion (from the last fresh batch)
+    memory_insert_every: int = 1  # iterations between insertions
+    memory_start: int = 0  # first iteration that inserts
+    memory_dtype: str = "float32"  # storage dtype: "float32" | "float16" | "bfloat16"
+    memory_backend: str = "auto"  # "auto" | "torch" | "cpp" | "cuda"
+    inner_lr: float = 0.05  # α of the inner step θ' = θ − α∇L_acq
+    meta_mode: str = "exact"  # "exact" | "first_order" | "none" (no meta term)
+    retain_weight: float = 1.0  # w in J = L_acq + w·L_ret(θ')
+    joint_replay: bool = False  # add L(θ; x_acq ∪ x_mem), as in the authors' code
+    bn_mode: str = "acquire"  # BatchNorm in the meta step: "acquire" | "all" | "retain_eval"
+
+
+C = TypeVar("C")
+
+
+def from_dict(cls: type[C], data: dict[str, Any], *, prefix: str = "") -> C:
+    """Build dataclass ``cls`` from a (possibly nested) dict, checking keys and types."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{prefix or 'config'} must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {[prefix + k for k in unknown]} for {cls.__name__}; "
+                         f"valid keys: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _coerce(hints[name], value, prefix + name) for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, prefix=key + ".")
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{key} must be a list, got {value!r}")
+        return tuple(_coerce(t, v, key) for t, v in zip(typing.get_args(hint), value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{key} must be a mapping, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, str, bool) and type(value) is not hint:
+        raise ValueError(f"{key} must be {hint.__name__}, got {value!r}")
+    if hint is float and not isinstance(value, float):
+        raise ValueError(f"{key} must be a number, got {value!r}")
+    return value
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested dict of a config (tuples as lists), e.g. for JSON."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None) -> C:
+    """Defaults of ``cls``, updated by a JSON/YAML file, then by ``key=value`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        text = Path(path).read_text(encoding="utf-8")
+        loaded = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+        data = loaded or {}
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} must look like key=value")
+        _set_nested(data, key.strip().split("."), yaml.safe_load(raw))
+    return from_dict(cls, data)
+
+
+def _set_nested(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    for k in keys[:-1]:
+        data = data.setdefault(k, {})
+    data[keys[-1]] = value
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "loss": ("l1", "kl", "js"),
+    "adversarial_loss": ("l1", "kl", "js"),
+    "nonfinite": ("raise", "skip"),
+    "backend": ("auto", "torch", "triton"),
+    "memory_policy": ("reservoir", "fifo"),
+    "memory_dtype": ("float32", "float16", "bfloat16"),
+    "memory_backend": ("auto", "torch", "cpp", "cuda"),
+    "meta_mode": ("exact", "first_order", "none"),
+    "bn_mode": ("acquire", "all", "retain_eval"),
+}
+_POSITIVE = ("batch_size", "latent_dim", "iterations", "student_steps", "log_every", "keep_checkpoints",
+             "memory_capacity", "memory_batch_size", "memory_insert_size", "memory_insert_every",
+             "temperature", "adversarial_temperature")
+_NON_NEGATIVE = ("generator_steps", "checkpoint_every", "memory_start", "inner_lr", "retain_weight",
+                 "grad_clip")
+
+
+def validate(config: DFADConfig) -> None:
+    """Raise ``ValueError`` naming every field whose value is out of range or not a valid choice."""
+    problems = []
+    values = dataclasses.asdict(config)
+    for key, choices in _CHOICES.items():
+        if key in values and values[key] not in choices:
+            problems.append(f"{key}={values[key]!r} (expected one of {choices})")
+    problems += [f"{k}={values[k]!r} (must be > 0)" for k in _POSITIVE if k in values and not values[k] > 0]
+    problems += [f"{k}={values[k]!r} (must be >= 0)" for k in _NON_NEGATIVE
+                 if k in values and not values[k] >= 0]
+    weights = values["generator_weights"]
+    problems += [f"generator_weights.{k}={v!r} (must be >= 0)" for k, v in weights.items() if not v >= 0]
+    if values["generator_steps"] > 0 and not any(weights.values()):
+        problems.append("generator_weights are all zero but generator_steps > 0")
+    if problems:
+        raise ValueError("invalid configuration: " + "; ".join(problems))

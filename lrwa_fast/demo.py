@@ -1,0 +1,278 @@
+"""The embedded demo: data-free distillation on scikit-learn's bundled handwritten digits.
+
+A teacher CNN is trained on a fixed split of the 1,797 real 8×8 digit images (cached on disk),
+then students are distilled from it without data, with LRwA and with DFAD, for the same
+iterations and seeds, and evaluated on the real test split as they train.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import DFADConfig, GeneratorLossWeights, LRwAConfig, OptimizerConfig, to_dict
+from .metrics import accuracy, curve_statistics
+from .models import Generator, build_model
+from .trainer import DFADTrainer, LRwATrainer
+
+TEACHER_ARCH, STUDENT_ARCH = "cnn", "cnn_small"
+STATS_FROM = 0.5  # μ, σ² and largest drop over the second half of the evaluations
+
+
+@dataclass
+class DigitsData:
+    """Normalised tensors of the fixed train/test split (images (N, 1, 8, 8), labels (N,))."""
+
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+
+
+def load_digits_split(test_fraction: float = 0.25, seed: int = 0) -> DigitsData:
+    """The fixed stratified split of scikit-learn's digits, standardised with train statistics."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    x = torch.tensor(data.images, dtype=torch.float32).unsqueeze(1)
+    y = torch.tensor(data.target, dtype=torch.int64)
+    idx_train, idx_test = train_test_split(range(len(y)), test_size=test_fraction, random_state=seed,
+                                           stratify=data.target)
+    x_train, x_test = x[idx_train], x[idx_test]
+    mean, std = x_train.mean(), x_train.std()
+    return DigitsData((x_train - mean) / std, y[idx_train], (x_test - mean) / std, y[idx_test])
+
+
+@dataclass
+class TeacherSettings:
+    """How the demo's teacher is trained (all of it enters the cache key)."""
+
+    arch: str = TEACHER_ARCH
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 2e-3
+    seed: int = 0
+
+
+def train_teacher(data: DigitsData, settings: TeacherSettings, cache_dir: Path,
+                  device: torch.device) -> tuple[nn.Module, float]:
+    """Train (or load from ``cache_dir``) the teacher; returns it (eval mode) and its test accuracy."""
+    key = hashlib.sha256(json.dumps(dataclasses.asdict(settings), sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir / f"digits_teacher_{settings.arch}_{key}.pt"
+    model = build_model(settings.arch, num_classes=10, in_channels=1)
+    if path.exists():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        return model.to(device).eval(), float(state["test_accuracy"])
+    torch.manual_seed(settings.seed)
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, settings.epochs)
+    gen = torch.Generator().manual_seed(settings.seed)
+    for _ in range(settings.epochs):
+        order = torch.randperm(len(data.y_train), generator=gen)
+        for i in range(0, len(order), settings.batch_size):
+            idx = order[i: i + settings.batch_size]
+            x = _augment(data.x_train[idx], gen).to(device)
+            loss = F.cross_entropy(model(x), data.y_train[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+    model.eval()
+    acc = accuracy(model, data.x_test, data.y_test)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "test_accuracy": acc, "settings": dataclasses.asdict(settings)},
+               tmp)
+    os.replace(tmp, path)
+    return model, acc
+
+
+def _augment(x: Tensor, gen: torch.Generator) -> Tensor:
+    """Random shifts of up to one pixel (zero padding in normalised units = the image minimum)."""
+    padded = F.pad(x, (1, 1, 1, 1), value=float(x.min()))
+    dx, dy = (int(v) for v in torch.randint(0, 3, (2,), generator=gen))
+    return padded[:, :, dy: dy + 8, dx: dx + 8]
+
+
+def demo_lrwa_config() -> LRwAConfig:
+    """The LRwA settings of the demo (chosen from the ablation, see README)."""
+    return LRwAConfig(**_shared_settings(), memory_capacity=2048, memory_batch_size=32,
+                      memory_insert_size=32, memory_insert_every=1, memory_start=0,
+                      memory_policy="reservoir", inner_lr=0.05, meta_mode="exact", retain_weight=1.0,
+                      bn_mode="acquire")
+
+
+def demo_dfad_config() -> DFADConfig:
+    """DFAD with the same shared settings as the LRwA run."""
+    return DFADConfig(**_shared_settings())
+
+
+def _shared_settings() -> dict[str, Any]:
+    return dict(batch_size=128, latent_dim=64, iterations=600, generator_steps=1, student_steps=5,
+                loss="l1", adversarial_loss="l1",
+                generator_weights=GeneratorLossWeights(adversarial=1.0),
+                student_optimizer=OptimizerConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4),
+                generator_optimizer=OptimizerConfig(name="adam", lr=1e-3, weight_decay=0.0),
+                device="cpu")
+
+
+@dataclass
+class DemoSettings:
+    """Everything a demo run depends on; written into ``report.json``."""
+
+    iterations: int = 600
+    eval_every: int = 20
+    seeds: int = 1
+    methods: dict[str, dict[str, Any]] = field(default_factory=lambda: {
+        "LRwA": to_dict(demo_lrwa_config()), "DFAD": to_dict(demo_dfad_config())})
+    teacher: TeacherSettings = field(default_factory=TeacherSettings)
+    generator_ngf: int = 32
+
+
+def distill_once(method: str, method_cfg: dict[str, Any], teacher: nn.Module, data: DigitsData,
+                 settings: DemoSettings, seed: int, progress: bool) -> dict[str, Any]:
+    """One data-free run of ``method`` with ``seed``; returns its accuracy curve and wall time."""
+    cfg = method_config({**method_cfg, "seed": seed, "iterations": settings.iterations})
+    trainer_cls = LRwATrainer if isinstance(cfg, LRwAConfig) else DFADTrainer
+    torch.manual_seed(seed)
+    student = build_model(STUDENT_ARCH, num_classes=10, in_channels=1)
+    generator = Generator(cfg.latent_dim, channels=1, img_size=8, ngf=settings.generator_ngf)
+    trainer = trainer_cls(teacher, student, generator, cfg)
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        return {"accuracy": accuracy(model, data.x_test, data.y_test)}
+
+    start = time.perf_counter()
+    history = trainer.train(settings.iterations, evaluate=evaluate, eval_every=settings.eval_every,
+                            progress=progress)
+    wall = time.perf_counter() - start
+    curve = [e["accuracy"] for e in history["evaluations"]]
+    return {"method": method, "seed": seed, "iterations": [e["iteration"] for e in history["evaluations"]],
+            "accuracy": curve, "wall_time_s": wall,
+            "stats": curve_statistics(curve, from_fraction=STATS_FROM),
+            "stats_all": curve_statistics(curve)}
+
+
+def run_demo(settings: DemoSettings, out_dir: Path, cache_dir: Path, progress: bool = True,
+             device: torch.device | None = None) -> dict[str, Any]:
+    """Train (or load) the teacher, distil every method for every seed; write report and plot."""
+    device = device or torch.device("cpu")
+    data = load_digits_split()
+    teacher, teacher_acc = train_teacher(data, settings.teacher, cache_dir, device)
+    runs = []
+    jobs = [(m, s) for s in range(settings.seeds) for m in settings.methods]
+    for i, (method, seed) in enumerate(jobs):
+        if progress:
+            print(f"[{i + 1}/{len(jobs)}] {method}, seed {seed}", flush=True)
+        runs.append(distill_once(method, settings.methods[method], teacher, data, settings, seed, progress))
+    report = {"settings": to_dict(settings), "teacher": {"arch": settings.teacher.arch,
+                                                        "test_accuracy": teacher_acc},
+              "student_arch": STUDENT_ARCH, "stats_from_fraction": STATS_FROM,
+              "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "runs": runs, "summary": summarize(runs)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    plot_curves(runs, out_dir / "accuracy.png")
+    return report
+
+
+STAT_KEYS = ("final", "best", "mean", "variance", "max_drop")
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean and (population) std over seeds of every statistic, per method, plus wall time."""
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for method in dict.fromkeys(r["method"] for r in runs):
+        mine = [r for r in runs if r["method"] == method]
+        rows = {k: [r["stats"][k] for r in mine] for k in STAT_KEYS}
+        rows["wall_time_s"] = [r["wall_time_s"] for r in mine]
+        summary[method] = {k: _mean_std(v) for k, v in rows.items()}
+    return summary
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    t = torch.tensor(values, dtype=torch.float64)
+    return {"mean": float(t.mean()), "std": float(t.std(unbiased=False)), "n": len(values)}
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The comparison table printed at the end of the demo."""
+    teacher = report["teacher"]
+    frac = report["stats_from_fraction"]
+    lines = [f"Teacher ({teacher['arch']}) test accuracy: {100 * teacher['test_accuracy']:.2f}%",
+             f"Student: {report['student_arch']}; μ, σ² and largest drop over evaluations from "
+             f"{int(100 * frac)}% of the run on; mean ± std over seeds",
+             "", "| method | final acc % | best acc % | μ[acc] % | σ²[acc] ×1e-4 | largest drop % | wall s |",
+             "|---|---|---|---|---|---|---|"]
+    scale = {"final": 100, "best": 100, "mean": 100, "variance": 1e4, "max_drop": 100, "wall_time_s": 1}
+    for method, stats in report["summary"].items():
+        cells = [f"{scale[k] * stats[k]['mean']:.2f} ± {scale[k] * stats[k]['std']:.2f}"
+                 for k in (*STAT_KEYS, "wall_time_s")]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_curves(runs: list[dict[str, Any]], path: Path) -> None:
+    """Accuracy against iteration, one colour per method (thin: seeds, thick: their mean)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for colour, method in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"],
+                              dict.fromkeys(r["method"] for r in runs)):
+        mine = [r for r in runs if r["method"] == method]
+        for r in mine:
+            ax.plot(r["iterations"], r["accuracy"], color=colour, alpha=0.3, linewidth=0.8)
+        mean = torch.tensor([r["accuracy"] for r in mine]).mean(dim=0)
+        ax.plot(mine[0]["iterations"], mean.tolist(), color=colour, linewidth=2, label=method)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("student test accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def method_config(method_cfg: dict[str, Any]) -> DFADConfig:
+    """The typed config of a demo method (LRwA when it has an inner learning rate)."""
+    from .config import from_dict
+
+    return from_dict(LRwAConfig if "inner_lr" in method_cfg else DFADConfig, method_cfg)
+
+
+def apply_overrides(settings: DemoSettings, overrides: list[str]) -> None:
+    """Apply ``METHOD.key[.sub]=value`` overrides to the methods' configs, validating the result."""
+    import yaml
+
+    from .config import validate
+
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        method, _, path = key.strip().partition(".")
+        if not sep or not path or method not in settings.methods:
+            raise ValueError(f"override {item!r} must look like METHOD.key=value with METHOD in "
+                             f"{sorted(settings.methods)}")
+        target = settings.methods[method]
+        *parents, leaf = path.split(".")
+        for p in parents:
+            target = target.setdefault(p, {})
+        target[leaf] = yaml.safe_load(raw)
+    for cfg in settings.methods.values():
+        validate(method_config(cfg))

@@ -1,0 +1,147 @@
+"""The LRwA student update as a pure function of the student's parameters (``torch.func``).
+
+Objective, for parameters θ, inner learning rate α and retain weight w::
+
+    L_acq(θ)  = D(S_θ(x_acq), t_acq)                 knowledge acquisition (fresh samples)
+    θ'        = θ − α ∇L_acq(θ)                       inner step
+    L_ret(θ') = D(S_θ'(x_mem), t_mem)                 knowledge retention (memory samples)
+    J(θ)      = L_acq(θ) + w · L_ret(θ')
+
+``mode="exact"`` returns ∇J = ∇L_acq + w (I − α H_acq) ∇L_ret(θ'), back-propagating through the
+inner step (second order); ``mode="first_order"`` drops the Hessian term. Unlike the authors'
+released code (``higher`` with ``copy_initial_weights=True``), θ' here is a differentiable
+function of the model's own parameters, so the retention term reaches them.
+
+BatchNorm (``bn_mode``), when the model is in training mode:
+
+* ``"acquire"`` (default): both passes normalise with their batch statistics; only the acquisition
+  pass updates the running statistics (once per step, like a plain KD step). The retention pass
+  sees copies of the buffers, so memory samples never enter the running statistics.
+* ``"all"``: both passes use batch statistics and both update the running statistics.
+* ``"retain_eval"``: the retention pass normalises with the running statistics (as at test time)
+  and updates nothing; the acquisition pass behaves as in ``"acquire"``.
+
+In evaluation mode every pass uses the running statistics and nothing is updated. The model's
+``.grad`` fields are never touched: gradients come back in :class:`MetaResult`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from . import ops
+
+MetaMode = Literal["exact", "first_order"]
+BNMode = Literal["acquire", "all", "retain_eval"]
+META_MODES: tuple[str, ...] = ("exact", "first_order")
+BN_MODES: tuple[str, ...] = ("acquire", "all", "retain_eval")
+
+
+@dataclass
+class MetaResult:
+    """Gradient of the LRwA objective and the quantities worth logging (0-d tensors, no sync)."""
+
+    grads: dict[str, Tensor]
+    loss_acq: Tensor
+    loss_ret: Tensor
+    grad_cosine: Tensor
+
+
+def meta_gradient(
+    model: nn.Module,
+    x_acq: Tensor,
+    t_acq: Tensor,
+    x_mem: Tensor,
+    t_mem: Tensor,
+    *,
+    inner_lr: float,
+    mode: MetaMode = "exact",
+    loss: str = "l1",
+    temperature: float = 1.0,
+    retain_weight: float = 1.0,
+    bn_mode: BNMode = "acquire",
+    backend: str | None = None,
+) -> MetaResult:
+    """Gradient of J(θ) (see the module docstring) w.r.t. every trainable parameter of ``model``."""
+    _check_args(mode, bn_mode, inner_lr, retain_weight)
+    names, theta = _trainable(model)
+
+    def distance(student: Tensor, teacher: Tensor) -> Tensor:
+        return ops.kd_loss(student, teacher, kind=loss, temperature=temperature, backend=backend)
+
+    exact = mode == "exact"
+    loss_acq = distance(model(x_acq), t_acq)
+    g_acq = torch.autograd.grad(loss_acq, theta, create_graph=exact)
+    theta_inner = _inner_step(theta, g_acq, inner_lr, differentiable=exact)
+    with _retention_context(model, bn_mode):
+        params = dict(zip(names, theta_inner))
+        loss_ret = distance(_call(model, params, x_mem, bn_mode), t_mem)
+    wanted = list(theta_inner) + (list(theta) if exact else [])
+    ret_grads = torch.autograd.grad(loss_ret, wanted, allow_unused=True)
+    g_ret_at_inner = _zeros_for_unused(ret_grads[: len(theta)], theta)
+    outer = _zeros_for_unused(ret_grads[len(theta):], theta) if exact else g_ret_at_inner
+    g_acq = [g.detach() for g in g_acq]
+    grads = torch._foreach_add(g_acq, outer, alpha=retain_weight)
+    cosine = ops.grad_cosine(g_acq, g_ret_at_inner, backend=backend)
+    return MetaResult(dict(zip(names, grads)), loss_acq.detach(), loss_ret.detach(), cosine)
+
+
+def _check_args(mode: str, bn_mode: str, inner_lr: float, retain_weight: float) -> None:
+    if mode not in META_MODES:
+        raise ValueError(f"unknown meta mode {mode!r}; expected one of {META_MODES}")
+    if bn_mode not in BN_MODES:
+        raise ValueError(f"unknown bn_mode {bn_mode!r}; expected one of {BN_MODES}")
+    if inner_lr < 0 or retain_weight < 0:
+        raise ValueError(f"inner_lr and retain_weight must be >= 0, got {inner_lr} and {retain_weight}")
+
+
+def _trainable(model: nn.Module) -> tuple[list[str], list[Tensor]]:
+    pairs = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not pairs:
+        raise ValueError("the model has no trainable parameters")
+    return [n for n, _ in pairs], [p for _, p in pairs]
+
+
+def _inner_step(theta: list[Tensor], grads: tuple[Tensor, ...], lr: float, *,
+                differentiable: bool) -> list[Tensor]:
+    """θ' = θ − lr·g, as a graph node of θ (exact) or as fresh leaves (first order)."""
+    if differentiable:
+        return [p - lr * g for p, g in zip(theta, grads)]
+    with torch.no_grad():
+        inner = torch._foreach_add([p.detach() for p in theta], list(grads), alpha=-lr)
+    return [p.requires_grad_() for p in inner]
+
+
+def _zeros_for_unused(grads: tuple[Tensor | None, ...], like: list[Tensor]) -> list[Tensor]:
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, like)]
+
+
+def _call(model: nn.Module, params: dict[str, Tensor], x: Tensor, bn_mode: str) -> Tensor:
+    """Forward at ``params``; buffers are the model's own only when the pass may update them."""
+    if bn_mode == "all" or not model.training:
+        return functional_call(model, params, (x,))
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    return functional_call(model, (params, buffers), (x,))
+
+
+@contextmanager
+def _retention_context(model: nn.Module, bn_mode: str) -> Iterator[None]:
+    """Put BatchNorm layers in eval mode for the retention pass when ``bn_mode="retain_eval"``."""
+    switched = []
+    if bn_mode == "retain_eval" and model.training:
+        switched = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in switched:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in switched:
+            m.train()
+

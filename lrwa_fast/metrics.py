@@ -1,0 +1,64 @@
+"""Metric accumulation without host-device synchronisation, and accuracy-curve statistics."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class MetricAccumulator:
+    """Sums 0-d tensors on their device; :meth:`read` returns the means with a single sync."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, Tensor] = {}
+        self._counts: dict[str, int] = {}
+
+    def add(self, values: dict[str, Tensor]) -> None:
+        for key, value in values.items():
+            value = value.detach().float()
+            self._sums[key] = self._sums[key] + value if key in self._sums else value
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def read(self) -> dict[str, float]:
+        """Means since the last read (then reset)."""
+        if not self._sums:
+            return {}
+        keys = list(self._sums)
+        means = torch.stack([self._sums[k] / self._counts[k] for k in keys]).tolist()
+        self._sums, self._counts = {}, {}
+        return dict(zip(keys, means))
+
+
+def curve_statistics(values: Sequence[float], *, from_fraction: float = 0.0) -> dict[str, float]:
+    """Final, best, mean μ, variance σ² and largest drop between consecutive values of a curve.
+
+    μ and σ² (population variance, as the paper's σ²[S_Acc]) and the largest drop use the values
+    from ``from_fraction`` of the curve on (0 = all); final and best use the whole curve.
+    """
+    if not values:
+        raise ValueError("no values to summarise")
+    tail = list(values[min(len(values) - 1, math.floor(from_fraction * len(values))):])
+    mean = sum(tail) / len(tail)
+    drops = [a - b for a, b in itertools.pairwise(tail)]
+    return {
+        "final": float(values[-1]),
+        "best": float(max(values)),
+        "mean": float(mean),
+        "variance": float(sum((v - mean) ** 2 for v in tail) / len(tail)),
+        "max_drop": float(max([0.0, *drops])),
+    }
+
+
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch: int = 512) -> float:
+    """Top-1 accuracy of ``model`` on ``(x, y)``, in batches on the model's device (no gradients)."""
+    device = next(model.parameters()).device
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(y), batch):
+            pred = model(x[i: i + batch].to(device)).argmax(dim=1).cpu()
+            correct += int((pred == y[i: i + batch]).sum())
+    return correct / len(y)

@@ -1,0 +1,322 @@
+"""The training loop shared by DFAD and LRwA: generator step(s), then student step(s).
+
+Trainers train the modules they are given, in place. The teacher is frozen (eval mode, no
+gradients); the generator is called with ``z`` of shape ``(batch, latent_dim)``; any input
+shape works as long as the teacher and student accept the generator's output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import losses, ops
+from .config import DFADConfig, LRwAConfig, validate
+from .memory import ReplayBuffer
+from .meta import meta_gradient
+from .metrics import MetricAccumulator
+from .optim import build_optimizer
+
+Evaluate = Callable[[nn.Module], "float | dict[str, float]"]
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or gradient became NaN/Inf and the policy is ``nonfinite="raise"``."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; anything else as ``torch.device``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+@contextmanager
+def eval_mode(*modules: nn.Module):
+    """Temporarily put modules (and all their children) in eval mode."""
+    flags = [(m, m.training) for module in modules for m in module.modules()]
+    for module in modules:
+        module.eval()
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def probe_models(teacher: nn.Module, student: nn.Module, generator: nn.Module, latent_dim: int,
+                 device: torch.device) -> tuple[tuple[int, ...], int]:
+    """Check that the three modules fit together; return (sample shape, number of classes)."""
+    for name, module in (("student", student), ("generator", generator)):
+        if not any(p.requires_grad for p in module.parameters()):
+            raise ValueError(f"the {name} has no trainable parameters")
+    z = torch.randn(2, latent_dim, device=device)
+    with torch.no_grad(), eval_mode(teacher, student, generator):
+        x = _call_or_explain(generator, z, f"the generator does not accept z of shape (2, {latent_dim})"
+                                           " (config.latent_dim)")
+        t = _call_or_explain(teacher, x, f"the teacher does not accept the generator's output of shape "
+                                         f"{tuple(x.shape)}")
+        s = _call_or_explain(student, x, f"the student does not accept the generator's output of shape "
+                                         f"{tuple(x.shape)}")
+    for name, out in (("teacher", t), ("student", s)):
+        if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != 2:
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(f"the {name} must return logits of shape (batch, classes), got {shape}")
+    if t.shape[1] != s.shape[1]:
+        raise ValueError(f"output widths differ: the teacher gives {t.shape[1]} logits, "
+                         f"the student {s.shape[1]}")
+    return tuple(x.shape[1:]), int(t.shape[1])
+
+
+def _call_or_explain(module: nn.Module, x: Tensor, message: str) -> Any:
+    try:
+        return module(x)
+    except Exception as err:
+        raise ValueError(f"{message}: {type(err).__name__}: {err}") from err
+
+
+class DFADTrainer:
+    """Vanilla adversarial data-free KD; the base loop that :class:`LRwATrainer` extends."""
+
+    config_class: type[DFADConfig] = DFADConfig
+
+    def __init__(self, teacher: nn.Module, student: nn.Module, generator: nn.Module,
+                 config: DFADConfig | None = None) -> None:
+        self.config = config if config is not None else self.config_class()
+        if not isinstance(self.config, self.config_class):
+            raise ValueError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
+                             f"got {type(self.config).__name__}")
+        validate(self.config)
+        cfg = self.config
+        self.device = resolve_device(cfg.device)
+        self.teacher = teacher.to(self.device).eval().requires_grad_(False)
+        self.student = student.to(self.device)
+        self.generator = generator.to(self.device)
+        self.sample_shape, self.num_classes = probe_models(self.teacher, self.student, self.generator,
+                                                           cfg.latent_dim, self.device)
+        self.student_params = [p for p in self.student.parameters() if p.requires_grad]
+        self.generator_params = [p for p in self.generator.parameters() if p.requires_grad]
+        self.student_opt, self.student_sched = build_optimizer(self.student_params, cfg.student_optimizer,
+                                                               cfg.iterations)
+        self.generator_opt, self.generator_sched = build_optimizer(self.generator_params,
+                                                                   cfg.generator_optimizer, cfg.iterations)
+        weights = cfg.generator_weights
+        self.probe = losses.TeacherProbe(self.teacher, bn_prior=weights.bn_prior > 0,
+                                         features=weights.activation > 0)
+        self.rng = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.iteration = 0
+        self.skipped_steps = 0
+        self.history: dict[str, list[dict[str, float]]] = {"metrics": [], "evaluations": []}
+        self._metrics = MetricAccumulator()
+
+    # ----------------------------------------------------------------- one iteration
+    def step(self) -> dict[str, float]:
+        """One iteration: generator step(s), student step(s); returns the metrics when read."""
+        cfg = self.config
+        self.student.train()
+        self.generator.train()
+        for _ in range(cfg.generator_steps):
+            self._generator_step()
+        for k in range(cfg.student_steps):
+            self._student_step(k)
+        self._end_of_iteration()
+        self.student_sched.step()
+        if cfg.generator_steps:
+            self.generator_sched.step()
+        self.iteration += 1
+        if self.iteration % cfg.log_every != 0:
+            return {}
+        metrics = {"iteration": self.iteration, **self._metrics.read(), **self._host_metrics()}
+        self.history["metrics"].append(metrics)
+        return metrics
+
+    def _host_metrics(self) -> dict[str, float]:
+        return {"lr": self.student_opt.param_groups[0]["lr"], "skipped_steps": self.skipped_steps}
+
+    def _end_of_iteration(self) -> None:
+        """Hook for subclasses (LRwA inserts into its memory here)."""
+
+    def _sample_z(self) -> Tensor:
+        return torch.randn(self.config.batch_size, self.config.latent_dim, device=self.device,
+                           generator=self.rng)
+
+    def fresh_batch(self) -> tuple[Tensor, Tensor]:
+        """A batch of pseudo-samples and the teacher's logits on them (no gradients)."""
+        with torch.no_grad():
+            x = self.generator(self._sample_z())
+            return x, self.teacher(x)
+
+    def student_loss(self, student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
+        """The configured KD loss (fused kernel where available)."""
+        cfg = self.config
+        return ops.kd_loss(student_logits, teacher_logits, kind=cfg.loss, temperature=cfg.temperature,
+                           backend=cfg.backend)
+
+    def _generator_step(self) -> None:
+        cfg, w = self.config, self.config.generator_weights
+        with self.probe.active():
+            x = self.generator(self._sample_z())
+            t = self.teacher(x)
+        loss = x.new_zeros(())
+        if w.adversarial:
+            s = self.student(x)
+            discrepancy = ops.kd_loss(s, t, kind=cfg.adversarial_loss,
+                                      temperature=cfg.adversarial_temperature, backend=cfg.backend)
+            adv = losses.adversarial_from_discrepancy(discrepancy, cfg.adversarial_loss)
+            loss = loss + w.adversarial * adv
+        if w.one_hot:
+            loss = loss + w.one_hot * losses.one_hot_loss(t)
+        if w.balance:
+            loss = loss + w.balance * losses.class_balance_loss(t)
+        if w.activation:
+            loss = loss + w.activation * losses.activation_loss(self.probe.features())
+        if w.bn_prior:
+            loss = loss + w.bn_prior * self.probe.bn_loss()
+        grads = torch.autograd.grad(loss, self.generator_params)
+        self._apply(self.generator_opt, self.generator_params, list(grads), {"loss_generator": loss},
+                    "generator step", clip=0.0)
+
+    def _student_step(self, k: int) -> None:
+        x, t = self.fresh_batch()
+        self._apply_student(*self._kd_grads(x, t), k)
+
+    def _kd_grads(self, x: Tensor, t: Tensor) -> tuple[list[Tensor], dict[str, Tensor]]:
+        """Gradient of the plain KD loss on ``(x, t)`` and what to log."""
+        loss = self.student_loss(self.student(x), t)
+        return list(torch.autograd.grad(loss, self.student_params)), {"loss_student": loss}
+
+    def _apply_student(self, grads: list[Tensor], logged: dict[str, Tensor], k: int) -> None:
+        self._apply(self.student_opt, self.student_params, grads, logged, f"student step {k}",
+                    clip=self.config.grad_clip)
+
+    def _apply(self, opt: torch.optim.Optimizer, params: list[Tensor], grads: list[Tensor],
+               logged: dict[str, Tensor], where: str, *, clip: float) -> None:
+        """Check finiteness (policy ``nonfinite``), then take the optimiser step and log."""
+        values = torch.stack([v.detach().float() for v in logged.values()])
+        grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        if not bool(torch.isfinite(values).all() & torch.isfinite(grad_norm)):
+            self._non_finite(logged, grad_norm, where)
+            return
+        for p, g in zip(params, grads):
+            p.grad = g
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        self._metrics.add(logged)
+
+    def _non_finite(self, logged: dict[str, Tensor], grad_norm: Tensor, where: str) -> None:
+        detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in logged.items())
+        message = (f"non-finite loss or gradient at iteration {self.iteration}, {where} "
+                   f"({detail}, gradient norm={float(grad_norm):.4g})")
+        if self.config.nonfinite == "raise":
+            raise NonFiniteError(message + "; set nonfinite='skip' to skip such steps instead")
+        self.skipped_steps += 1
+
+    # ----------------------------------------------------------------- the run
+    def train(self, iterations: int | None = None, evaluate: Evaluate | None = None, eval_every: int = 100,
+              progress: bool = True) -> dict[str, list[dict[str, float]]]:
+        """Run ``iterations`` more iterations (default: up to ``config.iterations``).
+
+        ``evaluate(student)`` (student in eval mode, no gradients) is called every ``eval_every``
+        iterations and after the last; it returns a score or a dict of scores. Returns the
+        history: ``{"metrics": [...], "evaluations": [...]}``.
+        """
+        total = self.config.iterations - self.iteration if iterations is None else int(iterations)
+        if total < 0 or eval_every < 1:
+            raise ValueError(f"iterations must be >= 0 and eval_every >= 1, got {total} and {eval_every}")
+        bar = _progress(total, progress, type(self).__name__)
+        for _ in range(total):
+            metrics = self.step()
+            last = self.iteration % eval_every == 0 or _ == total - 1
+            if evaluate is not None and last:
+                self.history["evaluations"].append(self.evaluate(evaluate))
+            bar.update(1)
+            if metrics:
+                bar.set_postfix(_postfix(metrics, self.history["evaluations"]), refresh=False)
+        bar.close()
+        return self.history
+
+    def evaluate(self, evaluate: Evaluate) -> dict[str, float]:
+        """Call ``evaluate(student)`` in eval mode without gradients and return its scores."""
+        with torch.no_grad(), eval_mode(self.student):
+            result = evaluate(self.student)
+        scores = dict(result) if isinstance(result, dict) else {"score": float(result)}
+        return {"iteration": self.iteration, **scores}
+
+
+def _progress(total: int, enabled: bool, name: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=name, unit="it", leave=False, dynamic_ncols=True)
+
+
+def _postfix(metrics: dict[str, float], evaluations: list[dict[str, float]]) -> dict[str, str]:
+    shown = {k: f"{v:.4g}" for k, v in metrics.items() if k.startswith("loss")}
+    if evaluations:
+        shown.update({k: f"{v:.4g}" for k, v in evaluations[-1].items() if k != "iteration"})
+    return shown
+
+
+class LRwATrainer(DFADTrainer):
+    """DFAD plus a replay memory and the LRwA meta-learned student update (:func:`meta_gradient`)."""
+
+    config_class = LRwAConfig
+    config: LRwAConfig
+
+    def __init__(self, teacher: nn.Module, student: nn.Module, generator: nn.Module,
+                 config: LRwAConfig | None = None) -> None:
+        super().__init__(teacher, student, generator, config)
+        cfg = self.config
+        self.memory = ReplayBuffer(cfg.memory_capacity, self.sample_shape, self.num_classes,
+                                   policy=cfg.memory_policy, device=self.device,
+                                   dtype=getattr(torch, cfg.memory_dtype), seed=cfg.seed,
+                                   backend=cfg.memory_backend)
+        self.student_names = [n for n, p in self.student.named_parameters() if p.requires_grad]
+        self._last_batch: tuple[Tensor, Tensor] | None = None
+
+    def _student_step(self, k: int) -> None:
+        x, t = self.fresh_batch()
+        self._last_batch = (x, t)
+        if len(self.memory) == 0:
+            self._apply_student(*self._kd_grads(x, t), k)
+            return
+        cfg = self.config
+        x_mem, t_mem = self.memory.sample(cfg.memory_batch_size)
+        if cfg.meta_mode == "none":
+            grads, logged = self._kd_grads(x, t)
+        else:
+            grads, logged = self._meta_grads(x, t, x_mem, t_mem)
+        if cfg.joint_replay:
+            joint = self.student_loss(self.student(torch.cat([x, x_mem])), torch.cat([t, t_mem]))
+            grads = torch._foreach_add(grads, list(torch.autograd.grad(joint, self.student_params)))
+            logged["loss_joint"] = joint
+        self._apply_student(grads, logged, k)
+
+    def _meta_grads(self, x: Tensor, t: Tensor, x_mem: Tensor,
+                    t_mem: Tensor) -> tuple[list[Tensor], dict[str, Tensor]]:
+        cfg = self.config
+        res = meta_gradient(self.student, x, t, x_mem, t_mem, inner_lr=cfg.inner_lr, mode=cfg.meta_mode,
+                            loss=cfg.loss, temperature=cfg.temperature, retain_weight=cfg.retain_weight,
+                            bn_mode=cfg.bn_mode, backend=cfg.backend)
+        logged = {"loss_student": res.loss_acq, "loss_retain": res.loss_ret, "grad_cosine": res.grad_cosine}
+        return [res.grads[n] for n in self.student_names], logged
+
+    def _end_of_iteration(self) -> None:
+        cfg = self.config
+        since_start = self.iteration - cfg.memory_start
+        due = since_start >= 0 and since_start % cfg.memory_insert_every == 0
+        if due and self._last_batch is not None:
+            x, t = self._last_batch
+            self.memory.add(x[: cfg.memory_insert_size], t[: cfg.memory_insert_size], step=self.iteration)
+        self._last_batch = None
+
+    def _host_metrics(self) -> dict[str, float]:
+        return {**super()._host_metrics(), "memory_fill": len(self.memory)}
