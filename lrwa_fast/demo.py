@@ -121,7 +121,7 @@ def demo_dfad_config() -> DFADConfig:
 
 
 def _shared_settings() -> dict[str, Any]:
-    return dict(batch_size=128, latent_dim=64, iterations=600, generator_steps=1, student_steps=5,
+    return dict(batch_size=64, latent_dim=64, iterations=600, generator_steps=1, student_steps=5,
                 loss="l1", adversarial_loss="l1",
                 generator_weights=GeneratorLossWeights(adversarial=1.0),
                 student_optimizer=OptimizerConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4),

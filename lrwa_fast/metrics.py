@@ -23,6 +23,13 @@ class MetricAccumulator:
             self._sums[key] = self._sums[key] + value if key in self._sums else value
             self._counts[key] = self._counts.get(key, 0) + 1
 
+    def state_dict(self) -> dict[str, dict]:
+        return {"sums": {k: v.cpu() for k, v in self._sums.items()}, "counts": dict(self._counts)}
+
+    def load_state_dict(self, state: dict[str, dict], device: torch.device) -> None:
+        self._sums = {k: v.to(device) for k, v in state["sums"].items()}
+        self._counts = dict(state["counts"])
+
     def read(self) -> dict[str, float]:
         """Means since the last read (then reset)."""
         if not self._sums:

@@ -7,15 +7,20 @@ shape works as long as the teacher and student accept the generator's output.
 
 from __future__ import annotations
 
+import signal
+import threading
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from . import checkpoint as ckpt
 from . import losses, ops
-from .config import DFADConfig, LRwAConfig, validate
+from .config import DFADConfig, LRwAConfig, from_dict, to_dict, validate
 from .memory import ReplayBuffer
 from .meta import meta_gradient
 from .metrics import MetricAccumulator
@@ -26,6 +31,20 @@ Evaluate = Callable[[nn.Module], "float | dict[str, float]"]
 
 class NonFiniteError(RuntimeError):
     """A loss or gradient became NaN/Inf and the policy is ``nonfinite="raise"``."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT/SIGTERM arrived during :meth:`DFADTrainer.train`; a checkpoint was written first."""
+
+    def __init__(self, message: str, path: Path, signum: int) -> None:
+        super().__init__(message)
+        self.path, self.signum = path, signum
+
+
+# Config fields that may change when resuming: they do not change what is computed.
+RESUMABLE_CHANGES = frozenset({"checkpoint_dir", "checkpoint_every", "keep_checkpoints", "log_every",
+                               "device", "memory_backend", "nonfinite"})
+DEFAULT_INTERRUPT_DIR = "lrwa_runs/interrupted"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -97,6 +116,7 @@ class DFADTrainer:
         cfg = self.config
         self.device = resolve_device(cfg.device)
         self.teacher = teacher.to(self.device).eval().requires_grad_(False)
+        self.teacher_fingerprint = ckpt.fingerprint(self.teacher)
         self.student = student.to(self.device)
         self.generator = generator.to(self.device)
         self.sample_shape, self.num_classes = probe_models(self.teacher, self.student, self.generator,
@@ -181,7 +201,7 @@ class DFADTrainer:
             loss = loss + w.bn_prior * self.probe.bn_loss()
         grads = torch.autograd.grad(loss, self.generator_params)
         self._apply(self.generator_opt, self.generator_params, list(grads), {"loss_generator": loss},
-                    "generator step", clip=0.0)
+                    "generator step", clip=0.0, norm_key="grad_norm_generator")
 
     def _student_step(self, k: int) -> None:
         x, t = self.fresh_batch()
@@ -194,10 +214,10 @@ class DFADTrainer:
 
     def _apply_student(self, grads: list[Tensor], logged: dict[str, Tensor], k: int) -> None:
         self._apply(self.student_opt, self.student_params, grads, logged, f"student step {k}",
-                    clip=self.config.grad_clip)
+                    clip=self.config.grad_clip, norm_key="grad_norm_student")
 
     def _apply(self, opt: torch.optim.Optimizer, params: list[Tensor], grads: list[Tensor],
-               logged: dict[str, Tensor], where: str, *, clip: float) -> None:
+               logged: dict[str, Tensor], where: str, *, clip: float, norm_key: str) -> None:
         """Check finiteness (policy ``nonfinite``), then take the optimiser step and log."""
         values = torch.stack([v.detach().float() for v in logged.values()])
         grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
@@ -210,7 +230,7 @@ class DFADTrainer:
             torch.nn.utils.clip_grad_norm_(params, clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        self._metrics.add(logged)
+        self._metrics.add({**logged, norm_key: grad_norm})
 
     def _non_finite(self, logged: dict[str, Tensor], grad_norm: Tensor, where: str) -> None:
         detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in logged.items())
@@ -218,6 +238,9 @@ class DFADTrainer:
                    f"({detail}, gradient norm={float(grad_norm):.4g})")
         if self.config.nonfinite == "raise":
             raise NonFiniteError(message + "; set nonfinite='skip' to skip such steps instead")
+        if self.skipped_steps == 0:
+            warnings.warn(message + "; step skipped (nonfinite='skip'); further skips are counted in "
+                          "the 'skipped_steps' metric", RuntimeWarning, stacklevel=3)
         self.skipped_steps += 1
 
     # ----------------------------------------------------------------- the run
@@ -233,16 +256,35 @@ class DFADTrainer:
         if total < 0 or eval_every < 1:
             raise ValueError(f"iterations must be >= 0 and eval_every >= 1, got {total} and {eval_every}")
         bar = _progress(total, progress, type(self).__name__)
-        for _ in range(total):
-            metrics = self.step()
-            last = self.iteration % eval_every == 0 or _ == total - 1
-            if evaluate is not None and last:
-                self.history["evaluations"].append(self.evaluate(evaluate))
-            bar.update(1)
-            if metrics:
-                bar.set_postfix(_postfix(metrics, self.history["evaluations"]), refresh=False)
+        with _StopRequests() as stop:
+            for i in range(total):
+                metrics = self.step()
+                if evaluate is not None and (self.iteration % eval_every == 0 or i == total - 1):
+                    self.history["evaluations"].append(self.evaluate(evaluate))
+                self._maybe_checkpoint(final=i == total - 1)
+                bar.update(1)
+                if metrics:
+                    bar.set_postfix(_postfix(metrics, self.history["evaluations"]), refresh=False)
+                if stop.signum is not None:
+                    bar.close()
+                    self._interrupted(stop.signum)
         bar.close()
         return self.history
+
+    def _maybe_checkpoint(self, *, final: bool) -> None:
+        cfg = self.config
+        if not cfg.checkpoint_dir or not cfg.checkpoint_every:
+            return
+        if final or self.iteration % cfg.checkpoint_every == 0:
+            ckpt.save_rotating(self.state_dict(), cfg.checkpoint_dir, self.iteration, cfg.keep_checkpoints)
+
+    def _interrupted(self, signum: int) -> None:
+        folder = self.config.checkpoint_dir or DEFAULT_INTERRUPT_DIR
+        path = ckpt.save_rotating(self.state_dict(), folder, self.iteration, self.config.keep_checkpoints)
+        name = signal.Signals(signum).name
+        raise TrainingInterrupted(f"{name} received: stopped after iteration {self.iteration}; checkpoint "
+                                  f"written to {path} (resume with {type(self).__name__}.load or "
+                                  f"--resume {path})", path, signum)
 
     def evaluate(self, evaluate: Evaluate) -> dict[str, float]:
         """Call ``evaluate(student)`` in eval mode without gradients and return its scores."""
@@ -250,6 +292,103 @@ class DFADTrainer:
             result = evaluate(self.student)
         scores = dict(result) if isinstance(result, dict) else {"score": float(result)}
         return {"iteration": self.iteration, **scores}
+
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """The complete training state (see :mod:`lrwa_fast.checkpoint`)."""
+        return {
+            "format_version": ckpt.FORMAT_VERSION, "trainer": type(self).__name__,
+            "config": to_dict(self.config), "iteration": self.iteration,
+            "skipped_steps": self.skipped_steps, "history": self.history,
+            "teacher_fingerprint": self.teacher_fingerprint,
+            "architecture": {"student": ckpt.architecture(self.student),
+                             "generator": ckpt.architecture(self.generator)},
+            "student": self.student.state_dict(), "generator": self.generator.state_dict(),
+            "student_optimizer": self.student_opt.state_dict(),
+            "generator_optimizer": self.generator_opt.state_dict(),
+            "student_scheduler": self.student_sched.state_dict(),
+            "generator_scheduler": self.generator_sched.state_dict(),
+            "rng": ckpt.rng_state(self.rng), "metrics": self._metrics.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; refuses (``CheckpointError``) anything that does not fit."""
+        self._check_compatible(state)
+        self._restore(state)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self.student.load_state_dict(state["student"])
+        self.generator.load_state_dict(state["generator"])
+        self.student_opt.load_state_dict(state["student_optimizer"])
+        self.generator_opt.load_state_dict(state["generator_optimizer"])
+        self.student_sched.load_state_dict(state["student_scheduler"])
+        self.generator_sched.load_state_dict(state["generator_scheduler"])
+        ckpt.set_rng_state(state["rng"], self.rng)
+        self._metrics.load_state_dict(state["metrics"], self.device)
+        self.iteration, self.skipped_steps = int(state["iteration"]), int(state["skipped_steps"])
+        self.history = state["history"]
+
+    def _check_compatible(self, state: dict[str, Any]) -> None:
+        problems = []
+        if state.get("trainer") != type(self).__name__:
+            problems.append(f"checkpoint is for {state.get('trainer')}, not {type(self).__name__}")
+        if state.get("teacher_fingerprint") != self.teacher_fingerprint:
+            problems.append("it was made with a different teacher (weights fingerprint differs)")
+        for part, module in (("student", self.student), ("generator", self.generator)):
+            problems += ckpt.architecture_diff(state["architecture"][part], ckpt.architecture(module), part)
+        problems += [d for d in ckpt.config_diff(state["config"], to_dict(self.config))
+                     if d.split(":")[0] not in RESUMABLE_CHANGES]
+        if problems:
+            raise ckpt.CheckpointError("cannot resume from this checkpoint: " + "; ".join(problems))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the complete state to ``path`` atomically."""
+        return ckpt.atomic_save(self.state_dict(), path)
+
+    @classmethod
+    def load(cls, path: str | Path, teacher: nn.Module, student: nn.Module, generator: nn.Module,
+             config: DFADConfig | None = None) -> DFADTrainer:
+        """A trainer for freshly built modules, restored from checkpoint ``path``.
+
+        ``config`` defaults to the checkpoint's; a given one may differ only in
+        :data:`RESUMABLE_CHANGES`.
+        """
+        state = ckpt.read_checkpoint(path)
+        if state.get("trainer") != cls.__name__:
+            raise ckpt.CheckpointError(f"checkpoint {str(path)!r} is for {state.get('trainer')}, "
+                                       f"not {cls.__name__}")
+        try:
+            config = config if config is not None else from_dict(cls.config_class, state["config"])
+        except ValueError as err:
+            raise ckpt.CheckpointError(f"checkpoint {str(path)!r} holds an incompatible config: "
+                                       f"{err}") from err
+        trainer = cls(teacher, student, generator, config)
+        trainer.load_state_dict(state)
+        return trainer
+
+
+class _StopRequests:
+    """Turn SIGINT/SIGTERM into a flag checked between iterations (a second SIGINT stops at once)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def _progress(total: int, enabled: bool, name: str):
@@ -320,3 +459,16 @@ class LRwATrainer(DFADTrainer):
 
     def _host_metrics(self) -> dict[str, float]:
         return {**super()._host_metrics(), "memory_fill": len(self.memory)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "memory": self.memory.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "memory" not in state:
+            raise ckpt.CheckpointError("checkpoint has no replay memory")
+        self._check_compatible(state)
+        try:
+            self.memory.load_state_dict(state["memory"])
+        except ValueError as err:
+            raise ckpt.CheckpointError(f"cannot resume: {err}") from err
+        self._restore(state)
