@@ -25,23 +25,33 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.KEY=VALUE",
                       help="override a method's config, e.g. LRwA.inner_lr=0.1 (repeatable)")
     demo.add_argument("--fast", action="store_true", help="tiny budget (smoke test)")
+    demo.add_argument("--resume", action="store_true",
+                      help="keep finished runs in --out and resume unfinished ones from their checkpoints")
+    demo.add_argument("--jobs", type=int, default=1, help="parallel runs (processes, one thread each)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
 
     distill = sub.add_parser("distill", help="distil your own teacher (config file)")
     distill.add_argument("--config", required=True, help="JSON or YAML file (see README)")
     distill.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a config value, e.g. trainer.inner_lr=0.1 (repeatable)")
+    distill.add_argument("--resume", metavar="PATH", default=None,
+                         help="resume from a checkpoint file, or the newest checkpoint in a folder")
     distill.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .trainer import NonFiniteError, TrainingInterrupted
+
     args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":
             return _demo(args)
         return _distill(args)
-    except ValueError as err:
+    except TrainingInterrupted as err:
+        print(f"lrwa-fast: {err}", file=sys.stderr)
+        return 128 + err.signum
+    except (ValueError, NonFiniteError) as err:
         print(f"lrwa-fast: error: {err}", file=sys.stderr)
         return 2
 
@@ -56,7 +66,8 @@ def _demo(args: argparse.Namespace) -> int:
     settings.iterations = args.iterations or settings.iterations
     settings.eval_every = args.eval_every or settings.eval_every
     apply_overrides(settings, args.overrides)
-    report = run_demo(settings, Path(args.out), Path(args.cache_dir), progress=not args.quiet)
+    report = run_demo(settings, Path(args.out), Path(args.cache_dir), progress=not args.quiet,
+                      resume=args.resume, jobs=args.jobs)
     print(format_table(report))
     print(f"\nwrote {Path(args.out) / 'report.json'} and {Path(args.out) / 'accuracy.png'}")
     return 0
@@ -67,7 +78,7 @@ def _distill(args: argparse.Namespace) -> int:
     from .distill import DistillConfig, run_distill
 
     spec = load_config(DistillConfig, args.config, args.overrides)
-    summary = run_distill(spec, progress=not args.quiet)
+    summary = run_distill(spec, progress=not args.quiet, resume=args.resume)
     print(summary)
     return 0
 

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checkpoint import latest_checkpoint
 from .config import DFADConfig, GeneratorLossWeights, LRwAConfig, OptimizerConfig, to_dict
 from .metrics import accuracy, curve_statistics
 from .models import Generator, build_model
@@ -143,45 +145,93 @@ class DemoSettings:
 
 
 def distill_once(method: str, method_cfg: dict[str, Any], teacher: nn.Module, data: DigitsData,
-                 settings: DemoSettings, seed: int, progress: bool) -> dict[str, Any]:
-    """One data-free run of ``method`` with ``seed``; returns its accuracy curve and wall time."""
-    cfg = method_config({**method_cfg, "seed": seed, "iterations": settings.iterations})
+                 settings: DemoSettings, seed: int, progress: bool,
+                 run_dir: Path | None = None) -> dict[str, Any]:
+    """One data-free run of ``method`` with ``seed``; returns its accuracy curve and wall time.
+
+    With ``run_dir`` the run checkpoints there every ``eval_every`` iterations and resumes from
+    the newest checkpoint it finds.
+    """
+    overrides: dict[str, Any] = {"seed": seed, "iterations": settings.iterations}
+    if run_dir is not None:
+        overrides |= {"checkpoint_dir": str(run_dir), "checkpoint_every": settings.eval_every}
+    cfg = method_config({**method_cfg, **overrides})
     trainer_cls = LRwATrainer if isinstance(cfg, LRwAConfig) else DFADTrainer
     torch.manual_seed(seed)
     student = build_model(STUDENT_ARCH, num_classes=10, in_channels=1)
     generator = Generator(cfg.latent_dim, channels=1, img_size=8, ngf=settings.generator_ngf)
-    trainer = trainer_cls(teacher, student, generator, cfg)
+    latest = latest_checkpoint(run_dir) if run_dir is not None else None
+    if latest is not None:
+        trainer = trainer_cls.load(latest, teacher, student, generator, cfg)
+    else:
+        trainer = trainer_cls(teacher, student, generator, cfg)
 
     def evaluate(model: nn.Module) -> dict[str, float]:
         return {"accuracy": accuracy(model, data.x_test, data.y_test)}
 
     start = time.perf_counter()
-    history = trainer.train(settings.iterations, evaluate=evaluate, eval_every=settings.eval_every,
-                            progress=progress)
+    history = trainer.train(evaluate=evaluate, eval_every=settings.eval_every, progress=progress)
     wall = time.perf_counter() - start
     curve = [e["accuracy"] for e in history["evaluations"]]
     return {"method": method, "seed": seed, "iterations": [e["iteration"] for e in history["evaluations"]],
-            "accuracy": curve, "wall_time_s": wall,
+            "accuracy": curve, "wall_time_s": wall, "resumed_from": str(latest) if latest else None,
             "stats": curve_statistics(curve, from_fraction=STATS_FROM),
             "stats_all": curve_statistics(curve)}
 
 
-def run_demo(settings: DemoSettings, out_dir: Path, cache_dir: Path, progress: bool = True,
-             device: torch.device | None = None) -> dict[str, Any]:
-    """Train (or load) the teacher, distil every method for every seed; write report and plot."""
-    device = device or torch.device("cpu")
+def _run_job(job: tuple[str, int, DemoSettings, Path, Path, bool]) -> dict[str, Any]:
+    """Run (or resume, or reload when finished) one method/seed; results are written atomically."""
+    method, seed, settings, out_dir, cache_dir, progress = job
+    name = f"{method}-seed{seed}".replace(" ", "_").replace(",", "").replace("/", "_")
+    result_path = out_dir / "runs" / f"{name}.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text(encoding="utf-8"))
     data = load_digits_split()
-    teacher, teacher_acc = train_teacher(data, settings.teacher, cache_dir, device)
-    runs = []
-    jobs = [(m, s) for s in range(settings.seeds) for m in settings.methods]
-    for i, (method, seed) in enumerate(jobs):
-        if progress:
-            print(f"[{i + 1}/{len(jobs)}] {method}, seed {seed}", flush=True)
-        runs.append(distill_once(method, settings.methods[method], teacher, data, settings, seed, progress))
+    teacher, _ = train_teacher(data, settings.teacher, cache_dir, torch.device("cpu"))
+    result = distill_once(method, settings.methods[method], teacher, data, settings, seed, progress,
+                          run_dir=out_dir / "checkpoints" / name)
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = result_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result), encoding="utf-8")
+    os.replace(tmp, result_path)
+    return result
+
+
+def _run_job_single_thread(job: tuple[str, int, DemoSettings, Path, Path, bool]) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    return _run_job(job)
+
+
+def run_demo(settings: DemoSettings, out_dir: Path, cache_dir: Path, progress: bool = True,
+             resume: bool = False, jobs: int = 1) -> dict[str, Any]:
+    """Train (or load) the teacher, distil every method for every seed; write report and plot.
+
+    Finished runs are kept in ``out_dir/runs`` and unfinished ones checkpoint in
+    ``out_dir/checkpoints``; ``resume=True`` reuses both, otherwise they are cleared first.
+    ``jobs > 1`` runs that many processes with one thread each.
+    """
+    if not resume:
+        for folder in ("runs", "checkpoints"):
+            shutil.rmtree(out_dir / folder, ignore_errors=True)
+    data = load_digits_split()
+    _, teacher_acc = train_teacher(data, settings.teacher, cache_dir, torch.device("cpu"))
+    work = [(m, s, settings, out_dir, cache_dir, progress and jobs == 1)
+            for s in range(settings.seeds) for m in settings.methods]
+    if jobs > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(jobs) as pool:
+            runs = pool.map(_run_job_single_thread, work, chunksize=1)
+    else:
+        runs = []
+        for i, job in enumerate(work):
+            if progress:
+                print(f"[{i + 1}/{len(work)}] {job[0]}, seed {job[1]}", flush=True)
+            runs.append(_run_job(job))
     report = {"settings": to_dict(settings), "teacher": {"arch": settings.teacher.arch,
                                                         "test_accuracy": teacher_acc},
               "student_arch": STUDENT_ARCH, "stats_from_fraction": STATS_FROM,
-              "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "threads": torch.get_num_threads(), "jobs": jobs,
               "runs": runs, "summary": summarize(runs)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
@@ -208,20 +258,24 @@ def _mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": float(t.mean()), "std": float(t.std(unbiased=False)), "n": len(values)}
 
 
-def format_table(report: dict[str, Any]) -> str:
-    """The comparison table printed at the end of the demo."""
+def format_table(report: dict[str, Any], reference: str = "DFAD") -> str:
+    """The comparison table: mean ± std over seeds; Δμ against ``reference`` when present."""
     teacher = report["teacher"]
     frac = report["stats_from_fraction"]
+    summary = report["summary"]
+    ref = summary.get(reference, {}).get("mean", {}).get("mean")
     lines = [f"Teacher ({teacher['arch']}) test accuracy: {100 * teacher['test_accuracy']:.2f}%",
              f"Student: {report['student_arch']}; μ, σ² and largest drop over evaluations from "
              f"{int(100 * frac)}% of the run on; mean ± std over seeds",
-             "", "| method | final acc % | best acc % | μ[acc] % | σ²[acc] ×1e-4 | largest drop % | wall s |",
-             "|---|---|---|---|---|---|---|"]
+             "", "| method | seeds | final acc % | best acc % | μ[acc] % | σ²[acc] ×1e-4 | largest drop % | "
+             f"Δμ vs {reference} | wall s |", "|---|---|---|---|---|---|---|---|---|"]
     scale = {"final": 100, "best": 100, "mean": 100, "variance": 1e4, "max_drop": 100, "wall_time_s": 1}
-    for method, stats in report["summary"].items():
+    for method, stats in summary.items():
         cells = [f"{scale[k] * stats[k]['mean']:.2f} ± {scale[k] * stats[k]['std']:.2f}"
                  for k in (*STAT_KEYS, "wall_time_s")]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        delta = "" if ref is None else f"{100 * (stats['mean']['mean'] - ref):+.2f}"
+        lines.append(f"| {method} | {stats['final']['n']} | " + " | ".join(cells[:5]) + f" | {delta} | "
+                     f"{cells[5]} |")
     return "\n".join(lines)
 
 

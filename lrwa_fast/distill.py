@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checkpoint import latest_checkpoint
 from .config import DFADConfig, LRwAConfig, from_dict, to_dict
 from .metrics import accuracy
 from .models import Generator, build_model
@@ -68,22 +69,36 @@ def load_model(spec: ModelSpec, *, required: bool) -> nn.Module:
     return model
 
 
-def build_trainer(spec: DistillConfig) -> DFADTrainer:
-    """Teacher, student, generator and trainer described by ``spec``."""
+DEFAULT_CHECKPOINT_EVERY = 500
+
+
+def build_trainer(spec: DistillConfig, resume: str | None = None) -> DFADTrainer:
+    """Teacher, student, generator and trainer described by ``spec`` (restored from ``resume``).
+
+    Unless the trainer config says otherwise, checkpoints go to ``output_dir/checkpoints`` every
+    :data:`DEFAULT_CHECKPOINT_EVERY` iterations.
+    """
     if spec.method not in ("lrwa", "dfad"):
         raise ValueError(f"method must be 'lrwa' or 'dfad', got {spec.method!r}")
     cfg_cls, trainer_cls = (LRwAConfig, LRwATrainer) if spec.method == "lrwa" else (DFADConfig, DFADTrainer)
-    cfg = from_dict(cfg_cls, spec.trainer, prefix="trainer.")
+    defaults = {"checkpoint_dir": str(Path(spec.output_dir) / "checkpoints"),
+                "checkpoint_every": DEFAULT_CHECKPOINT_EVERY}
+    cfg = from_dict(cfg_cls, {**defaults, **spec.trainer}, prefix="trainer.")
     teacher = load_model(spec.teacher, required=True)
     student = load_model(spec.student, required=False)
     generator = Generator(cfg.latent_dim, channels=spec.teacher.in_channels, img_size=spec.generator.img_size,
                           ngf=spec.generator.ngf)
-    return trainer_cls(teacher, student, generator, cfg)
+    if resume is None:
+        return trainer_cls(teacher, student, generator, cfg)
+    path = latest_checkpoint(resume) if Path(resume).is_dir() else Path(resume)
+    if path is None:
+        raise ValueError(f"no checkpoint found in {resume!r}")
+    return trainer_cls.load(path, teacher, student, generator, cfg)
 
 
-def run_distill(spec: DistillConfig, progress: bool = True) -> str:
+def run_distill(spec: DistillConfig, progress: bool = True, resume: str | None = None) -> str:
     """Train, save the student, generator and history into ``output_dir``; return a summary line."""
-    trainer = build_trainer(spec)
+    trainer = build_trainer(spec, resume)
     evaluate = _evaluator(spec.eval_data) if spec.eval_data else None
     history = trainer.train(evaluate=evaluate, eval_every=spec.eval_every, progress=progress)
     out = Path(spec.output_dir)

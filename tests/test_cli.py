@@ -1,0 +1,124 @@
+"""The command line: the demo end to end in its fast mode, distill from a config file, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lrwa_fast.checkpoint import list_checkpoints, read_checkpoint
+from lrwa_fast.cli import main
+from lrwa_fast.config import DFADConfig, LRwAConfig, load_config, to_dict
+from lrwa_fast.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_fast_mode_writes_report_and_plot(tmp_path, capsys):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    code = main(["demo", "--fast", "--out", str(out), "--cache-dir", str(cache), "--quiet"])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["summary"]) == {"LRwA", "DFAD"}
+    for run in report["runs"]:
+        assert run["iterations"] == [2, 4, 6]
+        assert all(0.0 <= a <= 1.0 for a in run["accuracy"])
+        assert set(run["stats"]) == {"final", "best", "mean", "variance", "max_drop"}
+    assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(cache.glob("digits_teacher_*.pt")), "the teacher is cached"
+    printed = capsys.readouterr().out
+    assert "| LRwA |" in printed and "| DFAD |" in printed and "Teacher (cnn) test accuracy" in printed
+
+
+def test_demo_resume_reuses_finished_runs(tmp_path):
+    args = ["demo", "--fast", "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"), "--quiet"]
+    assert main(args) == 0
+    first = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert main([*args, "--resume"]) == 0
+    second = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert [r["wall_time_s"] for r in first["runs"]] == [r["wall_time_s"] for r in second["runs"]]
+
+
+def test_demo_override_validation(tmp_path, capsys):
+    code = main(["demo", "--fast", "--out", str(tmp_path), "--set", "LRwA.inner_lr=-1", "--quiet"])
+    assert code == 2
+    assert "inner_lr=-1" in capsys.readouterr().err
+
+
+def write_distill_config(tmp_path: Path, **trainer) -> Path:
+    torch.manual_seed(0)
+    teacher = build_model("cnn", num_classes=10, in_channels=1)
+    torch.save(teacher.state_dict(), tmp_path / "teacher.pt")
+    torch.save({"x": torch.randn(20, 1, 8, 8), "y": torch.randint(0, 10, (20,))}, tmp_path / "eval.pt")
+    spec = {
+        "method": "lrwa",
+        "teacher": {"arch": "cnn", "checkpoint": str(tmp_path / "teacher.pt"), "num_classes": 10,
+                    "in_channels": 1},
+        "student": {"arch": "cnn_small", "num_classes": 10, "in_channels": 1},
+        "generator": {"img_size": 8, "ngf": 8},
+        "trainer": {"batch_size": 8, "latent_dim": 16, "iterations": 4, "student_steps": 1, "device": "cpu",
+                    "checkpoint_every": 2, **trainer},
+        "eval_data": str(tmp_path / "eval.pt"),
+        "eval_every": 2,
+        "output_dir": str(tmp_path / "run"),
+    }
+    path = tmp_path / "distill.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_distill_from_config_and_resume(tmp_path, capsys):
+    config = write_distill_config(tmp_path)
+    assert main(["distill", "--config", str(config), "--quiet"]) == 0
+    assert "trained 4 iterations" in capsys.readouterr().out
+    run = tmp_path / "run"
+    assert (run / "student.pt").exists() and (run / "generator.pt").exists()
+    history = json.loads((run / "history.json").read_text())
+    assert [e["iteration"] for e in history["evaluations"]] == [2, 4]
+    checkpoints = list_checkpoints(run / "checkpoints")
+    assert [read_checkpoint(p)["iteration"] for p in checkpoints] == [2, 4]
+    checkpoints[-1].unlink()
+    assert main(["distill", "--config", str(config), "--resume", str(run / "checkpoints"), "--quiet"]) == 0
+    resumed = json.loads((run / "history.json").read_text())
+    assert [e["iteration"] for e in resumed["evaluations"]] == [2, 4]
+
+
+def test_distill_refuses_bad_configs(tmp_path, capsys):
+    config = write_distill_config(tmp_path, inner_lr="fast")
+    assert main(["distill", "--config", str(config)]) == 2
+    assert "trainer.inner_lr must be a number" in capsys.readouterr().err
+    config = write_distill_config(tmp_path, unknown_key=1)
+    assert main(["distill", "--config", str(config)]) == 2
+    assert "unknown config key(s) ['trainer.unknown_key']" in capsys.readouterr().err
+    spec = json.loads(config.read_text())
+    spec["trainer"].pop("unknown_key")
+    spec["student"]["num_classes"] = 7
+    config.write_text(json.dumps(spec))
+    assert main(["distill", "--config", str(config)]) == 2
+    assert "teacher gives 10 logits, the student 7" in capsys.readouterr().err
+
+
+def test_config_files_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("inner_lr: 0.2\nstudent_optimizer:\n  lr: 0.01\n")
+    cfg = load_config(LRwAConfig, path, ["generator_weights.bn_prior=2", "meta_mode=first_order"])
+    assert (cfg.inner_lr, cfg.student_optimizer.lr, cfg.generator_weights.bn_prior, cfg.meta_mode) == (
+        0.2, 0.01, 2.0, "first_order")
+    assert cfg.student_optimizer.momentum == 0.9, "unspecified nested fields keep their defaults"
+    json_path = tmp_path / "c.json"
+    json_path.write_text(json.dumps(to_dict(cfg)))
+    assert load_config(LRwAConfig, json_path) == cfg
+    with pytest.raises(ValueError, match="key=value"):
+        load_config(DFADConfig, None, ["batch_size"])
+    with pytest.raises(ValueError, match="unknown config key"):
+        load_config(DFADConfig, None, ["inner_lr=0.1"])
+
+
+def test_module_entry_point_help():
+    result = subprocess.run([sys.executable, "-m", "lrwa_fast", "--help"], capture_output=True, text=True,
+                            cwd=ROOT, check=False)
+    assert result.returncode == 0 and "demo" in result.stdout and "distill" in result.stdout
