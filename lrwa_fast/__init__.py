@@ -6,9 +6,10 @@ model zoo (:mod:`lrwa_fast.models`).
 """
 
 from .config import DFADConfig, GeneratorLossWeights, LRwAConfig, OptimizerConfig, load_config
+from .guard import NonFiniteError
 from .memory import ReplayBuffer
 from .meta import MetaResult, meta_gradient
-from .trainer import DFADTrainer, LRwATrainer, NonFiniteError
+from .trainer import DFADTrainer, LRwATrainer, TrainingInterrupted
 
 __all__ = [
     "DFADConfig",
@@ -20,6 +21,7 @@ __all__ = [
     "NonFiniteError",
     "OptimizerConfig",
     "ReplayBuffer",
+    "TrainingInterrupted",
     "load_config",
     "meta_gradient",
 ]

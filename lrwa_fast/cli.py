@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .trainer import NonFiniteError, TrainingInterrupted
+    from .guard import NonFiniteError
+    from .trainer import TrainingInterrupted
 
     args = build_parser().parse_args(argv)
     try:

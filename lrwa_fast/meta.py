@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from . import ops
+from .phases import phase
 
 MetaMode = Literal["exact", "first_order"]
 BNMode = Literal["acquire", "all", "retain_eval"]
@@ -77,19 +78,25 @@ def meta_gradient(
         return ops.kd_loss(student, teacher, kind=loss, temperature=temperature, backend=backend)
 
     exact = mode == "exact"
-    loss_acq = distance(model(x_acq), t_acq)
-    g_acq = torch.autograd.grad(loss_acq, theta, create_graph=exact)
-    theta_inner = _inner_step(theta, g_acq, inner_lr, differentiable=exact)
-    with _retention_context(model, bn_mode):
-        params = dict(zip(names, theta_inner))
-        loss_ret = distance(_call(model, params, x_mem, bn_mode), t_mem)
-    wanted = list(theta_inner) + (list(theta) if exact else [])
-    ret_grads = torch.autograd.grad(loss_ret, wanted, allow_unused=True)
-    g_ret_at_inner = _zeros_for_unused(ret_grads[: len(theta)], theta)
-    outer = _zeros_for_unused(ret_grads[len(theta):], theta) if exact else g_ret_at_inner
-    g_acq = [g.detach() for g in g_acq]
-    grads = torch._foreach_add(g_acq, outer, alpha=retain_weight)
-    cosine = ops.grad_cosine(g_acq, g_ret_at_inner, backend=backend)
+    with phase("acquisition forward"):
+        loss_acq = distance(model(x_acq), t_acq)
+    with phase("acquisition backward"):
+        g_acq = torch.autograd.grad(loss_acq, theta, create_graph=exact)
+    with phase("inner update"):
+        theta_inner = _inner_step(theta, g_acq, inner_lr, differentiable=exact)
+    with phase("retention forward"), _retention_context(model, bn_mode):
+        loss_ret = distance(_call(model, dict(zip(names, theta_inner)), x_mem, bn_mode), t_mem)
+    with phase("retention backward"):
+        g_ret = _zeros_for_unused(torch.autograd.grad(loss_ret, theta_inner, allow_unused=True), theta)
+    outer = g_ret
+    if exact:
+        with phase("second-order backward"):
+            second = torch.autograd.grad(theta_inner, theta, g_ret, allow_unused=True)
+            outer = _zeros_for_unused(second, theta)
+    with phase("combine + alignment"):
+        g_acq = [g.detach() for g in g_acq]
+        grads = torch._foreach_add(g_acq, outer, alpha=retain_weight)
+        cosine = ops.grad_cosine(g_acq, g_ret, backend=backend)
     return MetaResult(dict(zip(names, grads)), loss_acq.detach(), loss_ret.detach(), cosine)
 
 
@@ -111,9 +118,9 @@ def _trainable(model: nn.Module) -> tuple[list[str], list[Tensor]]:
 
 def _inner_step(theta: list[Tensor], grads: tuple[Tensor, ...], lr: float, *,
                 differentiable: bool) -> list[Tensor]:
-    """θ' = θ − lr·g, as a graph node of θ (exact) or as fresh leaves (first order)."""
+    """θ' = θ − lr·g in one multi-tensor op: a graph node of θ (exact) or fresh leaves (first order)."""
     if differentiable:
-        return [p - lr * g for p, g in zip(theta, grads)]
+        return list(torch._foreach_add(theta, list(grads), alpha=-lr))
     with torch.no_grad():
         inner = torch._foreach_add([p.detach() for p in theta], list(grads), alpha=-lr)
     return [p.requires_grad_() for p in inner]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,16 +20,14 @@ from torch import Tensor, nn
 from . import checkpoint as ckpt
 from . import losses, ops
 from .config import DFADConfig, LRwAConfig, from_dict, to_dict, validate
+from .guard import NonFiniteGuard
 from .memory import ReplayBuffer
 from .meta import meta_gradient
 from .metrics import MetricAccumulator
 from .optim import build_optimizer
+from .phases import phase
 
 Evaluate = Callable[[nn.Module], "float | dict[str, float]"]
-
-
-class NonFiniteError(RuntimeError):
-    """A loss or gradient became NaN/Inf and the policy is ``nonfinite="raise"``."""
 
 
 class TrainingInterrupted(RuntimeError):
@@ -132,7 +129,7 @@ class DFADTrainer:
                                          features=weights.activation > 0)
         self.rng = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.iteration = 0
-        self.skipped_steps = 0
+        self.guard = NonFiniteGuard(cfg.nonfinite, defer=self.device.type == "cuda")
         self.history: dict[str, list[dict[str, float]]] = {"metrics": [], "evaluations": []}
         self._metrics = MetricAccumulator()
 
@@ -153,12 +150,13 @@ class DFADTrainer:
         self.iteration += 1
         if self.iteration % cfg.log_every != 0:
             return {}
+        self.guard.check()
         metrics = {"iteration": self.iteration, **self._metrics.read(), **self._host_metrics()}
         self.history["metrics"].append(metrics)
         return metrics
 
     def _host_metrics(self) -> dict[str, float]:
-        return {"lr": self.student_opt.param_groups[0]["lr"], "skipped_steps": self.skipped_steps}
+        return {"lr": self.student_opt.param_groups[0]["lr"], "skipped_steps": self.guard.skipped}
 
     def _end_of_iteration(self) -> None:
         """Hook for subclasses (LRwA inserts into its memory here)."""
@@ -170,8 +168,10 @@ class DFADTrainer:
     def fresh_batch(self) -> tuple[Tensor, Tensor]:
         """A batch of pseudo-samples and the teacher's logits on them (no gradients)."""
         with torch.no_grad():
-            x = self.generator(self._sample_z())
-            return x, self.teacher(x)
+            with phase("generator forward"):
+                x = self.generator(self._sample_z())
+            with phase("teacher forward"):
+                return x, self.teacher(x)
 
     def student_loss(self, student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
         """The configured KD loss (fused kernel where available)."""
@@ -180,6 +180,14 @@ class DFADTrainer:
                            backend=cfg.backend)
 
     def _generator_step(self) -> None:
+        with phase("generator step"):
+            loss = self._generator_loss()
+            grads = torch.autograd.grad(loss, self.generator_params)
+        self._apply(self.generator_opt, self.generator_params, list(grads), {"loss_generator": loss},
+                    "generator step", clip=0.0, norm_key="grad_norm_generator")
+
+    def _generator_loss(self) -> Tensor:
+        """Weighted sum of the generator's terms on a fresh batch (zero weights are skipped)."""
         cfg, w = self.config, self.config.generator_weights
         with self.probe.active():
             x = self.generator(self._sample_z())
@@ -199,9 +207,7 @@ class DFADTrainer:
             loss = loss + w.activation * losses.activation_loss(self.probe.features())
         if w.bn_prior:
             loss = loss + w.bn_prior * self.probe.bn_loss()
-        grads = torch.autograd.grad(loss, self.generator_params)
-        self._apply(self.generator_opt, self.generator_params, list(grads), {"loss_generator": loss},
-                    "generator step", clip=0.0, norm_key="grad_norm_generator")
+        return loss
 
     def _student_step(self, k: int) -> None:
         x, t = self.fresh_batch()
@@ -209,8 +215,11 @@ class DFADTrainer:
 
     def _kd_grads(self, x: Tensor, t: Tensor) -> tuple[list[Tensor], dict[str, Tensor]]:
         """Gradient of the plain KD loss on ``(x, t)`` and what to log."""
-        loss = self.student_loss(self.student(x), t)
-        return list(torch.autograd.grad(loss, self.student_params)), {"loss_student": loss}
+        with phase("student forward"):
+            loss = self.student_loss(self.student(x), t)
+        with phase("student backward"):
+            grads = list(torch.autograd.grad(loss, self.student_params))
+        return grads, {"loss_student": loss}
 
     def _apply_student(self, grads: list[Tensor], logged: dict[str, Tensor], k: int) -> None:
         self._apply(self.student_opt, self.student_params, grads, logged, f"student step {k}",
@@ -219,29 +228,18 @@ class DFADTrainer:
     def _apply(self, opt: torch.optim.Optimizer, params: list[Tensor], grads: list[Tensor],
                logged: dict[str, Tensor], where: str, *, clip: float, norm_key: str) -> None:
         """Check finiteness (policy ``nonfinite``), then take the optimiser step and log."""
-        values = torch.stack([v.detach().float() for v in logged.values()])
-        grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-        if not bool(torch.isfinite(values).all() & torch.isfinite(grad_norm)):
-            self._non_finite(logged, grad_norm, where)
-            return
-        for p, g in zip(params, grads):
-            p.grad = g
-        if clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        with phase("finite check"):
+            grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            if not self.guard.allows(logged, grad_norm, f"iteration {self.iteration}, {where}"):
+                return
+        with phase("optimizer"):
+            for p, g in zip(params, grads):
+                p.grad = g
+            if clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
         self._metrics.add({**logged, norm_key: grad_norm})
-
-    def _non_finite(self, logged: dict[str, Tensor], grad_norm: Tensor, where: str) -> None:
-        detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in logged.items())
-        message = (f"non-finite loss or gradient at iteration {self.iteration}, {where} "
-                   f"({detail}, gradient norm={float(grad_norm):.4g})")
-        if self.config.nonfinite == "raise":
-            raise NonFiniteError(message + "; set nonfinite='skip' to skip such steps instead")
-        if self.skipped_steps == 0:
-            warnings.warn(message + "; step skipped (nonfinite='skip'); further skips are counted in "
-                          "the 'skipped_steps' metric", RuntimeWarning, stacklevel=3)
-        self.skipped_steps += 1
 
     # ----------------------------------------------------------------- the run
     def train(self, iterations: int | None = None, evaluate: Evaluate | None = None, eval_every: int = 100,
@@ -269,6 +267,7 @@ class DFADTrainer:
                     bar.close()
                     self._interrupted(stop.signum)
         bar.close()
+        self.guard.check()
         return self.history
 
     def _maybe_checkpoint(self, *, final: bool) -> None:
@@ -296,11 +295,12 @@ class DFADTrainer:
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """The complete training state (see :mod:`lrwa_fast.checkpoint`)."""
+        """The complete training state (see :mod:`lrwa_fast.checkpoint`); checks finiteness first."""
+        self.guard.check()
         return {
             "format_version": ckpt.FORMAT_VERSION, "trainer": type(self).__name__,
             "config": to_dict(self.config), "iteration": self.iteration,
-            "skipped_steps": self.skipped_steps, "history": self.history,
+            "skipped_steps": self.guard.skipped, "history": self.history,
             "teacher_fingerprint": self.teacher_fingerprint,
             "architecture": {"student": ckpt.architecture(self.student),
                              "generator": ckpt.architecture(self.generator)},
@@ -326,7 +326,7 @@ class DFADTrainer:
         self.generator_sched.load_state_dict(state["generator_scheduler"])
         ckpt.set_rng_state(state["rng"], self.rng)
         self._metrics.load_state_dict(state["metrics"], self.device)
-        self.iteration, self.skipped_steps = int(state["iteration"]), int(state["skipped_steps"])
+        self.iteration, self.guard.skipped = int(state["iteration"]), int(state["skipped_steps"])
         self.history = state["history"]
 
     def _check_compatible(self, state: dict[str, Any]) -> None:
@@ -428,14 +428,16 @@ class LRwATrainer(DFADTrainer):
             self._apply_student(*self._kd_grads(x, t), k)
             return
         cfg = self.config
-        x_mem, t_mem = self.memory.sample(cfg.memory_batch_size)
+        with phase("memory sample"):
+            x_mem, t_mem = self.memory.sample(cfg.memory_batch_size)
         if cfg.meta_mode == "none":
             grads, logged = self._kd_grads(x, t)
         else:
             grads, logged = self._meta_grads(x, t, x_mem, t_mem)
         if cfg.joint_replay:
-            joint = self.student_loss(self.student(torch.cat([x, x_mem])), torch.cat([t, t_mem]))
-            grads = torch._foreach_add(grads, list(torch.autograd.grad(joint, self.student_params)))
+            with phase("joint replay forward/backward"):
+                joint = self.student_loss(self.student(torch.cat([x, x_mem])), torch.cat([t, t_mem]))
+                grads = torch._foreach_add(grads, list(torch.autograd.grad(joint, self.student_params)))
             logged["loss_joint"] = joint
         self._apply_student(grads, logged, k)
 
@@ -454,7 +456,8 @@ class LRwATrainer(DFADTrainer):
         due = since_start >= 0 and since_start % cfg.memory_insert_every == 0
         if due and self._last_batch is not None:
             x, t = self._last_batch
-            self.memory.add(x[: cfg.memory_insert_size], t[: cfg.memory_insert_size], step=self.iteration)
+            with phase("memory insert"):
+                self.memory.add(x[: cfg.memory_insert_size], t[: cfg.memory_insert_size], step=self.iteration)
         self._last_batch = None
 
     def _host_metrics(self) -> dict[str, float]:

@@ -183,7 +183,8 @@ def test_incompatible_checkpoints_say_what_differs(tmp_path):
     path = trainer.save(tmp_path / "c.pt")
     with pytest.raises(CheckpointError, match=r"inner_lr: checkpoint 0.05 vs given 0.3"):
         LRwATrainer.load(path, *build(), config=LRwAConfig(**CONFIG, inner_lr=0.3))
-    with pytest.raises(CheckpointError, match=r"student.features.0.weight: checkpoint \(4, 1, 3, 3\) float32 vs model \(6, 1, 3, 3\)"):
+    expected = r"student.features.0.weight: checkpoint \(4, 1, 3, 3\) float32 vs model \(6, 1, 3, 3\)"
+    with pytest.raises(CheckpointError, match=expected):
         LRwATrainer.load(path, *build(width=6))
     other_teacher = build()
     with torch.no_grad():

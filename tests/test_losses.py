@@ -222,5 +222,5 @@ def test_teacher_probe_bn_prior_and_features():
 def test_probe_needs_batchnorm_and_linear():
     with pytest.raises(ValueError, match="BatchNorm"):
         losses.TeacherProbe(nn.Sequential(nn.Linear(2, 2)), bn_prior=True, features=False)
-    with pytest.raises(ValueError, match="nn.Linear"):
+    with pytest.raises(ValueError, match=r"nn\.Linear"):
         losses.TeacherProbe(nn.Sequential(nn.Conv2d(1, 1, 1)), bn_prior=False, features=True)

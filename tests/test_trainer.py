@@ -46,7 +46,8 @@ def test_rejects_generator_that_ignores_latent_dim():
 
 def test_rejects_generator_output_the_teacher_cannot_take():
     teacher, student, _ = demo_models()
-    with pytest.raises(ValueError, match=r"teacher does not accept the generator's output of shape \(2, 3, 8, 8\)"):
+    expected = r"teacher does not accept the generator's output of shape \(2, 3, 8, 8\)"
+    with pytest.raises(ValueError, match=expected):
         DFADTrainer(teacher, student, Generator(8, channels=3, img_size=8, ngf=8), DFADConfig(**SMALL))
 
 
@@ -56,7 +57,7 @@ def test_rejects_non_logit_outputs():
 
 
 def test_rejects_bad_config_values():
-    with pytest.raises(ValueError, match="inner_lr.*must be >= 0"):
+    with pytest.raises(ValueError, match=r"inner_lr.*must be >= 0"):
         LRwATrainer(*demo_models(), LRwAConfig(**SMALL, inner_lr=-1))
     with pytest.raises(ValueError, match="meta_mode"):
         LRwATrainer(*demo_models(), LRwAConfig(**SMALL, meta_mode="second"))
@@ -137,7 +138,8 @@ def test_skip_policy_counts_and_does_not_update():
 
 
 def test_memory_schedule():
-    cfg = LRwAConfig(**SMALL, memory_start=2, memory_insert_every=3, memory_insert_size=5, memory_capacity=100)
+    cfg = LRwAConfig(**SMALL, memory_start=2, memory_insert_every=3, memory_insert_size=5,
+                     memory_capacity=100)
     trainer = LRwATrainer(*demo_models(), cfg)
     fills = [trainer.step()["memory_fill"] for _ in range(9)]
     assert fills == [0, 0, 5, 5, 5, 10, 10, 10, 15]
@@ -192,3 +194,14 @@ def test_generator_prior_terms_run():
     trainer = DFADTrainer(*demo_models(), DFADConfig(**SMALL, generator_weights=weights))
     metrics = trainer.step()
     assert math.isfinite(metrics["loss_generator"])
+
+
+def test_deferred_check_names_the_first_bad_step():
+    """The CUDA path (no sync per step) exercised on the CPU: the error comes at the next read."""
+    trainer = DFADTrainer(*demo_models(), DFADConfig(**(SMALL | dict(log_every=3)), generator_steps=0))
+    trainer.guard.defer = True
+    trainer.step()
+    poison(trainer.student)
+    trainer.step()
+    with pytest.raises(NonFiniteError, match="first seen at iteration 1, student step 0"):
+        trainer.step()
