@@ -1,0 +1,346 @@
+"""Replay-memory backends: the compiled extension (``cpp`` on CPU, ``cuda`` on GPU) must equal the
+PyTorch reference bit for bit, keep the statistics of the policies, reject bad input without
+changing the buffer, and share its state with the reference.
+
+Statistical tests use fixed seeds and significance level ALPHA: with a correct buffer each fails
+with probability ALPHA, and always the same way for the same seed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+import torch
+from scipy import stats
+
+from lrwa_fast import ReplayBuffer
+from lrwa_fast.memory import _ext, backends
+from lrwa_fast.memory.philox import philox_u32
+
+ALPHA = 1e-3
+EXT = _ext.module()
+HAS_GPU_EXT = torch.cuda.is_available() and _ext.has_cuda()
+
+needs_ext = pytest.mark.skipif(EXT is None, reason=f"extension unavailable: {_ext.reason()}")
+needs_gpu = pytest.mark.skipif(not HAS_GPU_EXT, reason="needs CUDA and the extension's CUDA kernels")
+BACKENDS = ["torch", pytest.param("cpp", marks=needs_ext)]
+DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
+# 1 + 2^-11 + 2^-40 rounds differently when converted to half directly or through float32
+TIE = 1 + 2**-11 + 2**-40
+
+
+def make(backend: str, capacity: int = 8, policy: str = "reservoir", seed: int = 0,
+         shape: tuple[int, ...] = (3,), classes: int = 4, **kw) -> ReplayBuffer:
+    return ReplayBuffer(capacity, shape, classes, policy=policy, seed=seed, backend=backend, **kw)
+
+
+def items(start: int, n: int, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch whose rows carry their item number (x) and item number + 0.5 (logits)."""
+    ids = torch.arange(start, start + n, dtype=torch.float32, device=device)
+    return ids[:, None].expand(n, 3).clone(), (ids + 0.5)[:, None].expand(n, 4).clone()
+
+
+def stored_ids(buf: ReplayBuffer) -> list[int]:
+    return sorted(int(v) for v in buf.storage.x[: len(buf), 0])
+
+
+def random_batch(gen: torch.Generator, n: int, shape: tuple[int, ...], classes: int,
+                 k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch number ``k``: mixed input dtypes, sometimes non-contiguous, with a rounding tie."""
+    x = torch.randn(n, *shape, generator=gen, dtype=torch.float64)
+    x.view(n, -1)[:, 0] = TIE
+    logits = torch.randn(n, classes, generator=gen, dtype=torch.float64).to(DTYPES[k % len(DTYPES)])
+    if k % 3 == 1:
+        x = x.transpose(1, 2).contiguous().transpose(1, 2)  # same values, non-contiguous
+    return x, logits
+
+
+def run_script(buf: ReplayBuffer, batches: list[int], *, replace: bool, device: str = "cpu") -> list:
+    """Add random batches of the given sizes and sample after each; everything observed."""
+    gen = torch.Generator().manual_seed(11)
+    seen = []
+    for k, n in enumerate(batches):
+        x, logits = random_batch(gen, n, buf.sample_shape, buf.num_classes, k)
+        buf.add(x.to(device), logits.to(device), step=10 * k)
+        draws = min(len(buf), 2 + k) if not replace else 3 + 2 * k
+        seen.append(buf.sample_with_indices(draws, replace=replace, dtype=DTYPES[k % len(DTYPES)]))
+        seen.append({name: t.clone() for name, t in buf.storage.tensors().items()})
+    key = torch.Generator().manual_seed(3)
+    seen.append(buf.sample_with_indices(5, key, replace=True))
+    return seen
+
+
+def assert_identical(a: list, b: list) -> None:
+    """Bit-for-bit equality (values, dtypes, shapes) of two run_script records."""
+    assert len(a) == len(b)
+    for ra, rb in zip(a, b):
+        pairs = zip(ra.values(), rb.values()) if isinstance(ra, dict) else zip(ra, rb)
+        for ta, tb in pairs:
+            assert ta.dtype == tb.dtype and ta.shape == tb.shape
+            assert torch.equal(ta.cpu(), tb.cpu())
+
+
+def test_extension_is_built():
+    """The extension must import unless LRWA_FAST_NO_EXTENSION=1 turns it off."""
+    if os.environ.get(_ext.DISABLE_VAR) == "1":
+        pytest.skip(f"{_ext.DISABLE_VAR}=1")
+    assert EXT is not None, (f"{_ext.MODULE_NAME} did not import ({_ext.reason()}); build it with "
+                             "`pip install --no-build-isolation -e .` or set LRWA_FAST_NO_EXTENSION=1")
+    assert make("auto").backend_name == "cpp"
+
+
+@needs_ext
+def test_philox_header_matches_python():
+    gen = torch.Generator().manual_seed(0)
+    counters = torch.randint(0, 2**32, (4096,), generator=gen)
+    for key, c1, c2, c3 in [(0, 0, 0, 0), (2**64 - 1, 2**32 - 1, 2**32 - 1, 2**32 - 1),
+                            (0x299F31D0A4093822, 0x85A308D3, 0x13198A2E, 0x03707344), (12345, 7, 3, 2)]:
+        assert torch.equal(EXT.philox_u32(key, counters, c1, c2, c3), philox_u32(key, counters, c1, c2, c3))
+    assert int(EXT.philox_u32(0, torch.tensor([0]))[0]) == 0x6627E8D5
+
+
+@needs_ext
+@pytest.mark.parametrize("policy", ["fifo", "reservoir"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("replace", [True, False])
+def test_cpp_equals_torch_bit_for_bit(policy, dtype, replace):
+    batches = [1, 3, 2, 9, 1, 40, 4, 17]  # includes batches larger than the capacity
+    for capacity in (1, 5, 16):
+        runs = [run_script(make(b, capacity, policy, seed=capacity, shape=(2, 3), classes=5, dtype=dtype),
+                           batches, replace=replace) for b in ("torch", "cpp")]
+        assert_identical(*runs)
+
+
+@needs_ext
+def test_parallel_paths_equal_torch():
+    """Batches and fills large enough that the extension splits the work across threads."""
+    for policy in ("fifo", "reservoir"):
+        a, b = (make(name, 300, policy, seed=4, shape=(3, 32, 32), classes=100) for name in ("torch", "cpp"))
+        x, logits = torch.randn(700, 3, 32, 32), torch.randn(700, 100)
+        for buf in (a, b):
+            buf.add(x, logits)
+        assert torch.equal(a.storage.x, b.storage.x) and torch.equal(a.storage.logits, b.storage.logits)
+        for n, replace in ((256, True), (300, False)):
+            for ra, rb in zip(a.sample_with_indices(n, replace=replace, dtype=torch.float16),
+                              b.sample_with_indices(n, replace=replace, dtype=torch.float16)):
+                assert torch.equal(ra, rb)
+    a, b = (make(name, 40_000, "fifo", shape=(1,), classes=1) for name in ("torch", "cpp"))
+    for buf in (a, b):
+        buf.add(torch.arange(40_000.0)[:, None], torch.zeros(40_000, 1))
+    slots = [buf.sample_with_indices(100, replace=False)[2] for buf in (a, b)]
+    assert torch.equal(*slots)
+
+
+@needs_ext
+def test_cpp_reservoir_batched_equals_one_by_one():
+    batched, single = make("cpp", 7, seed=3), make("cpp", 7, seed=3)
+    start = 0
+    for n in [5, 1, 9, 30, 2, 17]:
+        batched.add(*items(start, n))
+        for i in range(start, start + n):
+            single.add(*items(i, 1), step=batched.adds - 1)
+        start += n
+    for name, t in batched.storage.tensors().items():
+        assert torch.equal(t, single.storage.tensors()[name]), name
+
+
+def _inclusion_counts(backend: str, n_items: int, capacity: int, trials: int, batch: int) -> torch.Tensor:
+    counts = torch.zeros(n_items)
+    for seed in range(trials):
+        buf = make(backend, capacity, seed=seed)
+        for start in range(0, n_items, batch):
+            buf.add(*items(start, min(batch, n_items - start)))
+        counts[stored_ids(buf)] += 1
+    return counts
+
+
+@needs_ext
+def test_cpp_reservoir_keeps_every_item_with_equal_probability():
+    """Over independent buffers, each of 60 items ends in a 10-slot memory equally often
+    (batches of 12 are larger than the capacity)."""
+    counts = _inclusion_counts("cpp", n_items=60, capacity=10, trials=1500, batch=12)
+    assert counts.sum() == 1500 * 10
+    p = stats.chisquare(counts.numpy()).pvalue
+    assert p > ALPHA, f"reservoir inclusion not uniform (p={p:.2e})"
+
+
+@needs_ext
+@pytest.mark.slow
+def test_cpp_reservoir_inclusion_large():
+    counts = _inclusion_counts("cpp", n_items=500, capacity=50, trials=4000, batch=64)
+    p = stats.chisquare(counts.numpy()).pvalue
+    assert p > ALPHA, f"reservoir inclusion not uniform (p={p:.2e})"
+
+
+@needs_ext
+@pytest.mark.parametrize("replace", [True, False])
+def test_cpp_sampling_is_uniform_over_filled_slots(replace):
+    buf = make("cpp", 40, "fifo")
+    buf.add(*items(0, 13))  # 13 of 40 slots filled
+    counts = torch.zeros(13)
+    for _ in range(2000):
+        x, _ = buf.sample(5, replace=replace)
+        if not replace:
+            assert len(set(x[:, 0].tolist())) == 5, "without replacement must draw distinct items"
+        counts += torch.bincount(x[:, 0].long(), minlength=13)
+    assert counts.numel() == 13, "drew from an empty slot"
+    p = stats.chisquare(counts.numpy()).pvalue
+    assert p > ALPHA, f"sampling not uniform (p={p:.2e})"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_capacity_one_and_big_batches(backend):
+    fifo = make(backend, 1, "fifo")
+    fifo.add(*items(0, 5))
+    assert stored_ids(fifo) == [4]
+    x, logits, idx = fifo.sample_with_indices(3)
+    assert idx.tolist() == [0, 0, 0] and x[:, 0].tolist() == [4.0] * 3 and logits[0, 0] == 4.5
+    assert fifo.sample(1, replace=False)[0][0, 0] == 4
+    big = make(backend, 5, "fifo")
+    big.add(*items(0, 23))
+    assert stored_ids(big) == [18, 19, 20, 21, 22] and len(big) == 5 and big.seen == 23
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_draw_counts_beyond_the_fill(backend):
+    buf = make(backend, 10)
+    with pytest.raises(ValueError, match="empty"):
+        buf.sample(1)
+    buf.add(*items(0, 3))
+    assert set(buf.sample(50)[0][:, 0].long().tolist()) <= {0, 1, 2}
+    assert sorted(buf.sample(3, replace=False)[0][:, 0].tolist()) == [0, 1, 2]
+    _unchanged_after(buf, lambda: buf.sample(4, replace=False))
+    _unchanged_after(buf, lambda: buf.sample(0))
+
+
+def _unchanged_after(buf: ReplayBuffer, action: Callable[[], object], match: str | None = None) -> None:
+    before = buf.state_dict()
+    with pytest.raises(ValueError, match=match):
+        action()
+    after = buf.state_dict()
+    for k, v in before.items():
+        assert torch.equal(v, after[k]) if isinstance(v, torch.Tensor) else v == after[k], k
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("make_batch, match", [
+    (lambda: (torch.zeros(2, 4), torch.zeros(2, 4)), "x must have shape"),
+    (lambda: (torch.zeros(2, 3), torch.zeros(2, 5)), "teacher_logits must have shape"),
+    (lambda: (torch.zeros(2, 3), torch.zeros(3, 4)), "rows"),
+    (lambda: (torch.zeros(2, 3, dtype=torch.int32), torch.zeros(2, 4)), "floating point"),
+    (lambda: (torch.zeros(0, 3), torch.zeros(0, 4)), "empty"),
+    (lambda: (torch.zeros(2, 3, device="meta"), torch.zeros(2, 4)), "buffer lives on"),
+])
+def test_bad_batches_raise_and_leave_the_buffer_unchanged(backend, make_batch, match):
+    buf = make(backend, 5)
+    buf.add(*items(0, 3))
+    _unchanged_after(buf, lambda: buf.add(*make_batch()), match)
+
+
+@needs_ext
+def test_extension_checks_its_arguments():
+    """Direct calls with mismatched tensors get a ValueError from the binding, storage untouched."""
+    buf = make("cpp", 4)
+    buf.add(*items(0, 2))
+    s = buf.storage
+    before = s.x.clone()
+    bad_inserts = [
+        (s.x, s.logits, s.inserted_at, torch.zeros(2, 4), torch.zeros(2, 4)),
+        (s.x, s.logits, s.inserted_at, torch.zeros(2, 3), torch.zeros(3, 4)),
+        (s.x, s.logits, s.inserted_at.int(), torch.zeros(2, 3), torch.zeros(2, 4)),
+        (s.x, s.logits, s.inserted_at, torch.zeros(2, 3, dtype=torch.float8_e4m3fn), torch.zeros(2, 4)),
+        (s.x.t().contiguous().t(), s.logits, s.inserted_at, torch.zeros(2, 3), torch.zeros(2, 4)),
+    ]
+    for args in bad_inserts:
+        with pytest.raises(ValueError):
+            EXT.insert(*args, reservoir=True, seen=2, seed=0, step=0)
+    for n, fill, replace in [(0, 2, True), (3, 2, False), (1, 5, True), (1, 0, True)]:
+        with pytest.raises(ValueError):
+            EXT.sample(s.x, s.logits, n, fill, replace, 0, 0, torch.float32)
+    with pytest.raises(ValueError, match="dtype"):
+        EXT.sample(s.x, s.logits, 1, 2, True, 0, 0, torch.int64)
+    assert torch.equal(before, s.x)
+
+
+@needs_ext
+@pytest.mark.parametrize("first, second", [("cpp", "torch"), ("torch", "cpp")])
+def test_state_dict_moves_between_backends(first, second):
+    """Save from one backend, load into the other, continue: same results as staying put."""
+    for policy in ("reservoir", "fifo"):
+        a = make(first, 9, policy, seed=7, dtype=torch.bfloat16)
+        for start in range(0, 50, 6):
+            a.add(*items(start, 6))
+        a.sample(4)
+        a.sample(3, replace=False)
+        b = make(second, 9, policy, seed=123, dtype=torch.bfloat16)
+        b.load_state_dict(a.state_dict())
+        for buf in (a, b):
+            buf.add(*items(100, 13))
+        for name, t in a.storage.tensors().items():
+            assert torch.equal(t, b.storage.tensors()[name]), name
+        for replace in (True, False):
+            draws = [buf.sample_with_indices(6, replace=replace) for buf in (a, b)]
+            assert all(torch.equal(ra, rb) for ra, rb in zip(*draws))
+
+
+def test_backend_selection_and_errors():
+    cpu = torch.device("cpu")
+    assert backends.resolve_backend("torch", cpu)[0] == "torch"
+    with pytest.raises(ValueError, match="unknown replay backend"):
+        make("numba")
+    with pytest.raises(ValueError, match="not on cpu"):
+        make("cuda")  # a CPU buffer cannot use the CUDA kernels
+    with pytest.raises(ValueError, match="not on meta"):
+        ReplayBuffer(4, (3,), 4, device="meta", backend="cpp")
+    assert make("auto").backend_name == ("cpp" if EXT is not None else "torch")
+
+
+def test_missing_extension_falls_back_with_one_warning(monkeypatch):
+    monkeypatch.setattr(_ext, "_load", lambda: (None, "ImportError: simulated"))
+    monkeypatch.setitem(_ext._warned, "fallback", False)
+    with pytest.warns(RuntimeWarning, match=r"simulated.*PyTorch replay backend") as record:
+        assert make("auto").backend_name == "torch"
+        assert make("auto").backend_name == "torch"
+    assert len(record) == 1
+    with pytest.raises(ValueError, match=r"unavailable.*simulated"):
+        make("cpp")
+
+
+def test_disabled_extension_falls_back_silently(monkeypatch, recwarn):
+    monkeypatch.setattr(_ext, "_load", lambda: (None, _ext._DISABLED))
+    monkeypatch.setitem(_ext._warned, "fallback", False)
+    assert make("auto").backend_name == "torch"
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("policy", ["fifo", "reservoir"])
+@pytest.mark.parametrize("replace", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_cuda_equals_cpp(policy, replace, dtype):
+    batches = [1, 3, 2, 9, 1, 40, 4, 17]
+    for capacity in (1, 5, 16):
+        kw = dict(seed=capacity, shape=(2, 3), classes=5, dtype=dtype)
+        cpu, gpu = make("cpp", capacity, policy, **kw), make("cuda", capacity, policy, device="cuda", **kw)
+        assert_identical(run_script(cpu, batches, replace=replace),
+                         run_script(gpu, batches, replace=replace, device="cuda"))
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_cuda_backend_never_synchronises():
+    buf = make("cuda", 1000, shape=(3, 8, 8), classes=10, device="cuda", dtype=torch.float16)
+    x, logits = torch.randn(300, 3, 8, 8, device="cuda"), torch.randn(300, 10, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(5):
+            buf.add(x, logits)
+            buf.sample(64)
+            buf.sample(64, replace=False)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len(buf) == 1000 and buf.backend_name == "cuda"
