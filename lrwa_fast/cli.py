@@ -1,4 +1,4 @@
-"""Command line: ``lrwa-fast demo | distill`` (also ``python -m lrwa_fast``)."""
+"""Command line: ``lrwa-fast demo | distill | bench | profile`` (also ``python -m lrwa_fast``)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,58 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_argument("--resume", metavar="PATH", default=None,
                          help="resume from a checkpoint file, or the newest checkpoint in a folder")
     distill.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench = sub.add_parser("bench", help="step throughput: DFAD vs LRwA meta-steps vs higher")
+    bench.add_argument("--cases", default="cnn,wrn16_1", help="comma-separated: cnn, wrn16_1, resnet18")
+    bench.add_argument("--batch", type=int, default=None, help="acquisition batch (default: the case's)")
+    bench.add_argument("--memory-batch", type=int, default=None, help="memory batch (default: the case's)")
+    bench.add_argument("--full", action="store_true", help="the grid: batch {64, 256} × memory {16, 64}")
+    bench.add_argument("--repeats", type=int, default=20)
+    bench.add_argument("--warmup", type=int, default=3)
+    bench.add_argument("--no-iterations", action="store_true", help="skip whole-iteration timings")
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--json", default=None, help="write the results here")
+
+    prof = sub.add_parser("profile", help="where a meta-step's time goes, next to a DFAD step")
+    prof.add_argument("--case", default="cnn", help="cnn, wrn16_1 or resnet18")
+    prof.add_argument("--batch", type=int, default=None)
+    prof.add_argument("--memory-batch", type=int, default=None)
+    prof.add_argument("--steps", type=int, default=20)
+    prof.add_argument("--device", default="auto")
+    prof.add_argument("--out", default="lrwa_runs/profile", help="Chrome traces and profile.json go here")
     return parser
+
+
+def _sizes(args: argparse.Namespace) -> dict[str, int]:
+    sizes = {"batch": args.batch, "memory_batch": args.memory_batch}
+    return {k: v for k, v in sizes.items() if v is not None}
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import bench, format_results
+
+    results = bench([c.strip() for c in args.cases.split(",") if c.strip()], args.device, args.repeats,
+                    args.warmup, full=args.full, iterations=not args.no_iterations, overrides=_sizes(args))
+    print(format_results(results))
+    if args.json:
+        _write_json(Path(args.json), {"command": "lrwa-fast bench", "results": results})
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from .profiling import format_profile, profile
+
+    report = profile(args.case, args.device, args.steps, out_dir=args.out, overrides=_sizes(args))
+    print(format_profile(report))
+    _write_json(Path(args.out) / "profile.json", report)
+    print(f"\nChrome traces and profile.json in {args.out}")
+    return 0
+
+
+def _write_json(path: Path, data: object) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,9 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "demo":
-            return _demo(args)
-        return _distill(args)
+        commands = {"demo": _demo, "distill": _distill, "bench": _bench, "profile": _profile}
+        return commands[args.command](args)
     except TrainingInterrupted as err:
         print(f"lrwa-fast: {err}", file=sys.stderr)
         return 128 + err.signum

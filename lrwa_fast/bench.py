@@ -1,0 +1,219 @@
+"""Step-level throughput: DFAD student step vs LRwA meta-steps vs the same meta-step with ``higher``.
+
+Every variant runs the library's own code path on the same models, batch sizes and device; the
+variants are timed round-robin (so drift hits all alike) and summarised by median and
+inter-quartile range. Ratios are of medians measured in the same run. ``lrwa-fast bench`` prints
+the table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import DFADConfig, LRwAConfig
+from .models import Generator, build_model
+from .trainer import DFADTrainer, LRwATrainer, resolve_device
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """A student/teacher pair and the batch sizes of one comparison."""
+
+    student: str = "cnn_small"
+    teacher: str = "cnn"
+    batch: int = 128
+    memory_batch: int = 32
+    image_size: int = 8
+    channels: int = 1
+    num_classes: int = 10
+
+    @property
+    def name(self) -> str:
+        return f"{self.student}<-{self.teacher} b{self.batch}/m{self.memory_batch}"
+
+
+CASES: dict[str, BenchCase] = {
+    "cnn": BenchCase(),
+    "wrn16_1": BenchCase("wrn16_1", "wrn40_2", 128, 32, 32, 3, 10),
+    "resnet18": BenchCase("resnet18", "resnet34", 256, 64, 32, 3, 100),
+}
+STEP_VARIANTS = ("dfad_step", "lrwa_first_order", "lrwa_exact", "higher_exact")
+ITERATION_VARIANTS = ("dfad_iteration", "lrwa_iteration")
+
+
+def full_grid(names: list[str]) -> list[BenchCase]:
+    """Acquisition batch {64, 256} × memory batch {16, 64} for each named case."""
+    return [dataclasses.replace(CASES[n], batch=b, memory_batch=m) for n in names for b in (64, 256)
+            for m in (16, 64)]
+
+
+def _models(case: BenchCase, device: torch.device,
+            latent_dim: int) -> tuple[nn.Module, nn.Module, nn.Module]:
+    torch.manual_seed(0)
+    teacher = build_model(case.teacher, case.num_classes, case.channels)
+    student = build_model(case.student, case.num_classes, case.channels)
+    generator = Generator(latent_dim, case.channels, case.image_size, ngf=32 if case.image_size <= 8 else 64)
+    return teacher.to(device), student.to(device), generator.to(device)
+
+
+def _config(cls: type, case: BenchCase, device: torch.device, **extra: Any) -> Any:
+    shared = dict(batch_size=case.batch, latent_dim=64, iterations=10**6, device=str(device), log_every=10**9)
+    if cls is LRwAConfig:
+        shared |= dict(memory_batch_size=case.memory_batch, memory_capacity=2048, memory_insert_size=case.batch)
+    return cls(**shared, **extra)
+
+
+def fill_memory(trainer: LRwATrainer) -> None:
+    """Fill the replay memory with generator samples so every step replays."""
+    while len(trainer.memory) < trainer.memory.capacity:
+        x, t = trainer.fresh_batch()
+        trainer.memory.add(x, t)
+
+
+class HigherMetaStep:
+    """The authors' meta-step written with ``higher`` (inner SGD via ``diffopt``, teacher logits
+    recomputed on the memory samples), with ``copy_initial_weights=False`` so the meta-gradient is
+    real. Objective as ours: ``L_acq(θ) + L_ret(θ')``."""
+
+    def __init__(self, trainer: LRwATrainer) -> None:
+        import higher
+
+        self.higher, self.trainer = higher, trainer
+        self.inner_opt = torch.optim.SGD(trainer.student.parameters(), lr=trainer.config.inner_lr)
+
+    def __call__(self) -> None:
+        tr, cfg = self.trainer, self.trainer.config
+        x, t = tr.fresh_batch()
+        x_mem, _ = tr.memory.sample(cfg.memory_batch_size)
+        with torch.no_grad():
+            t_mem = tr.teacher(x_mem)
+        tr.student_opt.zero_grad(set_to_none=True)
+        ctx = self.higher.innerloop_ctx(tr.student, self.inner_opt, copy_initial_weights=False)
+        with ctx as (fmodel, diffopt):
+            loss_acq = tr.student_loss(fmodel(x), t)
+            diffopt.step(loss_acq)
+            loss_ret = tr.student_loss(fmodel(x_mem), t_mem)
+            (loss_acq + cfg.retain_weight * loss_ret).backward()
+        tr.student_opt.step()
+
+
+def higher_available() -> bool:
+    try:
+        import higher  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def step_functions(case: BenchCase, device: torch.device,
+                   variants: tuple[str, ...]) -> dict[str, Callable[[], None]]:
+    """One zero-argument callable per variant, each running one step of the library's code path."""
+    fns: dict[str, Callable[[], None]] = {}
+    for name in variants:
+        if name.startswith("dfad"):
+            trainer: DFADTrainer = DFADTrainer(*_models(case, device, 64), _config(DFADConfig, case, device))
+        else:
+            mode = "first_order" if name == "lrwa_first_order" else "exact"
+            cfg = _config(LRwAConfig, case, device, meta_mode=mode)
+            trainer = LRwATrainer(*_models(case, device, 64), cfg)
+            fill_memory(trainer)
+        trainer.student.train()
+        trainer.generator.train()
+        if name == "higher_exact":
+            fns[name] = HigherMetaStep(trainer)
+        elif name.endswith("iteration"):
+            fns[name] = trainer.step
+        else:
+            fns[name] = _student_step(trainer)
+    return fns
+
+
+def _student_step(trainer: DFADTrainer) -> Callable[[], None]:
+    def run() -> None:
+        trainer._student_step(0)
+
+    return run
+
+
+def measure(fns: dict[str, Callable[[], None]], device: torch.device, repeats: int,
+            warmup: int) -> dict[str, list[float]]:
+    """Seconds per call of each function, measured round-robin ``repeats`` times after warm-up."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def summarize_times(times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Median and inter-quartile range (ms) per variant."""
+    out = {}
+    for name, values in times.items():
+        q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+        out[name] = {"median_ms": 1e3 * statistics.median(values), "q1_ms": 1e3 * q[0], "q3_ms": 1e3 * q[2],
+                     "repeats": len(values)}
+    return out
+
+
+def run_case(case: BenchCase, device: torch.device, repeats: int, warmup: int,
+             iterations: bool = True) -> dict[str, Any]:
+    """Time every variant of ``case``; ratios against the DFAD step and the ``higher`` meta-step."""
+    variants = STEP_VARIANTS if higher_available() else STEP_VARIANTS[:-1]
+    if iterations:
+        variants = variants + ITERATION_VARIANTS
+    stats = summarize_times(measure(step_functions(case, device, variants), device, repeats, warmup))
+    dfad = stats["dfad_step"]["median_ms"]
+    for name, s in stats.items():
+        if name in STEP_VARIANTS:
+            s["vs_dfad_step"] = s["median_ms"] / dfad
+        if "higher_exact" in stats and name.startswith("lrwa_") and name in STEP_VARIANTS:
+            s["higher_speedup"] = stats["higher_exact"]["median_ms"] / s["median_ms"]
+    cfg = DFADConfig()
+    for name in set(ITERATION_VARIANTS) & set(stats):
+        images = case.batch * (cfg.student_steps + cfg.generator_steps)
+        stats[name]["images_per_s"] = images / (stats[name]["median_ms"] / 1e3)
+    return {"case": dataclasses.asdict(case), "name": case.name, "device": str(device), "variants": stats}
+
+
+def format_results(results: list[dict[str, Any]]) -> str:
+    """Markdown table of :func:`run_case` results."""
+    lines = ["| case | variant | median ms | IQR ms | × DFAD step | higher / ours | images/s |",
+             "|---|---|---|---|---|---|---|"]
+    for result in results:
+        for name, s in result["variants"].items():
+            ratio = f"{s['vs_dfad_step']:.2f}" if "vs_dfad_step" in s else ""
+            speedup = f"{s['higher_speedup']:.2f}" if "higher_speedup" in s else ""
+            ips = f"{s['images_per_s']:.0f}" if "images_per_s" in s else ""
+            spread = f"{s['q1_ms']:.2f}–{s['q3_ms']:.2f}"
+            lines.append(f"| {result['name']} | {name} | {s['median_ms']:.2f} | {spread} | {ratio} | {speedup} "
+                         f"| {ips} |")
+    return "\n".join(lines)
+
+
+def bench(case_names: list[str], device_name: str = "auto", repeats: int = 20, warmup: int = 3,
+          full: bool = False, iterations: bool = True,
+          overrides: dict[str, int] | None = None) -> list[dict[str, Any]]:
+    """Run the comparison for the named cases (``full``: the batch-size grid)."""
+    unknown = [n for n in case_names if n not in CASES]
+    if unknown:
+        raise ValueError(f"unknown bench case(s) {unknown}; available: {sorted(CASES)}")
+    device = resolve_device(device_name)
+    cases = full_grid(case_names) if full else [dataclasses.replace(CASES[n], **(overrides or {}))
+                                                 for n in case_names]
+    return [run_case(case, device, repeats, warmup, iterations) for case in cases]
