@@ -38,13 +38,27 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "joint replay (no meta)": ("LRwA", {"meta_mode": "none", "joint_replay": True}),
     "exact + joint replay": ("LRwA", {"joint_replay": True}),
     "KL loss": ("LRwA", {"loss": "kl", "adversarial_loss": "kl"}),
+    "student lr 0.05": ("LRwA", {"student_optimizer": {"lr": 0.05}}),
+    "KL, inner lr 0.005": ("LRwA", {"loss": "kl", "adversarial_loss": "kl", "inner_lr": 0.005}),
+    "inner lr 0.005, retain 0.1": ("LRwA", {"inner_lr": 0.005, "retain_weight": 0.1}),
+    "memory from it 200, fifo 512": ("LRwA", {"memory_start": 200, "memory_policy": "fifo",
+                                               "memory_capacity": 512}),
+    "first order, inner lr 0.005": ("LRwA", {"meta_mode": "first_order", "inner_lr": 0.005}),
 }
+
+
+def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``overrides``, nested dicts merged key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) else value
+    return out
 
 
 def ablation_settings(names: list[str], iterations: int, eval_every: int, seeds: int) -> DemoSettings:
     """Demo settings whose methods are the chosen variants."""
     base = DemoSettings(iterations=iterations, eval_every=eval_every, seeds=seeds)
-    methods = {name: {**base.methods[VARIANTS[name][0]], **VARIANTS[name][1]} for name in names}
+    methods = {name: merged(base.methods[VARIANTS[name][0]], VARIANTS[name][1]) for name in names}
     return DemoSettings(iterations=iterations, eval_every=eval_every, seeds=seeds, methods=methods)
 
 

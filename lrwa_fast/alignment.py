@@ -44,6 +44,18 @@ def grad_alignment_reference(grads_a: Sequence[Tensor], grads_b: Sequence[Tensor
     return (*totals(per_tensor), per_tensor)
 
 
+@torch.no_grad()
+def flat_dots(grads_a: Sequence[Tensor], grads_b: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """``(Σ⟨a_i,b_i⟩, Σ‖a_i‖², Σ‖b_i‖²)`` as fp32 0-d tensors, from the concatenated vectors."""
+    if not grads_a:
+        zero = torch.zeros(())
+        return zero, zero, zero
+    dtype = torch.promote_types(torch.promote_types(grads_a[0].dtype, grads_b[0].dtype), torch.float32)
+    a = torch.cat([g.reshape(-1).to(dtype) for g in grads_a])
+    b = torch.cat([g.reshape(-1).to(dtype) for g in grads_b])
+    return a.dot(b).float(), a.dot(a).float(), b.dot(b).float()
+
+
 def cosine(dot: Tensor, norm_a_sq: Tensor, norm_b_sq: Tensor) -> Tensor:
     """``dot / (‖a‖ ‖b‖)`` clamped to [-1, 1]; 0 when either norm is 0."""
     den = norm_a_sq.sqrt() * norm_b_sq.sqrt()

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from . import dispatch
-from .alignment import Alignment, check_alignment_args, cosine, grad_alignment_reference, totals
+from .alignment import Alignment, check_alignment_args, cosine, flat_dots, grad_alignment_reference, totals
 from .losses import LossKind, Reduction, check_kd_args, kd_loss_reference
 
 KERNEL_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16)
@@ -56,6 +56,14 @@ def grad_alignment(grads_a: Sequence[Tensor], grads_b: Sequence[Tensor], *,
 
 
 def grad_cosine(grads_a: Sequence[Tensor], grads_b: Sequence[Tensor], backend: str | None = None) -> Tensor:
-    """Cosine between the two lists as concatenated vectors (0-d fp32; 0 when a norm is 0)."""
-    dot, norm_a_sq, norm_b_sq, _ = grad_alignment(grads_a, grads_b, backend=backend)
-    return cosine(dot, norm_a_sq, norm_b_sq)
+    """Cosine between the two lists as concatenated vectors (0-d fp32; 0 when a norm is 0).
+
+    Off the kernel path the three sums come from two concatenations and three dot products,
+    which costs a handful of launches instead of three per tensor.
+    """
+    a, b = list(grads_a), list(grads_b)
+    if uses_kernels(a + b, backend):
+        dot, norm_a_sq, norm_b_sq, _ = grad_alignment(a, b, backend=backend)
+        return cosine(dot, norm_a_sq, norm_b_sq)
+    check_alignment_args(a, b)
+    return cosine(*flat_dots(a, b))

@@ -30,13 +30,14 @@ class ConstantFactor:
 
 def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimizerConfig,
                     horizon: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """The optimiser named by ``cfg`` and its per-iteration schedule over ``horizon`` iterations."""
+    """The optimiser named by ``cfg`` and its per-iteration schedule over ``horizon`` iterations
+    (multi-tensor ``foreach`` updates: one launch per operation instead of one per tensor)."""
     params = list(params)
     if cfg.name == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                                                     weight_decay=cfg.weight_decay)
+                                                     weight_decay=cfg.weight_decay, foreach=True)
     elif cfg.name == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, foreach=True)
     else:
         raise ValueError(f"unknown optimizer {cfg.name!r}; expected 'sgd' or 'adam'")
     factors = {"cosine": CosineFactor(horizon), "constant": ConstantFactor()}

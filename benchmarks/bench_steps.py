@@ -1,0 +1,58 @@
+"""pytest-benchmark timings of whole training steps, plus CPU smoke tests of bench and profile.
+
+    pytest benchmarks/bench_steps.py --benchmark-group-by=param:case    # all cases (CPU: minutes)
+    pytest benchmarks/bench_steps.py -k smoke                           # what CI runs
+
+Variants: a DFAD student step, LRwA meta-steps (first order, exact) and the same meta-step written
+with ``higher`` (as the authors' code, but with ``copy_initial_weights=False``); whole iterations.
+For ratios measured in one run use ``lrwa-fast bench`` (round-robin, medians).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lrwa_fast.bench import CASES, ITERATION_VARIANTS, STEP_VARIANTS, bench, higher_available, step_functions
+from lrwa_fast.profiling import profile
+from lrwa_fast.trainer import resolve_device
+
+DEVICE = resolve_device("auto")
+CASE_NAMES = ["cnn", "wrn16_1"] + (["resnet18"] if DEVICE.type == "cuda" else [])
+TINY = {"batch": 8, "memory_batch": 4}
+
+
+@pytest.mark.parametrize("case", CASE_NAMES)
+@pytest.mark.parametrize("variant", STEP_VARIANTS + ITERATION_VARIANTS)
+def test_step(benchmark, case, variant):
+    if variant == "higher_exact" and not higher_available():
+        pytest.skip("higher is not installed")
+    fn = step_functions(CASES[case], DEVICE, (variant,))[variant]
+    sync = torch.cuda.synchronize if DEVICE.type == "cuda" else (lambda: None)
+
+    def run():
+        fn()
+        sync()
+
+    benchmark.pedantic(run, rounds=10, warmup_rounds=2)
+
+
+def test_bench_smoke():
+    (result,) = bench(["cnn"], "cpu", repeats=2, warmup=1, overrides=TINY)
+    variants = result["variants"]
+    assert {"dfad_step", "lrwa_first_order", "lrwa_exact", "dfad_iteration", "lrwa_iteration"} <= set(variants)
+    assert all(v["median_ms"] > 0 for v in variants.values())
+    assert variants["dfad_step"]["vs_dfad_step"] == 1.0
+    assert ("higher_speedup" in variants["lrwa_exact"]) == higher_available()
+
+
+def test_profile_smoke(tmp_path):
+    report = profile("cnn", "cpu", steps=2, warmup=1, out_dir=str(tmp_path), overrides=TINY)
+    exact = report["variants"]["LRwA exact"]["phases_ms"]
+    dfad = report["variants"]["DFAD"]["phases_ms"]
+    assert {"second-order backward", "retention forward", "memory sample", "memory insert"} <= set(exact)
+    assert "second-order backward" not in report["variants"]["LRwA first_order"]["phases_ms"]
+    assert {"student forward", "teacher forward", "generator step", "optimizer"} <= set(dfad)
+    for v in report["variants"].values():
+        assert sum(v["phases_ms"].values()) == pytest.approx(v["total_ms"], rel=1e-6)
+    assert len(list(tmp_path.glob("trace_*.json"))) == 3
