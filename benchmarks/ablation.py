@@ -19,7 +19,7 @@ from lrwa_fast.demo import DemoSettings, format_table, run_demo
 # name → (method, overrides of that method's demo config)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "DFAD": ("DFAD", {}),
-    "DFAD, KL": ("DFAD", {"loss": "kl", "adversarial_loss": "kl"}),
+    "DFAD KL": ("DFAD", {"loss": "kl", "adversarial_loss": "kl"}),
     "LRwA default": ("LRwA", {}),
     "fifo memory": ("LRwA", {"memory_policy": "fifo"}),
     "memory from it 100": ("LRwA", {"memory_start": 100}),
@@ -39,11 +39,15 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "exact + joint replay": ("LRwA", {"joint_replay": True}),
     "KL loss": ("LRwA", {"loss": "kl", "adversarial_loss": "kl"}),
     "student lr 0.05": ("LRwA", {"student_optimizer": {"lr": 0.05}}),
-    "KL, inner lr 0.005": ("LRwA", {"loss": "kl", "adversarial_loss": "kl", "inner_lr": 0.005}),
-    "inner lr 0.005, retain 0.1": ("LRwA", {"inner_lr": 0.005, "retain_weight": 0.1}),
-    "memory from it 200, fifo 512": ("LRwA", {"memory_start": 200, "memory_policy": "fifo",
+    "KL + inner lr 0.005": ("LRwA", {"loss": "kl", "adversarial_loss": "kl", "inner_lr": 0.005}),
+    "inner lr 0.005 + retain 0.1": ("LRwA", {"inner_lr": 0.005, "retain_weight": 0.1}),
+    "memory from it 200 + fifo 512": ("LRwA", {"memory_start": 200, "memory_policy": "fifo",
                                                "memory_capacity": 512}),
-    "first order, inner lr 0.005": ("LRwA", {"meta_mode": "first_order", "inner_lr": 0.005}),
+    "first order + inner lr 0.005": ("LRwA", {"meta_mode": "first_order", "inner_lr": 0.005}),
+    "KL + first order + inner lr 0.005": ("LRwA", {"loss": "kl", "adversarial_loss": "kl",
+                                                   "meta_mode": "first_order", "inner_lr": 0.005}),
+    "KL + joint replay (no meta)": ("LRwA", {"loss": "kl", "adversarial_loss": "kl", "meta_mode": "none",
+                                             "joint_replay": True}),
 }
 
 

@@ -54,6 +54,18 @@ def _log_probs(ptr, offs, mask, temperature, m, log_d):
 
 
 @triton.jit
+def _tile_log_probs(s_ptr, t_ptr, rows, row_ok, c0, n_cols, temperature, m_s, log_ds, m_t, log_dt,
+                    BLOCK_C: tl.constexpr):
+    """Offsets, mask and both log-probability tiles of the column block starting at ``c0``."""
+    cols = c0 + tl.arange(0, BLOCK_C)
+    mask = (cols < n_cols)[None, :] & row_ok[:, None]
+    offs = rows[:, None] * n_cols + cols[None, :]
+    ls = _log_probs(s_ptr, offs, mask, temperature, m_s, log_ds)
+    lt = _log_probs(t_ptr, offs, mask, temperature, m_t, log_dt)
+    return offs, mask, ls, lt
+
+
+@triton.jit
 def _log_mean(lt, ls):
     """``log((p_t + p_s) / 2)`` from the two log-probabilities, without overflow."""
     hi = tl.maximum(lt, ls)
@@ -88,11 +100,8 @@ def _kd_loss_kernel(s_ptr, t_ptr, gs_ptr, gt_ptr, loss_ptr, n_rows, n_cols, temp
         m_s, log_ds = _online_stats(s_ptr, rows, n_cols, temperature, BLOCK_R, BLOCK_C)
         m_t, log_dt = _online_stats(t_ptr, rows, n_cols, temperature, BLOCK_R, BLOCK_C)
         for c0 in range(0, n_cols, BLOCK_C):
-            cols = c0 + tl.arange(0, BLOCK_C)
-            mask = (cols < n_cols)[None, :] & row_ok[:, None]
-            offs = rows[:, None] * n_cols + cols[None, :]
-            ls = _log_probs(s_ptr, offs, mask, temperature, m_s, log_ds)
-            lt = _log_probs(t_ptr, offs, mask, temperature, m_t, log_dt)
+            offs, mask, ls, lt = _tile_log_probs(s_ptr, t_ptr, rows, row_ok, c0, n_cols, temperature,
+                                                 m_s, log_ds, m_t, log_dt, BLOCK_C)
             pt = tl.exp(lt)
             if KIND == 1:
                 acc_t += tl.sum(tl.where(mask, pt * (lt - ls), 0.0), axis=1)
@@ -106,11 +115,8 @@ def _kd_loss_kernel(s_ptr, t_ptr, gs_ptr, gt_ptr, loss_ptr, n_rows, n_cols, temp
         loss = temperature * temperature * acc_t if KIND == 1 else 0.5 * (acc_t + acc_s)
         if THIRD_SWEEP:
             for c0 in range(0, n_cols, BLOCK_C):
-                cols = c0 + tl.arange(0, BLOCK_C)
-                mask = (cols < n_cols)[None, :] & row_ok[:, None]
-                offs = rows[:, None] * n_cols + cols[None, :]
-                ls = _log_probs(s_ptr, offs, mask, temperature, m_s, log_ds)
-                lt = _log_probs(t_ptr, offs, mask, temperature, m_t, log_dt)
+                offs, mask, ls, lt = _tile_log_probs(s_ptr, t_ptr, rows, row_ok, c0, n_cols, temperature,
+                                                     m_s, log_ds, m_t, log_dt, BLOCK_C)
                 if KIND == 1:
                     g = (grad_scale * temperature) * tl.exp(lt) * (lt - ls - acc_t[:, None])
                     tl.store(gt_ptr + offs, g.to(gt_ptr.dtype.element_ty), mask=mask)

@@ -88,8 +88,17 @@ def latest_checkpoint(folder: str | Path) -> Path | None:
 
 def save_rotating(obj: Any, folder: str | Path, iteration: int, keep: int) -> Path:
     """Write ``ckpt-<iteration>.pt`` atomically, then delete all but the newest ``keep`` (and the
-    temporary files of writers that died)."""
+    temporary files of writers that died).
+
+    Checkpoints of later iterations than this one belong to a run that was resumed from an earlier
+    point: they move to ``superseded/`` (nothing is deleted) so "newest" stays this run's.
+    """
     path = atomic_save(obj, checkpoint_path(folder, iteration))
+    later = [p for p in list_checkpoints(folder) if int(_NAME.match(p.name).group(1)) > iteration]
+    if later:
+        (Path(folder) / "superseded").mkdir(exist_ok=True)
+        for p in later:
+            os.replace(p, Path(folder) / "superseded" / p.name)
     for old in list_checkpoints(folder)[:-keep]:
         old.unlink(missing_ok=True)
     for tmp in Path(folder).glob(".ckpt-*.pt.tmp-*"):

@@ -92,6 +92,8 @@ def _write_json(path: Path, data: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import yaml
+
     from .guard import NonFiniteError
     from .trainer import TrainingInterrupted
 
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as err:
         print(f"lrwa-fast: {err}", file=sys.stderr)
         return 128 + err.signum
-    except (ValueError, NonFiniteError) as err:
+    except (ValueError, NonFiniteError, OSError, yaml.YAMLError) as err:
         print(f"lrwa-fast: error: {err}", file=sys.stderr)
         return 2
 
@@ -114,8 +116,10 @@ def _demo(args: argparse.Namespace) -> int:
     if args.fast:
         settings = DemoSettings(iterations=6, eval_every=2, seeds=args.seeds,
                                 teacher=TeacherSettings(epochs=2))
-    settings.iterations = args.iterations or settings.iterations
-    settings.eval_every = args.eval_every or settings.eval_every
+    if args.iterations is not None:
+        settings.iterations = args.iterations
+    if args.eval_every is not None:
+        settings.eval_every = args.eval_every
     apply_overrides(settings, args.overrides)
     report = run_demo(settings, Path(args.out), Path(args.cache_dir), progress=not args.quiet,
                       resume=args.resume, jobs=args.jobs)

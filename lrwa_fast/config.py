@@ -75,7 +75,7 @@ class LRwAConfig(DFADConfig):
     memory_capacity: int = 2048  # samples kept
     memory_batch_size: int = 32  # memory samples per student step
     memory_policy: str = "reservoir"  # "reservoir" | "fifo"
-    memory_insert_size: int = 32  # samples inserted per insertion (from the last fresh batch)
+    memory_insert_size: int = 32  # samples inserted per insertion: the first of the last fresh batch (≤ batch)
     memory_insert_every: int = 1  # iterations between insertions
     memory_start: int = 0  # first iteration that inserts
     memory_dtype: str = "float32"  # storage dtype: "float32" | "float16" | "bfloat16"
@@ -109,22 +109,31 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         return from_dict(hint, value, prefix=key + ".")
     origin = typing.get_origin(hint)
     if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ValueError(f"{key} must be a list, got {value!r}")
-        return tuple(_coerce(t, v, key) for t, v in zip(typing.get_args(hint), value))
+        args = typing.get_args(hint)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ValueError(f"{key} must be a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(t, v, key) for t, v in zip(args, value))
     if origin is dict:
         if not isinstance(value, dict):
             raise ValueError(f"{key} must be a mapping, got {value!r}")
         return value
     if origin in (typing.Union, types.UnionType):
         return value
-    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+    if hint is float and isinstance(value, int | float | str) and not isinstance(value, bool):
+        return _to_float(value, key)
     if hint in (int, str, bool) and type(value) is not hint:
         raise ValueError(f"{key} must be {hint.__name__}, got {value!r}")
     if hint is float and not isinstance(value, float):
         raise ValueError(f"{key} must be a number, got {value!r}")
     return value
+
+
+def _to_float(value: int | float | str, key: str) -> float:
+    """A number, also from strings such as ``"1e-3"`` that YAML 1.1 does not read as floats."""
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{key} must be a number, got {value!r}") from None
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -140,16 +149,25 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
         loaded = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
         data = loaded or {}
     for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r} must look like key=value")
-        _set_nested(data, key.strip().split("."), yaml.safe_load(raw))
+        key, value = parse_override(item)
+        set_nested(data, key.split("."), value)
     return from_dict(cls, data)
 
 
-def _set_nested(data: dict[str, Any], keys: list[str], value: Any) -> None:
-    for k in keys[:-1]:
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"a.b=value"`` → ``("a.b", value)``, the value read as YAML (numbers, lists, booleans...)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"override {item!r} must look like key=value")
+    return key.strip(), yaml.safe_load(raw)
+
+
+def set_nested(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    """``data[k1][k2]... = value``, creating mappings on the way."""
+    for i, k in enumerate(keys[:-1]):
         data = data.setdefault(k, {})
+        if not isinstance(data, dict):
+            raise ValueError(f"cannot set {'.'.join(keys)}: {'.'.join(keys[:i + 1])} is not a mapping")
     data[keys[-1]] = value
 
 
@@ -171,6 +189,20 @@ _NON_NEGATIVE = ("generator_steps", "checkpoint_every", "memory_start", "inner_l
                  "grad_clip")
 
 
+def _optimizer_problems(name: str, opt: dict[str, Any]) -> list[str]:
+    problems = []
+    if opt["name"] not in ("sgd", "adam"):
+        problems.append(f"{name}.name={opt['name']!r} (expected 'sgd' or 'adam')")
+    if opt["schedule"] not in ("cosine", "constant"):
+        problems.append(f"{name}.schedule={opt['schedule']!r} (expected 'cosine' or 'constant')")
+    if not opt["lr"] >= 0 or not opt["weight_decay"] >= 0:
+        problems.append(f"{name}: lr and weight_decay must be >= 0, got {opt['lr']} and {opt['weight_decay']}")
+    if not 0 <= opt["momentum"] < 1 or not all(0 <= b < 1 for b in opt["betas"]):
+        problems.append(f"{name}: momentum and betas must lie in [0, 1), got {opt['momentum']} and "
+                        f"{list(opt['betas'])}")
+    return problems
+
+
 def validate(config: DFADConfig) -> None:
     """Raise ``ValueError`` naming every field whose value is out of range or not a valid choice."""
     problems = []
@@ -185,5 +217,11 @@ def validate(config: DFADConfig) -> None:
     problems += [f"generator_weights.{k}={v!r} (must be >= 0)" for k, v in weights.items() if not v >= 0]
     if values["generator_steps"] > 0 and not any(weights.values()):
         problems.append("generator_weights are all zero but generator_steps > 0")
+    for name in ("student_optimizer", "generator_optimizer"):
+        problems += _optimizer_problems(name, values[name])
+    if values.get("meta_mode") == "none" and not values.get("joint_replay"):
+        problems.append("meta_mode='none' without joint_replay would sample the memory and never use it "
+                        "(use DFADTrainer, or set joint_replay=True)")
+
     if problems:
         raise ValueError("invalid configuration: " + "; ".join(problems))

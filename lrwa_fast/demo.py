@@ -210,6 +210,9 @@ def run_demo(settings: DemoSettings, out_dir: Path, cache_dir: Path, progress: b
     ``out_dir/checkpoints``; ``resume=True`` reuses both, otherwise they are cleared first.
     ``jobs > 1`` runs that many processes with one thread each.
     """
+    if min(settings.iterations, settings.eval_every, settings.seeds) < 1:
+        raise ValueError(f"iterations, eval_every and seeds must be >= 1, got {settings.iterations}, "
+                         f"{settings.eval_every} and {settings.seeds}")
     if not resume:
         for folder in ("runs", "checkpoints"):
             shutil.rmtree(out_dir / folder, ignore_errors=True)
@@ -313,20 +316,14 @@ def method_config(method_cfg: dict[str, Any]) -> DFADConfig:
 
 def apply_overrides(settings: DemoSettings, overrides: list[str]) -> None:
     """Apply ``METHOD.key[.sub]=value`` overrides to the methods' configs, validating the result."""
-    import yaml
-
-    from .config import validate
+    from .config import parse_override, set_nested, validate
 
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        method, _, path = key.strip().partition(".")
-        if not sep or not path or method not in settings.methods:
+        key, value = parse_override(item)
+        method, _, path = key.partition(".")
+        if not path or method not in settings.methods:
             raise ValueError(f"override {item!r} must look like METHOD.key=value with METHOD in "
                              f"{sorted(settings.methods)}")
-        target = settings.methods[method]
-        *parents, leaf = path.split(".")
-        for p in parents:
-            target = target.setdefault(p, {})
-        target[leaf] = yaml.safe_load(raw)
+        set_nested(settings.methods[method], path.split("."), value)
     for cfg in settings.methods.values():
         validate(method_config(cfg))

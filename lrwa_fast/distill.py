@@ -84,6 +84,7 @@ def build_trainer(spec: DistillConfig, resume: str | None = None) -> DFADTrainer
     defaults = {"checkpoint_dir": str(Path(spec.output_dir) / "checkpoints"),
                 "checkpoint_every": DEFAULT_CHECKPOINT_EVERY}
     cfg = from_dict(cfg_cls, {**defaults, **spec.trainer}, prefix="trainer.")
+    torch.manual_seed(cfg.seed)  # the student and generator initialisations follow the seed
     teacher = load_model(spec.teacher, required=True)
     student = load_model(spec.student, required=False)
     generator = Generator(cfg.latent_dim, channels=spec.teacher.in_channels, img_size=spec.generator.img_size,

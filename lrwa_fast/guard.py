@@ -1,9 +1,12 @@
 """The ``nonfinite`` policy: what happens when a loss or gradient becomes NaN/Inf.
 
 ``"raise"`` stops training with :class:`NonFiniteError` naming the iteration and step; ``"skip"``
-skips the update, warns once and counts the skips. On CUDA with ``"raise"`` the check is deferred
-so a step never waits for the device: the first bad step is remembered on the device and reported
-at the next :meth:`NonFiniteGuard.check` (metric read, checkpoint, end of ``train``).
+skips the update (and restores the BatchNorm statistics the step touched), warns once and counts
+the skips. On CUDA with ``"raise"`` the check is deferred so a step never waits for the device: the
+first bad step is remembered on the device and reported at the next :meth:`NonFiniteGuard.check`
+(metric read, checkpoint, end of ``train``, or after 4096 updates); updates between the bad step
+and the report have already been applied, so resume from the last checkpoint (checkpoints are only
+written after a check passes).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import warnings
 
 import torch
 from torch import Tensor
+
+MAX_PENDING = 4096  # deferred checks pending before one is forced (bounds the label list)
 
 
 class NonFiniteError(RuntimeError):
@@ -47,6 +52,8 @@ class NonFiniteGuard:
         return False
 
     def _remember(self, finite: Tensor, where: str) -> None:
+        if len(self._labels) >= MAX_PENDING:
+            self.check()
         code = len(self._labels)
         self._labels.append(where)
         if self._first_bad is None:

@@ -24,6 +24,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 LossKind = Literal["l1", "kl", "js"]
 Reduction = Literal["mean", "sum", "none"]
@@ -108,9 +109,6 @@ def activation_loss(features: Tensor) -> Tensor:
     return -features.abs().mean()
 
 
-_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
 class TeacherProbe:
     """Forward hooks on a teacher that collect what the generator priors need.
 
@@ -124,7 +122,7 @@ class TeacherProbe:
     def __init__(self, teacher: nn.Module, *, bn_prior: bool, features: bool,
                  feature_module: nn.Module | None = None) -> None:
         self.teacher = teacher
-        self.bn_layers = [m for m in teacher.modules() if isinstance(m, _BN_TYPES)] if bn_prior else []
+        self.bn_layers = [m for m in teacher.modules() if isinstance(m, _BatchNorm)] if bn_prior else []
         if bn_prior and not self.bn_layers:
             raise ValueError("bn_prior weight > 0 but the teacher has no BatchNorm layers")
         self.feature_module = None

@@ -35,6 +35,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from . import ops
 from .phases import phase
@@ -47,7 +48,11 @@ BN_MODES: tuple[str, ...] = ("acquire", "all", "retain_eval")
 
 @dataclass
 class MetaResult:
-    """Gradient of the LRwA objective and the quantities worth logging (0-d tensors, no sync)."""
+    """Gradient of the LRwA objective and the quantities worth logging (0-d tensors, no sync).
+
+    ``grad_cosine`` is the cosine between ∇L_acq(θ) and ∇L_ret(θ'), the retention gradient at the
+    inner-step weights (the first-order form of the paper's alignment term, which uses ∇L_ret(θ)).
+    """
 
     grads: dict[str, Tensor]
     loss_acq: Tensor
@@ -81,11 +86,11 @@ def meta_gradient(
     with phase("acquisition forward"):
         loss_acq = distance(model(x_acq), t_acq)
     with phase("acquisition backward"):
-        g_acq = torch.autograd.grad(loss_acq, theta, create_graph=exact)
+        g_acq = gradients(loss_acq, theta, create_graph=exact)
     with phase("inner update"):
         theta_inner = _inner_step(theta, g_acq, inner_lr, differentiable=exact)
     with phase("retention forward"), _retention_context(model, bn_mode):
-        loss_ret = distance(_call(model, dict(zip(names, theta_inner)), x_mem, bn_mode), t_mem)
+        loss_ret = distance(forward_for_pass(model, dict(zip(names, theta_inner)), x_mem, bn_mode), t_mem)
     with phase("retention backward"):
         g_ret = _zeros_for_unused(torch.autograd.grad(loss_ret, theta_inner, allow_unused=True), theta)
     outer = g_ret
@@ -130,8 +135,15 @@ def _zeros_for_unused(grads: tuple[Tensor | None, ...], like: list[Tensor]) -> l
     return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, like)]
 
 
-def _call(model: nn.Module, params: dict[str, Tensor], x: Tensor, bn_mode: str) -> Tensor:
-    """Forward at ``params``; buffers are the model's own only when the pass may update them."""
+def gradients(loss: Tensor, params: list[Tensor], *, create_graph: bool = False) -> list[Tensor]:
+    """``∂loss/∂params`` with zeros for parameters the loss does not depend on."""
+    grads = torch.autograd.grad(loss, params, create_graph=create_graph, allow_unused=True)
+    return _zeros_for_unused(grads, params)
+
+
+def forward_for_pass(model: nn.Module, params: dict[str, Tensor], x: Tensor, bn_mode: str) -> Tensor:
+    """Forward at ``params``; buffers are the model's own only when a non-acquisition pass may
+    update them (``bn_mode="all"``), copies otherwise."""
     if bn_mode == "all" or not model.training:
         return functional_call(model, params, (x,))
     buffers = {n: b.clone() for n, b in model.named_buffers()}
@@ -140,10 +152,11 @@ def _call(model: nn.Module, params: dict[str, Tensor], x: Tensor, bn_mode: str) 
 
 @contextmanager
 def _retention_context(model: nn.Module, bn_mode: str) -> Iterator[None]:
-    """Put BatchNorm layers in eval mode for the retention pass when ``bn_mode="retain_eval"``."""
+    """Put BatchNorm layers in eval mode for the retention pass when ``bn_mode="retain_eval"``
+    (each layer's own flag is restored afterwards)."""
     switched = []
     if bn_mode == "retain_eval" and model.training:
-        switched = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        switched = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.training]
     for m in switched:
         m.eval()
     try:

@@ -7,9 +7,10 @@ shape works as long as the teacher and student accept the generator's output.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from . import losses, ops
 from .config import DFADConfig, LRwAConfig, from_dict, to_dict, validate
 from .guard import NonFiniteGuard
 from .memory import ReplayBuffer
-from .meta import meta_gradient
+from .meta import forward_for_pass, gradients, meta_gradient
 from .metrics import MetricAccumulator
 from .optim import build_optimizer
 from .phases import phase
@@ -40,7 +41,7 @@ class TrainingInterrupted(RuntimeError):
 
 # Config fields that may change when resuming: they do not change what is computed.
 RESUMABLE_CHANGES = frozenset({"checkpoint_dir", "checkpoint_every", "keep_checkpoints", "log_every",
-                               "device", "memory_backend", "nonfinite"})
+                               "memory_backend", "nonfinite"})
 DEFAULT_INTERRUPT_DIR = "lrwa_runs/interrupted"
 
 
@@ -55,7 +56,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 @contextmanager
-def eval_mode(*modules: nn.Module):
+def eval_mode(*modules: nn.Module) -> Iterator[None]:
     """Temporarily put modules (and all their children) in eval mode."""
     flags = [(m, m.training) for module in modules for m in module.modules()]
     for module in modules:
@@ -128,7 +129,11 @@ class DFADTrainer:
         self.probe = losses.TeacherProbe(self.teacher, bn_prior=weights.bn_prior > 0,
                                          features=weights.activation > 0)
         self.rng = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.kernel_backend = None if cfg.backend == "auto" else cfg.backend  # None: LRWA_FAST_BACKEND
         self.iteration = 0
+        self._checkpointed_at = -1
+        self._skips_before = 0
+        self._snapshot: list[tuple[Tensor, Tensor]] = []
         self.guard = NonFiniteGuard(cfg.nonfinite, defer=self.device.type == "cuda")
         self.history: dict[str, list[dict[str, float]]] = {"metrics": [], "evaluations": []}
         self._metrics = MetricAccumulator()
@@ -139,6 +144,7 @@ class DFADTrainer:
         cfg = self.config
         self.student.train()
         self.generator.train()
+        self._skips_before = self.guard.skipped
         for _ in range(cfg.generator_steps):
             self._generator_step()
         for k in range(cfg.student_steps):
@@ -177,12 +183,13 @@ class DFADTrainer:
         """The configured KD loss (fused kernel where available)."""
         cfg = self.config
         return ops.kd_loss(student_logits, teacher_logits, kind=cfg.loss, temperature=cfg.temperature,
-                           backend=cfg.backend)
+                           backend=self.kernel_backend)
 
     def _generator_step(self) -> None:
+        self._snapshot_buffers()
         with phase("generator step"):
             loss = self._generator_loss()
-            grads = torch.autograd.grad(loss, self.generator_params)
+            grads = gradients(loss, self.generator_params)
         self._apply(self.generator_opt, self.generator_params, list(grads), {"loss_generator": loss},
                     "generator step", clip=0.0, norm_key="grad_norm_generator")
 
@@ -196,7 +203,7 @@ class DFADTrainer:
         if w.adversarial:
             s = self.student(x)
             discrepancy = ops.kd_loss(s, t, kind=cfg.adversarial_loss,
-                                      temperature=cfg.adversarial_temperature, backend=cfg.backend)
+                                      temperature=cfg.adversarial_temperature, backend=self.kernel_backend)
             adv = losses.adversarial_from_discrepancy(discrepancy, cfg.adversarial_loss)
             loss = loss + w.adversarial * adv
         if w.one_hot:
@@ -210,15 +217,21 @@ class DFADTrainer:
         return loss
 
     def _student_step(self, k: int) -> None:
+        self._snapshot_buffers()
         x, t = self.fresh_batch()
         self._apply_student(*self._kd_grads(x, t), k)
+
+    def _snapshot_buffers(self) -> None:
+        """Under ``nonfinite="skip"``, remember the BatchNorm statistics a skipped step must not keep."""
+        if self.config.nonfinite == "skip":
+            self._snapshot = [(b, b.clone()) for m in (self.student, self.generator) for b in m.buffers()]
 
     def _kd_grads(self, x: Tensor, t: Tensor) -> tuple[list[Tensor], dict[str, Tensor]]:
         """Gradient of the plain KD loss on ``(x, t)`` and what to log."""
         with phase("student forward"):
             loss = self.student_loss(self.student(x), t)
         with phase("student backward"):
-            grads = list(torch.autograd.grad(loss, self.student_params))
+            grads = gradients(loss, self.student_params)
         return grads, {"loss_student": loss}
 
     def _apply_student(self, grads: list[Tensor], logged: dict[str, Tensor], k: int) -> None:
@@ -231,6 +244,8 @@ class DFADTrainer:
         with phase("finite check"):
             grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
             if not self.guard.allows(logged, grad_norm, f"iteration {self.iteration}, {where}"):
+                for buffer, saved in self._snapshot:
+                    buffer.copy_(saved)
                 return
         with phase("optimizer"):
             for p, g in zip(params, grads):
@@ -253,6 +268,7 @@ class DFADTrainer:
         total = self.config.iterations - self.iteration if iterations is None else int(iterations)
         if total < 0 or eval_every < 1:
             raise ValueError(f"iterations must be >= 0 and eval_every >= 1, got {total} and {eval_every}")
+        self._check_horizon(total)
         bar = _progress(total, progress, type(self).__name__)
         with _StopRequests() as stop:
             for i in range(total):
@@ -270,16 +286,33 @@ class DFADTrainer:
         self.guard.check()
         return self.history
 
+    def _check_horizon(self, total: int) -> None:
+        """Refuse to train past ``config.iterations`` where a cosine schedule has reached zero."""
+        cfg = self.config
+        cosine = [o.schedule == "cosine" for o in (cfg.student_optimizer, cfg.generator_optimizer)]
+        if any(cosine) and self.iteration + total > cfg.iterations:
+            raise ValueError(f"training to iteration {self.iteration + total} would pass config.iterations="
+                             f"{cfg.iterations}, where the cosine schedule reaches a learning rate of 0; "
+                             "raise config.iterations or use schedule='constant'")
+
     def _maybe_checkpoint(self, *, final: bool) -> None:
         cfg = self.config
         if not cfg.checkpoint_dir or not cfg.checkpoint_every:
             return
         if final or self.iteration % cfg.checkpoint_every == 0:
-            ckpt.save_rotating(self.state_dict(), cfg.checkpoint_dir, self.iteration, cfg.keep_checkpoints)
+            self._write_checkpoint(cfg.checkpoint_dir)
+
+    def _write_checkpoint(self, folder: str | Path) -> Path:
+        path = ckpt.save_rotating(self.state_dict(), folder, self.iteration, self.config.keep_checkpoints)
+        self._checkpointed_at = self.iteration
+        return path
 
     def _interrupted(self, signum: int) -> None:
-        folder = self.config.checkpoint_dir or DEFAULT_INTERRUPT_DIR
-        path = ckpt.save_rotating(self.state_dict(), folder, self.iteration, self.config.keep_checkpoints)
+        folder = self.config.checkpoint_dir or Path(DEFAULT_INTERRUPT_DIR) / f"{type(self).__name__}-{os.getpid()}"
+        if self._checkpointed_at == self.iteration and self.config.checkpoint_dir:
+            path = ckpt.checkpoint_path(folder, self.iteration)
+        else:
+            path = self._write_checkpoint(folder)
         name = signal.Signals(signum).name
         raise TrainingInterrupted(f"{name} received: stopped after iteration {self.iteration}; checkpoint "
                                   f"written to {path} (resume with {type(self).__name__}.load or "
@@ -295,9 +328,14 @@ class DFADTrainer:
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """The complete training state (see :mod:`lrwa_fast.checkpoint`); checks finiteness first."""
+        """The complete training state (see :mod:`lrwa_fast.checkpoint`); checks finiteness first.
+
+        Tensors are the live ones (as ``nn.Module.state_dict``): serialise it, or deep-copy it to
+        keep a snapshot in memory.
+        """
         self.guard.check()
         return {
+            "device_type": self.device.type,
             "format_version": ckpt.FORMAT_VERSION, "trainer": type(self).__name__,
             "config": to_dict(self.config), "iteration": self.iteration,
             "skipped_steps": self.guard.skipped, "history": self.history,
@@ -331,6 +369,9 @@ class DFADTrainer:
 
     def _check_compatible(self, state: dict[str, Any]) -> None:
         problems = []
+        if state.get("device_type", self.device.type) != self.device.type:
+            problems.append(f"it was made on {state['device_type']} and this trainer runs on "
+                            f"{self.device.type} (random generator states differ between devices)")
         if state.get("trainer") != type(self).__name__:
             problems.append(f"checkpoint is for {state.get('trainer')}, not {type(self).__name__}")
         if state.get("teacher_fingerprint") != self.teacher_fingerprint:
@@ -369,7 +410,10 @@ class DFADTrainer:
 
 
 class _StopRequests:
-    """Turn SIGINT/SIGTERM into a flag checked between iterations (a second SIGINT stops at once)."""
+    """Turn SIGINT/SIGTERM into a flag checked between iterations (a second SIGINT stops at once).
+
+    Only in the main thread (Python delivers signals there), and not for signals set to be ignored.
+    """
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -378,7 +422,8 @@ class _StopRequests:
     def __enter__(self) -> _StopRequests:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, _frame: Any) -> None:
@@ -391,10 +436,25 @@ class _StopRequests:
             signal.signal(sig, handler)
 
 
-def _progress(total: int, enabled: bool, name: str):
+class _NoProgress:
+    """Stands in for a progress bar when progress is off (no tqdm import needed)."""
+
+    def update(self, n: int) -> None:
+        """Nothing to show."""
+
+    def set_postfix(self, values: dict[str, str], refresh: bool = False) -> None:
+        """Nothing to show."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def _progress(total: int, enabled: bool, name: str) -> Any:
+    if not enabled:
+        return _NoProgress()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, disable=not enabled, desc=name, unit="it", leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=name, unit="it", leave=False, dynamic_ncols=True)
 
 
 def _postfix(metrics: dict[str, float], evaluations: list[dict[str, float]]) -> dict[str, str]:
@@ -422,6 +482,7 @@ class LRwATrainer(DFADTrainer):
         self._last_batch: tuple[Tensor, Tensor] | None = None
 
     def _student_step(self, k: int) -> None:
+        self._snapshot_buffers()
         x, t = self.fresh_batch()
         self._last_batch = (x, t)
         if len(self.memory) == 0:
@@ -429,15 +490,17 @@ class LRwATrainer(DFADTrainer):
             return
         cfg = self.config
         with phase("memory sample"):
-            x_mem, t_mem = self.memory.sample(cfg.memory_batch_size)
+            x_mem, t_mem = self.memory.sample(cfg.memory_batch_size, dtype=x.dtype)
         if cfg.meta_mode == "none":
             grads, logged = self._kd_grads(x, t)
         else:
             grads, logged = self._meta_grads(x, t, x_mem, t_mem)
         if cfg.joint_replay:
             with phase("joint replay forward/backward"):
-                joint = self.student_loss(self.student(torch.cat([x, x_mem])), torch.cat([t, t_mem]))
-                grads = torch._foreach_add(grads, list(torch.autograd.grad(joint, self.student_params)))
+                params = dict(self.student.named_parameters())
+                joint_logits = forward_for_pass(self.student, params, torch.cat([x, x_mem]), cfg.bn_mode)
+                joint = self.student_loss(joint_logits, torch.cat([t, t_mem]))
+                grads = torch._foreach_add(grads, gradients(joint, self.student_params))
             logged["loss_joint"] = joint
         self._apply_student(grads, logged, k)
 
@@ -446,7 +509,7 @@ class LRwATrainer(DFADTrainer):
         cfg = self.config
         res = meta_gradient(self.student, x, t, x_mem, t_mem, inner_lr=cfg.inner_lr, mode=cfg.meta_mode,
                             loss=cfg.loss, temperature=cfg.temperature, retain_weight=cfg.retain_weight,
-                            bn_mode=cfg.bn_mode, backend=cfg.backend)
+                            bn_mode=cfg.bn_mode, backend=self.kernel_backend)
         logged = {"loss_student": res.loss_acq, "loss_retain": res.loss_ret, "grad_cosine": res.grad_cosine}
         return [res.grads[n] for n in self.student_names], logged
 
@@ -454,7 +517,8 @@ class LRwATrainer(DFADTrainer):
         cfg = self.config
         since_start = self.iteration - cfg.memory_start
         due = since_start >= 0 and since_start % cfg.memory_insert_every == 0
-        if due and self._last_batch is not None:
+        clean = self.guard.skipped == self._skips_before  # a skipped step may have met a non-finite batch
+        if due and clean and self._last_batch is not None:
             x, t = self._last_batch
             with phase("memory insert"):
                 self.memory.add(x[: cfg.memory_insert_size], t[: cfg.memory_insert_size], step=self.iteration)

@@ -4,6 +4,7 @@ refusal of corrupt or incompatible checkpoints."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -161,9 +162,14 @@ def test_sigint_finishes_the_step_writes_a_checkpoint_and_exits_non_zero(tmp_pat
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
-    assert "SIGINT received: stopped after iteration" in err
+    stopped = int(re.search(r"SIGINT received: stopped after iteration (\d+)", err).group(1))
+    assert stopped >= 1
     state = read_checkpoint(latest_checkpoint(tmp_path))
-    assert state["iteration"] >= 1 and "memory" in state
+    assert state["iteration"] == stopped and "memory" in state
+    resumed = LRwATrainer.load(latest_checkpoint(tmp_path), *build(), LRwAConfig(
+        batch_size=16, latent_dim=8, iterations=100000, student_steps=2, device="cpu",
+        checkpoint_dir=str(tmp_path)))
+    assert resumed.iteration == stopped and resumed.step()["iteration"] == stopped + 1
 
 
 def test_truncated_checkpoint_is_refused_and_the_previous_one_still_loads(tmp_path):
@@ -221,3 +227,22 @@ def test_model_fixture_is_deterministic():
     for m1, m2 in ((t1, t2), (s1, s2), (g1, g2)):
         assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
     assert isinstance(s1, SmallCNN) and isinstance(g1, Generator)
+
+
+def test_checkpoint_from_another_device_type_is_refused(tmp_path):
+    trainer = LRwATrainer(*build(), LRwAConfig(**CONFIG))
+    state = trainer.state_dict()
+    state["device_type"] = "cuda"
+    torch.save(state, tmp_path / "gpu.pt")
+    with pytest.raises(CheckpointError, match="made on cuda and this trainer runs on cpu"):
+        LRwATrainer.load(tmp_path / "gpu.pt", *build())
+
+
+def test_resuming_from_an_earlier_checkpoint_supersedes_later_ones(tmp_path):
+    for iteration in (2, 4, 6):
+        save_rotating({"format_version": 1, "i": iteration}, tmp_path, iteration, keep=5)
+    save_rotating({"format_version": 1, "i": 3}, tmp_path, 3, keep=5)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt-00000002.pt", "ckpt-00000003.pt"]
+    assert read_checkpoint(latest_checkpoint(tmp_path))["i"] == 3
+    assert sorted(p.name for p in (tmp_path / "superseded").iterdir()) == ["ckpt-00000004.pt",
+                                                                          "ckpt-00000006.pt"]

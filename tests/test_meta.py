@@ -215,6 +215,13 @@ def test_retain_eval_restores_training_flags():
     assert all(m.training for m in model.modules())
 
 
+def test_retain_eval_keeps_frozen_batchnorm_frozen():
+    model, *case = make_case("bn_cnn", seed=4)
+    model[1].eval()
+    meta_gradient(model, *case, inner_lr=0.1, bn_mode="retain_eval")
+    assert model.training and not model[1].training
+
+
 def test_frozen_parameters_are_skipped():
     model, *case = make_case("mlp", seed=6)
     model[0].bias.requires_grad_(False)

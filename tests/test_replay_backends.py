@@ -175,21 +175,6 @@ def test_cpp_reservoir_inclusion_large():
 
 
 @needs_ext
-@pytest.mark.parametrize("replace", [True, False])
-def test_cpp_sampling_is_uniform_over_filled_slots(replace):
-    buf = make("cpp", 40, "fifo")
-    buf.add(*items(0, 13))  # 13 of 40 slots filled
-    counts = torch.zeros(13)
-    for _ in range(2000):
-        x, _ = buf.sample(5, replace=replace)
-        if not replace:
-            assert len(set(x[:, 0].tolist())) == 5, "without replacement must draw distinct items"
-        counts += torch.bincount(x[:, 0].long(), minlength=13)
-    assert counts.numel() == 13, "drew from an empty slot"
-    p = stats.chisquare(counts.numpy()).pvalue
-    assert p > ALPHA, f"sampling not uniform (p={p:.2e})"
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_capacity_one_and_big_batches(backend):
     fifo = make(backend, 1, "fifo")

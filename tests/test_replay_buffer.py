@@ -11,6 +11,7 @@ import torch
 from scipy import stats
 
 from lrwa_fast import ReplayBuffer
+from lrwa_fast.memory import _ext
 from lrwa_fast.memory.philox import philox_u32
 
 ALPHA = 1e-3
@@ -84,10 +85,14 @@ def test_reservoir_keeps_every_item_with_equal_probability():
     assert p > ALPHA, f"reservoir inclusion not uniform (p={p:.2e})"
 
 
+BACKENDS = ["torch"] + (["cpp"] if _ext.module() is not None else [])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("replace", [True, False])
-def test_sampling_is_uniform(replace):
-    buf = buffer(capacity=13, policy="fifo")
-    buf.add(*items(0, 13))
+def test_sampling_is_uniform(replace, backend):
+    buf = ReplayBuffer(40, (3,), 4, policy="fifo", seed=0, backend=backend)
+    buf.add(*items(0, 13))  # 13 of 40 slots filled: draws must stay among them
     counts = torch.zeros(13)
     for _ in range(2000):
         x, _ = buf.sample(5, replace=replace)
@@ -112,6 +117,8 @@ def test_same_seed_same_draws_and_generator_key():
     assert torch.equal(a.sample(6)[0], b.sample(6)[0])
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     assert torch.equal(a.sample(6, g1)[0], b.sample(6, g2)[0])
+    g3 = torch.Generator().manual_seed(6)
+    assert not torch.equal(a.sample(12, g3)[0], b.sample(12, torch.Generator().manual_seed(7))[0])
 
 
 def test_counter_advances_between_calls():

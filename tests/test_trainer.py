@@ -129,12 +129,19 @@ def test_nan_loss_stops_training_naming_the_step():
 def test_skip_policy_counts_and_does_not_update():
     trainer = LRwATrainer(*demo_models(), LRwAConfig(**SMALL, generator_steps=0, nonfinite="skip"))
     trainer.train(1, progress=False)
+    memory_before = trainer.memory.state_dict()
+    buffers_before = [b.clone() for b in trainer.student.buffers()]
     poison(trainer.student)
     before = [p.clone() for p in trainer.student.parameters()]
-    metrics = trainer.step()
+    with pytest.warns(RuntimeWarning, match="step skipped") as caught:
+        metrics = trainer.step()
+    assert len(caught) == 1, "warn once, then count"
     assert metrics["skipped_steps"] == 2
     for a, b in zip(before, trainer.student.parameters()):
         assert torch.equal(a.nan_to_num(), b.nan_to_num())
+    for a, b in zip(buffers_before, trainer.student.buffers()):
+        assert torch.equal(a, b), "a skipped step must not leave its BatchNorm statistics behind"
+    assert trainer.memory.seen == memory_before["seen"], "nothing is inserted in an iteration with skips"
 
 
 def test_memory_schedule():
@@ -152,10 +159,11 @@ def test_meta_step_logs_alignment_and_joint_replay():
     trainer.train(3, progress=False)
     last = trainer.history["metrics"][-1]
     assert {"loss_retain", "grad_cosine", "loss_joint"} <= set(last)
-    assert -1.0 <= last["grad_cosine"] <= 1.0
-    plain = LRwATrainer(*demo_models(), LRwAConfig(**SMALL, meta_mode="none"))
+    assert last["grad_cosine"] != 0.0, "the alignment is computed from two non-zero gradients"
+    plain = LRwATrainer(*demo_models(), LRwAConfig(**SMALL, meta_mode="none", joint_replay=True))
     plain.train(3, progress=False)
     assert "loss_retain" not in plain.history["metrics"][-1]
+    assert "loss_joint" in plain.history["metrics"][-1]
 
 
 def test_same_seed_same_run():
@@ -205,3 +213,40 @@ def test_deferred_check_names_the_first_bad_step():
     trainer.step()
     with pytest.raises(NonFiniteError, match="first seen at iteration 1, student step 0"):
         trainer.step()
+
+
+def test_training_past_the_cosine_horizon_is_refused():
+    trainer = DFADTrainer(*demo_models(), DFADConfig(**SMALL))
+    trainer.train(4, progress=False)
+    with pytest.raises(ValueError, match=r"would pass config\.iterations=10"):
+        trainer.train(7, progress=False)
+    assert trainer.iteration == 4
+    constant = DFADConfig(**SMALL)
+    constant.student_optimizer.schedule = constant.generator_optimizer.schedule = "constant"
+    DFADTrainer(*demo_models(), constant).train(12, progress=False)
+
+
+class WithUnusedLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.used, self.unused = mlp(), nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.used(x)
+
+
+def test_unused_trainable_parameters_get_zero_gradients():
+    trainer = LRwATrainer(mlp(), WithUnusedLayer(), VectorGenerator(), LRwAConfig(**SMALL))
+    unused, used = trainer.student.unused.weight.clone(), trainer.student.used[0].weight.clone()
+    trainer.train(3, progress=False)
+    drift = (trainer.student.unused.weight - unused).abs().max()
+    assert drift <= 1e-3 * unused.abs().max(), "only weight decay may move an unused parameter"
+    assert not torch.equal(trainer.student.used[0].weight, used)
+
+
+def test_config_combinations_that_would_waste_work_are_refused():
+    with pytest.raises(ValueError, match="meta_mode='none' without joint_replay"):
+        LRwATrainer(*demo_models(), LRwAConfig(**SMALL, meta_mode="none"))
+    trainer = LRwATrainer(*demo_models(), LRwAConfig(**SMALL, memory_insert_size=64))
+    trainer.step()
+    assert len(trainer.memory) == SMALL["batch_size"], "an insertion takes at most the fresh batch"
