@@ -113,7 +113,7 @@ def demo_lrwa_config() -> LRwAConfig:
     """The LRwA settings of the demo (chosen from the ablation, see README)."""
     return LRwAConfig(**_shared_settings(), memory_capacity=2048, memory_batch_size=32,
                       memory_insert_size=32, memory_insert_every=1, memory_start=0,
-                      memory_policy="reservoir", inner_lr=0.05, meta_mode="exact", retain_weight=1.0,
+                      memory_policy="reservoir", inner_lr=0.05, meta_mode="exact", retain_weight=0.25,
                       bn_mode="acquire")
 
 
@@ -124,7 +124,7 @@ def demo_dfad_config() -> DFADConfig:
 
 def _shared_settings() -> dict[str, Any]:
     return dict(batch_size=64, latent_dim=64, iterations=600, generator_steps=1, student_steps=5,
-                loss="l1", adversarial_loss="l1",
+                loss="kl", adversarial_loss="kl",
                 generator_weights=GeneratorLossWeights(adversarial=1.0),
                 student_optimizer=OptimizerConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4),
                 generator_optimizer=OptimizerConfig(name="adam", lr=1e-3, weight_decay=0.0),

@@ -76,7 +76,7 @@ def test_l1_value_and_gradients(shape):
     t = rand_logits(shape, 4).requires_grad_()
     loss = losses.kd_loss_reference(s, t, kind="l1", temperature=7.0)  # temperature ignored
     diff = s.detach().double() - t.detach().double()
-    assert abs(float(loss) - float(diff.abs().mean())) < 1e-5 * float(diff.abs().mean())
+    assert abs(float(loss.detach()) - float(diff.abs().mean())) < 1e-5 * float(diff.abs().mean())
     gs, gt = torch.autograd.grad(loss, [s, t])
     expected = diff.sign() / diff.numel()
     assert torch.allclose(gs.double(), expected, rtol=1e-6, atol=0)
@@ -91,8 +91,8 @@ def test_js_value_and_gradients(shape, temperature):
     loss = losses.kd_loss_reference(s, t, kind="js", temperature=temperature)
     s2, t2 = s.detach().clone().requires_grad_(), t.detach().clone().requires_grad_()
     expected = js_rows64(s2, t2, temperature).mean()
-    assert abs(float(loss) - float(expected)) < 1e-10 * max(1.0, float(expected))
-    assert 0 <= float(loss) <= math.log(2) + 1e-12
+    assert abs(float(loss.detach()) - float(expected.detach())) < 1e-10 * max(1.0, float(expected.detach()))
+    assert 0 <= float(loss.detach()) <= math.log(2) + 1e-12
     for got, want in zip(torch.autograd.grad(loss, [s, t]), torch.autograd.grad(expected, [s2, t2])):
         assert (got - want).norm() <= 1e-9 * max(float(want.norm()), 1e-12)
 
@@ -114,7 +114,7 @@ def test_extreme_logits_stay_finite(kind):
     (g,) = torch.autograd.grad(loss, s)
     assert torch.isfinite(loss) and torch.isfinite(g).all()
     expected = (kl_rows64 if kind == "kl" else js_rows64)(s.detach(), t, 1.0).mean()
-    assert abs(float(loss) - float(expected)) <= 1e-4 * max(1.0, float(expected))
+    assert abs(float(loss.detach()) - float(expected)) <= 1e-4 * max(1.0, float(expected))
 
 
 def test_identical_logits_give_zero():
