@@ -17,7 +17,7 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 EXTRAS = {
-    "test": ["pytest>=7", "pytest-benchmark>=4", "ruff"],
+    "test": ["pytest>=7", "pytest-benchmark>=4", "ruff", "scipy", "triton>=3.0", "higher"],
     "triton": ["triton>=3.0"],
     "higher": ["higher"],
 }
