@@ -27,7 +27,7 @@ In evaluation mode every pass uses the running statistics and nothing is updated
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -89,20 +89,62 @@ def meta_gradient(
         g_acq = gradients(loss_acq, theta, create_graph=exact)
     with phase("inner update"):
         theta_inner = _inner_step(theta, g_acq, inner_lr, differentiable=exact)
-    with phase("retention forward"), _retention_context(model, bn_mode):
-        loss_ret = distance(forward_for_pass(model, dict(zip(names, theta_inner)), x_mem, bn_mode), t_mem)
-    with phase("retention backward"):
-        g_ret = _zeros_for_unused(torch.autograd.grad(loss_ret, theta_inner, allow_unused=True), theta)
-    outer = g_ret
     if exact:
-        with phase("second-order backward"):
-            second = torch.autograd.grad(theta_inner, theta, g_ret, allow_unused=True)
-            outer = _zeros_for_unused(second, theta)
+        loss_ret, g_ret, outer = _retention_exact(model, names, theta, theta_inner, x_mem, t_mem, bn_mode,
+                                                  distance)
+    else:
+        loss_ret, g_ret = _retention_first_order(model, theta, theta_inner, x_mem, t_mem, bn_mode, distance)
+        outer = g_ret
     with phase("combine + alignment"):
         g_acq = [g.detach() for g in g_acq]
         grads = torch._foreach_add(g_acq, outer, alpha=retain_weight)
         cosine = ops.grad_cosine(g_acq, g_ret, backend=backend)
     return MetaResult(dict(zip(names, grads)), loss_acq.detach(), loss_ret.detach(), cosine)
+
+
+Distance = Callable[[Tensor, Tensor], Tensor]
+
+
+def _retention_exact(model: nn.Module, names: list[str], theta: list[Tensor], theta_inner: list[Tensor],
+                     x_mem: Tensor, t_mem: Tensor, bn_mode: str,
+                     distance: Distance) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """L_ret(θ'), ∇L_ret at θ', and its pull-back (I − αH)∇L_ret to θ through the inner step."""
+    with phase("retention forward"), _retention_context(model, bn_mode):
+        loss_ret = distance(forward_for_pass(model, dict(zip(names, theta_inner)), x_mem, bn_mode), t_mem)
+    with phase("retention backward"):
+        g_ret = _zeros_for_unused(torch.autograd.grad(loss_ret, theta_inner, allow_unused=True), theta)
+    with phase("second-order backward"):
+        second = torch.autograd.grad(theta_inner, theta, g_ret, allow_unused=True)
+    return loss_ret, g_ret, _zeros_for_unused(second, theta)
+
+
+def _retention_first_order(model: nn.Module, theta: list[Tensor], theta_inner: list[Tensor], x_mem: Tensor,
+                           t_mem: Tensor, bn_mode: str, distance: Distance) -> tuple[Tensor, list[Tensor]]:
+    """L_ret and its gradient at the constant θ', evaluated by the model itself with its parameters
+    holding θ' for the duration (cheaper than a functional call on small models)."""
+    with _holding(model, theta, theta_inner, keep_buffers=bn_mode != "all"), _retention_context(model, bn_mode):
+        with phase("retention forward"):
+            loss_ret = distance(model(x_mem), t_mem)
+        with phase("retention backward"):
+            g_ret = gradients(loss_ret, theta)
+    return loss_ret, g_ret
+
+
+@contextmanager
+def _holding(model: nn.Module, params: list[Tensor], values: list[Tensor], *, keep_buffers: bool) -> Iterator[None]:
+    """Let ``params`` hold ``values`` (no copy) and, with ``keep_buffers``, undo buffer updates on exit."""
+    saved = [p.data for p in params]
+    buffers = list(model.buffers())
+    kept = [b.clone() for b in buffers] if keep_buffers and model.training else []
+    for p, v in zip(params, values):
+        p.data = v
+    try:
+        yield
+    finally:
+        for p, v in zip(params, saved):
+            p.data = v
+        for b, k in zip(buffers, kept):
+            b.copy_(k)
 
 
 def _check_args(mode: str, bn_mode: str, inner_lr: float, retain_weight: float) -> None:
@@ -121,14 +163,12 @@ def _trainable(model: nn.Module) -> tuple[list[str], list[Tensor]]:
     return [n for n, _ in pairs], [p for _, p in pairs]
 
 
-def _inner_step(theta: list[Tensor], grads: tuple[Tensor, ...], lr: float, *,
-                differentiable: bool) -> list[Tensor]:
-    """θ' = θ − lr·g in one multi-tensor op: a graph node of θ (exact) or fresh leaves (first order)."""
+def _inner_step(theta: list[Tensor], grads: list[Tensor], lr: float, *, differentiable: bool) -> list[Tensor]:
+    """θ' = θ − lr·g in one multi-tensor op: a graph node of θ (exact) or constants (first order)."""
     if differentiable:
-        return list(torch._foreach_add(theta, list(grads), alpha=-lr))
+        return list(torch._foreach_add(theta, grads, alpha=-lr))
     with torch.no_grad():
-        inner = torch._foreach_add([p.detach() for p in theta], list(grads), alpha=-lr)
-    return [p.requires_grad_() for p in inner]
+        return list(torch._foreach_add([p.detach() for p in theta], grads, alpha=-lr))
 
 
 def _zeros_for_unused(grads: tuple[Tensor | None, ...], like: list[Tensor]) -> list[Tensor]:

@@ -138,8 +138,9 @@ def test_first_order_vs_exact(kind):
     assert_close_rel(exact0.grads, first0.grads, 1e-13)
 
 
-def test_first_order_is_acq_grad_plus_retention_grad_at_inner_weights():
-    model, x_acq, t_acq, x_mem, t_mem = make_case("mlp", seed=2)
+@pytest.mark.parametrize("kind", ["mlp", "bn_cnn"])
+def test_first_order_is_acq_grad_plus_retention_grad_at_inner_weights(kind):
+    model, x_acq, t_acq, x_mem, t_mem = make_case(kind, seed=2)
     res = meta_gradient(model, x_acq, t_acq, x_mem, t_mem, inner_lr=0.4, mode="first_order",
                         loss="l1", retain_weight=2.0)
     params = dict(model.named_parameters())
@@ -177,24 +178,28 @@ def _running_stats(model):
     return [b.clone() for b in model.buffers()]
 
 
+@pytest.mark.parametrize("mode", ["exact", "first_order"])
 @pytest.mark.parametrize("bn_mode", ["acquire", "retain_eval"])
-def test_batchnorm_buffers_updated_by_acquisition_only(bn_mode):
+def test_batchnorm_buffers_updated_by_acquisition_only(bn_mode, mode):
     model, x_acq, t_acq, x_mem, t_mem = make_case("bn_cnn", seed=3)
     reference = copy.deepcopy(model)
     with torch.no_grad():
         reference(x_acq)
-    meta_gradient(model, x_acq, t_acq, x_mem, t_mem, inner_lr=0.1, bn_mode=bn_mode)
+    params_before = [p.clone() for p in model.parameters()]
+    meta_gradient(model, x_acq, t_acq, x_mem, t_mem, inner_lr=0.1, bn_mode=bn_mode, mode=mode)
+    assert all(torch.equal(a, b) for a, b in zip(params_before, model.parameters())), "θ must be restored"
     for got, want in zip(model.buffers(), reference.buffers()):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-14)
     assert all(p.grad is None for p in model.parameters()), "meta_gradient must not touch .grad"
 
 
-def test_batchnorm_buffers_all_mode_counts_both_passes():
+@pytest.mark.parametrize("mode", ["exact", "first_order"])
+def test_batchnorm_buffers_all_mode_counts_both_passes(mode):
     model, x_acq, t_acq, x_mem, t_mem = make_case("bn_cnn", seed=3)
     acquire_only = copy.deepcopy(model)
     with torch.no_grad():
         acquire_only(x_acq)
-    meta_gradient(model, x_acq, t_acq, x_mem, t_mem, inner_lr=0.1, bn_mode="all")
+    meta_gradient(model, x_acq, t_acq, x_mem, t_mem, inner_lr=0.1, bn_mode="all", mode=mode)
     bn, ref = model[1], acquire_only[1]
     assert int(bn.num_batches_tracked) == 2
     assert not torch.allclose(bn.running_mean, ref.running_mean)
@@ -215,10 +220,11 @@ def test_retain_eval_restores_training_flags():
     assert all(m.training for m in model.modules())
 
 
-def test_retain_eval_keeps_frozen_batchnorm_frozen():
+@pytest.mark.parametrize("mode", ["exact", "first_order"])
+def test_retain_eval_keeps_frozen_batchnorm_frozen(mode):
     model, *case = make_case("bn_cnn", seed=4)
     model[1].eval()
-    meta_gradient(model, *case, inner_lr=0.1, bn_mode="retain_eval")
+    meta_gradient(model, *case, inner_lr=0.1, bn_mode="retain_eval", mode=mode)
     assert model.training and not model[1].training
 
 
