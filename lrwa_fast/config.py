@@ -16,6 +16,13 @@ from typing import Any, TypeVar
 
 import yaml
 
+from . import dispatch
+from .guard import NONFINITE_POLICIES
+from .losses import LOSS_KINDS
+from .memory import POLICIES
+from .memory import backends as memory_backends
+from .meta import BN_MODES, META_MODES
+
 
 @dataclass
 class OptimizerConfig:
@@ -171,16 +178,20 @@ def set_nested(data: dict[str, Any], keys: list[str], value: Any) -> None:
     data[keys[-1]] = value
 
 
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+SCHEDULES: tuple[str, ...] = ("cosine", "constant")
+
+# Each choice is defined once, by the module that implements it.
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "loss": ("l1", "kl", "js"),
-    "adversarial_loss": ("l1", "kl", "js"),
-    "nonfinite": ("raise", "skip"),
-    "backend": ("auto", "torch", "triton"),
-    "memory_policy": ("reservoir", "fifo"),
+    "loss": LOSS_KINDS,
+    "adversarial_loss": LOSS_KINDS,
+    "nonfinite": NONFINITE_POLICIES,
+    "backend": dispatch.BACKENDS,
+    "memory_policy": POLICIES,
     "memory_dtype": ("float32", "float16", "bfloat16"),
-    "memory_backend": ("auto", "torch", "cpp", "cuda"),
-    "meta_mode": ("exact", "first_order", "none"),
-    "bn_mode": ("acquire", "all", "retain_eval"),
+    "memory_backend": memory_backends.BACKENDS,
+    "meta_mode": (*META_MODES, "none"),
+    "bn_mode": BN_MODES,
 }
 _POSITIVE = ("batch_size", "latent_dim", "iterations", "student_steps", "log_every", "keep_checkpoints",
              "memory_capacity", "memory_batch_size", "memory_insert_size", "memory_insert_every",
@@ -191,10 +202,10 @@ _NON_NEGATIVE = ("generator_steps", "checkpoint_every", "memory_start", "inner_l
 
 def _optimizer_problems(name: str, opt: dict[str, Any]) -> list[str]:
     problems = []
-    if opt["name"] not in ("sgd", "adam"):
-        problems.append(f"{name}.name={opt['name']!r} (expected 'sgd' or 'adam')")
-    if opt["schedule"] not in ("cosine", "constant"):
-        problems.append(f"{name}.schedule={opt['schedule']!r} (expected 'cosine' or 'constant')")
+    if opt["name"] not in OPTIMIZERS:
+        problems.append(f"{name}.name={opt['name']!r} (expected one of {OPTIMIZERS})")
+    if opt["schedule"] not in SCHEDULES:
+        problems.append(f"{name}.schedule={opt['schedule']!r} (expected one of {SCHEDULES})")
     if not opt["lr"] >= 0 or not opt["weight_decay"] >= 0:
         problems.append(f"{name}: lr and weight_decay must be >= 0, got {opt['lr']} and {opt['weight_decay']}")
     if not 0 <= opt["momentum"] < 1 or not all(0 <= b < 1 for b in opt["betas"]):

@@ -16,6 +16,7 @@ import warnings
 import torch
 from torch import Tensor
 
+NONFINITE_POLICIES: tuple[str, ...] = ("raise", "skip")
 MAX_PENDING = 4096  # deferred checks pending before one is forced (bounds the label list)
 
 

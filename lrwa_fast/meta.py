@@ -112,7 +112,7 @@ def _retention_exact(model: nn.Module, names: list[str], theta: list[Tensor], th
     with phase("retention forward"), _retention_context(model, bn_mode):
         loss_ret = distance(forward_for_pass(model, dict(zip(names, theta_inner)), x_mem, bn_mode), t_mem)
     with phase("retention backward"):
-        g_ret = _zeros_for_unused(torch.autograd.grad(loss_ret, theta_inner, allow_unused=True), theta)
+        g_ret = gradients(loss_ret, theta_inner)
     with phase("second-order backward"):
         second = torch.autograd.grad(theta_inner, theta, g_ret, allow_unused=True)
     return loss_ret, g_ret, _zeros_for_unused(second, theta)

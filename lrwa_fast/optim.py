@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from .config import OptimizerConfig
+from .config import OPTIMIZERS, SCHEDULES, OptimizerConfig
 
 
 class CosineFactor:
@@ -33,14 +33,13 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimizerConfig,
     """The optimiser named by ``cfg`` and its per-iteration schedule over ``horizon`` iterations
     (multi-tensor ``foreach`` updates: one launch per operation instead of one per tensor)."""
     params = list(params)
+    if cfg.name not in OPTIMIZERS or cfg.schedule not in SCHEDULES:
+        raise ValueError(f"unknown optimizer {cfg.name!r} or schedule {cfg.schedule!r}; expected one of "
+                         f"{OPTIMIZERS} and {SCHEDULES}")
     if cfg.name == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                                      weight_decay=cfg.weight_decay, foreach=True)
-    elif cfg.name == "adam":
-        opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, foreach=True)
     else:
-        raise ValueError(f"unknown optimizer {cfg.name!r}; expected 'sgd' or 'adam'")
-    factors = {"cosine": CosineFactor(horizon), "constant": ConstantFactor()}
-    if cfg.schedule not in factors:
-        raise ValueError(f"unknown schedule {cfg.schedule!r}; expected one of {sorted(factors)}")
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factors[cfg.schedule])
+        opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, foreach=True)
+    factor = CosineFactor(horizon) if cfg.schedule == "cosine" else ConstantFactor()
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)

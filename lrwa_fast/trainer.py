@@ -190,7 +190,7 @@ class DFADTrainer:
         with phase("generator step"):
             loss = self._generator_loss()
             grads = gradients(loss, self.generator_params)
-        self._apply(self.generator_opt, self.generator_params, list(grads), {"loss_generator": loss},
+        self._apply(self.generator_opt, self.generator_params, grads, {"loss_generator": loss},
                     "generator step", clip=0.0, norm_key="grad_norm_generator")
 
     def _generator_loss(self) -> Tensor:
@@ -248,10 +248,10 @@ class DFADTrainer:
                     buffer.copy_(saved)
                 return
         with phase("optimizer"):
+            if clip > 0:  # as clip_grad_norm_, reusing the norm computed above
+                torch._foreach_mul_(grads, (clip / (grad_norm + 1e-6)).clamp(max=1.0))
             for p, g in zip(params, grads):
                 p.grad = g
-            if clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, clip)
             opt.step()
             opt.zero_grad(set_to_none=True)
         self._metrics.add({**logged, norm_key: grad_norm})
