@@ -66,7 +66,7 @@ class DFADConfig:
         default_factory=lambda: OptimizerConfig(name="adam", lr=1e-3, weight_decay=0.0, schedule="cosine"))
     grad_clip: float = 0.0  # max global gradient norm of the student; 0 = off
     nonfinite: str = "raise"  # non-finite loss or gradient: "raise" | "skip" (step skipped, counted)
-    log_every: int = 1  # iterations between metric reads (each read synchronises the device)
+    log_every: int = 1  # iterations between metric reads (a read syncs the device; grad_cosine is computed then)
     checkpoint_every: int = 0  # iterations between checkpoints in train(); 0 = off
     checkpoint_dir: str = ""  # where train() writes checkpoints ("" = off)
     keep_checkpoints: int = 3  # how many recent checkpoints to keep

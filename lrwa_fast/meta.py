@@ -51,13 +51,14 @@ class MetaResult:
     """Gradient of the LRwA objective and the quantities worth logging (0-d tensors, no sync).
 
     ``grad_cosine`` is the cosine between ∇L_acq(θ) and ∇L_ret(θ'), the retention gradient at the
-    inner-step weights (the first-order form of the paper's alignment term, which uses ∇L_ret(θ)).
+    inner-step weights (the first-order form of the paper's alignment term, which uses ∇L_ret(θ));
+    ``None`` when the call asked for no alignment.
     """
 
     grads: dict[str, Tensor]
     loss_acq: Tensor
     loss_ret: Tensor
-    grad_cosine: Tensor
+    grad_cosine: Tensor | None
 
 
 def meta_gradient(
@@ -74,8 +75,13 @@ def meta_gradient(
     retain_weight: float = 1.0,
     bn_mode: BNMode = "acquire",
     backend: str | None = None,
+    alignment: bool = True,
 ) -> MetaResult:
-    """Gradient of J(θ) (see the module docstring) w.r.t. every trainable parameter of ``model``."""
+    """Gradient of J(θ) (see the module docstring) w.r.t. every trainable parameter of ``model``.
+
+    ``alignment=False`` skips the gradient cosine (a reduction over every parameter), for steps
+    whose metrics nobody reads.
+    """
     _check_args(mode, bn_mode, inner_lr, retain_weight)
     names, theta = _trainable(model)
 
@@ -98,7 +104,7 @@ def meta_gradient(
     with phase("combine + alignment"):
         g_acq = [g.detach() for g in g_acq]
         grads = torch._foreach_add(g_acq, outer, alpha=retain_weight)
-        cosine = ops.grad_cosine(g_acq, g_ret, backend=backend)
+        cosine = ops.grad_cosine(g_acq, g_ret, backend=backend) if alignment else None
     return MetaResult(dict(zip(names, grads)), loss_acq.detach(), loss_ret.detach(), cosine)
 
 

@@ -153,13 +153,18 @@ class DFADTrainer:
         self.student_sched.step()
         if cfg.generator_steps:
             self.generator_sched.step()
+        logging = self._logging_now()
         self.iteration += 1
-        if self.iteration % cfg.log_every != 0:
+        if not logging:
             return {}
         self.guard.check()
         metrics = {"iteration": self.iteration, **self._metrics.read(), **self._host_metrics()}
         self.history["metrics"].append(metrics)
         return metrics
+
+    def _logging_now(self) -> bool:
+        """Whether this iteration's metrics will be read (quantities only logged are computed then)."""
+        return (self.iteration + 1) % self.config.log_every == 0
 
     def _host_metrics(self) -> dict[str, float]:
         return {"lr": self.student_opt.param_groups[0]["lr"], "skipped_steps": self.guard.skipped}
@@ -509,8 +514,10 @@ class LRwATrainer(DFADTrainer):
         cfg = self.config
         res = meta_gradient(self.student, x, t, x_mem, t_mem, inner_lr=cfg.inner_lr, mode=cfg.meta_mode,
                             loss=cfg.loss, temperature=cfg.temperature, retain_weight=cfg.retain_weight,
-                            bn_mode=cfg.bn_mode, backend=self.kernel_backend)
-        logged = {"loss_student": res.loss_acq, "loss_retain": res.loss_ret, "grad_cosine": res.grad_cosine}
+                            bn_mode=cfg.bn_mode, backend=self.kernel_backend, alignment=self._logging_now())
+        logged = {"loss_student": res.loss_acq, "loss_retain": res.loss_ret}
+        if res.grad_cosine is not None:
+            logged["grad_cosine"] = res.grad_cosine
         return [res.grads[n] for n in self.student_names], logged
 
     def _end_of_iteration(self) -> None:

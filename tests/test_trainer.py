@@ -195,6 +195,25 @@ def test_log_every_reads_metrics_at_the_interval():
     assert results[1]["iteration"] == 2 and math.isfinite(results[3]["loss_student"])
 
 
+def test_alignment_is_computed_only_in_iterations_whose_metrics_are_read(monkeypatch):
+    import lrwa_fast.trainer as trainer_module
+
+    asked = []
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs["alignment"])
+        return meta_gradient(*args, **kwargs)
+
+    meta_gradient = trainer_module.meta_gradient
+    monkeypatch.setattr(trainer_module, "meta_gradient", spy)
+    cfg = LRwAConfig(**(SMALL | dict(log_every=3, student_steps=1)), memory_start=0)
+    trainer = LRwATrainer(*demo_models(), cfg)
+    results = [trainer.step() for _ in range(6)]
+    assert asked == [False, True, False, False, True], "iteration 1 has an empty memory, then 2 and 5 are read"
+    assert -1.0 <= results[2]["grad_cosine"] <= 1.0 and results[2]["grad_cosine"] != 0.0
+    assert "grad_cosine" in results[5] and results[3] == {}
+
+
 def test_generator_prior_terms_run():
     from lrwa_fast import GeneratorLossWeights
 
