@@ -73,6 +73,7 @@ class DFADConfig:
     seed: int = 0
     device: str = "auto"  # "auto" (cuda if available) | "cpu" | "cuda" | "cuda:1" ...
     backend: str = "auto"  # fused kernels: "auto" | "torch" | "triton" (env LRWA_FAST_BACKEND)
+    compile_student: bool = False  # torch.compile the student in place (not with meta_mode="exact")
 
 
 @dataclass
@@ -233,6 +234,9 @@ def validate(config: DFADConfig) -> None:
     if values.get("meta_mode") == "none" and not values.get("joint_replay"):
         problems.append("meta_mode='none' without joint_replay would sample the memory and never use it "
                         "(use DFADTrainer, or set joint_replay=True)")
+    if values["compile_student"] and values.get("meta_mode") == "exact":
+        problems.append("compile_student=True with meta_mode='exact': compiled graphs have no double "
+                        "backward (use meta_mode='first_order', or compile_student=False)")
 
     if problems:
         raise ValueError("invalid configuration: " + "; ".join(problems))

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from . import checkpoint as ckpt
 from . import losses, ops
+from .compiling import compile_module
 from .config import DFADConfig, LRwAConfig, from_dict, to_dict, validate
 from .guard import NonFiniteGuard
 from .memory import ReplayBuffer
@@ -41,7 +42,7 @@ class TrainingInterrupted(RuntimeError):
 
 # Config fields that may change when resuming: they do not change what is computed.
 RESUMABLE_CHANGES = frozenset({"checkpoint_dir", "checkpoint_every", "keep_checkpoints", "log_every",
-                               "memory_backend", "nonfinite"})
+                               "memory_backend", "nonfinite", "compile_student"})
 DEFAULT_INTERRUPT_DIR = "lrwa_runs/interrupted"
 
 
@@ -119,6 +120,7 @@ class DFADTrainer:
         self.generator = generator.to(self.device)
         self.sample_shape, self.num_classes = probe_models(self.teacher, self.student, self.generator,
                                                            cfg.latent_dim, self.device)
+        self.student_compiled = cfg.compile_student and compile_module(self.student, self.device)
         self.student_params = [p for p in self.student.parameters() if p.requires_grad]
         self.generator_params = [p for p in self.generator.parameters() if p.requires_grad]
         self.student_opt, self.student_sched = build_optimizer(self.student_params, cfg.student_optimizer,
