@@ -41,7 +41,7 @@ class TrainingInterrupted(RuntimeError):
 
 
 # Config fields that may change when resuming: they do not change what is computed.
-RESUMABLE_CHANGES = frozenset({"checkpoint_dir", "checkpoint_every", "keep_checkpoints", "log_every",
+RESUMABLE_CHANGES = frozenset({"checkpoint_dir", "checkpoint_every", "keep_checkpoints", "log_every", "device",
                                "memory_backend", "nonfinite", "compile_student"})
 DEFAULT_INTERRUPT_DIR = "lrwa_runs/interrupted"
 

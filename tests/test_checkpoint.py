@@ -204,7 +204,8 @@ def test_incompatible_checkpoints_say_what_differs(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt"):
         LRwATrainer.load(tmp_path / "junk.pt", *build())
-    resumed = LRwATrainer.load(path, *build(), config=LRwAConfig(**(CONFIG | dict(log_every=1))))
+    changed = dict(log_every=1, device="auto", nonfinite="skip", memory_backend="torch")
+    resumed = LRwATrainer.load(path, *build(), config=LRwAConfig(**(CONFIG | changed)))
     assert resumed.iteration == 2
 
 
