@@ -13,20 +13,32 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrwa_fast.bench import CASES, ITERATION_VARIANTS, STEP_VARIANTS, bench, higher_available, step_functions
+from lrwa_fast.bench import (
+    CASES,
+    COMPILED_VARIANTS,
+    ITERATION_VARIANTS,
+    STEP_VARIANTS,
+    bench,
+    higher_available,
+    step_functions,
+)
+from lrwa_fast.compiling import compile_unavailable_reason
 from lrwa_fast.profiling import profile
 from lrwa_fast.trainer import resolve_device
 
 DEVICE = resolve_device("auto")
 CASE_NAMES = ["cnn", "wrn16_1"] + (["resnet18"] if DEVICE.type == "cuda" else [])
 TINY = {"batch": 8, "memory_batch": 4}
+NO_COMPILE = compile_unavailable_reason(DEVICE)
 
 
 @pytest.mark.parametrize("case", CASE_NAMES)
-@pytest.mark.parametrize("variant", STEP_VARIANTS + ITERATION_VARIANTS)
+@pytest.mark.parametrize("variant", STEP_VARIANTS + COMPILED_VARIANTS + ITERATION_VARIANTS)
 def test_step(benchmark, case, variant):
     if variant == "higher_exact" and not higher_available():
         pytest.skip("higher is not installed")
+    if variant in COMPILED_VARIANTS and NO_COMPILE:
+        pytest.skip(NO_COMPILE)
     fn = step_functions(CASES[case], DEVICE, (variant,))[variant]
     sync = torch.cuda.synchronize if DEVICE.type == "cuda" else (lambda: None)
 
@@ -44,6 +56,15 @@ def test_bench_smoke():
     assert all(v["median_ms"] > 0 for v in variants.values())
     assert variants["dfad_step"]["vs_dfad_step"] == 1.0
     assert ("higher_speedup" in variants["lrwa_exact"]) == higher_available()
+
+
+@pytest.mark.skipif(NO_COMPILE is not None, reason=str(NO_COMPILE))
+def test_bench_compiled_smoke():
+    (result,) = bench(["cnn"], "cpu", repeats=2, warmup=2, iterations=False, overrides=TINY, compiled=True)
+    variants = result["variants"]
+    assert set(COMPILED_VARIANTS) <= set(variants)
+    assert variants["dfad_step+compile"]["vs_dfad_step"] == 1.0, "compiled steps compare with the compiled DFAD step"
+    assert variants["lrwa_first_order+compile"]["vs_dfad_step"] > 0
 
 
 def test_profile_smoke(tmp_path):

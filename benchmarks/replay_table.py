@@ -49,9 +49,9 @@ def operations(storage: TensorStorage, device: torch.device) -> dict[str, Callab
     ops: dict[str, Callable[[ModuleType], Any]] = {}
     for n in SIZES:
         for replace in (True, False):
-            kw = dict(fill=capacity, replace=replace, seed=1, counter=7, out_dtype=torch.float32)
-            ops[f"sample {n} {'with' if replace else 'without'} repl."] = (
-                lambda mod, n=n, kw=kw: mod.sample(storage, n, **kw))
+            kw = dict(fill=capacity, replace=replace, seed=1, counter=7)
+            ops[f"sample {n} {'with' if replace else 'without'} repl."] = (  # outputs allocated per call
+                lambda mod, n=n, kw=kw: mod.sample(storage, *storage.empty_sample(n, torch.float32), **kw))
     for b in SIZES:
         x, logits = torch.rand(b, *SHAPE, device=device), torch.rand(b, CLASSES, device=device)
         for policy in ("fifo", "reservoir"):

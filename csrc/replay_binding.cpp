@@ -2,8 +2,6 @@
 // Same contract as lrwa_fast/memory/torch_backend.py (insert, and sample + gather in one call).
 #include <torch/extension.h>
 
-#include <tuple>
-
 #include "philox.h"
 #include "replay_cpu.h"
 
@@ -15,8 +13,6 @@
 #endif
 
 namespace {
-
-using SampleResult = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
 
 bool supported_dtype(at::ScalarType t) {
   return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
@@ -55,11 +51,21 @@ void check_batch(const at::Tensor& store_x, const at::Tensor& store_logits, cons
   check_dtype(logits.scalar_type(), "logits");
 }
 
-void check_draw(const at::Tensor& store_x, int64_t n, int64_t fill, bool replace, at::ScalarType dtype) {
+void check_draw(const at::Tensor& store_x, const at::Tensor& store_logits, const at::Tensor& out_x,
+                const at::Tensor& out_logits, int64_t fill, bool replace) {
+  const int64_t n = out_x.dim() >= 1 ? out_x.size(0) : 0;
   TORCH_CHECK_VALUE(fill >= 1 && fill <= store_x.size(0), "fill must be in [1, capacity], got ", fill);
-  TORCH_CHECK_VALUE(n >= 1, "n must be >= 1, got ", n);
+  TORCH_CHECK_VALUE(n >= 1, "outputs must have n >= 1 rows, got ", n);
   TORCH_CHECK_VALUE(replace || n <= fill, "cannot draw ", n, " distinct items from ", fill);
-  check_dtype(dtype, "the output");
+  TORCH_CHECK_VALUE(out_x.dim() == store_x.dim() && out_x.sizes().slice(1) == store_x.sizes().slice(1),
+                    "out_x must have shape (n, ", store_x.sizes().slice(1), "), got ", out_x.sizes());
+  TORCH_CHECK_VALUE(out_logits.dim() == 2 && out_logits.size(0) == n && out_logits.size(1) == store_logits.size(1),
+                    "out_logits must have shape (", n, ", ", store_logits.size(1), "), got ", out_logits.sizes());
+  TORCH_CHECK_VALUE(out_x.is_contiguous() && out_logits.is_contiguous(), "outputs must be contiguous");
+  TORCH_CHECK_VALUE(out_x.device() == store_x.device() && out_logits.device() == store_x.device(),
+                    "outputs must be on the storage's device");
+  check_dtype(out_x.scalar_type(), "out_x");
+  check_dtype(out_logits.scalar_type(), "out_logits");
 }
 
 #ifdef LRWA_WITH_CUDA
@@ -95,14 +101,10 @@ void insert_cuda(const at::Tensor& store_x, const at::Tensor& store_logits, cons
              "insert");
 }
 
-SampleResult sample_cuda(const at::Tensor& store_x, const at::Tensor& store_logits, int64_t n, int64_t fill,
-                         bool replace, uint64_t seed, int64_t counter, at::ScalarType out_dtype) {
+at::Tensor sample_cuda(const at::Tensor& store_x, const at::Tensor& store_logits, const at::Tensor& out_x,
+                       const at::Tensor& out_logits, int64_t fill, bool replace, uint64_t seed, int64_t counter) {
   const c10::cuda::CUDAGuard guard(store_x.device());
-  std::vector<int64_t> x_shape = store_x.sizes().vec();
-  x_shape[0] = n;
-  at::Tensor out_x = at::empty(x_shape, store_x.options().dtype(out_dtype));
-  at::Tensor out_logits = at::empty({n, store_logits.size(1)}, store_logits.options().dtype(out_dtype));
-  at::Tensor slots = at::empty({n}, store_x.options().dtype(at::kLong));
+  at::Tensor slots = at::empty({out_x.size(0)}, store_x.options().dtype(at::kLong));
   size_t bytes = 0;
   check_cuda(lrwa_cuda_sample_scratch_bytes(fill, replace, &bytes), "sample scratch query");
   at::Tensor scratch = at::empty({static_cast<int64_t>(bytes)}, store_x.options().dtype(at::kByte));
@@ -110,7 +112,7 @@ SampleResult sample_cuda(const at::Tensor& store_x, const at::Tensor& store_logi
                               as_matrix(out_logits), slots.data_ptr<int64_t>(), fill, replace, seed, counter,
                               scratch.data_ptr(), bytes, c10::cuda::getCurrentCUDAStream().stream()),
              "sample");
-  return {out_x, out_logits, slots};
+  return slots;
 }
 #endif
 
@@ -136,15 +138,15 @@ void insert(const at::Tensor& store_x, const at::Tensor& store_logits, const at:
   lrwa::insert_cpu(store_x, store_logits, inserted_at, x, logits, reservoir, seen, seed, step);
 }
 
-SampleResult sample(const at::Tensor& store_x, const at::Tensor& store_logits, int64_t n, int64_t fill,
-                    bool replace, uint64_t seed, int64_t counter, at::ScalarType out_dtype) {
+at::Tensor sample(const at::Tensor& store_x, const at::Tensor& store_logits, const at::Tensor& out_x,
+                  const at::Tensor& out_logits, int64_t fill, bool replace, uint64_t seed, int64_t counter) {
   check_storage(store_x, store_logits);
-  check_draw(store_x, n, fill, replace, out_dtype);
+  check_draw(store_x, store_logits, out_x, out_logits, fill, replace);
   check_device(store_x);
 #ifdef LRWA_WITH_CUDA
-  if (store_x.is_cuda()) return sample_cuda(store_x, store_logits, n, fill, replace, seed, counter, out_dtype);
+  if (store_x.is_cuda()) return sample_cuda(store_x, store_logits, out_x, out_logits, fill, replace, seed, counter);
 #endif
-  return lrwa::sample_cpu(store_x, store_logits, n, fill, replace, seed, counter, out_dtype);
+  return lrwa::sample_cpu(store_x, store_logits, out_x, out_logits, fill, replace, seed, counter);
 }
 
 // Philox4x32-10 first words for counters (c0[i], c1, c2, c3) on the CPU (to test philox.h).
@@ -173,9 +175,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("insert", &insert, "Insert a batch into the storage under fifo or reservoir", py::arg("store_x"),
         py::arg("store_logits"), py::arg("inserted_at"), py::arg("x"), py::arg("logits"), py::arg("reservoir"),
         py::arg("seen"), py::arg("seed"), py::arg("step"), no_gil);
-  m.def("sample", &sample, "Draw n slots and gather (x, logits, slots) in out_dtype", py::arg("store_x"),
-        py::arg("store_logits"), py::arg("n"), py::arg("fill"), py::arg("replace"), py::arg("seed"),
-        py::arg("counter"), py::arg("out_dtype"), no_gil);
+  m.def("sample", &sample, "Draw n = len(out_x) slots, gather their rows into out_x / out_logits, return the slots",
+        py::arg("store_x"), py::arg("store_logits"), py::arg("out_x"), py::arg("out_logits"), py::arg("fill"),
+        py::arg("replace"), py::arg("seed"), py::arg("counter"), no_gil);
   m.def("philox_u32", &philox_u32, "First Philox4x32-10 word per counter", py::arg("key"), py::arg("c0"),
         py::arg("c1") = 0, py::arg("c2") = 0, py::arg("c3") = 0, no_gil);
 }

@@ -95,14 +95,6 @@ void draw_slots(int64_t* slots, int64_t n, int64_t fill, bool replace, uint64_t 
   });
 }
 
-at::Tensor gather_rows(const at::Tensor& store, const std::vector<RowMove>& moves, at::ScalarType dtype) {
-  std::vector<int64_t> shape = store.sizes().vec();
-  shape[0] = static_cast<int64_t>(moves.size());
-  at::Tensor out = at::empty(shape, store.options().dtype(dtype));
-  copy_rows(store, out, moves);
-  return out;
-}
-
 }  // namespace
 
 void insert_cpu(const at::Tensor& store_x, const at::Tensor& store_logits, const at::Tensor& inserted_at,
@@ -115,16 +107,17 @@ void insert_cpu(const at::Tensor& store_x, const at::Tensor& store_logits, const
   for (const RowMove& m : moves) stamps[m.dst] = step;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_cpu(const at::Tensor& store_x,
-                                                          const at::Tensor& store_logits, int64_t n,
-                                                          int64_t fill, bool replace, uint64_t seed,
-                                                          int64_t counter, at::ScalarType out_dtype) {
+at::Tensor sample_cpu(const at::Tensor& store_x, const at::Tensor& store_logits, const at::Tensor& out_x,
+                      const at::Tensor& out_logits, int64_t fill, bool replace, uint64_t seed, int64_t counter) {
+  const int64_t n = out_x.size(0);
   at::Tensor slots = at::empty({n}, store_x.options().dtype(at::kLong));
   int64_t* idx = slots.mutable_data_ptr<int64_t>();
   draw_slots(idx, n, fill, replace, seed, counter);
   std::vector<RowMove> moves(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) moves[i] = {idx[i], i};
-  return {gather_rows(store_x, moves, out_dtype), gather_rows(store_logits, moves, out_dtype), slots};
+  copy_rows(store_x, out_x, moves);
+  copy_rows(store_logits, out_logits, moves);
+  return slots;
 }
 
 }  // namespace lrwa

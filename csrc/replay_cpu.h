@@ -4,7 +4,6 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
-#include <tuple>
 
 namespace lrwa {
 
@@ -13,10 +12,9 @@ void insert_cpu(const at::Tensor& store_x, const at::Tensor& store_logits, const
                 const at::Tensor& x, const at::Tensor& logits, bool reservoir, int64_t seen, uint64_t seed,
                 int64_t step);
 
-// Draws n slots from the first `fill` and gathers (x, logits, slots) converted to out_dtype.
-std::tuple<at::Tensor, at::Tensor, at::Tensor> sample_cpu(const at::Tensor& store_x,
-                                                          const at::Tensor& store_logits, int64_t n,
-                                                          int64_t fill, bool replace, uint64_t seed,
-                                                          int64_t counter, at::ScalarType out_dtype);
+// Draws n = out_x.size(0) slots from the first `fill`, gathers their rows into out_x / out_logits
+// (converting to their dtype) and returns the slots.
+at::Tensor sample_cpu(const at::Tensor& store_x, const at::Tensor& store_logits, const at::Tensor& out_x,
+                      const at::Tensor& out_logits, int64_t fill, bool replace, uint64_t seed, int64_t counter);
 
 }  // namespace lrwa

@@ -47,6 +47,8 @@ CASES: dict[str, BenchCase] = {
 }
 STEP_VARIANTS = ("dfad_step", "lrwa_first_order", "lrwa_exact", "higher_exact")
 ITERATION_VARIANTS = ("dfad_iteration", "lrwa_iteration")
+COMPILED = "+compile"  # suffix of a variant whose student is compiled (compile_student=True)
+COMPILED_VARIANTS = ("dfad_step" + COMPILED, "lrwa_first_order" + COMPILED)
 
 
 def full_grid(names: list[str]) -> list[BenchCase]:
@@ -118,11 +120,13 @@ def step_functions(case: BenchCase, device: torch.device,
     """One zero-argument callable per variant, each running one step of the library's code path."""
     fns: dict[str, Callable[[], None]] = {}
     for name in variants:
+        compiled = {"compile_student": True} if name.endswith(COMPILED) else {}
         if name.startswith("dfad"):
-            trainer: DFADTrainer = DFADTrainer(*_models(case, device, 64), _config(DFADConfig, case, device))
+            trainer: DFADTrainer = DFADTrainer(*_models(case, device, 64),
+                                               _config(DFADConfig, case, device, **compiled))
         else:
-            mode = "first_order" if name == "lrwa_first_order" else "exact"
-            cfg = _config(LRwAConfig, case, device, meta_mode=mode)
+            mode = "first_order" if name.startswith("lrwa_first_order") else "exact"
+            cfg = _config(LRwAConfig, case, device, meta_mode=mode, **compiled)
             trainer = LRwATrainer(*_models(case, device, 64), cfg)
             fill_memory(trainer)
         trainer.student.train()
@@ -172,17 +176,20 @@ def summarize_times(times: dict[str, list[float]]) -> dict[str, dict[str, float]
 
 
 def run_case(case: BenchCase, device: torch.device, repeats: int, warmup: int,
-             iterations: bool = True) -> dict[str, Any]:
-    """Time every variant of ``case``; ratios against the DFAD step and the ``higher`` meta-step."""
+             iterations: bool = True, compiled: bool = False) -> dict[str, Any]:
+    """Time every variant of ``case``; ratios against the DFAD step (compiled variants: the compiled
+    DFAD step) and the ``higher`` meta-step."""
     variants = STEP_VARIANTS if higher_available() else STEP_VARIANTS[:-1]
+    if compiled:
+        variants = variants + COMPILED_VARIANTS
     if iterations:
         variants = variants + ITERATION_VARIANTS
     stats = summarize_times(measure(step_functions(case, device, variants), device, repeats, warmup))
-    dfad = stats["dfad_step"]["median_ms"]
+    step_level = set(STEP_VARIANTS) | set(COMPILED_VARIANTS)
     for name, s in stats.items():
-        if name in STEP_VARIANTS:
-            s["vs_dfad_step"] = s["median_ms"] / dfad
-        if "higher_exact" in stats and name.startswith("lrwa_") and name in STEP_VARIANTS:
+        if name in step_level:
+            s["vs_dfad_step"] = s["median_ms"] / stats["dfad_step" + COMPILED * name.endswith(COMPILED)]["median_ms"]
+        if "higher_exact" in stats and name.startswith("lrwa_") and name in step_level:
             s["higher_speedup"] = stats["higher_exact"]["median_ms"] / s["median_ms"]
     cfg = DFADConfig()
     for name in set(ITERATION_VARIANTS) & set(stats):
@@ -207,13 +214,14 @@ def format_results(results: list[dict[str, Any]]) -> str:
 
 
 def bench(case_names: list[str], device_name: str = "auto", repeats: int = 20, warmup: int = 3,
-          full: bool = False, iterations: bool = True,
-          overrides: dict[str, int] | None = None) -> list[dict[str, Any]]:
-    """Run the comparison for the named cases (``full``: the batch-size grid)."""
+          full: bool = False, iterations: bool = True, overrides: dict[str, int] | None = None,
+          compiled: bool = False) -> list[dict[str, Any]]:
+    """Run the comparison for the named cases (``full``: the batch-size grid; ``compiled``: also
+    the DFAD and first-order steps with ``compile_student``)."""
     unknown = [n for n in case_names if n not in CASES]
     if unknown:
         raise ValueError(f"unknown bench case(s) {unknown}; available: {sorted(CASES)}")
     device = resolve_device(device_name)
     cases = full_grid(case_names) if full else [dataclasses.replace(CASES[n], **(overrides or {}))
                                                  for n in case_names]
-    return [run_case(case, device, repeats, warmup, iterations) for case in cases]
+    return [run_case(case, device, repeats, warmup, iterations, compiled) for case in cases]

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=20)
     bench.add_argument("--warmup", type=int, default=3)
     bench.add_argument("--no-iterations", action="store_true", help="skip whole-iteration timings")
+    bench.add_argument("--compile", action="store_true",
+                       help="also time the DFAD and first-order steps with compile_student=True")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--json", default=None, help="write the results here")
 
@@ -67,7 +69,8 @@ def _bench(args: argparse.Namespace) -> int:
     from .bench import bench, format_results
 
     results = bench([c.strip() for c in args.cases.split(",") if c.strip()], args.device, args.repeats,
-                    args.warmup, full=args.full, iterations=not args.no_iterations, overrides=_sizes(args))
+                    args.warmup, full=args.full, iterations=not args.no_iterations, overrides=_sizes(args),
+                    compiled=args.compile)
     print(format_results(results))
     if args.json:
         _write_json(Path(args.json), {"command": "lrwa-fast bench", "results": results})

@@ -487,6 +487,7 @@ class LRwATrainer(DFADTrainer):
                                    backend=cfg.memory_backend)
         self.student_names = [n for n, p in self.student.named_parameters() if p.requires_grad]
         self._last_batch: tuple[Tensor, Tensor] | None = None
+        self._memory_out: tuple[Tensor, Tensor] | None = None
 
     def _student_step(self, k: int) -> None:
         self._snapshot_buffers()
@@ -497,7 +498,7 @@ class LRwATrainer(DFADTrainer):
             return
         cfg = self.config
         with phase("memory sample"):
-            x_mem, t_mem = self.memory.sample(cfg.memory_batch_size, dtype=x.dtype)
+            x_mem, t_mem = self.memory.sample(cfg.memory_batch_size, dtype=x.dtype, out=self._memory_batch(x.dtype))
         if cfg.meta_mode == "none":
             grads, logged = self._kd_grads(x, t)
         else:
@@ -510,6 +511,13 @@ class LRwATrainer(DFADTrainer):
                 grads = torch._foreach_add(grads, gradients(joint, self.student_params))
             logged["loss_joint"] = joint
         self._apply_student(grads, logged, k)
+
+    def _memory_batch(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """The tensors every memory draw is written into (allocated once; the previous step's
+        graph, the only other user, is gone by the next draw)."""
+        if self._memory_out is None or self._memory_out[0].dtype != dtype:
+            self._memory_out = self.memory.storage.empty_sample(self.config.memory_batch_size, dtype)
+        return self._memory_out
 
     def _meta_grads(self, x: Tensor, t: Tensor, x_mem: Tensor,
                     t_mem: Tensor) -> tuple[list[Tensor], dict[str, Tensor]]:

@@ -8,8 +8,7 @@ import warnings
 import pytest
 import torch
 
-from lrwa_fast import DFADConfig, DFADTrainer, LRwAConfig, LRwATrainer
-from lrwa_fast import compiling
+from lrwa_fast import DFADConfig, DFADTrainer, LRwAConfig, LRwATrainer, compiling
 from lrwa_fast.models import Generator, SmallCNN
 
 SMALL = dict(batch_size=24, latent_dim=8, iterations=10, student_steps=2, device="cpu", seed=3)

@@ -243,9 +243,17 @@ def test_extension_checks_its_arguments():
             EXT.insert(*args, reservoir=True, seen=2, seed=0, step=0)
     for n, fill, replace in [(0, 2, True), (3, 2, False), (1, 5, True), (1, 0, True)]:
         with pytest.raises(ValueError):
-            EXT.sample(s.x, s.logits, n, fill, replace, 0, 0, torch.float32)
-    with pytest.raises(ValueError, match="dtype"):
-        EXT.sample(s.x, s.logits, 1, 2, True, 0, 0, torch.int64)
+            EXT.sample(s.x, s.logits, torch.zeros(n, 3), torch.zeros(n, 4), fill, replace, 0, 0)
+    bad_outputs = [
+        (torch.zeros(2, 4), torch.zeros(2, 4)),  # sample width
+        (torch.zeros(2, 3), torch.zeros(3, 4)),  # rows differ
+        (torch.zeros(2, 3), torch.zeros(2, 5)),  # classes
+        (torch.zeros(3, 2).t(), torch.zeros(2, 4)),  # not contiguous
+        (torch.zeros(2, 3, dtype=torch.int64), torch.zeros(2, 4)),  # dtype
+    ]
+    for out_x, out_logits in bad_outputs:
+        with pytest.raises(ValueError):
+            EXT.sample(s.x, s.logits, out_x, out_logits, 2, True, 0, 0)
     assert torch.equal(before, s.x)
 
 

@@ -214,6 +214,21 @@ def test_alignment_is_computed_only_in_iterations_whose_metrics_are_read(monkeyp
     assert "grad_cosine" in results[5] and results[3] == {}
 
 
+def test_memory_draws_reuse_one_pair_of_tensors(monkeypatch):
+    trainer = LRwATrainer(*demo_models(), LRwAConfig(**SMALL))
+    drawn = []
+    sample = trainer.memory.sample
+
+    def spy(*args, **kwargs):
+        result = sample(*args, **kwargs)
+        drawn.append(tuple(t.data_ptr() for t in result))
+        return result
+
+    monkeypatch.setattr(trainer.memory, "sample", spy)
+    trainer.train(4, progress=False)
+    assert len(drawn) == 6 and len(set(drawn)) == 1, "3 iterations with memory × 2 student steps, one buffer pair"
+
+
 def test_generator_prior_terms_run():
     from lrwa_fast import GeneratorLossWeights
 

@@ -76,18 +76,22 @@ class ReplayBuffer:
         self.adds += 1
 
     def sample(self, n: int, generator: torch.Generator | None = None, *, replace: bool = True,
-               dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+               dtype: torch.dtype = torch.float32,
+               out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """``n`` uniformly drawn ``(x, teacher_logits)``, with or without replacement.
 
         ``generator`` (optional) supplies this call's Philox key; otherwise the buffer's seed is
-        used with an advancing counter. Raises ``ValueError`` when empty or ``n`` is invalid.
+        used with an advancing counter. ``out``: pre-allocated ``(x, logits)`` of shapes
+        ``(n, *sample_shape)`` and ``(n, num_classes)`` in ``dtype`` on the buffer's device, written
+        and returned (no allocation per step). Raises ``ValueError`` when empty or an argument is
+        invalid; the buffer is then unchanged.
         """
-        x, logits, _ = self.sample_with_indices(n, generator, replace=replace, dtype=dtype)
+        x, logits, _ = self.sample_with_indices(n, generator, replace=replace, dtype=dtype, out=out)
         return x, logits
 
     def sample_with_indices(self, n: int, generator: torch.Generator | None = None, *,
-                            replace: bool = True,
-                            dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor, Tensor]:
+                            replace: bool = True, dtype: torch.dtype = torch.float32,
+                            out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """As :meth:`sample`, also returning the slot indices drawn."""
         fill = len(self)
         if fill == 0:
@@ -98,15 +102,30 @@ class ReplayBuffer:
             raise ValueError(f"cannot draw {n} distinct items from a buffer holding {fill}")
         if not dtype.is_floating_point:
             raise ValueError(f"output dtype must be floating point, got {dtype}")
+        out_x, out_logits = self.storage.empty_sample(n, dtype) if out is None else self._check_out(out, n, dtype)
         key = self.seed if generator is None else int(torch.randint(0, 2**62, (1,), generator=generator))
         counter = self.draws if replace else self.calls
-        out = self._ops.sample(self.storage, n, fill=fill, replace=replace, seed=key, counter=counter,
-                               out_dtype=dtype)
+        slots = self._ops.sample(self.storage, out_x, out_logits, fill=fill, replace=replace, seed=key,
+                                 counter=counter)
         if replace:
             self.draws += n
         else:
             self.calls += 1
-        return out
+        return out_x, out_logits, slots
+
+    def _check_out(self, out: tuple[Tensor, Tensor], n: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        shapes = ((n, *self.sample_shape), (n, self.num_classes))
+        if not (isinstance(out, tuple | list) and len(out) == 2 and all(isinstance(t, Tensor) for t in out)):
+            raise ValueError("out must be a pair of tensors (x, logits)")
+        device = self.storage.x.device
+        for name, t, shape in zip(("x", "logits"), out, shapes):
+            if tuple(t.shape) != shape or t.dtype != dtype or t.device != device or not t.is_contiguous():
+                raise ValueError(f"out {name} must be a contiguous {dtype} tensor of shape {shape} on "
+                                 f"{device}, got {t.dtype} {tuple(t.shape)} on {t.device}"
+                                 f"{'' if t.is_contiguous() else ' (not contiguous)'}")
+            if t.requires_grad:
+                raise ValueError(f"out {name} requires grad; pass a tensor outside autograd")
+        return out[0], out[1]
 
     def ages(self, now: int) -> Tensor:
         """``now - inserted_at`` of every filled slot (for age statistics)."""

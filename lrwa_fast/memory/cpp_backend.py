@@ -6,7 +6,6 @@ The extension handles float32, float64, float16 and bfloat16 tensors (``ValueErr
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from . import _ext
@@ -20,9 +19,7 @@ def insert(storage: TensorStorage, x: Tensor, logits: Tensor, *, policy: str, se
                           seen, seed, step)
 
 
-def sample(storage: TensorStorage, n: int, *, fill: int, replace: bool, seed: int, counter: int,
-           out_dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
-    """Draw ``n`` slots and gather ``(x, logits, slots)``."""
-    x, logits, slots = _ext.require().sample(storage.x, storage.logits, n, fill, replace, seed, counter,
-                                             out_dtype)
-    return x, logits, slots
+def sample(storage: TensorStorage, out_x: Tensor, out_logits: Tensor, *, fill: int, replace: bool, seed: int,
+           counter: int) -> Tensor:
+    """Draw ``len(out_x)`` slots, gather their rows into ``out_x`` / ``out_logits``; return the slots."""
+    return _ext.require().sample(storage.x, storage.logits, out_x, out_logits, fill, replace, seed, counter)

@@ -25,5 +25,10 @@ class TensorStorage:
             inserted_at=torch.full((capacity,), -1, device=device, dtype=torch.int64),
         )
 
+    def empty_sample(self, n: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """Uninitialised ``(x, logits)`` outputs for a draw of ``n`` items in ``dtype``."""
+        return (torch.empty((n, *self.x.shape[1:]), device=self.x.device, dtype=dtype),
+                torch.empty((n, self.logits.shape[1]), device=self.x.device, dtype=dtype))
+
     def tensors(self) -> dict[str, Tensor]:
         return {"x": self.x, "logits": self.logits, "inserted_at": self.inserted_at}

@@ -9,7 +9,7 @@ A backend implements two operations over a :class:`TensorStorage`:
   exactly as inserting them one by one would.
 * ``sample``: ``n`` slot indices uniform over the filled slots, with replacement (one draw each)
   or without (the ``n`` smallest Philox keys among the filled slots), then one gather of samples
-  and logits converted to the requested dtype.
+  and logits into caller-given output tensors, converted to their dtype.
 """
 
 from __future__ import annotations
@@ -70,10 +70,18 @@ def sample_indices(fill: int, n: int, *, replace: bool, seed: int, counter: int,
     return torch.topk(composite, n, largest=False, sorted=True).values & 0xFFFFFFFF
 
 
-def sample(storage: TensorStorage, n: int, *, fill: int, replace: bool, seed: int, counter: int,
-           out_dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
-    """Draw ``n`` slots and gather ``(x, logits, slots)``."""
-    idx = sample_indices(fill, n, replace=replace, seed=seed, counter=counter, device=storage.x.device)
-    x = storage.x.index_select(0, idx).to(out_dtype)
-    logits = storage.logits.index_select(0, idx).to(out_dtype)
-    return x, logits, idx
+def sample(storage: TensorStorage, out_x: Tensor, out_logits: Tensor, *, fill: int, replace: bool, seed: int,
+           counter: int) -> Tensor:
+    """Draw ``len(out_x)`` slots, gather their rows into ``out_x`` / ``out_logits``; return the slots."""
+    idx = sample_indices(fill, out_x.shape[0], replace=replace, seed=seed, counter=counter, device=storage.x.device)
+    _gather_into(storage.x, idx, out_x)
+    _gather_into(storage.logits, idx, out_logits)
+    return idx
+
+
+def _gather_into(source: Tensor, idx: Tensor, out: Tensor) -> None:
+    """``out[:] = source[idx]`` converted to ``out``'s dtype, without an intermediate when they match."""
+    if out.dtype == source.dtype:
+        torch.index_select(source, 0, idx, out=out)
+    else:
+        out.copy_(source.index_select(0, idx))
