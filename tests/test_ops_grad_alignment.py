@@ -1,7 +1,7 @@
 """Multi-tensor gradient alignment (``ops.grad_alignment`` on the Triton path) against float64.
 
-Without CUDA the kernels run in Triton's interpreter (``TRITON_INTERPRET=1`` set below, before the
-kernels are first loaded); with CUDA the same tests run on the GPU.
+Without CUDA the kernels run in Triton's interpreter (``TRITON_INTERPRET=1``, set by ``conftest.py``
+before anything imports Triton); with CUDA the same tests run on the GPU.
 
 Tolerances: squared norms (sums of positive terms accumulated in fp32) relative 2e-5;
 dot products ``|dot − dot64| ≤ 2e-5 · ‖a‖ ‖b‖`` (their natural scale, by Cauchy-Schwarz), the same
@@ -10,7 +10,6 @@ for every input dtype since the inputs are upcast exactly and only the accumulat
 
 from __future__ import annotations
 
-import os
 import textwrap
 import zlib
 
@@ -21,8 +20,6 @@ from kernel_compile import assert_compiles
 from lrwa_fast import dispatch, ops
 from lrwa_fast.alignment import grad_alignment_reference
 
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
 pytest.importorskip("triton")
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,8 +1,8 @@
 """Fused KD loss (``ops.kd_loss`` on the Triton path) against float64 references.
 
-Without CUDA the kernels run in Triton's interpreter on CPU tensors (``TRITON_INTERPRET=1`` is set
-below, before the kernels are first loaded: Triton picks interpreter or compiler when it decorates
-them); with CUDA the same tests run the compiled kernels on the GPU.
+Without CUDA the kernels run in Triton's interpreter on CPU tensors (``TRITON_INTERPRET=1``, set
+by ``conftest.py`` before anything imports Triton: Triton picks interpreter or compiler when it
+decorates a function); with CUDA the same tests run the compiled kernels on the GPU.
 
 Tolerances, elementwise ``|actual − expected| ≤ atol + rtol·|expected|`` against the float64
 reference evaluated on the same (rounded) inputs:
@@ -19,7 +19,6 @@ reference evaluated on the same (rounded) inputs:
 
 from __future__ import annotations
 
-import os
 import textwrap
 import zlib
 
@@ -30,8 +29,6 @@ from kernel_compile import assert_compiles
 from lrwa_fast import dispatch, ops
 from lrwa_fast.losses import kd_loss_reference
 
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
 pytest.importorskip("triton")
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
