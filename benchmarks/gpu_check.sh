@@ -24,6 +24,8 @@ step gpu_tests 240 python -m pytest -q -m gpu tests
 step kernel_table 180 python benchmarks/kernel_table.py --json "$OUT/kernels.json"
 step replay_table 120 python benchmarks/replay_table.py --json "$OUT/replay.json"
 step step_bench 300 python -m lrwa_fast bench --cases cnn,wrn16_1,resnet18 --repeats 20 --json "$OUT/bench.json"
+step compile_bench 180 python -m lrwa_fast bench --cases resnet18 --compile --no-iterations --repeats 10 \
+  --json "$OUT/bench_compile.json"
 step profile 120 python -m lrwa_fast profile --case resnet18 --steps 10 --out "$OUT/profile"
 echo "results in $OUT (exit $status)"
 exit $status

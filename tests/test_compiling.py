@@ -44,7 +44,7 @@ def test_cpu_without_any_compiler_is_detected(monkeypatch):
 
 
 def _final_parameters(cls, config_cls, **extra):
-    trainer = cls(*models(), config_cls(**SMALL, **SMOOTH, **extra))
+    trainer = cls(*models(), config_cls(**(SMALL | SMOOTH | extra)))
     trainer.train(3, progress=False)
     return trainer, {k: v.detach().clone() for k, v in trainer.student.state_dict().items()}
 
@@ -67,3 +67,14 @@ def test_compiled_student_trains_as_the_eager_one(cls, config_cls, extra):
     for name in eager:
         torch.testing.assert_close(compiled[name], eager[name], rtol=1e-5, atol=1e-6)
     assert any(not torch.equal(compiled[n], models()[1].state_dict()[n]) for n in compiled), "it trained"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_compiled_student_trains_as_the_eager_one_on_cuda():
+    extra = {"meta_mode": "first_order", "memory_insert_size": 8, "device": "cuda", "memory_backend": "auto"}
+    _, eager = _final_parameters(LRwATrainer, LRwAConfig, **extra)
+    trainer, compiled = _final_parameters(LRwATrainer, LRwAConfig, compile_student=True, **extra)
+    assert trainer.student_compiled
+    for name in eager:
+        torch.testing.assert_close(compiled[name], eager[name], rtol=1e-4, atol=1e-5)
