@@ -67,6 +67,15 @@ def test_bench_compiled_smoke():
     assert variants["lrwa_first_order+compile"]["vs_dfad_step"] > 0
 
 
+def test_compiled_variant_refuses_to_time_an_eager_student_smoke(monkeypatch):
+    from lrwa_fast import compiling
+
+    monkeypatch.setattr(compiling, "compile_unavailable_reason", lambda device: "no C++ compiler found")
+    monkeypatch.setitem(compiling._state, "warned", False)
+    with pytest.raises(RuntimeError, match=r"needs torch\.compile"), pytest.warns(RuntimeWarning):
+        step_functions(CASES["cnn"], torch.device("cpu"), ("dfad_step+compile",))
+
+
 def test_profile_smoke(tmp_path):
     report = profile("cnn", "cpu", steps=2, warmup=1, out_dir=str(tmp_path), overrides=TINY)
     exact = report["variants"]["LRwA exact"]["phases_ms"]

@@ -63,7 +63,13 @@ void check_draw(const at::Tensor& store_x, const at::Tensor& store_logits, const
                     "out_logits must have shape (", n, ", ", store_logits.size(1), "), got ", out_logits.sizes());
   TORCH_CHECK_VALUE(out_x.is_contiguous() && out_logits.is_contiguous(), "outputs must be contiguous");
   TORCH_CHECK_VALUE(out_x.device() == store_x.device() && out_logits.device() == store_x.device(),
-                    "outputs must be on the storage's device");
+                    "outputs must be on the storage's device ", store_x.device(), ", got ", out_x.device(), " and ",
+                    out_logits.device());
+  for (const at::Tensor& out : {out_x, out_logits}) {
+    TORCH_CHECK_VALUE(!out.is_alias_of(store_x) && !out.is_alias_of(store_logits),
+                      "outputs must not share memory with the storage");
+  }
+  TORCH_CHECK_VALUE(!out_x.is_alias_of(out_logits), "out_x and out_logits must not share memory");
   check_dtype(out_x.scalar_type(), "out_x");
   check_dtype(out_logits.scalar_type(), "out_logits");
 }

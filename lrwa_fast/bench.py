@@ -129,6 +129,8 @@ def step_functions(case: BenchCase, device: torch.device,
             cfg = _config(LRwAConfig, case, device, meta_mode=mode, **compiled)
             trainer = LRwATrainer(*_models(case, device, 64), cfg)
             fill_memory(trainer)
+        if compiled and not trainer.student_compiled:
+            raise RuntimeError(f"variant {name!r} needs torch.compile, which cannot run here (see the warning)")
         trainer.student.train()
         trainer.generator.train()
         if name == "higher_exact":

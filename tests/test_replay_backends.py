@@ -245,14 +245,18 @@ def test_extension_checks_its_arguments():
         with pytest.raises(ValueError):
             EXT.sample(s.x, s.logits, torch.zeros(n, 3), torch.zeros(n, 4), fill, replace, 0, 0)
     bad_outputs = [
-        (torch.zeros(2, 4), torch.zeros(2, 4)),  # sample width
-        (torch.zeros(2, 3), torch.zeros(3, 4)),  # rows differ
-        (torch.zeros(2, 3), torch.zeros(2, 5)),  # classes
-        (torch.zeros(3, 2).t(), torch.zeros(2, 4)),  # not contiguous
-        (torch.zeros(2, 3, dtype=torch.int64), torch.zeros(2, 4)),  # dtype
+        ((torch.zeros(2, 4), torch.zeros(2, 4)), "out_x must have shape"),
+        ((torch.zeros(2, 3), torch.zeros(3, 4)), "out_logits must have shape"),
+        ((torch.zeros(2, 3), torch.zeros(2, 5)), "out_logits must have shape"),
+        ((torch.zeros(3, 2).t(), torch.zeros(2, 4)), "contiguous"),
+        ((torch.zeros(2, 3, dtype=torch.int64), torch.zeros(2, 4)), "out_x has dtype"),
+        ((s.x[2:4], torch.zeros(2, 4)), "share memory with the storage"),
+        ((torch.zeros(2, 3), s.logits[:2]), "share memory with the storage"),
     ]
-    for out_x, out_logits in bad_outputs:
-        with pytest.raises(ValueError):
+    shared = torch.zeros(14)
+    bad_outputs.append(((shared[:6].view(2, 3), shared[6:].view(2, 4)), "must not share memory"))
+    for (out_x, out_logits), message in bad_outputs:
+        with pytest.raises(ValueError, match=message):
             EXT.sample(s.x, s.logits, out_x, out_logits, 2, True, 0, 0)
     assert torch.equal(before, s.x)
 
@@ -337,3 +341,73 @@ def test_cuda_backend_never_synchronises():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert len(buf) == 1000 and buf.backend_name == "cuda"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_sample_into_preallocated_outputs(backend, dtype):
+    """``out=`` writes the very tensors given (no new storage) with the values a fresh draw gives."""
+    buf, twin = make(backend, 16, seed=2), make(backend, 16, seed=2)
+    for b in (buf, twin):
+        b.add(*items(0, 11))
+    out = (torch.full((5, 3), float("nan"), dtype=dtype), torch.full((5, 4), float("nan"), dtype=dtype))
+    pointers = [t.data_ptr() for t in out]
+    for _ in range(3):
+        x, logits = buf.sample(5, dtype=dtype, out=out)
+        want_x, want_logits = twin.sample(5, dtype=dtype)
+        assert x is out[0] and logits is out[1] and [t.data_ptr() for t in out] == pointers
+        assert torch.equal(x, want_x) and torch.equal(logits, want_logits)
+    x, logits, slots = buf.sample_with_indices(11, replace=False, dtype=dtype,
+                                               out=(torch.empty(11, 3, dtype=dtype), torch.empty(11, 4, dtype=dtype)))
+    assert sorted(slots.tolist()) == list(range(11))
+    assert torch.equal(x[:, 0].double() + 0.5, logits[:, 0].double())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sample_rejects_unfit_outputs_and_draws_nothing(backend):
+    buf = make(backend, 8, seed=1)
+    buf.add(*items(0, 6))
+    draws = buf.draws
+    good = (torch.empty(4, 3), torch.empty(4, 4))
+    base = torch.empty(28)
+    bad = {
+        "shape": ((torch.empty(4, 2), good[1]), r"shape \(4, 3\)"),
+        "rows": ((good[0], torch.empty(5, 4)), r"shape \(4, 4\)"),
+        "dtype": ((good[0], torch.empty(4, 4, dtype=torch.float64)), "torch.float32"),
+        "contiguity": ((torch.empty(3, 4).t(), good[1]), "not contiguous"),
+        "device": ((torch.empty(4, 3, device="meta"), good[1]), r"on cpu, got torch.float32 \(4, 3\) on meta"),
+        "grad": ((good[0], torch.empty(4, 4, requires_grad=True)), "requires grad"),
+        "pair": ((good[0],), "pair of tensors"),
+        "storage": ((buf.storage.x[:4], good[1]), "share memory"),
+        "each other": ((base[:12].view(4, 3), base[12:].view(4, 4)), "share memory"),
+    }
+    for out, message in bad.values():
+        with pytest.raises(ValueError, match=message):
+            buf.sample(4, out=out)
+    with pytest.raises(ValueError, match=r"torch\.float16"):
+        buf.sample(4, dtype=torch.float16, out=good)
+    assert buf.draws == draws and torch.equal(buf.storage.x[:6, 0], torch.arange(6.0))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_redrawing_into_outputs_a_graph_saved_is_caught_by_autograd(backend):
+    """Drawing again into tensors a live graph saved must not back-propagate stale values silently
+    (the extension writes through raw pointers, so it bumps their version counters)."""
+    buf = make(backend, 8, seed=1)
+    buf.add(*items(0, 6))
+    out = (torch.empty(4, 3), torch.empty(4, 4))
+    w = torch.ones(3, requires_grad=True)
+    loss = (buf.sample(4, out=out)[0] * w).sum()  # saves out[0] for the gradient of w
+    buf.sample(4, out=out)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_buffer_device_is_the_one_its_tensors_report(backend):
+    """A device named without the form tensors report (``cpu:0`` here; ``cuda`` for ``cuda:0`` on a
+    GPU) still accepts batches from that device."""
+    buf = make(backend, 4, device="cpu:0")
+    assert buf.device == buf.storage.x.device == torch.device("cpu")
+    buf.add(*items(0, 2))
+    assert len(buf) == 2

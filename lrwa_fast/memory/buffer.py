@@ -42,11 +42,11 @@ class ReplayBuffer:
         self.sample_shape = tuple(int(d) for d in sample_shape)
         self.num_classes = num_classes
         self.policy = policy
-        self.device = torch.device(device)
         self.dtype = dtype
         self.seed = int(torch.randint(0, 2**62, (1,))) if seed is None else int(seed) & (2**64 - 1)
-        self.backend_name, self._ops = resolve_backend(backend, self.device)
-        self.storage = TensorStorage.allocate(capacity, self.sample_shape, num_classes, self.device, dtype)
+        self.backend_name, self._ops = resolve_backend(backend, torch.device(device))
+        self.storage = TensorStorage.allocate(capacity, self.sample_shape, num_classes, torch.device(device), dtype)
+        self.device = self.storage.x.device  # with its index ("cuda:0"), as every tensor on it reports
         self.seen = 0
         self.draws = 0
         self.calls = 0
@@ -82,9 +82,9 @@ class ReplayBuffer:
 
         ``generator`` (optional) supplies this call's Philox key; otherwise the buffer's seed is
         used with an advancing counter. ``out``: pre-allocated ``(x, logits)`` of shapes
-        ``(n, *sample_shape)`` and ``(n, num_classes)`` in ``dtype`` on the buffer's device, written
-        and returned (no allocation per step). Raises ``ValueError`` when empty or an argument is
-        invalid; the buffer is then unchanged.
+        ``(n, *sample_shape)`` and ``(n, num_classes)`` in ``dtype`` on the buffer's device, sharing
+        no memory with the buffer or each other; written and returned instead of new tensors.
+        Raises ``ValueError`` when empty or an argument is invalid; the buffer is then unchanged.
         """
         x, logits, _ = self.sample_with_indices(n, generator, replace=replace, dtype=dtype, out=out)
         return x, logits
@@ -117,14 +117,16 @@ class ReplayBuffer:
         shapes = ((n, *self.sample_shape), (n, self.num_classes))
         if not (isinstance(out, tuple | list) and len(out) == 2 and all(isinstance(t, Tensor) for t in out)):
             raise ValueError("out must be a pair of tensors (x, logits)")
-        device = self.storage.x.device
         for name, t, shape in zip(("x", "logits"), out, shapes):
-            if tuple(t.shape) != shape or t.dtype != dtype or t.device != device or not t.is_contiguous():
+            if tuple(t.shape) != shape or t.dtype != dtype or t.device != self.device or not t.is_contiguous():
                 raise ValueError(f"out {name} must be a contiguous {dtype} tensor of shape {shape} on "
-                                 f"{device}, got {t.dtype} {tuple(t.shape)} on {t.device}"
+                                 f"{self.device}, got {t.dtype} {tuple(t.shape)} on {t.device}"
                                  f"{'' if t.is_contiguous() else ' (not contiguous)'}")
             if t.requires_grad:
                 raise ValueError(f"out {name} requires grad; pass a tensor outside autograd")
+        memories = [t.untyped_storage().data_ptr() for t in (*out, self.storage.x, self.storage.logits)]
+        if len(set(memories)) < len(memories):
+            raise ValueError("out tensors must not share memory with each other or with the buffer's storage")
         return out[0], out[1]
 
     def ages(self, now: int) -> Tensor:

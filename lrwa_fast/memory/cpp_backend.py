@@ -6,6 +6,7 @@ The extension handles float32, float64, float16 and bfloat16 tensors (``ValueErr
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from . import _ext
@@ -21,5 +22,12 @@ def insert(storage: TensorStorage, x: Tensor, logits: Tensor, *, policy: str, se
 
 def sample(storage: TensorStorage, out_x: Tensor, out_logits: Tensor, *, fill: int, replace: bool, seed: int,
            counter: int) -> Tensor:
-    """Draw ``len(out_x)`` slots, gather their rows into ``out_x`` / ``out_logits``; return the slots."""
-    return _ext.require().sample(storage.x, storage.logits, out_x, out_logits, fill, replace, seed, counter)
+    """Draw ``len(out_x)`` slots, gather their rows into ``out_x`` / ``out_logits``; return the slots.
+
+    The extension writes through raw pointers, so the outputs' version counters are bumped here:
+    a graph that saved the previous contents then refuses to back-propagate, as after ``copy_``.
+    """
+    slots = _ext.require().sample(storage.x, storage.logits, out_x, out_logits, fill, replace, seed, counter)
+    for t in (out_x, out_logits):
+        torch.autograd.graph.increment_version(t)
+    return slots
