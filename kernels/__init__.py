@@ -11,6 +11,9 @@ to the PyTorch reference when Triton is missing. Importing this package alone ne
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
 from torch import Tensor
 
 from lrwa_fast.dispatch import interpreter_enabled
@@ -25,3 +28,8 @@ def check_launchable(*tensors: Tensor) -> None:
     if not INTERPRETED and any(t.device.type == "cpu" for t in tensors):
         raise RuntimeError("the Triton kernels were loaded without TRITON_INTERPRET=1, so they cannot "
                            "run on CPU tensors; set TRITON_INTERPRET=1 before the first kernel call")
+
+
+def on_device(t: Tensor) -> AbstractContextManager:
+    """Make ``t``'s GPU current for a launch (Triton launches on the current device and stream)."""
+    return torch.cuda.device(t.device) if t.is_cuda else nullcontext()

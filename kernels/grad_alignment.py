@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from . import check_launchable
+from . import check_launchable, on_device
 
 CHUNK = 16384
 BLOCK = 1024
@@ -148,6 +148,13 @@ def per_tensor_alignment(grads_a: list[Tensor], grads_b: list[Tensor]) -> Tensor
     out = torch.zeros(len(a), 3, dtype=torch.float32, device=a[0].device if a else None)
     if not a:
         return out
+    with on_device(out):
+        _launch_alignment(a, b, out)
+    return out
+
+
+def _launch_alignment(a: list[Tensor], b: list[Tensor], out: Tensor) -> None:
+    """Per-chunk partials for every dtype group, then their per-tensor sums into ``out``."""
     plan = _plan(a, b)
     partials = torch.empty(plan.table.shape[0], 3, dtype=torch.float32, device=out.device)
     for g in plan.groups:
@@ -156,4 +163,3 @@ def per_tensor_alignment(grads_a: list[Tensor], grads_b: list[Tensor]) -> Tensor
                                            partials[g.first:end], BLOCK=BLOCK)
     if plan.groups:
         _segment_sum_kernel[(len(a),)](partials, plan.segments, out, BLOCK=SEGMENT_BLOCK)
-    return out

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from lrwa_fast.losses import check_kd_args, kd_loss_reference
 
-from . import check_launchable
+from . import check_launchable, on_device
 
 KINDS: dict[str, int] = {"l1": 0, "kl": 1, "js": 2}
 MAX_BLOCK_C = 4096
@@ -150,6 +150,15 @@ def kd_row_losses_triton(student: Tensor, teacher: Tensor, kind: str, temperatur
     gs = torch.empty_like(student) if grad_student else None
     gt = torch.empty_like(teacher) if grad_teacher else None
     block_r, block_c = _blocks(n_rows, n_cols)
+    with on_device(student):
+        _launch_kd_loss(student, teacher, gs, gt, rows, kind, temperature, grad_scale, block_r, block_c)
+    return rows, gs, gt
+
+
+def _launch_kd_loss(student: Tensor, teacher: Tensor, gs: Tensor | None, gt: Tensor | None, rows: Tensor,
+                    kind: str, temperature: float, grad_scale: float, block_r: int, block_c: int) -> None:
+    n_rows, n_cols = student.shape
+    grad_student, grad_teacher = gs is not None, gt is not None
     _kd_loss_kernel[(triton.cdiv(n_rows, block_r),)](
         student, teacher, student if gs is None else gs, teacher if gt is None else gt, rows,
         n_rows, n_cols, float(temperature), float(grad_scale),
@@ -158,7 +167,6 @@ def kd_row_losses_triton(student: Tensor, teacher: Tensor, kind: str, temperatur
         BLOCK_R=block_r, BLOCK_C=block_c,
         num_warps=8 if block_r * block_c >= 2048 else 4,
     )
-    return rows, gs, gt
 
 
 def _reduce(rows: Tensor, reduction: str, dtype: torch.dtype) -> Tensor:

@@ -152,7 +152,7 @@ def _student_step(trainer: DFADTrainer) -> Callable[[], None]:
 def measure(fns: dict[str, Callable[[], None]], device: torch.device, repeats: int,
             warmup: int) -> dict[str, list[float]]:
     """Seconds per call of each function, measured round-robin ``repeats`` times after warm-up."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     for fn in fns.values():
         for _ in range(warmup):
             fn()

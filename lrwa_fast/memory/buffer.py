@@ -103,7 +103,8 @@ class ReplayBuffer:
         if not dtype.is_floating_point:
             raise ValueError(f"output dtype must be floating point, got {dtype}")
         out_x, out_logits = self.storage.empty_sample(n, dtype) if out is None else self._check_out(out, n, dtype)
-        key = self.seed if generator is None else int(torch.randint(0, 2**62, (1,), generator=generator))
+        key = self.seed if generator is None else int(torch.randint(0, 2**62, (1,), generator=generator,
+                                                                          device=generator.device))
         counter = self.draws if replace else self.calls
         slots = self._ops.sample(self.storage, out_x, out_logits, fill=fill, replace=replace, seed=key,
                                  counter=counter)
