@@ -247,3 +247,19 @@ def test_resuming_from_an_earlier_checkpoint_supersedes_later_ones(tmp_path):
     assert read_checkpoint(latest_checkpoint(tmp_path))["i"] == 3
     assert sorted(p.name for p in (tmp_path / "superseded").iterdir()) == ["ckpt-00000004.pt",
                                                                           "ckpt-00000006.pt"]
+
+
+def test_cuda_rng_states_restore_onto_fewer_gpus(monkeypatch):
+    """A checkpoint from a 3-GPU machine resumes on a 1-GPU one: GPU 0's state is restored."""
+    from lrwa_fast import checkpoint
+
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, index: restored.append((int(state[0]), index)))
+    generator = torch.Generator()
+    state = checkpoint.rng_state(generator)
+    state["cuda"] = [torch.tensor([7], dtype=torch.uint8), torch.tensor([8], dtype=torch.uint8),
+                     torch.tensor([9], dtype=torch.uint8)]
+    checkpoint.set_rng_state(state, generator)
+    assert restored == [(7, 0)]
