@@ -120,8 +120,15 @@ def _build_plan(a: list[Tensor], b: list[Tensor]) -> _Plan:
             rows.extend((off_a + s, off_b + s, min(CHUNK, numel - s)) for s in range(0, numel, CHUNK))
         groups.append(_Group(base_a, base_b, first, len(rows) - first))
     device = a[0].device
-    table = torch.tensor(rows, dtype=torch.int64).reshape(-1, 3).to(device)
-    return _Plan(table, torch.tensor(segments, dtype=torch.int64).to(device), tuple(groups))
+    table = _to_device(torch.tensor(rows, dtype=torch.int64).reshape(-1, 3), device)
+    return _Plan(table, _to_device(torch.tensor(segments, dtype=torch.int64), device), tuple(groups))
+
+
+def _to_device(table: Tensor, device: torch.device) -> Tensor:
+    """Copy a host table to ``device`` without blocking the host (pinned staging on CUDA)."""
+    if device.type != "cuda":
+        return table.to(device)
+    return table.pin_memory().to(device, non_blocking=True)
 
 
 def _plan(a: list[Tensor], b: list[Tensor]) -> _Plan:
