@@ -68,10 +68,10 @@ def test_bench_compiled_smoke():
 
 
 def test_compiled_variant_refuses_to_time_an_eager_student_smoke(monkeypatch):
-    from lrwa_fast import compiling
+    from lrwa_fast import compiling, warn_once
 
     monkeypatch.setattr(compiling, "compile_unavailable_reason", lambda device: "no C++ compiler found")
-    monkeypatch.setitem(compiling._state, "warned", False)
+    monkeypatch.setattr(warn_once, "_issued", set())
     with pytest.raises(RuntimeError, match=r"needs torch\.compile"), pytest.warns(RuntimeWarning):
         step_functions(CASES["cnn"], torch.device("cpu"), ("dfad_step+compile",))
 

@@ -151,22 +151,15 @@ def kd_row_losses_triton(student: Tensor, teacher: Tensor, kind: str, temperatur
     gt = torch.empty_like(teacher) if grad_teacher else None
     block_r, block_c = _blocks(n_rows, n_cols)
     with on_device(student):
-        _launch_kd_loss(student, teacher, gs, gt, rows, kind, temperature, grad_scale, block_r, block_c)
+        _kd_loss_kernel[(triton.cdiv(n_rows, block_r),)](
+            student, teacher, student if gs is None else gs, teacher if gt is None else gt, rows,
+            n_rows, n_cols, float(temperature), float(grad_scale),
+            KIND=KINDS[kind], WRITE_GS=grad_student, WRITE_GT=grad_teacher,
+            THIRD_SWEEP=(kind == "kl" and grad_teacher) or (kind == "js" and (grad_student or grad_teacher)),
+            BLOCK_R=block_r, BLOCK_C=block_c,
+            num_warps=8 if block_r * block_c >= 2048 else 4,
+        )
     return rows, gs, gt
-
-
-def _launch_kd_loss(student: Tensor, teacher: Tensor, gs: Tensor | None, gt: Tensor | None, rows: Tensor,
-                    kind: str, temperature: float, grad_scale: float, block_r: int, block_c: int) -> None:
-    n_rows, n_cols = student.shape
-    grad_student, grad_teacher = gs is not None, gt is not None
-    _kd_loss_kernel[(triton.cdiv(n_rows, block_r),)](
-        student, teacher, student if gs is None else gs, teacher if gt is None else gt, rows,
-        n_rows, n_cols, float(temperature), float(grad_scale),
-        KIND=KINDS[kind], WRITE_GS=grad_student, WRITE_GT=grad_teacher,
-        THIRD_SWEEP=(kind == "kl" and grad_teacher) or (kind == "js" and (grad_student or grad_teacher)),
-        BLOCK_R=block_r, BLOCK_C=block_c,
-        num_warps=8 if block_r * block_c >= 2048 else 4,
-    )
 
 
 def _reduce(rows: Tensor, reduction: str, dtype: torch.dtype) -> Tensor:

@@ -190,7 +190,8 @@ def run_case(case: BenchCase, device: torch.device, repeats: int, warmup: int,
     step_level = set(STEP_VARIANTS) | set(COMPILED_VARIANTS)
     for name, s in stats.items():
         if name in step_level:
-            s["vs_dfad_step"] = s["median_ms"] / stats["dfad_step" + COMPILED * name.endswith(COMPILED)]["median_ms"]
+            baseline = "dfad_step" + COMPILED if name.endswith(COMPILED) else "dfad_step"
+            s["vs_dfad_step"] = s["median_ms"] / stats[baseline]["median_ms"]
         if "higher_exact" in stats and name.startswith("lrwa_") and name in step_level:
             s["higher_speedup"] = stats["higher_exact"]["median_ms"] / s["median_ms"]
     cfg = DFADConfig()

@@ -14,12 +14,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import warnings
 
 import torch
 from torch import nn
 
-_state = {"warned": False}
+from .warn_once import warn_once
 
 
 def compile_unavailable_reason(device: torch.device) -> str | None:
@@ -41,8 +40,5 @@ def compile_module(module: nn.Module, device: torch.device) -> bool:
     if reason is None:
         module.compile()
         return True
-    if not _state["warned"]:
-        _state["warned"] = True
-        warnings.warn(f"lrwa_fast: compile_student=True but {reason}; the student runs eagerly",
-                      RuntimeWarning, stacklevel=3)
+    warn_once("compile", f"lrwa_fast: compile_student=True but {reason}; the student runs eagerly", stacklevel=3)
     return False

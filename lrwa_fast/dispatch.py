@@ -20,7 +20,6 @@ import importlib
 import importlib.util
 import os
 import sys
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
@@ -28,12 +27,14 @@ from typing import Literal
 
 from torch import Tensor
 
+from .warn_once import warn_once
+
 ENV_VAR = "LRWA_FAST_BACKEND"
 BACKENDS: tuple[str, ...] = ("auto", "torch", "triton")
 KERNEL_MODULES: tuple[str, ...] = ("kd_loss", "grad_alignment")
 _TRUE = ("1", "true", "on", "yes", "y")  # what Triton itself accepts, in any case
 
-_state = {"warned": False, "cause": ""}
+_state = {"cause": ""}
 
 
 def requested_backend(backend: str | None = None) -> str:
@@ -96,10 +97,8 @@ def kernels() -> ModuleType:
 
 def _fallback() -> Literal["torch"]:
     """Warn (once per process) that the kernels were wanted but Triton is unusable."""
-    if not _state["warned"]:
-        _state["warned"] = True
-        warnings.warn(f"lrwa_fast: Triton is unavailable ({_state['cause'] or 'import failed'}); "
-                      "using the PyTorch reference path", RuntimeWarning, stacklevel=3)
+    warn_once("triton", f"lrwa_fast: Triton is unavailable ({_state['cause'] or 'import failed'}); "
+                        "using the PyTorch reference path", stacklevel=3)
     return "torch"
 
 

@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from lrwa_fast import DFADConfig, DFADTrainer, LRwAConfig, LRwATrainer, compiling
+from lrwa_fast import DFADConfig, DFADTrainer, LRwAConfig, LRwATrainer, compiling, warn_once
 from lrwa_fast.models import Generator, SmallCNN
 
 SMALL = dict(batch_size=24, latent_dim=8, iterations=10, student_steps=2, device="cpu", seed=3)
@@ -27,7 +27,7 @@ def test_exact_meta_mode_is_refused():
 
 def test_unavailable_compiler_warns_once_and_trains_eagerly(monkeypatch):
     monkeypatch.setattr(compiling, "compile_unavailable_reason", lambda device: "no C++ compiler found")
-    monkeypatch.setitem(compiling._state, "warned", False)
+    monkeypatch.setattr(warn_once, "_issued", set())
     with pytest.warns(RuntimeWarning, match="no C.. compiler found; the student runs eagerly"):
         trainer = DFADTrainer(*models(), DFADConfig(**SMALL, compile_student=True))
     with warnings.catch_warnings():

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lrwa_fast import dispatch, ops
+from lrwa_fast import dispatch, ops, warn_once
 from lrwa_fast.alignment import grad_alignment_reference
 from lrwa_fast.losses import kd_loss_reference
 
@@ -29,7 +29,7 @@ def clean_state(monkeypatch):
     """No backend or interpreter setting from outside, and a fresh once-per-process warning."""
     monkeypatch.delenv(dispatch.ENV_VAR, raising=False)
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    monkeypatch.setitem(dispatch._state, "warned", False)
+    monkeypatch.setattr(warn_once, "_issued", set())
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 import torch
 from scipy import stats
 
-from lrwa_fast import ReplayBuffer
+from lrwa_fast import ReplayBuffer, warn_once
 from lrwa_fast.memory import _ext, backends
 from lrwa_fast.memory.philox import philox_u32
 
@@ -296,7 +296,7 @@ def test_backend_selection_and_errors():
 
 def test_missing_extension_falls_back_with_one_warning(monkeypatch):
     monkeypatch.setattr(_ext, "_load", lambda: (None, "ImportError: simulated"))
-    monkeypatch.setitem(_ext._warned, "fallback", False)
+    monkeypatch.setattr(warn_once, "_issued", set())
     with pytest.warns(RuntimeWarning, match=r"simulated.*PyTorch replay backend") as record:
         assert make("auto").backend_name == "torch"
         assert make("auto").backend_name == "torch"
@@ -307,7 +307,7 @@ def test_missing_extension_falls_back_with_one_warning(monkeypatch):
 
 def test_disabled_extension_falls_back_silently(monkeypatch, recwarn):
     monkeypatch.setattr(_ext, "_load", lambda: (None, _ext._DISABLED))
-    monkeypatch.setitem(_ext._warned, "fallback", False)
+    monkeypatch.setattr(warn_once, "_issued", set())
     assert make("auto").backend_name == "torch"
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-import warnings
 from types import ModuleType
+
+from ..warn_once import warn_once
 
 DISABLE_VAR = "LRWA_FAST_NO_EXTENSION"
 MODULE_NAME = "lrwa_fast._replay_ext"
 _DISABLED = f"disabled by {DISABLE_VAR}=1"
 
-_warned = {"fallback": False}
 
 
 def disabled() -> bool:
@@ -62,9 +62,8 @@ def has_cuda() -> bool:
 
 def warn_fallback() -> None:
     """Warn once per process that the PyTorch backend replaces a missing extension (not when disabled)."""
-    if _warned["fallback"] or module() is not None or reason() == _DISABLED:
+    if module() is not None or reason() == _DISABLED:
         return
-    _warned["fallback"] = True
-    warnings.warn(f"lrwa_fast: the C++ replay-memory extension {MODULE_NAME} could not be imported "
-                  f"({reason()}); the PyTorch replay backend is used instead (same results, slower). "
-                  'Rebuild it with `pip install --no-build-isolation -e .`.', RuntimeWarning, stacklevel=4)
+    warn_once("replay extension", f"lrwa_fast: the C++ replay-memory extension {MODULE_NAME} could not be "
+              f"imported ({reason()}); the PyTorch replay backend is used instead (same results, slower). "
+              "Rebuild it with `pip install --no-build-isolation -e .`.", stacklevel=4)

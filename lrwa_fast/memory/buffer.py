@@ -44,8 +44,9 @@ class ReplayBuffer:
         self.policy = policy
         self.dtype = dtype
         self.seed = int(torch.randint(0, 2**62, (1,))) if seed is None else int(seed) & (2**64 - 1)
-        self.backend_name, self._ops = resolve_backend(backend, torch.device(device))
-        self.storage = TensorStorage.allocate(capacity, self.sample_shape, num_classes, torch.device(device), dtype)
+        where = torch.device(device)
+        self.backend_name, self._ops = resolve_backend(backend, where)
+        self.storage = TensorStorage.allocate(capacity, self.sample_shape, num_classes, where, dtype)
         self.device = self.storage.x.device  # with its index ("cuda:0"), as every tensor on it reports
         self.seen = 0
         self.draws = 0
