@@ -8,21 +8,25 @@ with probability ALPHA, and always the same way for the same seed.
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 import torch
 from scipy import stats
 
 from lrwa_fast import ReplayBuffer, warn_once
-from lrwa_fast.memory import _ext, backends
+from lrwa_fast.memory import ReplayBackend, _ext, backends
 from lrwa_fast.memory.philox import philox_u32
 
 ALPHA = 1e-3
 EXT = _ext.module()
 HAS_GPU_EXT = torch.cuda.is_available() and _ext.has_cuda()
 
+NO_BUILD_VAR = "LRWA_FAST_NO_EXTENSION"  # read by setup.py only: skips building the extension
 needs_ext = pytest.mark.skipif(EXT is None, reason=f"extension unavailable: {_ext.reason()}")
 needs_gpu = pytest.mark.skipif(not HAS_GPU_EXT, reason="needs CUDA and the extension's CUDA kernels")
 BACKENDS = ["torch", pytest.param("cpp", marks=needs_ext)]
@@ -83,11 +87,11 @@ def assert_identical(a: list, b: list) -> None:
 
 
 def test_extension_is_built():
-    """The extension must import unless LRWA_FAST_NO_EXTENSION=1 turns it off."""
-    if os.environ.get(_ext.DISABLE_VAR) == "1":
-        pytest.skip(f"{_ext.DISABLE_VAR}=1")
+    """The extension must import unless the install skipped it on purpose (LRWA_FAST_NO_EXTENSION=1)."""
+    if os.environ.get(NO_BUILD_VAR) == "1":
+        pytest.skip(f"{NO_BUILD_VAR}=1: setup.py skipped the build")
     assert EXT is not None, (f"{_ext.MODULE_NAME} did not import ({_ext.reason()}); build it with "
-                             "`pip install --no-build-isolation -e .` or set LRWA_FAST_NO_EXTENSION=1")
+                             f"`pip install --no-build-isolation -e .` or install with {NO_BUILD_VAR}=1")
     assert make("auto").backend_name == "cpp"
 
 
@@ -285,7 +289,7 @@ def test_state_dict_moves_between_backends(first, second):
 def test_backend_selection_and_errors():
     cpu = torch.device("cpu")
     assert backends.resolve_backend("torch", cpu)[0] == "torch"
-    with pytest.raises(ValueError, match="unknown replay backend"):
+    with pytest.raises(ValueError, match=r"invalid backend argument 'numba'; expected one of \("):
         make("numba")
     with pytest.raises(ValueError, match="not on cpu"):
         make("cuda")  # a CPU buffer cannot use the CUDA kernels
@@ -301,15 +305,59 @@ def test_missing_extension_falls_back_with_one_warning(monkeypatch):
         assert make("auto").backend_name == "torch"
         assert make("auto").backend_name == "torch"
     assert len(record) == 1
+    assert f"set {backends.ENV_VAR}=torch" in str(record[0].message)
     with pytest.raises(ValueError, match=r"unavailable.*simulated"):
         make("cpp")
 
 
-def test_disabled_extension_falls_back_silently(monkeypatch, recwarn):
-    monkeypatch.setattr(_ext, "_load", lambda: (None, _ext._DISABLED))
+def test_torch_chosen_by_env_var_falls_back_silently(monkeypatch, recwarn):
+    """``LRWA_FAST_MEMORY_BACKEND=torch`` is the extension disabled on purpose: no import, no warning."""
+    attempts = []
+    monkeypatch.setattr(_ext, "_load", lambda: attempts.append(1) or (None, "ImportError: simulated"))
     monkeypatch.setattr(warn_once, "_issued", set())
-    assert make("auto").backend_name == "torch"
-    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    monkeypatch.setenv(backends.ENV_VAR, "torch")
+    assert ReplayBuffer(4, (3,), 4).backend_name == "torch"
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)] and not attempts
+
+
+def test_env_var_and_argument(monkeypatch):
+    """``backend=None`` (the default) reads the variable; an argument, ``auto`` included, overrides it."""
+    monkeypatch.delenv(backends.ENV_VAR, raising=False)
+    assert backends.requested_backend() == "auto"
+    assert ReplayBuffer(4, (3,), 4).backend_name == make("auto").backend_name
+    monkeypatch.setenv(backends.ENV_VAR, "torch")
+    assert backends.requested_backend() == "torch" and backends.requested_backend("cpp") == "cpp"
+    assert ReplayBuffer(4, (3,), 4).backend_name == "torch"
+    monkeypatch.setenv(backends.ENV_VAR, "cuda")
+    with pytest.raises(ValueError, match="not on cpu"):
+        ReplayBuffer(4, (3,), 4)
+    if EXT is not None:
+        monkeypatch.setenv(backends.ENV_VAR, "cpp")
+        assert ReplayBuffer(4, (3,), 4).backend_name == "cpp"
+        monkeypatch.setenv(backends.ENV_VAR, "torch")
+        assert make("auto").backend_name == "cpp"
+
+
+@pytest.mark.parametrize("where", ["env", "argument"])
+def test_invalid_backend_names_the_valid_ones(monkeypatch, where):
+    """Worded as the kernel dispatcher words ``LRWA_FAST_BACKEND`` errors."""
+    monkeypatch.setenv(backends.ENV_VAR, "triton" if where == "env" else "torch")
+    source = f"environment variable {backends.ENV_VAR}" if where == "env" else "backend argument"
+    message = f"invalid {source} 'triton'; expected one of ('auto', 'torch', 'cpp', 'cuda')"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ReplayBuffer(4, (3,), 4, backend=None if where == "env" else "triton")
+
+
+@pytest.mark.parametrize("name", ["torch", "cpp", "cuda"])
+def test_backends_satisfy_the_protocol(name):
+    """Each implementation has the protocol's operations with the very same signatures."""
+    impl = backends.IMPLEMENTATIONS[name]
+    assert isinstance(impl, ReplayBackend)
+    for op in ("insert", "sample"):
+        want, got = inspect.signature(getattr(ReplayBackend, op)), inspect.signature(getattr(impl, op))
+        assert list(got.parameters.values()) == list(want.parameters.values())[1:], op  # less self
+        assert got.return_annotation == want.return_annotation, op
+    assert not isinstance(SimpleNamespace(insert=print), ReplayBackend)
 
 
 @pytest.mark.gpu

@@ -11,8 +11,10 @@ import torch
 from scipy import stats
 
 from lrwa_fast import ReplayBuffer
-from lrwa_fast.memory import _ext
+from lrwa_fast.memory import FIFOWriter, ReservoirWriter, UniformSampler, _ext, torch_backend
 from lrwa_fast.memory.philox import philox_u32
+from lrwa_fast.memory.storage import TensorStorage
+from lrwa_fast.memory.writers import MAX_ITEMS, WRITERS
 
 ALPHA = 1e-3
 
@@ -215,3 +217,100 @@ def test_bad_construction(kwargs, match):
     capacity = kwargs.pop("capacity")
     with pytest.raises(ValueError, match=match):
         ReplayBuffer(capacity, (3,), 4, **kwargs)
+
+
+def sequential_slots(policy: str, n_items: int, capacity: int, seed: int) -> list[int]:
+    """Item held by each slot (-1: none) after offering items 0..n-1 one at a time, written out by hand:
+    fifo overwrites slot i mod capacity; reservoir keeps item i at slot j = ⌊u·(i+1)/2³²⌋ if j < capacity."""
+    held = [-1] * capacity
+    for i in range(n_items):
+        if policy == "fifo" or i < capacity:
+            slot = i % capacity
+        else:
+            u = int(philox_u32(seed, torch.tensor([i & 0xFFFFFFFF]), i >> 32, 0, 1))
+            slot = (u * (i + 1)) >> 32
+        if slot < capacity:
+            held[slot] = i
+    return held
+
+
+@pytest.mark.parametrize("policy", ["fifo", "reservoir"])
+@pytest.mark.parametrize("capacity", [1, 5, 16])
+def test_writers_assign_the_slots_of_one_by_one_insertion(policy, capacity):
+    """Batched slot assignment (later items win collisions) equals the sequential rule after every batch."""
+    held, seen = [-1] * capacity, 0
+    for batch in [1, 3, 2, 9, 1, 40, 4, 17]:
+        rows, slots = WRITERS[policy].assign_slots(seen, batch, capacity, 9, torch.device("cpu"))
+        assert len(set(slots.tolist())) == len(slots), "one row per slot"
+        for row, slot in zip(rows.tolist(), slots.tolist()):
+            held[slot] = seen + row
+        seen += batch
+        assert held == sequential_slots(policy, seen, capacity, 9), (policy, seen)
+
+
+@pytest.mark.parametrize("writer_class", [FIFOWriter, ReservoirWriter])
+def test_writer_counts_and_state_dict_round_trip(writer_class):
+    storages = [TensorStorage.allocate(6, (3,), 4, torch.device("cpu"), torch.float32) for _ in range(2)]
+    writer = writer_class(6, 5)
+    for start, n in [(0, 4), (4, 7), (11, 2)]:
+        writer.write(torch_backend, storages[0], *items(start, n), step=None)
+    assert writer.state_dict() == {"seed": 5, "seen": 13, "adds": 3}
+    twin = writer_class(6, 0)
+    twin.load_state_dict({**writer.state_dict(), "draws": 99})  # a buffer's state: other keys ignored
+    assert twin.state_dict() == writer.state_dict()
+    storages[1].x.copy_(storages[0].x)
+    for w, storage in zip((writer, twin), storages):
+        w.write(torch_backend, storage, *items(13, 9), step=None)
+    assert torch.equal(storages[0].x, storages[1].x)
+    assert storages[0].inserted_at.max() == 3  # step defaults to the number of earlier writes
+
+
+def test_writer_refuses_items_beyond_its_lifetime_unchanged():
+    writer = FIFOWriter(4, 0)
+    writer.seen = MAX_ITEMS - 1
+    storage = TensorStorage.allocate(4, (3,), 4, torch.device("cpu"), torch.float32)
+    with pytest.raises(ValueError, match="at most"):
+        writer.write(torch_backend, storage, *items(0, 2), step=None)
+    assert (writer.seen, writer.adds) == (MAX_ITEMS - 1, 0)
+
+
+def test_sampler_counts_and_state_dict_round_trip():
+    storage = TensorStorage.allocate(20, (3,), 4, torch.device("cpu"), torch.float32)
+    FIFOWriter(20, 0).write(torch_backend, storage, *items(0, 20), step=None)
+    sampler = UniformSampler(7)
+    for replace in (True, True, False):
+        sampler.draw(torch_backend, storage, *storage.empty_sample(5, torch.float32), fill=20, replace=replace,
+                     generator=None)
+    assert sampler.state_dict() == {"seed": 7, "draws": 10, "calls": 1}
+    twin = UniformSampler(0)
+    twin.load_state_dict({**sampler.state_dict(), "seen": 99})
+    assert twin.state_dict() == sampler.state_dict()
+    for replace in (True, False):
+        draws = [s.draw(torch_backend, storage, *storage.empty_sample(6, torch.float32), fill=20, replace=replace,
+                        generator=None) for s in (sampler, twin)]
+        assert torch.equal(*draws)
+    generated = sampler.draw(torch_backend, storage, *storage.empty_sample(6, torch.float32), fill=20,
+                             replace=True, generator=torch.Generator().manual_seed(1))
+    assert sampler.draws == 22 and not torch.equal(generated, draws[0])
+
+
+def test_buffer_state_is_its_parts_state():
+    buf = buffer(capacity=6, policy="fifo", seed=3)
+    buf.add(*items(0, 8))
+    buf.sample(4)
+    state = buf.state_dict()
+    assert {k: state[k] for k in buf.writer.state_dict()} == buf.writer.state_dict() == {"seed": 3, "seen": 8,
+                                                                                         "adds": 1}
+    assert {k: state[k] for k in buf.sampler.state_dict()} == buf.sampler.state_dict()
+    assert (buf.policy, buf.seed, buf.seen, buf.adds, buf.draws, buf.calls) == ("fifo", 3, 8, 1, 4, 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_sample_fits_sample_out(backend):
+    buf = ReplayBuffer(8, (3,), 4, policy="fifo", seed=0, backend=backend)
+    buf.add(*items(0, 8))
+    out = buf.empty_sample(5, torch.float16)
+    assert [(tuple(t.shape), t.dtype, t.device) for t in out] == [((5, 3), torch.float16, buf.device),
+                                                                 ((5, 4), torch.float16, buf.device)]
+    x, logits = buf.sample(5, dtype=torch.float16, out=out)
+    assert x is out[0] and logits is out[1] and torch.equal(logits[:, 0], x[:, 0] + 0.5)

@@ -1,35 +1,22 @@
 """The compiled replay-memory extension ``lrwa_fast._replay_ext``, imported once per process.
 
-``module()`` is the extension or ``None``; ``reason()`` says why it is missing. Setting
-``LRWA_FAST_NO_EXTENSION=1`` disables it on purpose (no warning then). When the extension was
-expected but could not be imported, ``warn_fallback()`` emits one ``RuntimeWarning`` per process.
+``module()`` is the extension or ``None``; ``reason()`` says why it is missing. The import is
+attempted only when a buffer asks for an extension backend, so ``LRWA_FAST_MEMORY_BACKEND=torch``
+never loads it (see :mod:`.backends`, which also warns when ``auto`` has to do without it).
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
-import os
 from types import ModuleType
 
-from ..warn_once import warn_once
-
-DISABLE_VAR = "LRWA_FAST_NO_EXTENSION"
 MODULE_NAME = "lrwa_fast._replay_ext"
-_DISABLED = f"disabled by {DISABLE_VAR}=1"
-
-
-
-def disabled() -> bool:
-    """Whether ``LRWA_FAST_NO_EXTENSION=1`` turns the extension off."""
-    return os.environ.get(DISABLE_VAR) == "1"
 
 
 @functools.cache
 def _load() -> tuple[ModuleType | None, str]:
     """Import the extension (first call only); ``(module, "")`` or ``(None, why)``."""
-    if disabled():
-        return None, _DISABLED
     try:
         return importlib.import_module(MODULE_NAME), ""
     except (ImportError, OSError) as err:
@@ -37,7 +24,7 @@ def _load() -> tuple[ModuleType | None, str]:
 
 
 def module() -> ModuleType | None:
-    """The extension module, or ``None`` when it is disabled or failed to import."""
+    """The extension module, or ``None`` when it failed to import."""
     return _load()[0]
 
 
@@ -58,12 +45,3 @@ def has_cuda() -> bool:
     """Whether the extension imported and was built with its CUDA kernels."""
     ext = module()
     return bool(ext is not None and ext.with_cuda)
-
-
-def warn_fallback() -> None:
-    """Warn once per process that the PyTorch backend replaces a missing extension (not when disabled)."""
-    if module() is not None or reason() == _DISABLED:
-        return
-    warn_once("replay extension", f"lrwa_fast: the C++ replay-memory extension {MODULE_NAME} could not be "
-              f"imported ({reason()}); the PyTorch replay backend is used instead (same results, slower). "
-              "Rebuild it with `pip install --no-build-isolation -e .`.", stacklevel=4)

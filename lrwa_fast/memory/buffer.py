@@ -1,4 +1,5 @@
-"""The replay memory of pseudo-samples and the teacher's logits on them."""
+"""The replay memory of pseudo-samples and the teacher's logits on them: a storage, a writer, a
+sampler and a backend, composed."""
 
 from __future__ import annotations
 
@@ -8,20 +9,21 @@ import torch
 from torch import Tensor
 
 from .backends import resolve_backend
+from .samplers import UniformSampler
 from .storage import TensorStorage
+from .writers import POLICIES, WRITERS
 
 Policy = Literal["reservoir", "fifo"]
-POLICIES: tuple[str, ...] = ("reservoir", "fifo")
-MAX_ITEMS = 2**31 - 1  # counter-based draws map 32-bit numbers onto [0, items]
 
 
 class ReplayBuffer:
     """Fixed-capacity memory of samples and teacher logits, resident on ``device``.
 
     ``policy="reservoir"`` keeps every item offered with equal probability ``capacity / seen``;
-    ``"fifo"`` keeps the newest ``capacity``. Sampling is uniform over the filled slots. All
-    randomness is counter-based (Philox keyed by ``seed``), so results are reproducible and the
-    same across backends. Storing the teacher's logits saves a teacher forward per replay.
+    ``"fifo"`` keeps the newest ``capacity`` (:mod:`.writers`). Sampling is uniform over the filled
+    slots (:mod:`.samplers`). All randomness is counter-based (Philox keyed by ``seed``), so results
+    are reproducible and the same across backends (:mod:`.backends`; ``backend=None`` reads
+    ``LRWA_FAST_MEMORY_BACKEND``). Storing the teacher's logits saves a teacher forward per replay.
     ``dtype`` is the storage dtype (float16/bfloat16 halve the memory); samples come back in
     ``float32`` unless asked otherwise.
     """
@@ -29,7 +31,7 @@ class ReplayBuffer:
     def __init__(self, capacity: int, sample_shape: tuple[int, ...] | torch.Size, num_classes: int, *,
                  policy: Policy = "reservoir", device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, seed: int | None = None,
-                 backend: str = "auto") -> None:
+                 backend: str | None = None) -> None:
         if not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"capacity must be an integer >= 1, got {capacity!r}")
         if policy not in POLICIES:
@@ -41,20 +43,48 @@ class ReplayBuffer:
         self.capacity = capacity
         self.sample_shape = tuple(int(d) for d in sample_shape)
         self.num_classes = num_classes
-        self.policy = policy
         self.dtype = dtype
-        self.seed = int(torch.randint(0, 2**62, (1,))) if seed is None else int(seed) & (2**64 - 1)
+        key = int(torch.randint(0, 2**62, (1,))) if seed is None else int(seed) & (2**64 - 1)
         where = torch.device(device)
-        self.backend_name, self._ops = resolve_backend(backend, where)
+        self.backend_name, self._backend = resolve_backend(backend, where)
         self.storage = TensorStorage.allocate(capacity, self.sample_shape, num_classes, where, dtype)
         self.device = self.storage.x.device  # with its index ("cuda:0"), as every tensor on it reports
-        self.seen = 0
-        self.draws = 0
-        self.calls = 0
-        self.adds = 0
+        self.writer = WRITERS[policy](capacity, key)
+        self.sampler = UniformSampler(key)
+
+    @property
+    def policy(self) -> str:
+        """The writer's insertion policy, ``"reservoir"`` or ``"fifo"``."""
+        return self.writer.policy
+
+    @property
+    def seed(self) -> int:
+        """The Philox key of every draw (shared by writer and sampler)."""
+        return self.sampler.seed
+
+    @property
+    def seen(self) -> int:
+        """Items offered in the buffer's life."""
+        return self.writer.seen
+
+    @property
+    def adds(self) -> int:
+        """Batches added in the buffer's life."""
+        return self.writer.adds
+
+    @property
+    def draws(self) -> int:
+        """Items drawn with replacement in the buffer's life."""
+        return self.sampler.draws
+
+    @property
+    def calls(self) -> int:
+        """Draws without replacement in the buffer's life."""
+        return self.sampler.calls
 
     def __len__(self) -> int:
-        return min(self.seen, self.capacity)
+        """The number of filled slots."""
+        return min(self.writer.seen, self.capacity)
 
     def __repr__(self) -> str:
         return (f"ReplayBuffer(capacity={self.capacity}, fill={len(self)}, seen={self.seen}, "
@@ -68,13 +98,12 @@ class ReplayBuffer:
         Raises ``ValueError`` on bad input; the buffer is then unchanged.
         """
         self._check_batch(x, teacher_logits)
-        batch = x.shape[0]
-        if self.seen + batch > MAX_ITEMS:
-            raise ValueError(f"a replay buffer accepts at most {MAX_ITEMS} items in its lifetime")
-        self._ops.insert(self.storage, x.detach(), teacher_logits.detach(), policy=self.policy,
-                         seen=self.seen, seed=self.seed, step=self.adds if step is None else int(step))
-        self.seen += batch
-        self.adds += 1
+        self.writer.write(self._backend, self.storage, x.detach(), teacher_logits.detach(), step)
+
+    def empty_sample(self, n: int, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+        """Uninitialised ``(x, logits)`` of ``n`` items in ``dtype`` on the buffer's device: outputs
+        to allocate once and pass to :meth:`sample` as ``out`` on every draw."""
+        return self.storage.empty_sample(n, dtype)
 
     def sample(self, n: int, generator: torch.Generator | None = None, *, replace: bool = True,
                dtype: torch.dtype = torch.float32,
@@ -84,7 +113,8 @@ class ReplayBuffer:
         ``generator`` (optional) supplies this call's Philox key; otherwise the buffer's seed is
         used with an advancing counter. ``out``: pre-allocated ``(x, logits)`` of shapes
         ``(n, *sample_shape)`` and ``(n, num_classes)`` in ``dtype`` on the buffer's device, sharing
-        no memory with the buffer or each other; written and returned instead of new tensors.
+        no memory with the buffer or each other (see :meth:`empty_sample`); written and returned
+        instead of new tensors.
         Raises ``ValueError`` when empty or an argument is invalid; the buffer is then unchanged.
         """
         x, logits, _ = self.sample_with_indices(n, generator, replace=replace, dtype=dtype, out=out)
@@ -95,32 +125,22 @@ class ReplayBuffer:
                             out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """As :meth:`sample`, also returning the slot indices drawn."""
         fill = len(self)
-        if fill == 0:
-            raise ValueError("cannot sample from an empty replay buffer")
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be an integer >= 1, got {n!r}")
-        if not replace and n > fill:
-            raise ValueError(f"cannot draw {n} distinct items from a buffer holding {fill}")
+        self.sampler.check(n, fill, replace)
         if not dtype.is_floating_point:
             raise ValueError(f"output dtype must be floating point, got {dtype}")
         out_x, out_logits = self.storage.empty_sample(n, dtype) if out is None else self._check_out(out, n, dtype)
-        key = self.seed if generator is None else int(torch.randint(0, 2**62, (1,), generator=generator,
-                                                                          device=generator.device))
-        counter = self.draws if replace else self.calls
-        slots = self._ops.sample(self.storage, out_x, out_logits, fill=fill, replace=replace, seed=key,
-                                 counter=counter)
-        if replace:
-            self.draws += n
-        else:
-            self.calls += 1
+        slots = self.sampler.draw(self._backend, self.storage, out_x, out_logits, fill=fill, replace=replace,
+                                  generator=generator)
         return out_x, out_logits, slots
 
     def _check_out(self, out: tuple[Tensor, Tensor], n: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """``out`` as ``(x, logits)`` if a draw of ``n`` in ``dtype`` fits it, else ``ValueError`` saying why."""
         shapes = ((n, *self.sample_shape), (n, self.num_classes))
-        if not (isinstance(out, tuple | list) and len(out) == 2 and all(isinstance(t, Tensor) for t in out)):
+        if not (isinstance(out, tuple | list) and len(out) == 2 and isinstance(out[0], Tensor)
+                and isinstance(out[1], Tensor)):
             raise ValueError("out must be a pair of tensors (x, logits)")
         for name, t, shape in zip(("x", "logits"), out, shapes):
-            if tuple(t.shape) != shape or t.dtype != dtype or t.device != self.device or not t.is_contiguous():
+            if t.shape != shape or t.dtype != dtype or t.device != self.device or not t.is_contiguous():
                 raise ValueError(f"out {name} must be a contiguous {dtype} tensor of shape {shape} on "
                                  f"{self.device}, got {t.dtype} {tuple(t.shape)} on {t.device}"
                                  f"{'' if t.is_contiguous() else ' (not contiguous)'}")
@@ -136,9 +156,10 @@ class ReplayBuffer:
         return now - self.storage.inserted_at[: len(self)]
 
     def _check_batch(self, x: Tensor, logits: Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` / ``logits`` are a non-empty batch of this buffer's shapes and device."""
         if not isinstance(x, Tensor) or not isinstance(logits, Tensor):
             raise ValueError("x and teacher_logits must be tensors")
-        if tuple(x.shape[1:]) != self.sample_shape or x.dim() != len(self.sample_shape) + 1:
+        if x.shape[1:] != self.sample_shape or x.dim() != len(self.sample_shape) + 1:
             raise ValueError(f"x must have shape (batch, {', '.join(map(str, self.sample_shape))}), "
                              f"got {tuple(x.shape)}")
         if logits.dim() != 2 or logits.shape[1] != self.num_classes:
@@ -156,19 +177,15 @@ class ReplayBuffer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to restore the buffer exactly (tensors are copies on the CPU)."""
-        return {
-            "capacity": self.capacity, "sample_shape": self.sample_shape, "num_classes": self.num_classes,
-            "policy": self.policy, "dtype": str(self.dtype).removeprefix("torch."), "seed": self.seed,
-            "seen": self.seen, "draws": self.draws, "calls": self.calls, "adds": self.adds,
-            **{name: t.detach().cpu().clone() for name, t in self.storage.tensors().items()},
-        }
+        return {**self._shape_state(), "dtype": str(self.dtype).removeprefix("torch."),
+                **self.writer.state_dict(), **self.sampler.state_dict(),
+                **{name: t.detach().cpu().clone() for name, t in self.storage.tensors().items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from :meth:`state_dict`; raises ``ValueError`` naming any mismatch (unchanged then)."""
-        expected = {"capacity": self.capacity, "sample_shape": self.sample_shape,
-                    "num_classes": self.num_classes, "policy": self.policy}
-        missing = [k for k in (*expected, "seed", "seen", "draws", "calls", "adds", "x", "logits",
-                               "inserted_at") if k not in state]
+        expected = self._shape_state()
+        missing = [k for k in (*expected, *self.writer.state_dict(), *self.sampler.state_dict(),
+                               *self.storage.tensors()) if k not in state]
         if missing:
             raise ValueError(f"replay state is missing {missing}")
         diffs = [f"{k}: checkpoint {tuple(state[k]) if k == 'sample_shape' else state[k]!r} "
@@ -183,5 +200,10 @@ class ReplayBuffer:
                                  f"expected {tuple(t.shape)}")
         for name, t in self.storage.tensors().items():
             t.copy_(state[name])
-        self.seed, self.seen, self.draws = int(state["seed"]), int(state["seen"]), int(state["draws"])
-        self.calls, self.adds = int(state["calls"]), int(state["adds"])
+        self.writer.load_state_dict(state)
+        self.sampler.load_state_dict(state)
+
+    def _shape_state(self) -> dict[str, Any]:
+        """The fields a saved state must match to load into this buffer."""
+        return {"capacity": self.capacity, "sample_shape": self.sample_shape,
+                "num_classes": self.num_classes, "policy": self.policy}

@@ -1,6 +1,7 @@
-"""Replay-memory operations in the compiled extension (``csrc/``), on CPU or CUDA storage.
+"""Replay-memory backend in the compiled extension (``csrc/``): ``cpp`` on CPU storage, ``cuda`` on GPU.
 
-Same contract and results as :mod:`.torch_backend`; ``sample`` draws and gathers in one call.
+Implements :class:`.base.ReplayBackend` with the results of :mod:`.torch_backend`: each call computes
+the writer's or the sampler's slots (Philox) and does the writes or the gather in one pass.
 The extension handles float32, float64, float16 and bfloat16 tensors (``ValueError`` otherwise).
 """
 
