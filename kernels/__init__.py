@@ -6,26 +6,36 @@
   multi-tensor launch per dtype group, reduced deterministically.
 
 The submodules import Triton; load them through :func:`lrwa_fast.dispatch.kernels`, which falls back
-to the PyTorch reference when Triton is missing. Importing this package alone needs no Triton.
+to the PyTorch reference when Triton is missing. This package imports only torch (no Triton, no
+``lrwa_fast`` module), so ``lrwa_fast.dispatch`` can read :func:`interpreter_enabled` from it before
+loading any kernel, and nothing here imports the dispatcher back. :mod:`.kd_loss` imports the
+reference losses from :mod:`lrwa_fast.losses`, a torch-only module that imports nothing of ours.
 """
 
 from __future__ import annotations
 
+import os
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import Tensor
 
-from lrwa_fast.dispatch import interpreter_enabled
-
-# Triton decides between compiling and interpreting when a kernel is decorated, i.e. when the
-# submodules are imported; remember which one applies to CPU tensors.
-INTERPRETED = interpreter_enabled()
+_TRUE = ("1", "true", "on", "yes", "y")  # what Triton itself accepts, in any case
 
 
-def check_launchable(*tensors: Tensor) -> None:
-    """Raise ``RuntimeError`` when CPU tensors meet kernels that were compiled, not interpreted."""
-    if not INTERPRETED and any(t.device.type == "cpu" for t in tensors):
+def interpreter_enabled() -> bool:
+    """Whether ``TRITON_INTERPRET`` asks Triton to run kernels on the CPU through its interpreter."""
+    return os.environ.get("TRITON_INTERPRET", "").lower() in _TRUE
+
+
+def check_launchable(interpreted: bool, *tensors: Tensor) -> None:
+    """Raise ``RuntimeError`` when CPU tensors meet kernels that were compiled (``interpreted`` false).
+
+    Triton chooses between compiling and interpreting when it decorates a kernel, so each kernel
+    module records :func:`interpreter_enabled` at its import and passes that here; this package's
+    own import (``lrwa_fast.dispatch`` may import it earlier, for the flag) decides nothing.
+    """
+    if not interpreted and any(t.device.type == "cpu" for t in tensors):
         raise RuntimeError("the Triton kernels were loaded without TRITON_INTERPRET=1, so they cannot "
                            "run on CPU tensors; set TRITON_INTERPRET=1 before the first kernel call")
 

@@ -18,7 +18,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from . import check_launchable, on_device
+from . import check_launchable, interpreter_enabled, on_device
+
+INTERPRETED = interpreter_enabled()  # Triton reads the same flag as it decorates the kernels below
 
 CHUNK = 16384
 BLOCK = 1024
@@ -149,7 +151,7 @@ def per_tensor_alignment(grads_a: list[Tensor], grads_b: list[Tensor]) -> Tensor
     """fp32 ``(len, 3)`` rows of ``(⟨a_i, b_i⟩, ‖a_i‖², ‖b_i‖²)``; shapes already checked pairwise."""
     a = [x.contiguous() for x in grads_a]
     b = [y.contiguous() for y in grads_b]
-    check_launchable(*a, *b)
+    check_launchable(INTERPRETED, *a, *b)
     if len({t.device for t in a + b}) > 1:
         raise ValueError("grad_alignment needs every tensor on one device")
     out = torch.zeros(len(a), 3, dtype=torch.float32, device=a[0].device if a else None)

@@ -23,7 +23,9 @@ from torch import Tensor
 
 from lrwa_fast.losses import check_kd_args, kd_loss_reference
 
-from . import check_launchable, on_device
+from . import check_launchable, interpreter_enabled, on_device
+
+INTERPRETED = interpreter_enabled()  # Triton reads the same flag as it decorates the kernels below
 
 KINDS: dict[str, int] = {"l1": 0, "kl": 1, "js": 2}
 MAX_BLOCK_C = 4096
@@ -143,7 +145,7 @@ def kd_row_losses_triton(student: Tensor, teacher: Tensor, kind: str, temperatur
                          grad_scale: float = 1.0, grad_student: bool = False,
                          grad_teacher: bool = False) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """fp32 row losses and, when asked, ``grad_scale ·`` their gradients (in the inputs' dtypes)."""
-    check_launchable(student, teacher)
+    check_launchable(INTERPRETED, student, teacher)
     student, teacher = student.contiguous(), teacher.contiguous()
     n_rows, n_cols = student.shape
     rows = torch.empty(n_rows, dtype=torch.float32, device=student.device)

@@ -2,15 +2,17 @@
 
 The backend is named by the ``backend`` argument of an op (a config field) or, when that is
 ``None``, by the environment variable ``LRWA_FAST_BACKEND``; both accept ``auto`` (default),
-``torch`` and ``triton``:
+``torch`` and ``triton``. :func:`resolve` applies these rules, in order:
 
-* ``torch``: always the reference path.
-* ``auto``: the kernels when every tensor is on a CUDA device and Triton imports; else PyTorch.
-* ``triton``: the kernels on CUDA tensors, or on CPU tensors when ``TRITON_INTERPRET=1`` (Triton's
-  interpreter, for tests); any other device raises ``RuntimeError``.
-
-When the kernels were wanted (``auto`` on CUDA, or ``triton``) but Triton cannot be imported, the
-reference path runs instead and a single ``RuntimeWarning`` per process says why.
+1. ``torch``, or no tensors: the reference path.
+2. Devices. ``auto``: the kernels only when every tensor is on a CUDA device. ``triton``: the
+   kernels on CUDA tensors, or on CPU tensors when ``TRITON_INTERPRET`` is set (Triton's
+   interpreter, for tests); any other placement raises ``RuntimeError``.
+3. Dtypes: the kernels only when every tensor is fp32, fp16 or bf16 (:data:`KERNEL_DTYPES`);
+   anything else (float64, integers, a float64 among fp32 tensors) takes the reference path,
+   silently, even under ``triton``.
+4. Availability: when the kernels were wanted but Triton cannot be imported, the reference path
+   runs instead and a single ``RuntimeWarning`` per process says why.
 """
 
 from __future__ import annotations
@@ -18,37 +20,34 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
-import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import Literal
 
+import torch
 from torch import Tensor
 
+from . import envvars
 from .warn_once import warn_once
 
 ENV_VAR = "LRWA_FAST_BACKEND"
 BACKENDS: tuple[str, ...] = ("auto", "torch", "triton")
 KERNEL_MODULES: tuple[str, ...] = ("kd_loss", "grad_alignment")
-_TRUE = ("1", "true", "on", "yes", "y")  # what Triton itself accepts, in any case
+KERNEL_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16)
 
 _state = {"cause": ""}
 
 
 def requested_backend(backend: str | None = None) -> str:
     """The backend asked for: ``backend`` if given, else ``$LRWA_FAST_BACKEND``, else ``auto``."""
-    name = backend if backend is not None else os.environ.get(ENV_VAR, "auto")
-    if name not in BACKENDS:
-        source = "backend argument" if backend is not None else f"environment variable {ENV_VAR}"
-        raise ValueError(f"invalid {source} {name!r}; expected one of {BACKENDS}")
-    return name
+    return envvars.requested(backend, ENV_VAR, BACKENDS)
 
 
 def interpreter_enabled() -> bool:
-    """Whether ``TRITON_INTERPRET`` asks Triton to run kernels on the CPU through its interpreter."""
-    return os.environ.get("TRITON_INTERPRET", "").lower() in _TRUE
+    """Whether ``TRITON_INTERPRET`` asks for Triton's interpreter, read by the kernel package (no Triton import)."""
+    return _import_kernel_package().interpreter_enabled()
 
 
 def _import_kernel_package() -> ModuleType:
@@ -103,15 +102,21 @@ def _fallback() -> Literal["torch"]:
 
 
 def resolve(tensors: Iterable[Tensor], backend: str | None = None) -> Literal["triton", "torch"]:
-    """``"triton"`` or ``"torch"`` for an op on ``tensors`` (rules in the module docstring)."""
+    """``"triton"`` or ``"torch"`` for an op on ``tensors`` (rules 1-4 of the module docstring)."""
     name = requested_backend(backend)
-    devices = {t.device.type for t in tensors}
-    if name == "torch" or not devices:
+    tensors = tuple(tensors)
+    if name == "torch" or not tensors or not _devices_suit(name, {t.device.type for t in tensors}):
         return "torch"
-    on_cuda = devices == {"cuda"}
-    if name == "auto" and not on_cuda:
+    if not all(t.dtype in KERNEL_DTYPES for t in tensors):
         return "torch"
-    if name == "triton" and not on_cuda and not (devices == {"cpu"} and interpreter_enabled()):
+    return "triton" if triton_available() else _fallback()
+
+
+def _devices_suit(name: str, devices: set[str]) -> bool:
+    """Whether backend ``name`` runs the kernels on ``devices`` (rule 2); raise where ``triton`` cannot."""
+    if devices == {"cuda"}:
+        return True
+    if name == "triton" and not (devices == {"cpu"} and interpreter_enabled()):
         raise RuntimeError(f"backend 'triton' needs CUDA tensors, or CPU tensors with TRITON_INTERPRET=1; "
                            f"got tensors on {sorted(devices)}")
-    return "triton" if triton_available() else _fallback()
+    return name == "triton"

@@ -4,6 +4,7 @@ spies here, so these tests need no Triton."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from lrwa_fast.alignment import grad_alignment_reference
 from lrwa_fast.losses import kd_loss_reference
 
 CPU = torch.zeros(2, 3)
-CUDA_LIKE = SimpleNamespace(device=torch.device("cuda"))  # resolve() looks only at .device
+CUDA_LIKE = SimpleNamespace(device=torch.device("cuda"), dtype=torch.float32)  # all resolve() reads
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -91,6 +92,37 @@ def test_rules_on_cuda(monkeypatch, spies):
     with pytest.raises(RuntimeError, match="cpu"):
         dispatch.resolve([CUDA_LIKE, CPU], "triton")
     assert dispatch.resolve([CUDA_LIKE, CPU]) == "torch"
+
+
+def cuda_like(dtype: torch.dtype) -> SimpleNamespace:
+    return SimpleNamespace(device=torch.device("cuda"), dtype=dtype)
+
+
+@pytest.mark.parametrize(("dtypes", "want"), [
+    ((torch.float32,), "triton"), ((torch.float16,), "triton"), ((torch.bfloat16,), "triton"),
+    ((torch.float32, torch.float16, torch.bfloat16), "triton"), ((torch.float64,), "torch"),
+    ((torch.int64,), "torch"), ((torch.float32, torch.float64), "torch"), ((torch.float16, torch.int32), "torch"),
+])
+@pytest.mark.parametrize("backend", ["auto", "triton"])
+def test_dtype_rule(monkeypatch, spies, dtypes, want, backend):
+    assert dispatch.resolve([cuda_like(d) for d in dtypes], backend) == want
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    on_cpu = dispatch.resolve([torch.zeros(2, dtype=d) for d in dtypes], backend)
+    assert on_cpu == (want if backend == "triton" else "torch")
+
+
+def test_dtype_rule_follows_the_device_rule(monkeypatch, spies):
+    """float64 under ``triton``: CPU tensors without the interpreter still raise, as before."""
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        dispatch.resolve([CPU.double()], "triton")
+
+
+def test_no_warning_when_the_dtype_rules_out_the_kernels(monkeypatch):
+    unavailable(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert dispatch.resolve([cuda_like(torch.float64)], "triton") == "torch"
+        assert dispatch.resolve([CUDA_LIKE, cuda_like(torch.float64)]) == "torch"
 
 
 @pytest.mark.parametrize("backend", ["auto", "triton"])
@@ -180,10 +212,48 @@ def test_interpreter_flag_parsed_like_triton(monkeypatch, value, on):
     assert dispatch.interpreter_enabled() is on
 
 
-def test_compiled_kernels_refuse_cpu_tensors(monkeypatch):
+def test_one_parser_of_the_interpreter_flag(monkeypatch):
+    """dispatch reads ``TRITON_INTERPRET`` through the kernel package, which imports no Triton."""
+    monkeypatch.setattr(dispatch._import_kernel_package(), "interpreter_enabled", lambda: True)
+    assert dispatch.interpreter_enabled() is True  # the variable itself is unset here
+
+
+def test_kernel_package_imports_neither_triton_nor_lrwa_fast():
+    """Loaded alone from its file, ``kernels/`` imports only torch: no Triton, and no lrwa_fast module
+    (importing any would run ``lrwa_fast/__init__``, whose ops import the dispatcher)."""
+    script = textwrap.dedent(f"""
+        import importlib.util, sys
+        spec = importlib.util.spec_from_file_location("lrwa_fast.kernels", {str(ROOT / "kernels" / "__init__.py")!r})
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("triton", "lrwa_fast"))
+        assert not loaded, loaded
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def lrwa_fast_imports(path: Path) -> set[str]:
+    """Modules of ``lrwa_fast`` that the file at ``path`` imports (absolute imports)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "lrwa_fast":
+            found |= {f"lrwa_fast.{alias.name}" for alias in node.names}  # from lrwa_fast import dispatch
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return {name for name in found if name.split(".")[0] == "lrwa_fast"}
+
+
+def test_kernel_modules_do_not_import_the_dispatcher():
+    """No import cycle: kernel modules may use the torch-only reference losses, never dispatch or ops."""
+    for path in sorted((ROOT / "kernels").glob("*.py")):
+        assert lrwa_fast_imports(path) <= {"lrwa_fast.losses"}, (path.name, lrwa_fast_imports(path))
+
+
+def test_compiled_kernels_refuse_cpu_tensors():
     package = dispatch._import_kernel_package()  # needs no Triton
-    monkeypatch.setattr(package, "INTERPRETED", False)
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1 before the first kernel call"):
-        package.check_launchable(CPU)
-    monkeypatch.setattr(package, "INTERPRETED", True)
-    package.check_launchable(CPU)
+        package.check_launchable(False, CPU)
+    package.check_launchable(True, CPU)

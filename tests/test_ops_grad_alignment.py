@@ -18,7 +18,7 @@ import torch
 from kernel_compile import assert_compiles
 
 from lrwa_fast import dispatch, ops
-from lrwa_fast.alignment import grad_alignment_reference
+from lrwa_fast.alignment import cosine, grad_alignment_reference
 
 pytest.importorskip("triton")
 
@@ -115,6 +115,45 @@ def test_matches_torch_reference():
     for x, y in zip(fused, ref):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(ref[3], grad_alignment_reference(a, b)[3])
+
+
+REFERENCE_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+@pytest.mark.parametrize("dtypes", [(d,) for d in REFERENCE_DTYPES] + [REFERENCE_DTYPES],
+                         ids=["fp32", "fp16", "bf16", "fp64", "mixed"])
+def test_reference_against_float64(dtypes):
+    """The reference itself: 1 element, odd sizes, zero-size, 2-D and non-contiguous tensors."""
+    seed = zlib.crc32(repr(dtypes).encode())
+    sizes = [1, 7, 0, 3, 1001, 30, 2 * chunk() + 17]
+    a, b = random_list(sizes, dtypes, seed), random_list(sizes, dtypes, seed + 1)
+    a[4], b[4] = a[4][:1000:2], b[4][1::2]
+    a[5], b[5] = a[5].reshape(5, 6).t(), b[5].reshape(5, 6).t()
+    assert not any(t.is_contiguous() for t in (a[4], b[4], a[5], b[5]))
+    check(grad_alignment_reference(a, b), a, b)
+
+
+def test_reference_empty_list():
+    dot, na, nb, per_tensor = grad_alignment_reference([], [])
+    assert per_tensor.shape == (0, 3) and per_tensor.dtype == torch.float32
+    assert dot.item() == na.item() == nb.item() == 0.0
+
+
+def test_reference_extreme_magnitudes_in_fp32():
+    """Squared sums near 1e36 and 1e-36 (inside fp32's normal range) and a dot of order 1 between them."""
+    gen = torch.Generator().manual_seed(zlib.crc32(b"extremes"))
+    big = torch.randn(5, generator=gen, dtype=torch.float64) * 1e18
+    tiny = torch.randn(5, generator=gen, dtype=torch.float64) * 1e-18
+    a = [t.float().to(DEVICE) for t in (big, tiny, big)]
+    b = [t.float().to(DEVICE) for t in (big.flip(0), tiny.flip(0), tiny)]
+    check(grad_alignment_reference(a, b), a, b)
+
+
+def test_grad_cosine_torch_path_is_the_reference():
+    sizes = [3, 0, 500, 1]
+    a, b = random_list(sizes, DTYPES, seed=60), random_list(sizes, DTYPES, seed=61)
+    dot, na, nb, _ = grad_alignment_reference(a, b)
+    assert torch.equal(ops.grad_cosine(a, b, backend="torch"), cosine(dot, na, nb))
 
 
 def test_one_launch_per_dtype_group(monkeypatch):
