@@ -63,7 +63,7 @@ else:
 
 setup(
     name="lrwa_fast",
-    version="0.1.0",
+    version="0.2.0",
     description="Data-free knowledge distillation with the LRwA meta-learned student update",
     long_description=Path("README.md").read_text(encoding="utf-8") if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",

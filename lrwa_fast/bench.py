@@ -57,7 +57,7 @@ def full_grid(names: list[str]) -> list[BenchCase]:
             for m in (16, 64)]
 
 
-def _models(case: BenchCase, device: torch.device,
+def case_models(case: BenchCase, device: torch.device,
             latent_dim: int) -> tuple[nn.Module, nn.Module, nn.Module]:
     torch.manual_seed(0)
     teacher = build_model(case.teacher, case.num_classes, case.channels)
@@ -66,7 +66,7 @@ def _models(case: BenchCase, device: torch.device,
     return teacher.to(device), student.to(device), generator.to(device)
 
 
-def _config(cls: type, case: BenchCase, device: torch.device, **extra: Any) -> Any:
+def case_config(cls: type, case: BenchCase, device: torch.device, **extra: Any) -> Any:
     shared = dict(batch_size=case.batch, latent_dim=64, iterations=10**6, device=str(device), log_every=10**9)
     if cls is LRwAConfig:
         shared |= dict(memory_batch_size=case.memory_batch, memory_capacity=2048, memory_insert_size=case.batch)
@@ -75,9 +75,9 @@ def _config(cls: type, case: BenchCase, device: torch.device, **extra: Any) -> A
 
 def fill_memory(trainer: LRwATrainer) -> None:
     """Fill the replay memory with generator samples so every step replays."""
-    while len(trainer.memory) < trainer.memory.capacity:
-        x, t = trainer.fresh_batch()
-        trainer.memory.add(x, t)
+    memory = trainer.memory
+    while len(memory) < memory.capacity:
+        memory.add(*trainer.fresh_batch())
 
 
 class HigherMetaStep:
@@ -97,14 +97,15 @@ class HigherMetaStep:
         x_mem, _ = tr.memory.sample(cfg.memory_batch_size)
         with torch.no_grad():
             t_mem = tr.teacher(x_mem)
-        tr.student_opt.zero_grad(set_to_none=True)
+        optimizer = tr.student_updater.optimizer
+        optimizer.zero_grad(set_to_none=True)
         ctx = self.higher.innerloop_ctx(tr.student, self.inner_opt, copy_initial_weights=False)
         with ctx as (fmodel, diffopt):
             loss_acq = tr.student_loss(fmodel(x), t)
             diffopt.step(loss_acq)
             loss_ret = tr.student_loss(fmodel(x_mem), t_mem)
             (loss_acq + cfg.retain_weight * loss_ret).backward()
-        tr.student_opt.step()
+        optimizer.step()
 
 
 def higher_available() -> bool:
@@ -116,18 +117,18 @@ def higher_available() -> bool:
 
 
 def step_functions(case: BenchCase, device: torch.device,
-                   variants: tuple[str, ...]) -> dict[str, Callable[[], None]]:
+                   variants: tuple[str, ...]) -> dict[str, Callable[[], object]]:
     """One zero-argument callable per variant, each running one step of the library's code path."""
-    fns: dict[str, Callable[[], None]] = {}
+    fns: dict[str, Callable[[], object]] = {}
     for name in variants:
         compiled = {"compile_student": True} if name.endswith(COMPILED) else {}
         if name.startswith("dfad"):
-            trainer: DFADTrainer = DFADTrainer(*_models(case, device, 64),
-                                               _config(DFADConfig, case, device, **compiled))
+            trainer: DFADTrainer = DFADTrainer(*case_models(case, device, 64),
+                                               case_config(DFADConfig, case, device, **compiled))
         else:
             mode = "first_order" if name.startswith("lrwa_first_order") else "exact"
-            cfg = _config(LRwAConfig, case, device, meta_mode=mode, **compiled)
-            trainer = LRwATrainer(*_models(case, device, 64), cfg)
+            cfg = case_config(LRwAConfig, case, device, meta_mode=mode, **compiled)
+            trainer = LRwATrainer(*case_models(case, device, 64), cfg)
             fill_memory(trainer)
         if compiled and not trainer.student_compiled:
             raise RuntimeError(f"variant {name!r} needs torch.compile, which cannot run here (see the warning)")
@@ -138,18 +139,11 @@ def step_functions(case: BenchCase, device: torch.device,
         elif name.endswith("iteration"):
             fns[name] = trainer.step
         else:
-            fns[name] = _student_step(trainer)
+            fns[name] = trainer.student_step
     return fns
 
 
-def _student_step(trainer: DFADTrainer) -> Callable[[], None]:
-    def run() -> None:
-        trainer._student_step(0)
-
-    return run
-
-
-def measure(fns: dict[str, Callable[[], None]], device: torch.device, repeats: int,
+def measure(fns: dict[str, Callable[[], object]], device: torch.device, repeats: int,
             warmup: int) -> dict[str, list[float]]:
     """Seconds per call of each function, measured round-robin ``repeats`` times after warm-up."""
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)

@@ -12,14 +12,15 @@ import hashlib
 import os
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 from torch import nn
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a dict of the trainer's parts' states; 1 (before 0.2): one flat dict, not read
 _NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
 
 
@@ -29,12 +30,21 @@ class CheckpointError(ValueError):
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to ``path`` atomically (temporary file, fsync, rename, fsync of the folder)."""
+    return _atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def atomic_write_text(text: str, path: str | Path) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically, as :func:`atomic_save`."""
+    return _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def _atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -65,7 +75,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
                               f"({type(err).__name__}: {err})") from err
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         found = state.get("format_version") if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(f"checkpoint {str(path)!r} has format {found!r}, expected {FORMAT_VERSION}")
+        older = " (written by lrwa_fast 0.1, before checkpoints held the trainer's parts; resume it with " \
+                "that version or start a new run)" if found == 1 else ""
+        raise CheckpointError(f"checkpoint {str(path)!r} has format version {found!r}{older}; this version "
+                              f"of lrwa_fast reads format version {FORMAT_VERSION}")
     return state
 
 

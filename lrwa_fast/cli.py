@@ -66,12 +66,15 @@ def _sizes(args: argparse.Namespace) -> dict[str, int]:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from .bench import bench, format_results
+    from .bench import bench, format_results, higher_available
 
     results = bench([c.strip() for c in args.cases.split(",") if c.strip()], args.device, args.repeats,
                     args.warmup, full=args.full, iterations=not args.no_iterations, overrides=_sizes(args),
                     compiled=args.compile)
     print(format_results(results))
+    if not higher_available():
+        print("\nThe 'higher / ours' column is empty: the `higher` package is not installed, so the "
+              "higher_exact baseline was not run (pip install higher==0.2.1).")
     if args.json:
         _write_json(Path(args.json), {"command": "lrwa-fast bench", "results": results})
     return 0

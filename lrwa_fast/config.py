@@ -87,7 +87,7 @@ class LRwAConfig(DFADConfig):
     memory_insert_every: int = 1  # iterations between insertions
     memory_start: int = 0  # first iteration that inserts
     memory_dtype: str = "float32"  # storage dtype: "float32" | "float16" | "bfloat16"
-    memory_backend: str = "auto"  # "auto" | "torch" | "cpp" | "cuda"
+    memory_backend: str = "auto"  # "auto" | "torch" | "cpp" | "cuda" (env LRWA_FAST_MEMORY_BACKEND)
     inner_lr: float = 0.05  # α of the inner step θ' = θ − α∇L_acq
     meta_mode: str = "exact"  # "exact" | "first_order" | "none" (no meta term)
     retain_weight: float = 1.0  # w in J = L_acq + w·L_ret(θ')

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -21,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import latest_checkpoint
-from .config import DFADConfig, GeneratorLossWeights, LRwAConfig, OptimizerConfig, to_dict
-from .metrics import accuracy, curve_statistics
+from .checkpoint import atomic_save, atomic_write_text, latest_checkpoint
+from .config import DFADConfig, GeneratorLossWeights, LRwAConfig, OptimizerConfig, from_dict, to_dict
+from .metrics import accuracy, accuracy_evaluator, curve_statistics
 from .models import Generator, build_model
-from .trainer import DFADTrainer, LRwATrainer
+from .trainer import DFADTrainer, trainer_class
 
 TEACHER_ARCH, STUDENT_ARCH = "cnn", "cnn_small"
 STATS_FROM = 0.5  # μ, σ² and largest drop over the second half of the evaluations
@@ -94,11 +93,8 @@ def train_teacher(data: DigitsData, settings: TeacherSettings, cache_dir: Path,
         sched.step()
     model.eval()
     acc = accuracy(model, data.x_test, data.y_test)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "test_accuracy": acc, "settings": dataclasses.asdict(settings)},
-               tmp)
-    os.replace(tmp, path)
+    atomic_save({"model": model.state_dict(), "test_accuracy": acc, "settings": dataclasses.asdict(settings)},
+                path)
     return model, acc
 
 
@@ -139,7 +135,8 @@ class DemoSettings:
     eval_every: int = 20
     seeds: int = 1
     methods: dict[str, dict[str, Any]] = field(default_factory=lambda: {
-        "LRwA": to_dict(demo_lrwa_config()), "DFAD": to_dict(demo_dfad_config())})
+        "LRwA": {"method": "lrwa", **to_dict(demo_lrwa_config())},
+        "DFAD": {"method": "dfad", **to_dict(demo_dfad_config())}})
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     generator_ngf: int = 32
 
@@ -155,8 +152,7 @@ def distill_once(method: str, method_cfg: dict[str, Any], teacher: nn.Module, da
     overrides: dict[str, Any] = {"seed": seed, "iterations": settings.iterations}
     if run_dir is not None:
         overrides |= {"checkpoint_dir": str(run_dir), "checkpoint_every": settings.eval_every}
-    cfg = method_config({**method_cfg, **overrides})
-    trainer_cls = LRwATrainer if isinstance(cfg, LRwAConfig) else DFADTrainer
+    trainer_cls, cfg = method_config({**method_cfg, **overrides})
     torch.manual_seed(seed)
     student = build_model(STUDENT_ARCH, num_classes=10, in_channels=1)
     generator = Generator(cfg.latent_dim, channels=1, img_size=8, ngf=settings.generator_ngf)
@@ -165,12 +161,9 @@ def distill_once(method: str, method_cfg: dict[str, Any], teacher: nn.Module, da
         trainer = trainer_cls.load(latest, teacher, student, generator, cfg)
     else:
         trainer = trainer_cls(teacher, student, generator, cfg)
-
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        return {"accuracy": accuracy(model, data.x_test, data.y_test)}
-
     start = time.perf_counter()
-    history = trainer.train(evaluate=evaluate, eval_every=settings.eval_every, progress=progress)
+    history = trainer.train(evaluate=accuracy_evaluator(data.x_test, data.y_test),
+                            eval_every=settings.eval_every, progress=progress)
     wall = time.perf_counter() - start
     curve = [e["accuracy"] for e in history["evaluations"]]
     return {"method": method, "seed": seed, "iterations": [e["iteration"] for e in history["evaluations"]],
@@ -190,10 +183,7 @@ def _run_job(job: tuple[str, int, DemoSettings, Path, Path, bool]) -> dict[str, 
     teacher, _ = train_teacher(data, settings.teacher, cache_dir, torch.device("cpu"))
     result = distill_once(method, settings.methods[method], teacher, data, settings, seed, progress,
                           run_dir=out_dir / "checkpoints" / name)
-    result_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = result_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result), encoding="utf-8")
-    os.replace(tmp, result_path)
+    atomic_write_text(json.dumps(result), result_path)
     return result
 
 
@@ -307,11 +297,13 @@ def plot_curves(runs: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def method_config(method_cfg: dict[str, Any]) -> DFADConfig:
-    """The typed config of a demo method (LRwA when it has an inner learning rate)."""
-    from .config import from_dict
-
-    return from_dict(LRwAConfig if "inner_lr" in method_cfg else DFADConfig, method_cfg)
+def method_config(method_cfg: dict[str, Any]) -> tuple[type[DFADTrainer], DFADConfig]:
+    """The trainer class named by a demo method's ``method`` key and its typed config (the other keys)."""
+    fields = dict(method_cfg)
+    if "method" not in fields:
+        raise ValueError(f"a demo method needs a 'method' key ('lrwa' or 'dfad'), got keys {sorted(fields)}")
+    cls = trainer_class(fields.pop("method"))
+    return cls, from_dict(cls.config_class, fields)
 
 
 def apply_overrides(settings: DemoSettings, overrides: list[str]) -> None:
@@ -326,4 +318,4 @@ def apply_overrides(settings: DemoSettings, overrides: list[str]) -> None:
                              f"{sorted(settings.methods)}")
         set_nested(settings.methods[method], path.split("."), value)
     for cfg in settings.methods.values():
-        validate(method_config(cfg))
+        validate(method_config(cfg)[1])

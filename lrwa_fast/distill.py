@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from .checkpoint import latest_checkpoint
-from .config import DFADConfig, LRwAConfig, from_dict, to_dict
-from .metrics import accuracy
+from .config import from_dict, to_dict
+from .metrics import accuracy_evaluator
 from .models import Generator, build_model
-from .trainer import DFADTrainer, LRwATrainer
+from .trainer import DFADTrainer, trainer_class
 
 
 @dataclass
@@ -78,12 +78,10 @@ def build_trainer(spec: DistillConfig, resume: str | None = None) -> DFADTrainer
     Unless the trainer config says otherwise, checkpoints go to ``output_dir/checkpoints`` every
     :data:`DEFAULT_CHECKPOINT_EVERY` iterations.
     """
-    if spec.method not in ("lrwa", "dfad"):
-        raise ValueError(f"method must be 'lrwa' or 'dfad', got {spec.method!r}")
-    cfg_cls, trainer_cls = (LRwAConfig, LRwATrainer) if spec.method == "lrwa" else (DFADConfig, DFADTrainer)
+    trainer_cls = trainer_class(spec.method)
     defaults = {"checkpoint_dir": str(Path(spec.output_dir) / "checkpoints"),
                 "checkpoint_every": DEFAULT_CHECKPOINT_EVERY}
-    cfg = from_dict(cfg_cls, {**defaults, **spec.trainer}, prefix="trainer.")
+    cfg = from_dict(trainer_cls.config_class, {**defaults, **spec.trainer}, prefix="trainer.")
     torch.manual_seed(cfg.seed)  # the student and generator initialisations follow the seed
     teacher = load_model(spec.teacher, required=True)
     student = load_model(spec.student, required=False)
@@ -116,9 +114,4 @@ def _evaluator(path: str) -> Callable[[nn.Module], dict[str, float]]:
     data = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(data, dict) or "x" not in data or "y" not in data:
         raise ValueError(f"eval_data {path!r} must hold a dict with tensors 'x' and 'y'")
-    x, y = data["x"], data["y"]
-
-    def evaluate(model: nn.Module) -> dict[str, float]:
-        return {"accuracy": accuracy(model, x, y)}
-
-    return evaluate
+    return accuracy_evaluator(data["x"], data["y"])

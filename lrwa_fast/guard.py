@@ -52,6 +52,14 @@ class NonFiniteGuard:
         self.skipped += 1
         return False
 
+    def state_dict(self) -> dict[str, int]:
+        """The count of skipped steps (a pending deferred check is settled by :meth:`check` first)."""
+        self.check()
+        return {"skipped": self.skipped}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.skipped = int(state["skipped"])
+
     def _remember(self, finite: Tensor, where: str) -> None:
         if len(self._labels) >= MAX_PENDING:
             self.check()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -13,7 +13,8 @@ from torch import Tensor, nn
 class MetricAccumulator:
     """Sums 0-d tensors on their device; :meth:`read` returns the means with a single sync."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device | None = None) -> None:
+        self.device = device
         self._sums: dict[str, Tensor] = {}
         self._counts: dict[str, int] = {}
 
@@ -26,8 +27,10 @@ class MetricAccumulator:
     def state_dict(self) -> dict[str, dict]:
         return {"sums": {k: v.cpu() for k, v in self._sums.items()}, "counts": dict(self._counts)}
 
-    def load_state_dict(self, state: dict[str, dict], device: torch.device) -> None:
-        self._sums = {k: v.to(device) for k, v in state["sums"].items()}
+    def load_state_dict(self, state: dict[str, dict], device: torch.device | None = None) -> None:
+        """Restore :meth:`state_dict` onto ``device`` (default: the accumulator's own)."""
+        where = device if device is not None else self.device
+        self._sums = {k: v.to(where) for k, v in state["sums"].items()}
         self._counts = dict(state["counts"])
 
     def read(self) -> dict[str, float]:
@@ -69,3 +72,13 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch: int = 512) -> float:
             pred = model(x[i: i + batch].to(device)).argmax(dim=1).cpu()
             correct += int((pred == y[i: i + batch]).sum())
     return correct / len(y)
+
+
+def accuracy_evaluator(x: Tensor, y: Tensor, batch: int = 512) -> Callable[[nn.Module], dict[str, float]]:
+    """An ``evaluate`` callback for :meth:`~lrwa_fast.trainer.DFADTrainer.train`: ``{"accuracy": ...}``
+    of the student on ``(x, y)``."""
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        return {"accuracy": accuracy(model, x, y, batch)}
+
+    return evaluate

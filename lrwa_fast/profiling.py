@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .bench import CASES, BenchCase, _config, _models, fill_memory
+from .bench import CASES, BenchCase, case_config, case_models, fill_memory
 from .config import DFADConfig, LRwAConfig
 from .phases import PhaseTimer
 from .trainer import DFADTrainer, LRwATrainer, resolve_device
@@ -27,8 +27,8 @@ VARIANTS: dict[str, dict[str, Any]] = {"DFAD": {}, "LRwA first_order": {"meta_mo
 def _trainer(variant: str, case: BenchCase, device: torch.device) -> DFADTrainer:
     extra = dict(student_steps=1, generator_steps=1, **VARIANTS[variant])
     if variant == "DFAD":
-        return DFADTrainer(*_models(case, device, 64), _config(DFADConfig, case, device, **extra))
-    trainer = LRwATrainer(*_models(case, device, 64), _config(LRwAConfig, case, device, **extra))
+        return DFADTrainer(*case_models(case, device, 64), case_config(DFADConfig, case, device, **extra))
+    trainer = LRwATrainer(*case_models(case, device, 64), case_config(LRwAConfig, case, device, **extra))
     fill_memory(trainer)
     return trainer
 

@@ -17,6 +17,7 @@ import torch
 
 from lrwa_fast import LRwAConfig, LRwATrainer
 from lrwa_fast.checkpoint import (
+    FORMAT_VERSION,
     CheckpointError,
     atomic_save,
     latest_checkpoint,
@@ -93,7 +94,7 @@ def _kill_during_a_write(folder: Path) -> bool:
     code = textwrap.dedent(f"""
         import torch
         from lrwa_fast.checkpoint import save_rotating
-        big = {{"format_version": 1, "payload": torch.randn(8_000_000)}}
+        big = {{"format_version": {FORMAT_VERSION}, "payload": torch.randn(8_000_000)}}
         print("ready", flush=True)
         for i in range(1, 1000):
             save_rotating(big, {str(folder)!r}, i, keep=3)
@@ -110,7 +111,7 @@ def _kill_during_a_write(folder: Path) -> bool:
 
 
 def test_sigkill_during_a_write_leaves_the_last_good_checkpoint(tmp_path):
-    big = {"format_version": 1, "payload": torch.randn(8_000_000)}
+    big = {"format_version": FORMAT_VERSION, "payload": torch.randn(8_000_000)}
     save_rotating(big, tmp_path, 0, keep=3)
     caught = any(_kill_during_a_write(tmp_path) for _ in range(5))
     assert caught, "could not kill the writer in the middle of a write"
@@ -124,7 +125,7 @@ def test_sigkill_during_a_write_leaves_the_last_good_checkpoint(tmp_path):
 
 def test_atomic_save_never_exposes_a_partial_file(tmp_path, monkeypatch):
     target = tmp_path / "state.pt"
-    atomic_save({"format_version": 1, "v": torch.ones(3)}, target)
+    atomic_save({"format_version": FORMAT_VERSION, "v": torch.ones(3)}, target)
 
     def broken_save(obj, fh):
         fh.write(b"partial")
@@ -132,7 +133,7 @@ def test_atomic_save_never_exposes_a_partial_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        atomic_save({"format_version": 1, "v": torch.zeros(3)}, target)
+        atomic_save({"format_version": FORMAT_VERSION, "v": torch.zeros(3)}, target)
     monkeypatch.undo()
     assert torch.equal(read_checkpoint(target)["v"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
@@ -241,8 +242,8 @@ def test_checkpoint_from_another_device_type_is_refused(tmp_path):
 
 def test_resuming_from_an_earlier_checkpoint_supersedes_later_ones(tmp_path):
     for iteration in (2, 4, 6):
-        save_rotating({"format_version": 1, "i": iteration}, tmp_path, iteration, keep=5)
-    save_rotating({"format_version": 1, "i": 3}, tmp_path, 3, keep=5)
+        save_rotating({"format_version": FORMAT_VERSION, "i": iteration}, tmp_path, iteration, keep=5)
+    save_rotating({"format_version": FORMAT_VERSION, "i": 3}, tmp_path, 3, keep=5)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt-00000002.pt", "ckpt-00000003.pt"]
     assert read_checkpoint(latest_checkpoint(tmp_path))["i"] == 3
     assert sorted(p.name for p in (tmp_path / "superseded").iterdir()) == ["ckpt-00000004.pt",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from lrwa_fast.checkpoint import list_checkpoints, read_checkpoint
@@ -117,3 +118,26 @@ def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "lrwa_fast", "--help"], capture_output=True, text=True,
                             cwd=ROOT, check=False)
     assert result.returncode == 0 and "demo" in result.stdout and "distill" in result.stdout
+
+
+def test_bench_says_why_the_higher_column_is_empty(monkeypatch, capsys):
+    from lrwa_fast import bench
+
+    monkeypatch.setattr(bench, "bench", lambda *args, **kwargs: [])
+    monkeypatch.setattr(bench, "higher_available", lambda: False)
+    assert main(["bench", "--cases", "cnn"]) == 0
+    assert "the `higher` package is not installed" in capsys.readouterr().out
+
+
+def test_one_way_to_choose_the_trainer():
+    from lrwa_fast import DFADTrainer, LRwATrainer
+    from lrwa_fast.demo import DemoSettings, method_config
+    from lrwa_fast.trainer import trainer_class
+
+    assert trainer_class("lrwa") is LRwATrainer and trainer_class("dfad") is DFADTrainer
+    methods = DemoSettings().methods
+    assert [method_config(m)[0] for m in methods.values()] == [LRwATrainer, DFADTrainer]
+    with pytest.raises(ValueError, match="method must be one of \\['dfad', 'lrwa'\\], got 'maml'"):
+        trainer_class("maml")
+    with pytest.raises(ValueError, match="needs a 'method' key"):
+        method_config({"batch_size": 8})

@@ -196,7 +196,7 @@ def test_log_every_reads_metrics_at_the_interval():
 
 
 def test_alignment_is_computed_only_in_iterations_whose_metrics_are_read(monkeypatch):
-    import lrwa_fast.trainer as trainer_module
+    import lrwa_fast.updates.meta as meta_update
 
     asked = []
 
@@ -204,8 +204,8 @@ def test_alignment_is_computed_only_in_iterations_whose_metrics_are_read(monkeyp
         asked.append(kwargs["alignment"])
         return meta_gradient(*args, **kwargs)
 
-    meta_gradient = trainer_module.meta_gradient
-    monkeypatch.setattr(trainer_module, "meta_gradient", spy)
+    meta_gradient = meta_update.meta_gradient
+    monkeypatch.setattr(meta_update, "meta_gradient", spy)
     cfg = LRwAConfig(**(SMALL | dict(log_every=3, student_steps=1)), memory_start=0)
     trainer = LRwATrainer(*demo_models(), cfg)
     results = [trainer.step() for _ in range(6)]

@@ -1,0 +1,84 @@
+"""From gradients to new weights, in one place: non-finite policy (with the BatchNorm rollback of a
+skipped step), gradient clipping, optimiser and learning-rate schedule.
+
+Every update of a trainer goes through :meth:`Updater.step`, so this is the seam where a gradient
+all-reduce or a gradient scaler belongs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .config import OptimizerConfig
+from .guard import NonFiniteGuard
+from .metrics import MetricAccumulator
+from .optim import build_optimizer
+from .phases import phase
+from .updates import UpdateResult
+
+
+class Updater:
+    """Applies updates to ``params`` with its own optimiser and schedule.
+
+    ``rollback`` lists the modules whose buffers (BatchNorm statistics) an update's computation may
+    change; under ``nonfinite="skip"`` they are restored when the update is skipped. Logged values
+    and the gradient norm (as ``grad_norm_<name>``) go to ``metrics``.
+    """
+
+    def __init__(self, name: str, params: Sequence[Tensor], optimizer: OptimizerConfig, horizon: int, *,
+                 guard: NonFiniteGuard, metrics: MetricAccumulator, clip: float = 0.0,
+                 rollback: Sequence[nn.Module] = ()) -> None:
+        self.name, self.params, self.clip = name, list(params), clip
+        self.guard, self.metrics, self.rollback = guard, metrics, list(rollback)
+        self.optimizer, self.schedule = build_optimizer(self.params, optimizer, horizon)
+        self._saved: list[tuple[Tensor, Tensor]] = []
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def step(self, compute: Callable[[], UpdateResult], where: str) -> bool:
+        """Run ``compute`` (which returns gradients for ``params``) and apply them; ``False`` if skipped."""
+        self._save_buffers()
+        return self.apply(compute(), where)
+
+    def apply(self, result: UpdateResult, where: str) -> bool:
+        """Check finiteness (policy ``nonfinite``), clip, take the optimiser step and log."""
+        grads = result.grads
+        with phase("finite check"):
+            grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            if not self.guard.allows(result.logged, grad_norm, where):
+                self._restore_buffers()
+                return False
+        with phase("optimizer"):
+            if self.clip > 0:  # as clip_grad_norm_, reusing the norm computed above
+                torch._foreach_mul_(grads, (self.clip / (grad_norm + 1e-6)).clamp(max=1.0))
+            for p, g in zip(self.params, grads):
+                p.grad = g
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.metrics.add({**result.logged, f"grad_norm_{self.name}": grad_norm})
+        return True
+
+    def advance_schedule(self) -> None:
+        """One iteration of the learning-rate schedule."""
+        self.schedule.step()
+
+    def _save_buffers(self) -> None:
+        if self.guard.policy == "skip":
+            self._saved = [(b, b.clone()) for m in self.rollback for b in m.buffers()]
+
+    def _restore_buffers(self) -> None:
+        for buffer, saved in self._saved:
+            buffer.copy_(saved)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])

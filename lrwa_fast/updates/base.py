@@ -1,0 +1,62 @@
+"""The protocol a student update follows, and what it is given and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from torch import Tensor, nn
+
+from .. import ops
+
+
+@dataclass(frozen=True)
+class KDLoss:
+    """The configured distillation loss D(student logits, teacher logits) (fused kernel where available)."""
+
+    kind: str = "l1"
+    temperature: float = 1.0
+    backend: str | None = None  # None: $LRWA_FAST_BACKEND, see lrwa_fast.dispatch
+
+    def __call__(self, student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
+        return ops.kd_loss(student_logits, teacher_logits, kind=self.kind, temperature=self.temperature,
+                           backend=self.backend)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a student update may use: the student, its trainable parameters (in order) and the loss.
+
+    ``wants_metrics`` says whether this iteration's metrics will be read, so quantities that are only
+    logged (e.g. a gradient cosine) can be skipped otherwise.
+    """
+
+    student: nn.Module
+    params: list[Tensor]
+    names: list[str]
+    loss: KDLoss
+    iteration: int
+    wants_metrics: bool
+
+
+@dataclass
+class UpdateResult:
+    """Gradients for ``StepContext.params`` (same order) and 0-d tensors to log (no host sync)."""
+
+    grads: list[Tensor]
+    logged: dict[str, Tensor]
+
+
+@runtime_checkable
+class StudentUpdate(Protocol):
+    """A student update: ``update(ctx, x, t)`` with fresh samples ``x`` and the teacher's logits ``t``.
+
+    It must not touch ``.grad`` or step an optimiser (the updater does); its own state, if any,
+    goes into checkpoints through ``state_dict``/``load_state_dict``.
+    """
+
+    def __call__(self, ctx: StepContext, x: Tensor, t: Tensor) -> UpdateResult: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...

@@ -1,0 +1,33 @@
+"""Plain knowledge distillation on the fresh batch (the DFAD student update)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from ..meta import gradients
+from ..phases import phase
+from .base import StepContext, UpdateResult
+
+
+def kd_gradients(ctx: StepContext, x: Tensor, t: Tensor) -> UpdateResult:
+    """Gradient of ``ctx.loss(student(x), t)``, logged as ``loss_student``."""
+    with phase("student forward"):
+        loss = ctx.loss(ctx.student(x), t)
+    with phase("student backward"):
+        grads = gradients(loss, ctx.params)
+    return UpdateResult(grads, {"loss_student": loss})
+
+
+class KDUpdate:
+    """DFAD's update: the KD loss on fresh samples only. Stateless."""
+
+    def __call__(self, ctx: StepContext, x: Tensor, t: Tensor) -> UpdateResult:
+        return kd_gradients(ctx, x, t)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to restore."""

@@ -1,0 +1,67 @@
+"""The LRwA update: acquire on fresh samples, retain on memory samples at the inner-step weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..meta import BN_MODES, META_MODES, forward_for_pass, gradients, meta_gradient
+from ..phases import phase
+from ..replay import ReplayMemory
+from .base import StepContext, UpdateResult
+from .kd import kd_gradients
+
+UPDATE_MODES: tuple[str, ...] = (*META_MODES, "none")
+
+
+class MetaUpdate:
+    """The meta-learned student update of :func:`~lrwa_fast.meta.meta_gradient`, drawing its retention
+    batch from ``memory``; plain KD while the memory is empty.
+
+    ``mode="none"`` drops the meta term (then ``joint_replay`` should be on); ``joint_replay`` adds
+    the loss on fresh and memory samples together at the current weights, as the authors' code does.
+    """
+
+    def __init__(self, memory: ReplayMemory, *, mode: str = "exact", inner_lr: float = 0.05,
+                 retain_weight: float = 1.0, joint_replay: bool = False, bn_mode: str = "acquire") -> None:
+        if mode not in UPDATE_MODES or bn_mode not in BN_MODES:
+            raise ValueError(f"mode must be one of {UPDATE_MODES} and bn_mode one of {BN_MODES}, "
+                             f"got {mode!r} and {bn_mode!r}")
+        self.memory, self.mode, self.inner_lr = memory, mode, inner_lr
+        self.retain_weight, self.joint_replay, self.bn_mode = retain_weight, joint_replay, bn_mode
+
+    def __call__(self, ctx: StepContext, x: Tensor, t: Tensor) -> UpdateResult:
+        if len(self.memory) == 0:
+            return kd_gradients(ctx, x, t)
+        with phase("memory sample"):
+            x_mem, t_mem = self.memory.draw(x.dtype)
+        result = kd_gradients(ctx, x, t) if self.mode == "none" else self._meta(ctx, x, t, x_mem, t_mem)
+        if self.joint_replay:
+            result = self._with_joint_replay(ctx, result, torch.cat([x, x_mem]), torch.cat([t, t_mem]))
+        return result
+
+    def _meta(self, ctx: StepContext, x: Tensor, t: Tensor, x_mem: Tensor, t_mem: Tensor) -> UpdateResult:
+        loss = ctx.loss
+        res = meta_gradient(ctx.student, x, t, x_mem, t_mem, inner_lr=self.inner_lr, mode=self.mode,
+                            loss=loss.kind, temperature=loss.temperature, retain_weight=self.retain_weight,
+                            bn_mode=self.bn_mode, backend=loss.backend, alignment=ctx.wants_metrics)
+        logged = {"loss_student": res.loss_acq, "loss_retain": res.loss_ret}
+        if res.grad_cosine is not None:
+            logged["grad_cosine"] = res.grad_cosine
+        return UpdateResult([res.grads[n] for n in ctx.names], logged)
+
+    def _with_joint_replay(self, ctx: StepContext, result: UpdateResult, x: Tensor, t: Tensor) -> UpdateResult:
+        with phase("joint replay forward/backward"):
+            params = dict(zip(ctx.names, ctx.params))
+            joint = ctx.loss(forward_for_pass(ctx.student, params, x, self.bn_mode), t)
+            grads = torch._foreach_add(result.grads, gradients(joint, ctx.params))
+        return UpdateResult(grads, {**result.logged, "loss_joint": joint})
+
+    def state_dict(self) -> dict[str, Any]:
+        """The memory is a part of its own; the update keeps no other state."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to restore."""

@@ -1,0 +1,207 @@
+"""The trainer's parts: custom student updates, the updater, state of every part, progress in logs,
+checkpoint format, and the rule that nothing outside the trainer's modules reaches into a trainer."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import io
+from pathlib import Path
+
+import pytest
+import torch
+
+from lrwa_fast import (
+    DFADConfig,
+    DFADTrainer,
+    KDUpdate,
+    LRwAConfig,
+    LRwATrainer,
+    StudentUpdate,
+    Updater,
+    UpdateResult,
+)
+from lrwa_fast.checkpoint import CheckpointError, atomic_save
+from lrwa_fast.config import OptimizerConfig
+from lrwa_fast.guard import NonFiniteGuard
+from lrwa_fast.metrics import MetricAccumulator
+from lrwa_fast.models import Generator, SmallCNN
+from lrwa_fast.progress import LineProgress, progress
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = dict(batch_size=16, latent_dim=8, iterations=10, student_steps=2, device="cpu", seed=3)
+
+
+def models(seed: int = 0, student_seed: int | None = None):
+    torch.manual_seed(seed)
+    teacher = SmallCNN(10, 1, width=8)
+    torch.manual_seed(seed + 1 if student_seed is None else student_seed)
+    return teacher, SmallCNN(10, 1, width=4), Generator(8, channels=1, img_size=8, ngf=8)
+
+
+def anchored_kd_class():
+    spec = importlib.util.spec_from_file_location("custom_update", ROOT / "docs" / "custom_update.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.AnchoredKD
+
+
+def test_docs_example_update_is_short_and_uses_public_names_only():
+    source = (ROOT / "docs" / "custom_update.py").read_text()
+    tree = ast.parse(source)
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef))
+    assert cls.end_lineno - cls.lineno + 1 < 30
+    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "lrwa_fast"
+                for a in n.names]
+    assert imported and not any(name.startswith("_") for name in imported)
+    assert "._" not in source.replace("__", ""), "no private attributes"
+
+
+def distance_to_start(trainer, start):
+    return float(torch.cat([(p.detach() - s).reshape(-1) for p, s in zip(trainer.student_params, start)]).norm())
+
+
+def test_docs_example_update_pulls_the_student_towards_its_start():
+    AnchoredKD = anchored_kd_class()
+    plain = DFADTrainer(*models(), DFADConfig(**SMALL))
+    start = [p.detach().clone() for p in plain.student_params]
+    plain.train(6, progress=False)
+    teacher, student, gen = models()
+    anchored = DFADTrainer(teacher, student, gen, DFADConfig(**SMALL), update=AnchoredKD(student, 5.0))
+    assert isinstance(anchored.update, StudentUpdate)
+    anchored.train(6, progress=False)
+    assert distance_to_start(anchored, start) < 0.5 * distance_to_start(plain, start)
+    assert anchored.history["metrics"][-1]["anchor_distance"] > 0
+
+
+def test_docs_example_update_state_resumes_bit_exactly(tmp_path):
+    AnchoredKD = anchored_kd_class()
+    teacher, student, gen = models()
+    straight = DFADTrainer(teacher, student, gen, DFADConfig(**SMALL), update=AnchoredKD(student, 5.0))
+    straight.train(progress=False)
+    teacher, student, gen = models()
+    first = DFADTrainer(teacher, student, gen, DFADConfig(**SMALL), update=AnchoredKD(student, 5.0))
+    first.train(4, progress=False)
+    path = first.save(tmp_path / "c.pt")
+    teacher, student, gen = models(student_seed=7)  # other initial weights: the anchor must come from the checkpoint
+    resumed = DFADTrainer.load(path, teacher, student, gen, update=AnchoredKD(student, 1.0))
+    assert resumed.update.strength == 5.0
+    resumed.train(progress=False)
+    for a, b in zip(straight.student.parameters(), resumed.student.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_an_object_without_the_protocol_is_refused():
+    with pytest.raises(ValueError, match="StudentUpdate protocol"):
+        DFADTrainer(*models(), DFADConfig(**SMALL), update=lambda ctx, x, t: None)
+
+
+def make_updater(policy: str, module: torch.nn.Module, clip: float = 0.0) -> Updater:
+    return Updater("student", list(module.parameters()), OptimizerConfig(lr=0.1, momentum=0.0, weight_decay=0.0,
+                                                                         schedule="constant"),
+                   10, guard=NonFiniteGuard(policy, defer=False), metrics=MetricAccumulator(), clip=clip,
+                   rollback=(module,))
+
+
+def test_updater_rolls_back_batchnorm_statistics_of_a_skipped_update():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    updater = make_updater("skip", net)
+    before = [b.clone() for b in net.buffers()]
+    weights = [p.detach().clone() for p in net.parameters()]
+
+    def compute():
+        out = net(torch.randn(8, 3) * 5 + 2)  # moves the running statistics
+        grads = [torch.full_like(p, float("nan")) for p in net.parameters()]
+        return UpdateResult(grads, {"loss": out.sum().detach()})
+
+    with pytest.warns(RuntimeWarning, match="step skipped"):
+        assert updater.step(compute, "test step") is False
+    assert all(torch.equal(a, b) for a, b in zip(before, net.buffers()))
+    assert all(torch.equal(a, b) for a, b in zip(weights, net.parameters()))
+    assert updater.guard.skipped == 1
+
+
+def test_updater_clips_to_the_global_norm_and_logs_it():
+    net = torch.nn.Linear(4, 3)
+    updater = make_updater("raise", net, clip=0.5)
+    weights = [p.detach().clone() for p in net.parameters()]
+    grads = [torch.randn_like(p) * 10 for p in net.parameters()]
+    norm = float(torch.cat([g.reshape(-1) for g in grads]).norm())
+    assert updater.apply(UpdateResult([g.clone() for g in grads], {"loss": torch.tensor(1.0)}), "step")
+    moved = torch.cat([(w - p.detach()).reshape(-1) for w, p in zip(weights, net.parameters())])
+    torch.testing.assert_close(float(moved.norm()), 0.1 * 0.5, rtol=1e-4, atol=0)
+    assert updater.metrics.read()["grad_norm_student"] == pytest.approx(norm, rel=1e-5)
+
+
+def test_every_part_has_its_own_state():
+    trainer = LRwATrainer(*models(), LRwAConfig(**SMALL, memory_insert_size=4))
+    trainer.train(3, progress=False)
+    state = trainer.state_dict()
+    assert set(trainer.parts()) == {"memory", "student", "generator", "student_updater", "generator_updater",
+                                    "guard", "metrics", "random", "update"}
+    for name, part in trainer.parts().items():
+        assert name in state
+        part.load_state_dict(state[name])  # each part restores its own state
+    assert state["guard"] == {"skipped": 0} and state["memory"]["seen"] == 12
+
+
+def test_old_format_checkpoint_is_refused_naming_the_version(tmp_path):
+    trainer = LRwATrainer(*models(), LRwAConfig(**SMALL))
+    old = {**trainer.state_dict(), "format_version": 1}
+    atomic_save(old, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match=r"format version 1 \(written by lrwa_fast 0\.1.*reads format "
+                                              r"version 2"):
+        LRwATrainer.load(tmp_path / "old.pt", *models())
+
+
+def test_checkpoint_with_a_memory_does_not_load_into_a_trainer_without_one(tmp_path):
+    trainer = LRwATrainer(*models(), LRwAConfig(**SMALL))
+    state = trainer.state_dict()
+    state["trainer"] = "DFADTrainer"
+    atomic_save(state, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match="has a replay memory and this trainer has none"):
+        DFADTrainer.load(tmp_path / "c.pt", *models(), config=DFADConfig(**SMALL))
+
+
+def test_progress_in_a_log_is_plain_lines_at_a_tenth_of_the_work():
+    stream = io.StringIO()
+    bar = progress(80, "LRwATrainer", stream=stream)
+    assert isinstance(bar, LineProgress)
+    for i in range(80):
+        bar.update({"loss_student": f"{1 / (i + 1):.4g}"})
+    bar.close()
+    text = stream.getvalue()
+    lines = text.splitlines()
+    assert "\r" not in text and len(lines) == 10
+    assert lines[-1].startswith("LRwATrainer: 80/80 it (100%)") and "ETA 0s" in lines[-1]
+    assert "loss_student=0.0125" in lines[-1]
+
+
+def test_training_progress_written_to_a_pipe_is_plain(monkeypatch, capsys):
+    trainer = DFADTrainer(*models(), DFADConfig(**(SMALL | dict(iterations=40, student_steps=1))))
+    trainer.train(progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err and 1 <= len(err.splitlines()) <= 11
+
+
+def _private_trainer_accesses(path: Path) -> list[str]:
+    """``x._name`` where ``x`` is a name containing "trainer" (or ``tr``), in one source file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            owner = node.value
+            if isinstance(owner, ast.Name) and ("trainer" in owner.id or owner.id == "tr"):
+                found.append(f"{path.name}:{node.lineno} {owner.id}.{node.attr}")
+    return found
+
+
+def test_nothing_outside_the_trainer_modules_uses_its_private_members():
+    own = {"trainer.py", "loop.py"}
+    files = [p for p in (ROOT / "lrwa_fast").rglob("*.py") if p.name not in own]
+    files += list((ROOT / "benchmarks").glob("*.py")) + list((ROOT / "tests").glob("*.py"))
+    assert not [hit for f in files for hit in _private_trainer_accesses(f)]
+
+
+def test_kd_update_is_the_default_student_update():
+    trainer = DFADTrainer(*models(), DFADConfig(**SMALL))
+    assert isinstance(trainer.update, KDUpdate) and trainer.memory is None
