@@ -3,7 +3,7 @@
     pytest benchmarks/bench_steps.py --benchmark-group-by=param:case    # all cases (CPU: minutes)
     pytest benchmarks/bench_steps.py -k smoke                           # what CI runs
 
-Variants: a DFAD student step, LRwA meta-steps (first order, exact) and the same meta-step written
+Variants: a DFAD student step, LRwA meta-steps (first order, exact, finite differences) and the same meta-step written
 with ``higher`` (as the authors' code, but with ``copy_initial_weights=False``); whole iterations.
 For ratios measured in one run use ``lrwa-fast bench`` (round-robin, medians).
 """
@@ -56,6 +56,9 @@ def test_bench_smoke():
     assert all(v["median_ms"] > 0 for v in variants.values())
     assert variants["dfad_step"]["vs_dfad_step"] == 1.0
     assert ("higher_speedup" in variants["lrwa_exact"]) == higher_available()
+    for name in ("lrwa_fd_central", "lrwa_fd_one_sided"):
+        assert variants[name]["exact_speedup"] > 0
+        assert variants[name]["error_vs_exact"] < 0.5 * variants["lrwa_first_order"]["error_vs_exact"]
 
 
 @pytest.mark.skipif(NO_COMPILE is not None, reason=str(NO_COMPILE))
@@ -82,7 +85,10 @@ def test_profile_smoke(tmp_path):
     dfad = report["variants"]["DFAD"]["phases_ms"]
     assert {"second-order backward", "retention forward", "memory sample", "memory insert"} <= set(exact)
     assert "second-order backward" not in report["variants"]["LRwA first_order"]["phases_ms"]
+    for name in ("LRwA fd central", "LRwA fd one_sided"):
+        phases = report["variants"][name]["phases_ms"]
+        assert "finite-difference passes" in phases and "second-order backward" not in phases
     assert {"student forward", "teacher forward", "generator step", "optimizer"} <= set(dfad)
     for v in report["variants"].values():
         assert sum(v["phases_ms"].values()) == pytest.approx(v["total_ms"], rel=1e-6)
-    assert len(list(tmp_path.glob("trace_*.json"))) == 3
+    assert len(list(tmp_path.glob("trace_*.json"))) == 5

@@ -22,9 +22,10 @@ from pathlib import Path
 
 def run_bench(checkout: Path, bench_args: list[str], out: Path) -> dict[tuple[str, str], float]:
     """Median ms per (case, variant) of one ``lrwa-fast bench`` run of ``checkout``."""
-    env = {**os.environ, "PYTHONPATH": str(checkout.resolve())}
+    root = checkout.resolve()  # also the working directory: `python -m` puts it first on sys.path
+    env = {**os.environ, "PYTHONPATH": str(root)}
     subprocess.run([sys.executable, "-m", "lrwa_fast", "bench", *bench_args, "--json", str(out)], env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+                   cwd=root, check=True, stdout=subprocess.DEVNULL)
     results = json.loads(out.read_text())["results"]
     return {(r["name"], v): s["median_ms"] for r in results for v, s in r["variants"].items()}
 

@@ -9,7 +9,8 @@ The submodules import Triton; load them through :func:`lrwa_fast.dispatch.kernel
 to the PyTorch reference when Triton is missing. This package imports only torch (no Triton, no
 ``lrwa_fast`` module), so ``lrwa_fast.dispatch`` can read :func:`interpreter_enabled` from it before
 loading any kernel, and nothing here imports the dispatcher back. :mod:`.kd_loss` imports the
-reference losses from :mod:`lrwa_fast.losses`, a torch-only module that imports nothing of ours.
+reference losses from :mod:`lrwa_fast.losses`; the kernel modules are loaded only through the
+dispatcher, after ``lrwa_fast`` has finished importing, so that import closes no cycle.
 """
 
 from __future__ import annotations

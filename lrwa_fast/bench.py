@@ -8,6 +8,7 @@ the table and writes JSON.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import statistics
 import time
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from .config import DFADConfig, LRwAConfig
+from .meta import meta_gradient
 from .models import Generator, build_model
 from .trainer import DFADTrainer, LRwATrainer, resolve_device
 
@@ -44,8 +46,16 @@ CASES: dict[str, BenchCase] = {
     "cnn": BenchCase(),
     "wrn16_1": BenchCase("wrn16_1", "wrn40_2", 128, 32, 32, 3, 10),
     "resnet18": BenchCase("resnet18", "resnet34", 256, 64, 32, 3, 100),
+    "cnn32": BenchCase("cnn", "cnn_large", 128, 32, 32, 3, 10),  # 4-layer BatchNorm CNN, width 32, 32×32
 }
-STEP_VARIANTS = ("dfad_step", "lrwa_first_order", "lrwa_exact", "higher_exact")
+# LRwA step variants → their meta-update settings.
+META_VARIANTS: dict[str, dict[str, str]] = {
+    "lrwa_first_order": {"meta_mode": "first_order"},
+    "lrwa_exact": {"meta_mode": "exact"},
+    "lrwa_fd_central": {"meta_mode": "finite_difference", "fd_scheme": "central"},
+    "lrwa_fd_one_sided": {"meta_mode": "finite_difference", "fd_scheme": "one_sided"},
+}
+STEP_VARIANTS = ("dfad_step", *META_VARIANTS, "higher_exact")
 ITERATION_VARIANTS = ("dfad_iteration", "lrwa_iteration")
 COMPILED = "+compile"  # suffix of a variant whose student is compiled (compile_student=True)
 COMPILED_VARIANTS = ("dfad_step" + COMPILED, "lrwa_first_order" + COMPILED)
@@ -126,8 +136,8 @@ def step_functions(case: BenchCase, device: torch.device,
             trainer: DFADTrainer = DFADTrainer(*case_models(case, device, 64),
                                                case_config(DFADConfig, case, device, **compiled))
         else:
-            mode = "first_order" if name.startswith("lrwa_first_order") else "exact"
-            cfg = case_config(LRwAConfig, case, device, meta_mode=mode, **compiled)
+            meta = META_VARIANTS.get(name.removesuffix(COMPILED), META_VARIANTS["lrwa_exact"])
+            cfg = case_config(LRwAConfig, case, device, **meta, **compiled)
             trainer = LRwATrainer(*case_models(case, device, 64), cfg)
             fill_memory(trainer)
         if compiled and not trainer.student_compiled:
@@ -188,6 +198,9 @@ def run_case(case: BenchCase, device: torch.device, repeats: int, warmup: int,
             s["vs_dfad_step"] = s["median_ms"] / stats[baseline]["median_ms"]
         if "higher_exact" in stats and name.startswith("lrwa_") and name in step_level:
             s["higher_speedup"] = stats["higher_exact"]["median_ms"] / s["median_ms"]
+    for name, error in meta_errors(case, device).items():
+        stats[name]["error_vs_exact"] = error
+        stats[name]["exact_speedup"] = stats["lrwa_exact"]["median_ms"] / stats[name]["median_ms"]
     cfg = DFADConfig()
     for name in set(ITERATION_VARIANTS) & set(stats):
         images = case.batch * (cfg.student_steps + cfg.generator_steps)
@@ -195,19 +208,43 @@ def run_case(case: BenchCase, device: torch.device, repeats: int, warmup: int,
     return {"case": dataclasses.asdict(case), "name": case.name, "device": str(device), "variants": stats}
 
 
+def meta_errors(case: BenchCase, device: torch.device) -> dict[str, float]:
+    """Relative error ‖g − g_exact‖/‖g_exact‖ of each meta variant's gradient, on one fresh batch and
+    memory draw of ``case`` (same weights, BatchNorm buffers reset before each call)."""
+    trainer = LRwATrainer(*case_models(case, device, 64), case_config(LRwAConfig, case, device))
+    fill_memory(trainer)
+    trainer.student.train()
+    x, t = trainer.fresh_batch()
+    x_mem, t_mem = trainer.memory.sample(case.memory_batch)
+    buffers = copy.deepcopy(list(trainer.student.buffers()))
+    cfg, flat = trainer.config, {}
+    for name, meta in META_VARIANTS.items():
+        for live, saved in zip(trainer.student.buffers(), buffers):
+            live.copy_(saved)
+        res = meta_gradient(trainer.student, x, t, x_mem, t_mem, inner_lr=cfg.inner_lr, mode=meta["meta_mode"],
+                            loss=cfg.loss, temperature=cfg.temperature, retain_weight=cfg.retain_weight,
+                            fd_scheme=meta.get("fd_scheme", "central"), alignment=False)
+        flat[name] = torch.cat([g.reshape(-1).double() for g in res.grads.values()])
+    exact = flat["lrwa_exact"]
+    return {name: float((g - exact).norm() / exact.norm()) for name, g in flat.items() if name != "lrwa_exact"}
+
+
 def format_results(results: list[dict[str, Any]]) -> str:
     """Markdown table of :func:`run_case` results."""
-    lines = ["| case | variant | median ms | IQR ms | × DFAD step | higher / ours | images/s |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| case | variant | median ms | IQR ms | × DFAD step | higher / ours | exact / ours | error vs exact "
+             "| images/s |", "|---|---|---|---|---|---|---|---|---|"]
     for result in results:
         for name, s in result["variants"].items():
-            ratio = f"{s['vs_dfad_step']:.2f}" if "vs_dfad_step" in s else ""
-            speedup = f"{s['higher_speedup']:.2f}" if "higher_speedup" in s else ""
-            ips = f"{s['images_per_s']:.0f}" if "images_per_s" in s else ""
+            cells = [_cell(s, "vs_dfad_step", "{:.2f}"), _cell(s, "higher_speedup", "{:.2f}"),
+                     _cell(s, "exact_speedup", "{:.2f}"), _cell(s, "error_vs_exact", "{:.1e}"),
+                     _cell(s, "images_per_s", "{:.0f}")]
             spread = f"{s['q1_ms']:.2f}–{s['q3_ms']:.2f}"
-            lines.append(f"| {result['name']} | {name} | {s['median_ms']:.2f} | {spread} | {ratio} | {speedup} "
-                         f"| {ips} |")
+            lines.append(f"| {result['name']} | {name} | {s['median_ms']:.2f} | {spread} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cell(stats: dict[str, float], key: str, fmt: str) -> str:
+    return fmt.format(stats[key]) if key in stats else ""
 
 
 def bench(case_names: list[str], device_name: str = "auto", repeats: int = 20, warmup: int = 3,

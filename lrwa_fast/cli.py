@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="resume from a checkpoint file, or the newest checkpoint in a folder")
     distill.add_argument("--quiet", action="store_true", help="no progress bar")
     bench = sub.add_parser("bench", help="step throughput: DFAD vs LRwA meta-steps vs higher")
-    bench.add_argument("--cases", default="cnn,wrn16_1", help="comma-separated: cnn, wrn16_1, resnet18")
+    bench.add_argument("--cases", default="cnn,wrn16_1", help="comma-separated: cnn, cnn32, wrn16_1, resnet18")
     bench.add_argument("--batch", type=int, default=None, help="acquisition batch (default: the case's)")
     bench.add_argument("--memory-batch", type=int, default=None, help="memory batch (default: the case's)")
     bench.add_argument("--full", action="store_true", help="the grid: batch {64, 256} × memory {16, 64}")
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", default=None, help="write the results here")
 
     prof = sub.add_parser("profile", help="where a meta-step's time goes, next to a DFAD step")
-    prof.add_argument("--case", default="cnn", help="cnn, wrn16_1 or resnet18")
+    prof.add_argument("--case", default="cnn", help="cnn, cnn32, wrn16_1 or resnet18")
     prof.add_argument("--batch", type=int, default=None)
     prof.add_argument("--memory-batch", type=int, default=None)
     prof.add_argument("--steps", type=int, default=20)

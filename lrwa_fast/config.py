@@ -21,7 +21,8 @@ from .guard import NONFINITE_POLICIES
 from .losses import LOSS_KINDS
 from .memory import POLICIES
 from .memory import backends as memory_backends
-from .meta import BN_MODES, META_MODES
+from .meta import BN_MODES, FD_SCHEMES, check_fd_args
+from .updates.meta import UPDATE_MODES
 
 
 @dataclass
@@ -89,7 +90,9 @@ class LRwAConfig(DFADConfig):
     memory_dtype: str = "float32"  # storage dtype: "float32" | "float16" | "bfloat16"
     memory_backend: str = "auto"  # "auto" | "torch" | "cpp" | "cuda" (env LRWA_FAST_MEMORY_BACKEND)
     inner_lr: float = 0.05  # α of the inner step θ' = θ − α∇L_acq
-    meta_mode: str = "exact"  # "exact" | "first_order" | "none" (no meta term)
+    meta_mode: str = "exact"  # "exact" | "first_order" | "finite_difference" | "none" (no meta term)
+    fd_scheme: str = "central"  # finite_difference: "central" | "one_sided" (one pass fewer, less accurate)
+    fd_epsilon: float | None = None  # finite_difference step ε; None = the dtype/‖θ‖ rule of lrwa_fast.meta
     retain_weight: float = 1.0  # w in J = L_acq + w·L_ret(θ')
     joint_replay: bool = False  # add L(θ; x_acq ∪ x_mem), as in the authors' code
     bn_mode: str = "acquire"  # BatchNorm in the meta step: "acquire" | "all" | "retain_eval"
@@ -126,7 +129,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
             raise ValueError(f"{key} must be a mapping, got {value!r}")
         return value
     if origin in (typing.Union, types.UnionType):
-        return value
+        options = [t for t in typing.get_args(hint) if t is not type(None)]
+        return value if value is None or len(options) != 1 else _coerce(options[0], value, key)
     if hint is float and isinstance(value, int | float | str) and not isinstance(value, bool):
         return _to_float(value, key)
     if hint in (int, str, bool) and type(value) is not hint:
@@ -191,8 +195,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "memory_policy": POLICIES,
     "memory_dtype": ("float32", "float16", "bfloat16"),
     "memory_backend": memory_backends.BACKENDS,
-    "meta_mode": (*META_MODES, "none"),
+    "meta_mode": UPDATE_MODES,
     "bn_mode": BN_MODES,
+    "fd_scheme": FD_SCHEMES,
 }
 _POSITIVE = ("batch_size", "latent_dim", "iterations", "student_steps", "log_every", "keep_checkpoints",
              "memory_capacity", "memory_batch_size", "memory_insert_size", "memory_insert_every",
@@ -234,6 +239,11 @@ def validate(config: DFADConfig) -> None:
     if values.get("meta_mode") == "none" and not values.get("joint_replay"):
         problems.append("meta_mode='none' without joint_replay would sample the memory and never use it "
                         "(use DFADTrainer, or set joint_replay=True)")
+    if "fd_epsilon" in values:
+        try:
+            check_fd_args(values["fd_scheme"], values["fd_epsilon"])
+        except ValueError as err:
+            problems.append(str(err))
     if values["compile_student"] and values.get("meta_mode") == "exact":
         problems.append("compile_student=True with meta_mode='exact': compiled graphs have no double "
                         "backward (use meta_mode='first_order', or compile_student=False)")

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import atomic_save, atomic_write_text, latest_checkpoint
+from .checkpoint import atomic_save, atomic_write, atomic_write_text, latest_checkpoint
 from .config import DFADConfig, GeneratorLossWeights, LRwAConfig, OptimizerConfig, from_dict, to_dict
 from .metrics import accuracy, accuracy_evaluator, curve_statistics
 from .models import Generator, build_model
@@ -227,7 +227,7 @@ def run_demo(settings: DemoSettings, out_dir: Path, cache_dir: Path, progress: b
               "torch": torch.__version__, "threads": torch.get_num_threads(), "jobs": jobs,
               "runs": runs, "summary": summarize(runs)}
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    atomic_write_text(json.dumps(report, indent=2), out_dir / "report.json")
     plot_curves(runs, out_dir / "accuracy.png")
     return report
 
@@ -293,7 +293,7 @@ def plot_curves(runs: list[dict[str, Any]], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120))
     plt.close(fig)
 
 

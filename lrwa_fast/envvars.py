@@ -1,13 +1,10 @@
 """The one convention for choosing an implementation: an explicit argument wins, else an
 environment variable, else ``auto``; an invalid value is refused naming where it came from.
 
-=============================  ===========================  ==========================================
-variable                       values                       chooses
-=============================  ===========================  ==========================================
-``LRWA_FAST_BACKEND``          ``auto`` ``torch`` ``triton``  fused KD-loss / alignment kernels (dispatch)
-``LRWA_FAST_MEMORY_BACKEND``   ``auto`` ``torch`` ``cpp``     replay-memory backend (memory.backends)
-                               ``cuda``
-=============================  ===========================  ==========================================
+* ``LRWA_FAST_BACKEND``: ``auto`` | ``torch`` | ``triton``, the fused KD-loss and alignment kernels
+  (:mod:`lrwa_fast.dispatch`);
+* ``LRWA_FAST_MEMORY_BACKEND``: ``auto`` | ``torch`` | ``cpp`` | ``cuda``, the replay-memory backend
+  (:mod:`lrwa_fast.memory.backends`).
 """
 
 from __future__ import annotations

@@ -20,8 +20,11 @@ from .config import DFADConfig, LRwAConfig
 from .phases import PhaseTimer
 from .trainer import DFADTrainer, LRwATrainer, resolve_device
 
-VARIANTS: dict[str, dict[str, Any]] = {"DFAD": {}, "LRwA first_order": {"meta_mode": "first_order"},
-                                       "LRwA exact": {"meta_mode": "exact"}}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "DFAD": {}, "LRwA first_order": {"meta_mode": "first_order"}, "LRwA exact": {"meta_mode": "exact"},
+    "LRwA fd central": {"meta_mode": "finite_difference", "fd_scheme": "central"},
+    "LRwA fd one_sided": {"meta_mode": "finite_difference", "fd_scheme": "one_sided"},
+}
 
 
 def _trainer(variant: str, case: BenchCase, device: torch.device) -> DFADTrainer:

@@ -95,8 +95,9 @@ def progress(total: int, name: str, *, enabled: bool = True, stream: TextIO | No
 
 
 def _is_terminal(stream: TextIO) -> bool:
+    """A terminal, or a notebook (whose streams are not ttys but show tqdm's widget)."""
     isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
+    return bool(isatty and isatty()) or "ipykernel" in sys.modules
 
 
 def format_seconds(seconds: float) -> str:

@@ -103,15 +103,16 @@ class DFADTrainer:
     """Adversarial data-free KD: per iteration, generator step(s) then student step(s).
 
     By default the student update is plain KD (DFAD). ``update`` replaces it with any
-    :class:`~lrwa_fast.updates.StudentUpdate`; ``memory`` adds a replay memory fed from the fresh
-    batches (as :class:`LRwATrainer` does with :class:`~lrwa_fast.updates.MetaUpdate`).
+    :class:`~lrwa_fast.updates.StudentUpdate`; ``replay`` adds a replay memory fed from the fresh
+    batches (as :class:`LRwATrainer` does with :class:`~lrwa_fast.updates.MetaUpdate`; an update
+    that holds a ``ReplayMemory`` as ``.memory`` brings it along).
     """
 
     config_class: type[DFADConfig] = DFADConfig
 
     def __init__(self, teacher: nn.Module, student: nn.Module, generator: nn.Module,
                  config: DFADConfig | None = None, *, update: StudentUpdate | None = None,
-                 memory: ReplayMemory | None = None) -> None:
+                 replay: ReplayMemory | None = None) -> None:
         self.config = config if config is not None else self.config_class()
         if not isinstance(self.config, self.config_class):
             raise ValueError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
@@ -137,7 +138,7 @@ class DFADTrainer:
         self.student_updater, self.generator_updater = self._updaters()
         self.update: StudentUpdate = KDUpdate()
         self.replay: ReplayMemory | None = None
-        self.use(update=update, memory=memory)
+        self.use(update=update, replay=replay)
         self.iteration = 0
         self.history: dict[str, list[dict[str, float]]] = {"metrics": [], "evaluations": []}
 
@@ -149,15 +150,22 @@ class DFADTrainer:
                         clip=cfg.grad_clip, **shared),
                 Updater("generator", generator_params, cfg.generator_optimizer, cfg.iterations, **shared))
 
-    def use(self, *, update: StudentUpdate | None = None, memory: ReplayMemory | None = None) -> None:
-        """Give the trainer a student update and/or a replay memory (``None`` keeps the current one)."""
+    def use(self, *, update: StudentUpdate | None = None, replay: ReplayMemory | None = None) -> None:
+        """Give the trainer a student update and/or a replay memory (``None`` keeps the current one).
+
+        An update holding a :class:`~lrwa_fast.replay.ReplayMemory` as ``.memory`` (as
+        :class:`~lrwa_fast.updates.MetaUpdate` does) makes it the trainer's replay memory, so it is fed
+        and checkpointed.
+        """
         if update is not None:
             if not isinstance(update, StudentUpdate):
                 raise ValueError(f"update must follow the StudentUpdate protocol (__call__, state_dict, "
                                  f"load_state_dict), got {type(update).__name__}")
             self.update = update
-        if memory is not None:
-            self.replay = memory
+            carried = getattr(update, "memory", None)
+            replay = replay if replay is not None or not isinstance(carried, ReplayMemory) else carried
+        if replay is not None:
+            self.replay = replay
 
     @property
     def memory(self) -> ReplayBuffer | None:
@@ -286,6 +294,7 @@ class DFADTrainer:
         self.guard.check()
         return {
             "format_version": ckpt.FORMAT_VERSION, "trainer": type(self).__name__,
+            "update_type": type(self.update).__qualname__,
             "device_type": self.device.type, "config": to_dict(self.config),
             "teacher_fingerprint": self.teacher_fingerprint,
             "architecture": {"student": ckpt.architecture(self.student),
@@ -300,12 +309,20 @@ class DFADTrainer:
         try:
             for name, part in self.parts().items():
                 part.load_state_dict(state[name])
-        except ValueError as err:
+        except (KeyError, ValueError) as err:
             raise ckpt.CheckpointError(f"cannot resume: {err}") from err
         self.iteration, self.history = int(state["iteration"]), state["history"]
 
     def _check_compatible(self, state: dict[str, Any]) -> None:
+        if state.get("format_version") != ckpt.FORMAT_VERSION:
+            raise ckpt.CheckpointError(f"cannot resume: the state has format version "
+                                       f"{state.get('format_version')!r}, this version of lrwa_fast reads "
+                                       f"format version {ckpt.FORMAT_VERSION}")
         problems = []
+        update_type = type(self.update).__qualname__
+        if state.get("update_type") != update_type:
+            problems.append(f"it was written with the student update {state.get('update_type')}, and this "
+                            f"trainer uses {update_type} (pass update= to load)")
         if state.get("device_type", self.device.type) != self.device.type:
             problems.append(f"it was made on {state['device_type']} and this trainer runs on "
                             f"{self.device.type} (random generator states differ between devices)")
@@ -363,7 +380,8 @@ class LRwATrainer(DFADTrainer):
     config: LRwAConfig
 
     def __init__(self, teacher: nn.Module, student: nn.Module, generator: nn.Module,
-                 config: LRwAConfig | None = None) -> None:
+                 config: LRwAConfig | None = None, *, update: StudentUpdate | None = None) -> None:
+        """``update`` replaces the meta update built from the config (the memory stays)."""
         super().__init__(teacher, student, generator, config)
         cfg = self.config
         buffer = ReplayBuffer(cfg.memory_capacity, self.sample_shape, self.num_classes,
@@ -372,9 +390,11 @@ class LRwATrainer(DFADTrainer):
                               backend=None if cfg.memory_backend == "auto" else cfg.memory_backend)
         memory = ReplayMemory(buffer, cfg.memory_batch_size, InsertSchedule(
             cfg.memory_insert_size, cfg.memory_insert_every, cfg.memory_start))
-        update = MetaUpdate(memory, mode=cfg.meta_mode, inner_lr=cfg.inner_lr, retain_weight=cfg.retain_weight,
-                            joint_replay=cfg.joint_replay, bn_mode=cfg.bn_mode)
-        self.use(update=update, memory=memory)
+        if update is None:
+            update = MetaUpdate(memory, mode=cfg.meta_mode, inner_lr=cfg.inner_lr, retain_weight=cfg.retain_weight,
+                                joint_replay=cfg.joint_replay, bn_mode=cfg.bn_mode, fd_scheme=cfg.fd_scheme,
+                                fd_epsilon=cfg.fd_epsilon)
+        self.use(update=update, replay=memory)
 
 
 METHODS: dict[str, type[DFADTrainer]] = {"dfad": DFADTrainer, "lrwa": LRwATrainer}

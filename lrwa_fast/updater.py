@@ -35,24 +35,28 @@ class Updater:
         self.name, self.params, self.clip = name, list(params), clip
         self.guard, self.metrics, self.rollback = guard, metrics, list(rollback)
         self.optimizer, self.schedule = build_optimizer(self.params, optimizer, horizon)
-        self._saved: list[tuple[Tensor, Tensor]] = []
 
     @property
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
     def step(self, compute: Callable[[], UpdateResult], where: str) -> bool:
-        """Run ``compute`` (which returns gradients for ``params``) and apply them; ``False`` if skipped."""
-        self._save_buffers()
-        return self.apply(compute(), where)
+        """Run ``compute`` (which returns gradients for ``params``) and apply them; ``False`` if skipped,
+        and then the buffers of ``rollback`` are as they were before ``compute``."""
+        saved = self._save_buffers()
+        applied = self.apply(compute(), where)
+        if not applied:
+            for buffer, value in saved:
+                buffer.copy_(value)
+        return applied
 
     def apply(self, result: UpdateResult, where: str) -> bool:
-        """Check finiteness (policy ``nonfinite``), clip, take the optimiser step and log."""
+        """Check finiteness (policy ``nonfinite``), clip, take the optimiser step and log; ``False`` if
+        skipped (nothing to roll back here: use :meth:`step` for updates that change buffers)."""
         grads = result.grads
         with phase("finite check"):
             grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
             if not self.guard.allows(result.logged, grad_norm, where):
-                self._restore_buffers()
                 return False
         with phase("optimizer"):
             if self.clip > 0:  # as clip_grad_norm_, reusing the norm computed above
@@ -68,13 +72,11 @@ class Updater:
         """One iteration of the learning-rate schedule."""
         self.schedule.step()
 
-    def _save_buffers(self) -> None:
-        if self.guard.policy == "skip":
-            self._saved = [(b, b.clone()) for m in self.rollback for b in m.buffers()]
-
-    def _restore_buffers(self) -> None:
-        for buffer, saved in self._saved:
-            buffer.copy_(saved)
+    def _save_buffers(self) -> list[tuple[Tensor, Tensor]]:
+        """Copies of the rollback buffers, when a skip is possible (``nonfinite="skip"``)."""
+        if self.guard.policy != "skip":
+            return []
+        return [(b, b.clone()) for m in self.rollback for b in m.buffers()]
 
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict()}

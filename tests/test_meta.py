@@ -178,7 +178,7 @@ def _running_stats(model):
     return [b.clone() for b in model.buffers()]
 
 
-@pytest.mark.parametrize("mode", ["exact", "first_order"])
+@pytest.mark.parametrize("mode", ["exact", "first_order", "finite_difference"])
 @pytest.mark.parametrize("bn_mode", ["acquire", "retain_eval"])
 def test_batchnorm_buffers_updated_by_acquisition_only(bn_mode, mode):
     model, x_acq, t_acq, x_mem, t_mem = make_case("bn_cnn", seed=3)
@@ -193,7 +193,7 @@ def test_batchnorm_buffers_updated_by_acquisition_only(bn_mode, mode):
     assert all(p.grad is None for p in model.parameters()), "meta_gradient must not touch .grad"
 
 
-@pytest.mark.parametrize("mode", ["exact", "first_order"])
+@pytest.mark.parametrize("mode", ["exact", "first_order", "finite_difference"])
 def test_batchnorm_buffers_all_mode_counts_both_passes(mode):
     model, x_acq, t_acq, x_mem, t_mem = make_case("bn_cnn", seed=3)
     acquire_only = copy.deepcopy(model)
@@ -220,7 +220,7 @@ def test_retain_eval_restores_training_flags():
     assert all(m.training for m in model.modules())
 
 
-@pytest.mark.parametrize("mode", ["exact", "first_order"])
+@pytest.mark.parametrize("mode", ["exact", "first_order", "finite_difference"])
 def test_retain_eval_keeps_frozen_batchnorm_frozen(mode):
     model, *case = make_case("bn_cnn", seed=4)
     model[1].eval()
@@ -240,6 +240,11 @@ def test_frozen_parameters_are_skipped():
     (dict(bn_mode="x"), "bn_mode"),
     (dict(inner_lr=-1.0), "inner_lr"),
     (dict(loss="mse"), "loss kind"),
+    (dict(mode="finite_difference", fd_scheme="forward"), "unknown fd_scheme 'forward'"),
+    (dict(mode="finite_difference", fd_epsilon=0.0), "fd_epsilon must be a positive finite number"),
+    (dict(mode="finite_difference", fd_epsilon=-1e-3), "fd_epsilon must be a positive finite number"),
+    (dict(mode="finite_difference", fd_epsilon=float("nan")), "fd_epsilon must be a positive finite number"),
+    (dict(mode="finite_difference", fd_epsilon=float("inf")), "fd_epsilon must be a positive finite number"),
 ])
 def test_bad_arguments(kwargs, match):
     model, *case = make_case("mlp", seed=1)

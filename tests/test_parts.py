@@ -119,6 +119,11 @@ def test_updater_rolls_back_batchnorm_statistics_of_a_skipped_update():
     assert all(torch.equal(a, b) for a, b in zip(before, net.buffers()))
     assert all(torch.equal(a, b) for a, b in zip(weights, net.parameters()))
     assert updater.guard.skipped == 1
+    net(torch.randn(8, 3) * 5 + 2)  # moves the statistics again, outside any step
+    moved = [b.clone() for b in net.buffers()]
+    grads = [torch.full_like(p, float("nan")) for p in net.parameters()]
+    assert updater.apply(UpdateResult(grads, {"loss": torch.tensor(0.0)}), "direct") is False
+    assert all(torch.equal(a, b) for a, b in zip(moved, net.buffers())), "apply alone rolls nothing back"
 
 
 def test_updater_clips_to_the_global_norm_and_logs_it():
@@ -205,3 +210,37 @@ def test_nothing_outside_the_trainer_modules_uses_its_private_members():
 def test_kd_update_is_the_default_student_update():
     trainer = DFADTrainer(*models(), DFADConfig(**SMALL))
     assert isinstance(trainer.update, KDUpdate) and trainer.memory is None
+
+
+def test_a_checkpoint_names_its_student_update(tmp_path):
+    AnchoredKD = anchored_kd_class()
+    teacher, student, gen = models()
+    path = DFADTrainer(teacher, student, gen, DFADConfig(**SMALL), update=AnchoredKD(student, 1.0)).save(
+        tmp_path / "anchored.pt")
+    with pytest.raises(CheckpointError, match="written with the student update AnchoredKD, and this trainer "
+                                              "uses KDUpdate"):
+        DFADTrainer.load(path, *models())
+    plain = DFADTrainer(*models(), DFADConfig(**SMALL)).save(tmp_path / "plain.pt")
+    teacher, student, gen = models()
+    with pytest.raises(CheckpointError, match="written with the student update KDUpdate"):
+        DFADTrainer.load(plain, teacher, student, gen, update=AnchoredKD(student, 1.0))
+
+
+def test_an_update_carrying_a_memory_brings_it_to_the_trainer():
+    from lrwa_fast import MetaUpdate, ReplayBuffer, ReplayMemory
+
+    teacher, student, gen = models()
+    memory = ReplayMemory(ReplayBuffer(64, (1, 8, 8), 10, seed=0), batch_size=8)
+    trainer = DFADTrainer(teacher, student, gen, DFADConfig(**SMALL), update=MetaUpdate(memory, inner_lr=0.05))
+    assert trainer.replay is memory and trainer.memory is memory.buffer
+    metrics = trainer.train(3, progress=False)["metrics"][-1]
+    assert metrics["memory_fill"] == 48 and "loss_retain" in metrics
+    assert "memory" in trainer.state_dict()
+
+
+def test_lrwa_trainer_takes_another_update_and_keeps_its_memory():
+    AnchoredKD = anchored_kd_class()
+    teacher, student, gen = models()
+    trainer = LRwATrainer(teacher, student, gen, LRwAConfig(**SMALL), update=AnchoredKD(student, 1.0))
+    trainer.train(2, progress=False)
+    assert isinstance(trainer.update, AnchoredKD) and len(trainer.memory) == 32

@@ -30,4 +30,12 @@ class KDUpdate:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Nothing to restore."""
+        """Nothing to restore; a non-empty state belongs to another update."""
+        refuse_state(self, state)
+
+
+def refuse_state(update: object, state: dict[str, Any]) -> None:
+    """``ValueError`` when a stateless update is given a state (it was written by another update)."""
+    if state:
+        raise ValueError(f"{type(update).__name__} keeps no state, but was given {sorted(state)} "
+                         "(a checkpoint of another student update)")

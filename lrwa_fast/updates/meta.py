@@ -7,11 +7,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..meta import BN_MODES, META_MODES, forward_for_pass, gradients, meta_gradient
+from ..meta import BN_MODES, META_MODES, check_fd_args, forward_for_pass, gradients, meta_gradient
 from ..phases import phase
 from ..replay import ReplayMemory
 from .base import StepContext, UpdateResult
-from .kd import kd_gradients
+from .kd import kd_gradients, refuse_state
 
 UPDATE_MODES: tuple[str, ...] = (*META_MODES, "none")
 
@@ -25,12 +25,15 @@ class MetaUpdate:
     """
 
     def __init__(self, memory: ReplayMemory, *, mode: str = "exact", inner_lr: float = 0.05,
-                 retain_weight: float = 1.0, joint_replay: bool = False, bn_mode: str = "acquire") -> None:
+                 retain_weight: float = 1.0, joint_replay: bool = False, bn_mode: str = "acquire",
+                 fd_scheme: str = "central", fd_epsilon: float | None = None) -> None:
         if mode not in UPDATE_MODES or bn_mode not in BN_MODES:
             raise ValueError(f"mode must be one of {UPDATE_MODES} and bn_mode one of {BN_MODES}, "
                              f"got {mode!r} and {bn_mode!r}")
+        check_fd_args(fd_scheme, fd_epsilon)
         self.memory, self.mode, self.inner_lr = memory, mode, inner_lr
         self.retain_weight, self.joint_replay, self.bn_mode = retain_weight, joint_replay, bn_mode
+        self.fd_scheme, self.fd_epsilon = fd_scheme, fd_epsilon
 
     def __call__(self, ctx: StepContext, x: Tensor, t: Tensor) -> UpdateResult:
         if len(self.memory) == 0:
@@ -46,7 +49,8 @@ class MetaUpdate:
         loss = ctx.loss
         res = meta_gradient(ctx.student, x, t, x_mem, t_mem, inner_lr=self.inner_lr, mode=self.mode,
                             loss=loss.kind, temperature=loss.temperature, retain_weight=self.retain_weight,
-                            bn_mode=self.bn_mode, backend=loss.backend, alignment=ctx.wants_metrics)
+                            bn_mode=self.bn_mode, backend=loss.backend, alignment=ctx.wants_metrics,
+                            fd_scheme=self.fd_scheme, fd_epsilon=self.fd_epsilon)
         logged = {"loss_student": res.loss_acq, "loss_retain": res.loss_ret}
         if res.grad_cosine is not None:
             logged["grad_cosine"] = res.grad_cosine
@@ -64,4 +68,5 @@ class MetaUpdate:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Nothing to restore."""
+        """Nothing to restore; a non-empty state belongs to another update."""
+        refuse_state(self, state)
