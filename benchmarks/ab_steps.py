@@ -54,12 +54,13 @@ def alternate(old: Callable[[], object], new: Callable[[], object], repeats: int
     return {label: statistics.median(values) for label, values in times.items()}
 
 
-def compare_case(old_bench: ModuleType, name: str, repeats: int, warmup: int) -> list[dict[str, object]]:
+def compare_case(old_bench: ModuleType, name: str, repeats: int, warmup: int,
+                 variants: tuple[str, ...] = VARIANTS) -> list[dict[str, object]]:
     device = torch.device("cpu")
-    old_fns = old_bench.step_functions(old_bench.CASES[name], device, VARIANTS)
-    new_fns = new_bench.step_functions(new_bench.CASES[name], device, VARIANTS)
+    old_fns = old_bench.step_functions(old_bench.CASES[name], device, variants)
+    new_fns = new_bench.step_functions(new_bench.CASES[name], device, variants)
     rows = []
-    for variant in VARIANTS:
+    for variant in variants:
         for _ in range(warmup):
             old_fns[variant]()
             new_fns[variant]()
@@ -79,12 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default="cnn,wrn16_1")
     parser.add_argument("--repeats", type=int, default=15, help="per step variant (iterations: a third)")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {VARIANTS}")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         old_bench = import_old(args.old.resolve(), Path(tmp))
-        rows = [row for name in args.cases.split(",") for row in compare_case(old_bench, name, args.repeats,
-                                                                              args.warmup)]
+        variants = tuple(args.variants.split(","))
+        rows = [row for name in args.cases.split(",")
+                for row in compare_case(old_bench, name, args.repeats, args.warmup, variants)]
     print("| case | variant | old ms | new ms | new / old | repeats |\n|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['case']} | {r['variant']} | {r['old_ms']:.2f} | {r['new_ms']:.2f} | {r['new_over_old']:.3f} "

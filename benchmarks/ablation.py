@@ -25,6 +25,9 @@ R1 = {"retain_weight": 1.0}
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "DFAD": ("DFAD", {}),
     "LRwA": ("LRwA", {}),
+    "LRwA · finite differences (central)": ("LRwA", {"meta_mode": "finite_difference"}),
+    "LRwA · finite differences (one-sided)": ("LRwA", {"meta_mode": "finite_difference", "fd_scheme": "one_sided"}),
+    "LRwA · first order": ("LRwA", {"meta_mode": "first_order"}),
     "KL · retain weight 1": ("LRwA", R1),
     "KL · retain 1 + inner lr 0.005": ("LRwA", {**R1, "inner_lr": 0.005}),
     "KL · retain 1 + first order + inner lr 0.005": ("LRwA", {**R1, "meta_mode": "first_order",

@@ -1,6 +1,6 @@
 """What an LRwA meta-step costs on the CPU against a DFAD student step and against the exact mode.
 
-    python benchmarks/meta_cost.py [--repeats 30] [--cases cnn,wrn16_1,cnn32] [--compile] [--json OUT]
+    python benchmarks/meta_cost.py [--repeats 30] [--cases cnn,wrn16_1,cnn32] [--loss l1|kl] [--compile] [--json OUT]
 
 Demo CNN (cnn_small ← cnn, 8×8), WRN-16-1 (← WRN-40-2, 32×32) and a 4-layer BatchNorm CNN of width
 32 (cnn ← cnn_large, 32×32), acquisition batch 128, memory batch 32, one process, variants timed
@@ -41,11 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--cases", default="cnn,wrn16_1,cnn32")
+    parser.add_argument("--loss", default="l1", choices=("l1", "kl", "js"),
+                        help="student loss; finite differences need a smooth one (kl, js) to be accurate")
     parser.add_argument("--json", default=None)
     parser.add_argument("--compile", action="store_true")
     args = parser.parse_args(argv)
     results = bench(args.cases.split(","), "cpu", repeats=args.repeats, warmup=3, iterations=False,
-                    overrides={"batch": 128, "memory_batch": 32}, compiled=args.compile)
+                    overrides={"batch": 128, "memory_batch": 32, "loss": args.loss}, compiled=args.compile)
     print(format_results(results))
     for result in results:
         print("\n".join(verdicts(result)))

@@ -36,10 +36,12 @@ class BenchCase:
     image_size: int = 8
     channels: int = 1
     num_classes: int = 10
+    loss: str = "l1"  # the student's KD loss (the authors' L1 by default; "kl" is smooth)
 
     @property
     def name(self) -> str:
-        return f"{self.student}<-{self.teacher} b{self.batch}/m{self.memory_batch}"
+        loss = "" if self.loss == "l1" else f" {self.loss}"
+        return f"{self.student}<-{self.teacher} b{self.batch}/m{self.memory_batch}{loss}"
 
 
 CASES: dict[str, BenchCase] = {
@@ -77,7 +79,8 @@ def case_models(case: BenchCase, device: torch.device,
 
 
 def case_config(cls: type, case: BenchCase, device: torch.device, **extra: Any) -> Any:
-    shared = dict(batch_size=case.batch, latent_dim=64, iterations=10**6, device=str(device), log_every=10**9)
+    shared = dict(batch_size=case.batch, latent_dim=64, iterations=10**6, device=str(device), log_every=10**9,
+                  loss=case.loss)
     if cls is LRwAConfig:
         shared |= dict(memory_batch_size=case.memory_batch, memory_capacity=2048, memory_insert_size=case.batch)
     return cls(**shared, **extra)
@@ -248,7 +251,7 @@ def _cell(stats: dict[str, float], key: str, fmt: str) -> str:
 
 
 def bench(case_names: list[str], device_name: str = "auto", repeats: int = 20, warmup: int = 3,
-          full: bool = False, iterations: bool = True, overrides: dict[str, int] | None = None,
+          full: bool = False, iterations: bool = True, overrides: dict[str, int | str] | None = None,
           compiled: bool = False) -> list[dict[str, Any]]:
     """Run the comparison for the named cases (``full``: the batch-size grid; ``compiled``: also
     the DFAD and first-order steps with ``compile_student``)."""

@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cases", default="cnn,wrn16_1", help="comma-separated: cnn, cnn32, wrn16_1, resnet18")
     bench.add_argument("--batch", type=int, default=None, help="acquisition batch (default: the case's)")
     bench.add_argument("--memory-batch", type=int, default=None, help="memory batch (default: the case's)")
+    bench.add_argument("--loss", default=None, choices=("l1", "kl", "js"), help="student loss (default l1)")
     bench.add_argument("--full", action="store_true", help="the grid: batch {64, 256} × memory {16, 64}")
     bench.add_argument("--repeats", type=int, default=20)
     bench.add_argument("--warmup", type=int, default=3)
@@ -60,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _sizes(args: argparse.Namespace) -> dict[str, int]:
-    sizes = {"batch": args.batch, "memory_batch": args.memory_batch}
+def _sizes(args: argparse.Namespace) -> dict[str, int | str]:
+    sizes = {"batch": args.batch, "memory_batch": args.memory_batch, "loss": getattr(args, "loss", None)}
     return {k: v for k, v in sizes.items() if v is not None}
 
 

@@ -69,7 +69,7 @@ def _chrome_trace(trainer: DFADTrainer, device: torch.device, path: Path) -> Non
 
 
 def profile(case_name: str = "cnn", device_name: str = "auto", steps: int = 20, warmup: int = 3,
-            out_dir: str | None = None, overrides: dict[str, int] | None = None) -> dict[str, Any]:
+            out_dir: str | None = None, overrides: dict[str, int | str] | None = None) -> dict[str, Any]:
     """Profile every variant of ``VARIANTS`` on a named case; traces go to ``out_dir`` if given."""
     if case_name not in CASES:
         raise ValueError(f"unknown case {case_name!r}; available: {sorted(CASES)}")
