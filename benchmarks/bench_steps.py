@@ -56,9 +56,8 @@ def test_bench_smoke():
     assert all(v["median_ms"] > 0 for v in variants.values())
     assert variants["dfad_step"]["vs_dfad_step"] == 1.0
     assert ("higher_speedup" in variants["lrwa_exact"]) == higher_available()
-    for name in ("lrwa_fd_central", "lrwa_fd_one_sided"):
-        assert variants[name]["exact_speedup"] > 0
-        assert variants[name]["error_vs_exact"] < 0.5 * variants["lrwa_first_order"]["error_vs_exact"]
+    for name in ("lrwa_first_order", "lrwa_fd_central", "lrwa_fd_one_sided"):  # accuracy: tests/test_meta_*
+        assert variants[name]["exact_speedup"] > 0 and 0 < variants[name]["error_vs_exact"] < float("inf")
 
 
 @pytest.mark.skipif(NO_COMPILE is not None, reason=str(NO_COMPILE))
