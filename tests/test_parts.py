@@ -244,3 +244,24 @@ def test_lrwa_trainer_takes_another_update_and_keeps_its_memory():
     trainer = LRwATrainer(teacher, student, gen, LRwAConfig(**SMALL), update=AnchoredKD(student, 1.0))
     trainer.train(2, progress=False)
     assert isinstance(trainer.update, AnchoredKD) and len(trainer.memory) == 32
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("mode", ["first_order", "exact", "finite_difference"])
+def test_a_whole_cuda_iteration_never_synchronises(mode):
+    """Between metric reads an iteration (generator, student meta-steps, memory draw and insert)
+    leaves the host free: any implicit device sync raises under sync debug mode "error"."""
+    cfg = LRwAConfig(**(SMALL | dict(device="cuda", log_every=10**6, iterations=100)), meta_mode=mode,
+                     memory_insert_size=8)
+    trainer = LRwATrainer(*models(), cfg)
+    trainer.step()
+    trainer.step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            trainer.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert trainer.iteration == 5 and len(trainer.memory) == 40
