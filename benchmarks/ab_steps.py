@@ -64,8 +64,7 @@ def compare_case(old_bench: ModuleType, name: str, repeats: int, warmup: int,
         for _ in range(warmup):
             old_fns[variant]()
             new_fns[variant]()
-        n = repeats if variant.endswith("step") or (variant.startswith("lrwa_") and "iteration" not in variant) \
-            else max(3, repeats // 3)
+        n = max(3, repeats // 3) if variant.endswith("iteration") else repeats
         medians = alternate(old_fns[variant], new_fns[variant], n)
         rows.append({"case": name, "variant": variant, "old_ms": 1e3 * medians["old"], "new_ms": 1e3 * medians["new"],
                      "new_over_old": medians["new"] / medians["old"], "repeats": n})

@@ -162,8 +162,8 @@ class DFADTrainer:
                 raise ValueError(f"update must follow the StudentUpdate protocol (__call__, state_dict, "
                                  f"load_state_dict), got {type(update).__name__}")
             self.update = update
-            carried = getattr(update, "memory", None)
-            replay = replay if replay is not None or not isinstance(carried, ReplayMemory) else carried
+        if replay is None and isinstance(getattr(update, "memory", None), ReplayMemory):
+            replay = update.memory
         if replay is not None:
             self.replay = replay
 

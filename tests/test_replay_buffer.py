@@ -251,11 +251,11 @@ def test_writers_assign_the_slots_of_one_by_one_insertion(policy, capacity):
 @pytest.mark.parametrize("writer_class", [FIFOWriter, ReservoirWriter])
 def test_writer_counts_and_state_dict_round_trip(writer_class):
     storages = [TensorStorage.allocate(6, (3,), 4, torch.device("cpu"), torch.float32) for _ in range(2)]
-    writer = writer_class(6, 5)
+    writer = writer_class(5)
     for start, n in [(0, 4), (4, 7), (11, 2)]:
         writer.write(torch_backend, storages[0], *items(start, n), step=None)
     assert writer.state_dict() == {"seed": 5, "seen": 13, "adds": 3}
-    twin = writer_class(6, 0)
+    twin = writer_class(0)
     twin.load_state_dict({**writer.state_dict(), "draws": 99})  # a buffer's state: other keys ignored
     assert twin.state_dict() == writer.state_dict()
     storages[1].x.copy_(storages[0].x)
@@ -266,7 +266,7 @@ def test_writer_counts_and_state_dict_round_trip(writer_class):
 
 
 def test_writer_refuses_items_beyond_its_lifetime_unchanged():
-    writer = FIFOWriter(4, 0)
+    writer = FIFOWriter(0)
     writer.seen = MAX_ITEMS - 1
     storage = TensorStorage.allocate(4, (3,), 4, torch.device("cpu"), torch.float32)
     with pytest.raises(ValueError, match="at most"):
@@ -276,7 +276,7 @@ def test_writer_refuses_items_beyond_its_lifetime_unchanged():
 
 def test_sampler_counts_and_state_dict_round_trip():
     storage = TensorStorage.allocate(20, (3,), 4, torch.device("cpu"), torch.float32)
-    FIFOWriter(20, 0).write(torch_backend, storage, *items(0, 20), step=None)
+    FIFOWriter(0).write(torch_backend, storage, *items(0, 20), step=None)
     sampler = UniformSampler(7)
     for replace in (True, True, False):
         sampler.draw(torch_backend, storage, *storage.empty_sample(5, torch.float32), fill=20, replace=replace,

@@ -49,7 +49,7 @@ class ReplayBuffer:
         self.backend_name, self._backend = resolve_backend(backend, where)
         self.storage = TensorStorage.allocate(capacity, self.sample_shape, num_classes, where, dtype)
         self.device = self.storage.x.device  # with its index ("cuda:0"), as every tensor on it reports
-        self.writer = WRITERS[policy](capacity, key)
+        self.writer = WRITERS[policy](key)
         self.sampler = UniformSampler(key)
 
     @property

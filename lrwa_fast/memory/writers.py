@@ -28,8 +28,7 @@ class Writer(ABC):
 
     policy: ClassVar[str]
 
-    def __init__(self, capacity: int, seed: int) -> None:
-        self.capacity = capacity
+    def __init__(self, seed: int) -> None:
         self.seed = seed  # Philox key of the slot draws
         self.seen = 0  # items offered so far: the number of the next one
         self.adds = 0  # batches written so far: the default step of the next one
