@@ -2,11 +2,12 @@
 
 Public API: the trainers and their configs, the student updates they are built from
 (:mod:`lrwa_fast.updates`), the functional meta-gradient, the replay memory, the reference losses
-(:mod:`lrwa_fast.losses`), the fused ops (:mod:`lrwa_fast.ops`) and the model zoo
-(:mod:`lrwa_fast.models`).
+(:mod:`lrwa_fast.losses`), the fused ops (:mod:`lrwa_fast.ops`), the model zoo
+(:mod:`lrwa_fast.models`) and data parallelism (:mod:`lrwa_fast.distributed`).
 """
 
 from .config import DFADConfig, GeneratorLossWeights, LRwAConfig, OptimizerConfig, load_config
+from .distributed import DataParallel, PeerFailure
 from .guard import NonFiniteError
 from .memory import ReplayBuffer
 from .meta import MetaResult, gradients, meta_gradient
@@ -19,6 +20,7 @@ from .updates import KDLoss, KDUpdate, MetaUpdate, StepContext, StudentUpdate, U
 __all__ = [
     "DFADConfig",
     "DFADTrainer",
+    "DataParallel",
     "GeneratorLossWeights",
     "InsertSchedule",
     "KDLoss",
@@ -29,6 +31,7 @@ __all__ = [
     "MetaUpdate",
     "NonFiniteError",
     "OptimizerConfig",
+    "PeerFailure",
     "ReplayBuffer",
     "ReplayMemory",
     "StepContext",

@@ -75,6 +75,7 @@ class DFADConfig:
     device: str = "auto"  # "auto" (cuda if available) | "cpu" | "cuda" | "cuda:1" ...
     backend: str = "auto"  # fused kernels: "auto" | "torch" | "triton" (env LRWA_FAST_BACKEND)
     compile_student: bool = False  # torch.compile the student in place (not with meta_mode="exact")
+    dist_timeout: float = 600.0  # seconds a collective waits for the other ranks (torchrun runs) before failing
 
 
 @dataclass
@@ -201,7 +202,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _POSITIVE = ("batch_size", "latent_dim", "iterations", "student_steps", "log_every", "keep_checkpoints",
              "memory_capacity", "memory_batch_size", "memory_insert_size", "memory_insert_every",
-             "temperature", "adversarial_temperature")
+             "temperature", "adversarial_temperature", "dist_timeout")
 _NON_NEGATIVE = ("generator_steps", "checkpoint_every", "memory_start", "inner_lr", "retain_weight",
                  "grad_clip")
 

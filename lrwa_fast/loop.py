@@ -1,7 +1,9 @@
 """The training loop: iterations, evaluation cadence, progress, checkpoint cadence and signals.
 
 It drives any trainer through its public methods (:class:`Trainable`); the trainer owns what one
-iteration does and how its state is saved.
+iteration does and how its state is saved. Data-parallel: every rank runs the loop; rank 0
+evaluates and shows progress; a signal received by any rank stops all of them after the same
+iteration (the ranks agree on it after each iteration) with one checkpoint.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import nn
 
 from .checkpoint import checkpoint_path
 from .config import DFADConfig
+from .distributed import DataParallel
 from .progress import progress as progress_display
 
 Evaluate = Callable[[nn.Module], "float | dict[str, float]"]
@@ -36,6 +39,7 @@ class Trainable(Protocol):
 
     config: DFADConfig
     iteration: int
+    ranks: DataParallel
     history: dict[str, list[dict[str, float]]]
 
     def step(self) -> dict[str, float]: ...
@@ -58,21 +62,23 @@ def train(trainer: Trainable, iterations: int | None = None, evaluate: Evaluate 
         raise ValueError(f"iterations must be >= 0 and eval_every >= 1, got {total} and {eval_every}")
     trainer.check_horizon(total)
     name = type(trainer).__name__
-    bar = progress_display(total, name, enabled=progress)
+    main = trainer.ranks.is_main
+    bar = progress_display(total, name, enabled=progress and main)
     checkpointed_at = -1
     with StopRequests() as stop:
         for i in range(total):
             metrics = trainer.step()
             final = i == total - 1
-            if evaluate is not None and (trainer.iteration % eval_every == 0 or final):
+            if main and evaluate is not None and (trainer.iteration % eval_every == 0 or final):
                 trainer.history["evaluations"].append(trainer.evaluate(evaluate))
             if _checkpoint_due(trainer.config, trainer.iteration, final):
                 trainer.write_checkpoint(trainer.config.checkpoint_dir)
                 checkpointed_at = trainer.iteration
             bar.update(_shown(metrics, trainer.history["evaluations"]) if metrics else None)
-            if stop.signum is not None:
+            signum = trainer.ranks.max(stop.signum or 0)
+            if signum:
                 bar.close()
-                raise _interrupted(trainer, stop.signum, checkpointed_at)
+                raise _interrupted(trainer, signum, checkpointed_at)
     bar.close()
     trainer.check_finite()
     return trainer.history
@@ -89,7 +95,7 @@ def _interrupted(trainer: Trainable, signum: int, checkpointed_at: int) -> Train
     name = type(trainer).__name__
     folder = trainer.config.checkpoint_dir or Path(DEFAULT_INTERRUPT_DIR) / f"{name}-{os.getpid()}"
     if checkpointed_at == trainer.iteration:
-        path = checkpoint_path(folder, trainer.iteration)
+        path = Path(trainer.ranks.broadcast(str(checkpoint_path(folder, trainer.iteration))))
     else:
         path = trainer.write_checkpoint(folder)
     signame = signal.Signals(signum).name

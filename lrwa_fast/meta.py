@@ -35,6 +35,15 @@ BatchNorm (``bn_mode``), when the model is in training mode:
 
 In evaluation mode every pass uses the running statistics and nothing is updated. The model's
 ``.grad`` fields are never touched: gradients come back in :class:`MetaResult`.
+
+Data parallelism (``group``): each rank passes its shard of the acquisition and memory batches and
+gets the gradient of the *global* J over the union of the shards. The inner step uses the globally
+averaged acquisition gradient, through a differentiable all-reduce in ``exact`` mode (so the
+second-order term sees the global inner step); ``finite_difference`` perturbs along the global
+retention gradient; the rank's contribution is then averaged in one all-reduce. This global inner
+step is the default and only form: each rank taking its own inner step (as learn2learn's
+distributed MAML does) optimises the mean of per-shard objectives, which depends on the number of
+processes.
 """
 
 from __future__ import annotations
@@ -47,10 +56,12 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.distributed import ProcessGroup
 from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from . import ops
+from .distributed import DataParallel
 from .phases import phase
 
 MetaMode = Literal["exact", "first_order", "finite_difference"]
@@ -93,15 +104,23 @@ def meta_gradient(
     alignment: bool = True,
     fd_scheme: FDScheme = "central",
     fd_epsilon: float | None = None,
+    group: ProcessGroup | None = None,
+    average: bool = True,
 ) -> MetaResult:
     """Gradient of J(θ) (see the module docstring) w.r.t. every trainable parameter of ``model``.
 
     ``alignment=False`` skips the gradient cosine (a reduction over every parameter), for steps
     whose metrics nobody reads. ``fd_scheme`` and ``fd_epsilon`` apply to ``mode="finite_difference"``.
+    ``group``: the inputs are this rank's shards and the result is the gradient of the global J,
+    identical on every rank, its losses the global ones. ``average=False`` returns this rank's share
+    instead (its mean over the ranks is the global gradient), for a caller that adds terms of its own
+    before one all-reduce; the cosine then pairs the global acquisition gradient with this rank's
+    retention gradient.
     """
     _check_args(mode, bn_mode, inner_lr, retain_weight)
     check_fd_args(fd_scheme, fd_epsilon)
     names, theta = _trainable(model)
+    ranks = DataParallel(group)
 
     def distance(student: Tensor, teacher: Tensor) -> Tensor:
         return ops.kd_loss(student, teacher, kind=loss, temperature=temperature, backend=backend)
@@ -112,23 +131,30 @@ def meta_gradient(
     with phase("acquisition backward"):
         g_acq = gradients(loss_acq, theta, create_graph=exact)
     with phase("inner update"):
-        theta_inner = _inner_step(theta, g_acq, inner_lr, differentiable=exact)
+        g_inner = ranks.average_differentiable(g_acq) if exact else ranks.average(g_acq)
+        theta_inner = _inner_step(theta, g_inner, inner_lr, differentiable=exact)
     if exact:
-        loss_ret, g_ret, outer = _retention_exact(model, names, theta, theta_inner, x_mem, t_mem, bn_mode,
-                                                  distance)
+        with ranks.collective("the second-order backward"):
+            loss_ret, g_ret, outer = _retention_exact(model, names, theta, theta_inner, x_mem, t_mem, bn_mode,
+                                                      distance)
     else:
         loss_ret, g_ret = _retention_first_order(model, theta, theta_inner, x_mem, t_mem, bn_mode, distance)
         outer = g_ret
         if mode == "finite_difference" and inner_lr != 0:
             with phase("finite-difference passes"):
-                hv = _hessian_vector_fd(model, theta, g_acq, g_ret, lambda: distance(model(x_acq), t_acq),
-                                        fd_scheme, fd_epsilon)
+                hv = _hessian_vector_fd(model, theta, g_acq, ranks.average(g_ret),
+                                        lambda: distance(model(x_acq), t_acq), fd_scheme, fd_epsilon)
             outer = torch._foreach_add(g_ret, hv, alpha=-inner_lr)
     with phase("combine + alignment"):
         g_acq = [g.detach() for g in g_acq]
         grads = torch._foreach_add(g_acq, outer, alpha=retain_weight)
-        cosine = ops.grad_cosine(g_acq, g_ret, backend=backend) if alignment else None
-    return MetaResult(dict(zip(names, grads)), loss_acq.detach(), loss_ret.detach(), cosine)
+        g_global = [g.detach() for g in g_inner] if ranks.enabled else g_acq
+        cosine = ops.grad_cosine(g_global, g_ret, backend=backend) if alignment else None
+    logged = [loss_acq.detach(), loss_ret.detach(), *([cosine] if cosine is not None else [])]
+    if average and ranks.enabled:
+        reduced = ranks.average([*grads, *logged])
+        grads, logged = reduced[:len(grads)], reduced[len(grads):]
+    return MetaResult(dict(zip(names, grads)), logged[0], logged[1], logged[2] if cosine is not None else None)
 
 
 Distance = Callable[[Tensor, Tensor], Tensor]

@@ -4,6 +4,13 @@ random streams, a non-finite guard, metrics and, for LRwA, a replay memory; :mod
 Trainers train the modules they are given, in place. The teacher is frozen (eval mode, no
 gradients); the generator is called with ``z`` of shape ``(batch, latent_dim)``; any input
 shape works as long as the teacher and student accept the generator's output.
+
+A trainer built while a ``torch.distributed`` process group is initialised trains data-parallel
+(:mod:`.distributed`): batch sizes and the memory's capacity, batch and insert size are global and
+each rank takes 1/W; each rank keeps its own memory shard; gradients are averaged in the updaters
+and the BatchNorm running statistics at the end of every iteration, so all ranks hold the same
+weights, optimiser states and buffers; checkpoints are written by rank 0 with every rank's memory
+shard and random state gathered into them.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from . import checkpoint as ckpt
 from . import loop
 from .compiling import compile_module
 from .config import DFADConfig, LRwAConfig, from_dict, to_dict, validate
+from .distributed import DataParallel, local_device
 from .generator_objective import GeneratorObjective
 from .guard import NonFiniteGuard
 from .loop import Evaluate, TrainingInterrupted
@@ -36,7 +44,9 @@ __all__ = ["DFADTrainer", "LRwATrainer", "TrainingInterrupted", "trainer_class"]
 
 # Config fields that may change when resuming: they do not change what is computed.
 RESUMABLE_CHANGES = frozenset({"checkpoint_dir", "checkpoint_every", "keep_checkpoints", "log_every", "device",
-                               "memory_backend", "nonfinite", "compile_student"})
+                               "memory_backend", "nonfinite", "compile_student", "dist_timeout"})
+# Parts whose state differs between data-parallel ranks: a checkpoint holds one state per rank.
+PER_RANK_PARTS = ("memory", "random")
 
 
 class Stateful(Protocol):
@@ -46,9 +56,10 @@ class Stateful(Protocol):
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; anything else as ``torch.device``."""
+    """``"auto"`` → this process's GPU when CUDA is available (its own under torchrun), else the CPU;
+    anything else as ``torch.device``."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return local_device()
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
@@ -119,6 +130,8 @@ class DFADTrainer:
                              f"got {type(self.config).__name__}")
         validate(self.config)
         cfg = self.config
+        self.ranks = DataParallel.current()
+        self.ranks.local_size(cfg.batch_size, "batch_size")
         self.device = resolve_device(cfg.device)
         self.teacher = teacher.to(self.device).eval().requires_grad_(False)
         self.teacher_fingerprint = ckpt.fingerprint(self.teacher)
@@ -132,7 +145,7 @@ class DFADTrainer:
         backend = None if cfg.backend == "auto" else cfg.backend  # None: $LRWA_FAST_BACKEND
         self.kd_loss = KDLoss(cfg.loss, cfg.temperature, backend)
         self.generator_objective = GeneratorObjective(self.teacher, cfg, backend)
-        self.random = RandomStreams(cfg.seed, self.device)
+        self.random = RandomStreams(cfg.seed, self.device, self.ranks)
         self.guard = NonFiniteGuard(cfg.nonfinite, defer=self.device.type == "cuda")
         self.metrics = MetricAccumulator(self.device)
         self.student_updater, self.generator_updater = self._updaters()
@@ -144,7 +157,7 @@ class DFADTrainer:
 
     def _updaters(self) -> tuple[Updater, Updater]:
         cfg, shared = self.config, dict(guard=self.guard, metrics=self.metrics,
-                                        rollback=(self.student, self.generator))
+                                        rollback=(self.student, self.generator), ranks=self.ranks)
         generator_params = [p for p in self.generator.parameters() if p.requires_grad]
         return (Updater("student", self.student_params, cfg.student_optimizer, cfg.iterations,
                         clip=cfg.grad_clip, **shared),
@@ -183,6 +196,9 @@ class DFADTrainer:
             self.generator_step()
         for k in range(cfg.student_steps):
             self.student_step(k)
+        if self.ranks.enabled:
+            with phase("buffer average"):
+                self.ranks.average_buffers_((self.student, self.generator))
         if self.replay is not None:
             self.replay.end_of_iteration(self.iteration, clean=self.guard.skipped == skips_before)
         self.student_updater.advance_schedule()
@@ -237,7 +253,7 @@ class DFADTrainer:
             if self.replay is not None:
                 self.replay.observe(x, t)
             context = StepContext(self.student, self.student_params, self.student_names, self.kd_loss,
-                                  self.iteration, self.metrics_due())
+                                  self.iteration, self.metrics_due(), self.ranks.group)
             return self.update(context, x, t)
 
         return self.student_updater.step(compute, f"iteration {self.iteration}, student step {k}")
@@ -289,11 +305,22 @@ class DFADTrainer:
         finiteness first.
 
         Tensors are the live ones (as ``nn.Module.state_dict``): serialise it, or deep-copy it to
-        keep a snapshot in memory.
+        keep a snapshot in memory. Data-parallel: a collective (call it on every rank); the states of
+        :data:`PER_RANK_PARTS` of every rank are gathered into ``rank_states`` on rank 0, and the
+        other ranks get their local state.
         """
         self.guard.check()
+        state = self._local_state()
+        if self.ranks.enabled:
+            gathered = self.ranks.gather({name: state.pop(name) for name in PER_RANK_PARTS if name in state})
+            if gathered is not None:
+                state["rank_states"] = gathered
+        return state
+
+    def _local_state(self) -> dict[str, Any]:
         return {
             "format_version": ckpt.FORMAT_VERSION, "trainer": type(self).__name__,
+            "world_size": self.ranks.world_size,
             "update_type": type(self.update).__qualname__,
             "device_type": self.device.type, "config": to_dict(self.config),
             "teacher_fingerprint": self.teacher_fingerprint,
@@ -305,6 +332,7 @@ class DFADTrainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; refuses (``CheckpointError``) anything that does not fit."""
+        state = self._local_view(state)
         self._check_compatible(state)
         try:
             for name, part in self.parts().items():
@@ -312,6 +340,17 @@ class DFADTrainer:
         except (KeyError, ValueError) as err:
             raise ckpt.CheckpointError(f"cannot resume: {err}") from err
         self.iteration, self.history = int(state["iteration"]), state["history"]
+
+    def _local_view(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The state with this rank's share of ``rank_states`` in place; refuses another world size."""
+        saved, world = state.get("world_size", 1), self.ranks.world_size
+        if saved != world:
+            raise ckpt.CheckpointError(f"cannot resume: the checkpoint was written by {saved} process(es) and "
+                                       f"this run has {world}; the replay memory and the random streams are "
+                                       f"sharded per process and are not re-sharded (resume with {saved})")
+        if "rank_states" not in state:
+            return state
+        return {**state, **state["rank_states"][self.ranks.rank]}
 
     def _check_compatible(self, state: dict[str, Any]) -> None:
         if state.get("format_version") != ckpt.FORMAT_VERSION:
@@ -343,12 +382,18 @@ class DFADTrainer:
             raise ckpt.CheckpointError("cannot resume from this checkpoint: " + "; ".join(problems))
 
     def write_checkpoint(self, folder: str | Path) -> Path:
-        """Write ``folder/ckpt-<iteration>.pt`` atomically, keeping the newest ``config.keep_checkpoints``."""
-        return ckpt.save_rotating(self.state_dict(), folder, self.iteration, self.config.keep_checkpoints)
+        """Write ``folder/ckpt-<iteration>.pt`` atomically, keeping the newest ``config.keep_checkpoints``
+        (data-parallel: a collective; rank 0 writes, every rank returns its path)."""
+        state = self.state_dict()
+        path = ckpt.save_rotating(state, folder, self.iteration, self.config.keep_checkpoints) \
+            if self.ranks.is_main else None
+        return Path(self.ranks.broadcast(str(path)))
 
     def save(self, path: str | Path) -> Path:
-        """Write the complete state to ``path`` atomically."""
-        return ckpt.atomic_save(self.state_dict(), path)
+        """Write the complete state to ``path`` atomically (data-parallel: as :meth:`write_checkpoint`)."""
+        state = self.state_dict()
+        written = ckpt.atomic_save(state, path) if self.ranks.is_main else None
+        return Path(self.ranks.broadcast(str(written)))
 
     @classmethod
     def load(cls, path: str | Path, teacher: nn.Module, student: nn.Module, generator: nn.Module,
@@ -383,18 +428,24 @@ class LRwATrainer(DFADTrainer):
                  config: LRwAConfig | None = None, *, update: StudentUpdate | None = None) -> None:
         """``update`` replaces the meta update built from the config (the memory stays)."""
         super().__init__(teacher, student, generator, config)
-        cfg = self.config
-        buffer = ReplayBuffer(cfg.memory_capacity, self.sample_shape, self.num_classes,
-                              policy=cfg.memory_policy, device=self.device,
-                              dtype=getattr(torch, cfg.memory_dtype), seed=cfg.seed,
+        cfg, ranks = self.config, self.ranks
+        buffer = ReplayBuffer(ranks.local_size(cfg.memory_capacity, "memory_capacity"), self.sample_shape,
+                              self.num_classes, policy=cfg.memory_policy, device=self.device,
+                              dtype=getattr(torch, cfg.memory_dtype), seed=rank_seed(cfg.seed, ranks.rank),
                               backend=None if cfg.memory_backend == "auto" else cfg.memory_backend)
-        memory = ReplayMemory(buffer, cfg.memory_batch_size, InsertSchedule(
-            cfg.memory_insert_size, cfg.memory_insert_every, cfg.memory_start))
+        memory = ReplayMemory(buffer, ranks.local_size(cfg.memory_batch_size, "memory_batch_size"), InsertSchedule(
+            ranks.local_size(cfg.memory_insert_size, "memory_insert_size"), cfg.memory_insert_every,
+            cfg.memory_start))
         if update is None:
             update = MetaUpdate(memory, mode=cfg.meta_mode, inner_lr=cfg.inner_lr, retain_weight=cfg.retain_weight,
                                 joint_replay=cfg.joint_replay, bn_mode=cfg.bn_mode, fd_scheme=cfg.fd_scheme,
                                 fd_epsilon=cfg.fd_epsilon)
         self.use(update=update, replay=memory)
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The memory seed of ``rank``: ``seed`` itself on rank 0, a distinct Philox key on the others."""
+    return (seed + rank * 0x9E3779B97F4A7C15) % 2**64
 
 
 METHODS: dict[str, type[DFADTrainer]] = {"dfad": DFADTrainer, "lrwa": LRwATrainer}

@@ -1,8 +1,9 @@
 """From gradients to new weights, in one place: non-finite policy (with the BatchNorm rollback of a
-skipped step), gradient clipping, optimiser and learning-rate schedule.
+skipped step), gradient clipping, optimiser and learning-rate schedule, and the data-parallel average.
 
-Every update of a trainer goes through :meth:`Updater.step`, so this is the seam where a gradient
-all-reduce or a gradient scaler belongs.
+Every update of a trainer goes through :meth:`Updater.step`: under data parallelism this is where
+the gradients and logged values are averaged over the ranks, in one all-reduce, so every rank sees
+the same values, takes the same non-finite decision and the same optimiser step.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import OptimizerConfig
+from .distributed import DataParallel
 from .guard import NonFiniteGuard
 from .metrics import MetricAccumulator
 from .optim import build_optimizer
@@ -26,14 +28,16 @@ class Updater:
 
     ``rollback`` lists the modules whose buffers (BatchNorm statistics) an update's computation may
     change; under ``nonfinite="skip"`` they are restored when the update is skipped. Logged values
-    and the gradient norm (as ``grad_norm_<name>``) go to ``metrics``.
+    and the gradient norm (as ``grad_norm_<name>``) go to ``metrics``. ``ranks``: the data-parallel ranks over which
+    gradients and logged values are averaged.
     """
 
     def __init__(self, name: str, params: Sequence[Tensor], optimizer: OptimizerConfig, horizon: int, *,
                  guard: NonFiniteGuard, metrics: MetricAccumulator, clip: float = 0.0,
-                 rollback: Sequence[nn.Module] = ()) -> None:
+                 rollback: Sequence[nn.Module] = (), ranks: DataParallel | None = None) -> None:
         self.name, self.params, self.clip = name, list(params), clip
         self.guard, self.metrics, self.rollback = guard, metrics, list(rollback)
+        self.ranks = ranks if ranks is not None else DataParallel()
         self.optimizer, self.schedule = build_optimizer(self.params, optimizer, horizon)
 
     @property
@@ -53,6 +57,7 @@ class Updater:
     def apply(self, result: UpdateResult, where: str) -> bool:
         """Check finiteness (policy ``nonfinite``), clip, take the optimiser step and log; ``False`` if
         skipped (nothing to roll back here: use :meth:`step` for updates that change buffers)."""
+        result = self._averaged(result)
         grads = result.grads
         with phase("finite check"):
             grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
@@ -67,6 +72,16 @@ class Updater:
             self.optimizer.zero_grad(set_to_none=True)
         self.metrics.add({**result.logged, f"grad_norm_{self.name}": grad_norm})
         return True
+
+    def _averaged(self, result: UpdateResult) -> UpdateResult:
+        """The mean over the ranks of the gradients and logged values (one all-reduce)."""
+        if not self.ranks.enabled:
+            return result
+        names = list(result.logged)
+        with phase("all-reduce"):
+            reduced = self.ranks.average([*result.grads, *(result.logged[k] for k in names)])
+        count = len(result.grads)
+        return UpdateResult(reduced[:count], dict(zip(names, reduced[count:])))
 
     def advance_schedule(self) -> None:
         """One iteration of the learning-rate schedule."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
+from torch.distributed import ProcessGroup
 
 from .. import ops
 
@@ -28,7 +29,9 @@ class StepContext:
     """What a student update may use: the student, its trainable parameters (in order) and the loss.
 
     ``wants_metrics`` says whether this iteration's metrics will be read, so quantities that are only
-    logged (e.g. a gradient cosine) can be skipped otherwise.
+    logged (e.g. a gradient cosine) can be skipped otherwise. ``group`` is the process group of a
+    data-parallel run (``None`` alone): the batches are this rank's shards, and the updater averages
+    the returned gradients and logged values over the ranks.
     """
 
     student: nn.Module
@@ -37,6 +40,7 @@ class StepContext:
     loss: KDLoss
     iteration: int
     wants_metrics: bool
+    group: ProcessGroup | None = None
 
 
 @dataclass

@@ -1,0 +1,184 @@
+"""Running a function on W gloo ranks (spawned processes) for the data-parallel tests, and the
+functions the ranks run. Every run has a deadline; processes still alive then are killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from lrwa_fast import DFADConfig, LRwAConfig, LRwATrainer, meta_gradient
+from lrwa_fast.distributed import init_from_env
+from lrwa_fast.models import Generator, SmallCNN
+from lrwa_fast.trainer import DFADTrainer
+
+SMALL = dict(batch_size=16, latent_dim=8, iterations=40, student_steps=2, device="cpu", seed=3, log_every=1)
+LRWA = dict(SMALL, memory_capacity=24, memory_batch_size=8, memory_insert_size=8)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _entry(fn: Callable[..., Any], rank: int, world: int, port: int, out: str, kwargs: dict[str, Any]) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    result: Any
+    try:
+        init_from_env(timeout_s=kwargs.pop("timeout_s", 30.0))
+        result = {"value": fn(rank, world, Path(out), **kwargs)}
+    except BaseException as err:  # reported to the test, which asserts on it
+        result = {"error": type(err).__name__, "message": str(err), "traceback": traceback.format_exc()}
+    torch.save(result, Path(out) / f"result-{rank}.pt")
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def run_ranks(fn: Callable[..., Any], out: Path, world: int = 2, timeout: float = 60.0,
+              on_start: Callable[[list[mp.Process], Path], None] | None = None, **kwargs: Any) -> list[dict]:
+    """Run ``fn(rank, world, out, **kwargs)`` on ``world`` gloo ranks; each rank's ``{"value": ...}`` or
+    ``{"error": name, "message": ...}`` (``None`` for a rank that wrote nothing). Fails after ``timeout``."""
+    ctx = mp.get_context("spawn")
+    port = free_port()
+    procs = [ctx.Process(target=_entry, args=(fn, r, world, port, str(out), dict(kwargs))) for r in range(world)]
+    for p in procs:
+        p.start()
+    try:
+        if on_start is not None:
+            on_start(procs, out)
+        deadline = time.monotonic() + timeout
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+        hung = [r for r, p in enumerate(procs) if p.is_alive()]
+        assert not hung, f"ranks {hung} still running after {timeout} s"
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
+    files = [out / f"result-{r}.pt" for r in range(world)]
+    return [torch.load(f, weights_only=False) if f.exists() else None for f in files]
+
+
+def values(results: list[dict]) -> list[Any]:
+    """The ranks' return values; fails with the first rank's traceback if one raised."""
+    for r, res in enumerate(results):
+        assert res is not None and "value" in res, f"rank {r}: {res and res.get('traceback')}"
+    return [res["value"] for res in results]
+
+
+# ----------------------------------------------------------------- models
+
+
+def bn_models(seed: int = 0, student_seed: int = 1) -> tuple[nn.Module, nn.Module, nn.Module]:
+    torch.manual_seed(seed)
+    teacher = SmallCNN(10, 1, width=8)
+    torch.manual_seed(student_seed)
+    return teacher, SmallCNN(10, 1, width=4), Generator(8, channels=1, img_size=8, ngf=8)
+
+
+def bn_free_models(seed: int = 0, dtype: torch.dtype = torch.float32) -> tuple[nn.Module, nn.Module, nn.Module]:
+    torch.manual_seed(seed)
+    teacher = SmallCNN(10, 1, width=8, batch_norm=False)
+    torch.manual_seed(seed + 1)
+    student = SmallCNN(10, 1, width=4, batch_norm=False)
+    generator = nn.Sequential(nn.Linear(8, 32), nn.Tanh(), nn.Linear(32, 64), nn.Unflatten(1, (1, 8, 8)))
+    return teacher.to(dtype), student.to(dtype), generator.to(dtype)
+
+
+def training_state(trainer: DFADTrainer) -> dict[str, Any]:
+    """What must agree between ranks: weights, buffers, optimiser states."""
+    return {"student": {k: v.clone() for k, v in trainer.student.state_dict().items()},
+            "generator": {k: v.clone() for k, v in trainer.generator.state_dict().items()},
+            "student_optimizer": trainer.student_updater.optimizer.state_dict(),
+            "generator_optimizer": trainer.generator_updater.optimizer.state_dict()}
+
+
+# ----------------------------------------------------------------- what the ranks run
+
+
+def train_lrwa(rank: int, world: int, out: Path, iterations: int, mode: str = "exact",
+               **overrides: Any) -> dict[str, Any]:
+    trainer = LRwATrainer(*bn_models(), LRwAConfig(**{**LRWA, **overrides}, meta_mode=mode))
+    trainer.train(iterations, progress=False)
+    return {**training_state(trainer), "latent": trainer.random.latent(16, 8), "memory": len(trainer.memory),
+            "metrics": trainer.history["metrics"][-1]}
+
+
+def train_dfad_bn_free(rank: int, world: int, out: Path, iterations: int) -> dict[str, Any]:
+    trainer = DFADTrainer(*bn_free_models(), DFADConfig(**SMALL))
+    trainer.train(iterations, progress=False)
+    return training_state(trainer)
+
+
+def meta_gradient_on_shards(rank: int, world: int, out: Path, mode: str, seed: int) -> dict[str, Any]:
+    model, x_acq, t_acq, x_mem, t_mem = meta_problem(seed)
+    n_acq, n_mem = x_acq.shape[0] // world, x_mem.shape[0] // world
+    shard = slice(rank * n_acq, (rank + 1) * n_acq), slice(rank * n_mem, (rank + 1) * n_mem)
+    res = meta_gradient(model, x_acq[shard[0]], t_acq[shard[0]], x_mem[shard[1]], t_mem[shard[1]], inner_lr=0.3,
+                        mode=mode, loss="kl", temperature=2.0, retain_weight=0.7, group=dist.group.WORLD)
+    return {"grads": res.grads, "loss_acq": res.loss_acq, "loss_ret": res.loss_ret}
+
+
+def meta_problem(seed: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A BatchNorm-free float64 model and batches (acquisition 10, memory 6), drawn from ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).double()
+    def draw(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen, dtype=torch.float64)
+
+    return model, draw(10, 5), draw(10, 3), draw(6, 5), draw(6, 3)
+
+
+def checkpoint_then_resume(rank: int, world: int, out: Path, phase: str) -> dict[str, Any]:
+    """``"first"``: 3 iterations, checkpoint, 3 more; ``"resume"``: load that checkpoint, 3 more."""
+    folder = out / "ckpt"
+    if phase == "first":
+        trainer = LRwATrainer(*bn_models(), LRwAConfig(**LRWA))
+        trainer.train(3, progress=False)
+        path = trainer.write_checkpoint(folder)
+        trainer.train(3, progress=False)
+        return {"path": str(path), **training_state(trainer)}
+    trainer = LRwATrainer.load(folder / "ckpt-00000003.pt", *bn_models(student_seed=5))  # other initial weights
+    trainer.train(3, progress=False)
+    return training_state(trainer)
+
+
+def train_until_signalled(rank: int, world: int, out: Path) -> dict[str, Any]:
+    """Train with checkpoints until a signal stops the run; say when training has started."""
+    cfg = LRwAConfig(**{**LRWA, "iterations": 100000}, checkpoint_dir=str(out / "ckpt"), checkpoint_every=0,
+                     meta_mode="first_order")
+    trainer = LRwATrainer(*bn_models(), cfg)
+    trainer.train(2, progress=False)
+    (out / f"started-{rank}").touch()
+    trainer.train(100000 - 2, progress=False)
+    return {"iteration": trainer.iteration}
+
+
+def signal_rank_one(sig: int) -> Callable[[list[mp.Process], Path], None]:
+    """Send ``sig`` to rank 1 once both ranks are training."""
+    def send(procs: list[mp.Process], out: Path) -> None:
+        deadline = time.monotonic() + 45
+        while not all((out / f"started-{r}").exists() for r in range(len(procs))):
+            assert time.monotonic() < deadline, "the ranks never started training"
+            time.sleep(0.05)
+        os.kill(procs[1].pid, sig)
+    return send
+
+
+def kill_rank_one(procs: list[mp.Process], out: Path) -> None:
+    signal_rank_one(signal.SIGKILL)(procs, out)
