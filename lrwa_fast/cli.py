@@ -1,4 +1,8 @@
-"""Command line: ``lrwa-fast demo | distill | bench | profile`` (also ``python -m lrwa_fast``)."""
+"""Command line: ``lrwa-fast demo | distill | bench | profile`` (also ``python -m lrwa_fast``).
+
+``demo`` and ``distill`` train data-parallel when launched with torchrun (one process per GPU):
+``torchrun --nproc_per_node=8 -m lrwa_fast distill --config run.yaml``.
+"""
 
 from __future__ import annotations
 
@@ -101,6 +105,7 @@ def _write_json(path: Path, data: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     import yaml
 
+    from .distributed import PeerFailure
     from .guard import NonFiniteError
     from .trainer import TrainingInterrupted
 
@@ -111,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as err:
         print(f"lrwa-fast: {err}", file=sys.stderr)
         return 128 + err.signum
+    except PeerFailure as err:
+        print(f"lrwa-fast: error: {err}", file=sys.stderr)
+        return 1
     except (ValueError, NonFiniteError, OSError, yaml.YAMLError) as err:
         print(f"lrwa-fast: error: {err}", file=sys.stderr)
         return 2
@@ -118,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import DemoSettings, TeacherSettings, apply_overrides, format_table, run_demo
+    from .distributed import DataParallel, init_from_env
 
+    init_from_env()
     settings = DemoSettings(seeds=args.seeds)
     if args.fast:
         settings = DemoSettings(iterations=6, eval_every=2, seeds=args.seeds,
@@ -130,18 +140,24 @@ def _demo(args: argparse.Namespace) -> int:
     apply_overrides(settings, args.overrides)
     report = run_demo(settings, Path(args.out), Path(args.cache_dir), progress=not args.quiet,
                       resume=args.resume, jobs=args.jobs)
+    if not DataParallel.current().is_main:
+        return 0
     print(format_table(report))
     print(f"\nwrote {Path(args.out) / 'report.json'} and {Path(args.out) / 'accuracy.png'}")
     return 0
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config import DFADConfig, load_config
     from .distill import DistillConfig, run_distill
+    from .distributed import init_from_env
 
     spec = load_config(DistillConfig, args.config, args.overrides)
+    if init_from_env(float(spec.trainer.get("dist_timeout", DFADConfig.dist_timeout))):
+        print(f"rank {os.environ.get('RANK')} of {os.environ.get('WORLD_SIZE')} started", file=sys.stderr)
     summary = run_distill(spec, progress=not args.quiet, resume=args.resume)
-    print(summary)
+    if summary:
+        print(summary)
     return 0
 
 

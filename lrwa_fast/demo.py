@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from .checkpoint import atomic_save, atomic_write, atomic_write_text, latest_checkpoint
 from .config import DFADConfig, GeneratorLossWeights, LRwAConfig, OptimizerConfig, from_dict, to_dict
+from .distributed import DataParallel
 from .metrics import accuracy, accuracy_evaluator, curve_statistics
 from .models import Generator, build_model
 from .trainer import DFADTrainer, trainer_class
@@ -177,13 +178,15 @@ def _run_job(job: tuple[str, int, DemoSettings, Path, Path, bool]) -> dict[str, 
     method, seed, settings, out_dir, cache_dir, progress = job
     name = f"{method}-seed{seed}".replace(" ", "_").replace(",", "").replace("/", "_")
     result_path = out_dir / "runs" / f"{name}.json"
-    if result_path.exists():
+    ranks = DataParallel.current()
+    if ranks.broadcast(result_path.exists()):  # rank 0 decides: it alone writes the results
         return json.loads(result_path.read_text(encoding="utf-8"))
     data = load_digits_split()
     teacher, _ = train_teacher(data, settings.teacher, cache_dir, torch.device("cpu"))
     result = distill_once(method, settings.methods[method], teacher, data, settings, seed, progress,
                           run_dir=out_dir / "checkpoints" / name)
-    atomic_write_text(json.dumps(result), result_path)
+    if ranks.is_main:
+        atomic_write_text(json.dumps(result), result_path)
     return result
 
 
@@ -198,16 +201,21 @@ def run_demo(settings: DemoSettings, out_dir: Path, cache_dir: Path, progress: b
 
     Finished runs are kept in ``out_dir/runs`` and unfinished ones checkpoint in
     ``out_dir/checkpoints``; ``resume=True`` reuses both, otherwise they are cleared first.
-    ``jobs > 1`` runs that many processes with one thread each.
+    ``jobs > 1`` runs that many processes with one thread each. Under torchrun every run is
+    data-parallel over the ranks and rank 0 alone writes files.
     """
     if min(settings.iterations, settings.eval_every, settings.seeds) < 1:
         raise ValueError(f"iterations, eval_every and seeds must be >= 1, got {settings.iterations}, "
                          f"{settings.eval_every} and {settings.seeds}")
-    if not resume:
-        for folder in ("runs", "checkpoints"):
-            shutil.rmtree(out_dir / folder, ignore_errors=True)
-    data = load_digits_split()
-    _, teacher_acc = train_teacher(data, settings.teacher, cache_dir, torch.device("cpu"))
+    ranks = DataParallel.current()
+    if jobs > 1 and ranks.enabled:
+        raise ValueError("--jobs > 1 runs separate processes and cannot be combined with torchrun")
+    with ranks.main_first("training the demo's teacher"):
+        if not resume and ranks.is_main:
+            for folder in ("runs", "checkpoints"):
+                shutil.rmtree(out_dir / folder, ignore_errors=True)
+        data = load_digits_split()
+        _, teacher_acc = train_teacher(data, settings.teacher, cache_dir, torch.device("cpu"))
     work = [(m, s, settings, out_dir, cache_dir, progress and jobs == 1)
             for s in range(settings.seeds) for m in settings.methods]
     if jobs > 1:
@@ -226,6 +234,8 @@ def run_demo(settings: DemoSettings, out_dir: Path, cache_dir: Path, progress: b
               "student_arch": STUDENT_ARCH, "stats_from_fraction": STATS_FROM,
               "torch": torch.__version__, "threads": torch.get_num_threads(), "jobs": jobs,
               "runs": runs, "summary": summarize(runs)}
+    if not ranks.is_main:
+        return report
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(json.dumps(report, indent=2), out_dir / "report.json")
     plot_curves(runs, out_dir / "accuracy.png")

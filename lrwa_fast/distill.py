@@ -96,10 +96,13 @@ def build_trainer(spec: DistillConfig, resume: str | None = None) -> DFADTrainer
 
 
 def run_distill(spec: DistillConfig, progress: bool = True, resume: str | None = None) -> str:
-    """Train, save the student, generator and history into ``output_dir``; return a summary line."""
+    """Train, save the student, generator and history into ``output_dir``; return a summary line
+    (data-parallel: rank 0 writes and summarises, the other ranks return ``""``)."""
     trainer = build_trainer(spec, resume)
     evaluate = _evaluator(spec.eval_data) if spec.eval_data else None
     history = trainer.train(evaluate=evaluate, eval_every=spec.eval_every, progress=progress)
+    if not trainer.ranks.is_main:
+        return ""
     out = Path(spec.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(trainer.student.state_dict(), out / "student.pt")

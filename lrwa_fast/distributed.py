@@ -6,8 +6,8 @@ does not work with ``torch.autograd.grad`` nor double backward). Batch sizes sta
 of the W ranks takes 1/W; gradients are averaged with one all-reduce (SUM, then divide: ``AVG`` is
 NCCL-only) so every rank takes the same step. With one process every method here is a no-op.
 
-The CLI initialises the group from torchrun's environment (:func:`init_from_env`): NCCL on CUDA,
-one GPU per process (``LOCAL_RANK``), gloo on the CPU.
+The CLI initialises the group from torchrun's environment (:func:`init_from_env`): NCCL for CUDA
+tensors, one GPU per process (``LOCAL_RANK``), gloo for CPU tensors.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def init_from_env(timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
     backend = "gloo"
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        backend = "nccl"
+        backend = "cpu:gloo,cuda:nccl"  # a run on device="cpu" still works on a GPU machine
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     return True
 
@@ -161,6 +161,15 @@ class DataParallel:
         if self.enabled:
             with self.collective(what):
                 dist.barrier(group=self.group)
+
+    @contextmanager
+    def main_first(self, what: str) -> Iterator[None]:
+        """Rank 0 runs the block first (e.g. to fill a cache), the other ranks after it."""
+        if not self.is_main:
+            self.barrier(what)
+        yield
+        if self.is_main:
+            self.barrier(what)
 
 
 def to_cpu(obj: Any) -> Any:

@@ -81,6 +81,7 @@ def train(trainer: Trainable, iterations: int | None = None, evaluate: Evaluate 
                 raise _interrupted(trainer, signum, checkpointed_at)
     bar.close()
     trainer.check_finite()
+    trainer.history["evaluations"] = trainer.ranks.broadcast(trainer.history["evaluations"])  # rank 0's
     return trainer.history
 
 

@@ -3,7 +3,11 @@ the same DFAD trajectory, the global meta-gradient, checkpoints, signals and a d
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import subprocess
+import sys
 
 import distributed_workers as w
 import pytest
@@ -110,3 +114,21 @@ def test_a_killed_rank_makes_the_other_exit_with_a_clear_error(tmp_path):
 def test_batch_sizes_not_divisible_by_the_world_are_refused(tmp_path):
     results = w.run_ranks(w.train_lrwa, tmp_path, iterations=1, mode="exact", batch_size=15)
     assert all(r["error"] == "ValueError" and "batch_size=15 is global" in r["message"] for r in results)
+
+
+def test_the_demo_runs_under_torchrun_and_rank_zero_writes_the_report(tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+               "lrwa_fast", "demo", "--fast", "--quiet", "--out", str(tmp_path / "out"),
+               "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [r["method"] for r in report["runs"]] == ["LRwA", "DFAD"]
+    assert output.count("| LRwA |") == 1  # printed by rank 0 only
