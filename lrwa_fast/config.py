@@ -22,6 +22,7 @@ from .losses import LOSS_KINDS
 from .memory import POLICIES
 from .memory import backends as memory_backends
 from .meta import BN_MODES, FD_SCHEMES, check_fd_args
+from .precision import PRECISIONS
 from .updates.meta import UPDATE_MODES
 
 
@@ -76,6 +77,8 @@ class DFADConfig:
     backend: str = "auto"  # fused kernels: "auto" | "torch" | "triton" (env LRWA_FAST_BACKEND)
     compile_student: bool = False  # torch.compile the student in place (not with meta_mode="exact")
     dist_timeout: float = 600.0  # seconds a collective waits for the other ranks (torchrun runs) before failing
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast forwards, fp32 weights) | "fp16" (also loss scaling)
+    channels_last: bool = False  # convolutional teacher, student and generator in channels-last memory format
 
 
 @dataclass
@@ -199,6 +202,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "meta_mode": UPDATE_MODES,
     "bn_mode": BN_MODES,
     "fd_scheme": FD_SCHEMES,
+    "precision": PRECISIONS,
 }
 _POSITIVE = ("batch_size", "latent_dim", "iterations", "student_steps", "log_every", "keep_checkpoints",
              "memory_capacity", "memory_batch_size", "memory_insert_size", "memory_insert_every",

@@ -22,8 +22,8 @@ class GeneratorObjective:
         w = self.weights
         with self.probe.active():
             x = generator(z)
-            t = self.teacher(x)
-        loss = x.new_zeros(())
+            t = self.teacher(x).float()  # fp32 for the loss terms under mixed precision
+        loss = t.new_zeros(())
         if w.adversarial:
             discrepancy = ops.kd_loss(student(x), t, kind=self.kind, temperature=self.temperature,
                                       backend=self.backend)

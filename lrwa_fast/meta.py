@@ -17,8 +17,9 @@ at perturbed weights instead of a double backward (as DARTS does):
   (it reuses the gradient at θ).
 
 The step ε‖v‖ = c·(1 + ‖θ‖) balances truncation against rounding: c = u^(1/3) (central) or
-u^(1/2) (one-sided) for the unit roundoff u of θ's dtype (about 6e-6 / 1.5e-8 in float64,
-4.9e-3 / 3.5e-4 in float32); ``fd_epsilon`` overrides ε itself. The extra passes normalise with
+u^(1/2) (one-sided) for the unit roundoff u of the dtype the forwards run in (θ's, or autocast's
+under mixed precision; about 6e-6 / 1.5e-8 in float64, 4.9e-3 / 3.5e-4 in float32);
+``fd_epsilon`` overrides ε itself. The extra passes normalise with
 batch statistics as the acquisition pass does and never update running statistics; nothing is
 kept for a double backward, so this mode also runs with a compiled student. Unlike the authors'
 released code (``higher`` with ``copy_initial_weights=True``), θ' here is a differentiable
@@ -63,6 +64,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from . import ops
 from .distributed import DataParallel
 from .phases import phase
+from .precision import compute_dtype
 
 MetaMode = Literal["exact", "first_order", "finite_difference"]
 BNMode = Literal["acquire", "all", "retain_eval"]
@@ -106,6 +108,7 @@ def meta_gradient(
     fd_epsilon: float | None = None,
     group: ProcessGroup | None = None,
     average: bool = True,
+    loss_scale: Tensor | None = None,
 ) -> MetaResult:
     """Gradient of J(θ) (see the module docstring) w.r.t. every trainable parameter of ``model``.
 
@@ -115,7 +118,8 @@ def meta_gradient(
     identical on every rank, its losses the global ones. ``average=False`` returns this rank's share
     instead (its mean over the ranks is the global gradient), for a caller that adds terms of its own
     before one all-reduce; the cosine then pairs the global acquisition gradient with this rank's
-    retention gradient.
+    retention gradient. ``loss_scale`` (fp16): every backward runs on the scaled losses and the
+    gradients come back multiplied by it (the losses and the cosine do not).
     """
     _check_args(mode, bn_mode, inner_lr, retain_weight)
     check_fd_args(fd_scheme, fd_epsilon)
@@ -125,25 +129,34 @@ def meta_gradient(
     def distance(student: Tensor, teacher: Tensor) -> Tensor:
         return ops.kd_loss(student, teacher, kind=loss, temperature=temperature, backend=backend)
 
+    def scaled(value: Tensor) -> Tensor:
+        return value if loss_scale is None else value * loss_scale
+
     exact = mode == "exact"
     with phase("acquisition forward"):
         loss_acq = distance(model(x_acq), t_acq)
     with phase("acquisition backward"):
-        g_acq = gradients(loss_acq, theta, create_graph=exact)
+        g_acq = gradients(scaled(loss_acq), theta, create_graph=exact)
     with phase("inner update"):
         g_inner = ranks.average_differentiable(g_acq) if exact else ranks.average(g_acq)
+        if loss_scale is not None:
+            g_inner = torch._foreach_div(g_inner, loss_scale)
         theta_inner = _inner_step(theta, g_inner, inner_lr, differentiable=exact)
     if exact:
         with ranks.collective("the second-order backward"):
             loss_ret, g_ret, outer = _retention_exact(model, names, theta, theta_inner, x_mem, t_mem, bn_mode,
-                                                      distance)
+                                                      distance, scaled)
     else:
-        loss_ret, g_ret = _retention_first_order(model, theta, theta_inner, x_mem, t_mem, bn_mode, distance)
+        loss_ret, g_ret = _retention_first_order(model, theta, theta_inner, x_mem, t_mem, bn_mode, distance,
+                                                 scaled)
         outer = g_ret
         if mode == "finite_difference" and inner_lr != 0:
+            direction = ranks.average(g_ret)  # v = ∇L_ret(θ'), global and unscaled
+            if loss_scale is not None:
+                direction = torch._foreach_div(direction, loss_scale)
             with phase("finite-difference passes"):
-                hv = _hessian_vector_fd(model, theta, g_acq, ranks.average(g_ret),
-                                        lambda: distance(model(x_acq), t_acq), fd_scheme, fd_epsilon)
+                hv = _hessian_vector_fd(model, theta, g_acq, direction,
+                                        lambda: scaled(distance(model(x_acq), t_acq)), fd_scheme, fd_epsilon)
             outer = torch._foreach_add(g_ret, hv, alpha=-inner_lr)
     with phase("combine + alignment"):
         g_acq = [g.detach() for g in g_acq]
@@ -158,46 +171,54 @@ def meta_gradient(
 
 
 Distance = Callable[[Tensor, Tensor], Tensor]
+Scale = Callable[[Tensor], Tensor]
 
 
 def _retention_exact(model: nn.Module, names: list[str], theta: list[Tensor], theta_inner: list[Tensor],
-                     x_mem: Tensor, t_mem: Tensor, bn_mode: str,
-                     distance: Distance) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+                     x_mem: Tensor, t_mem: Tensor, bn_mode: str, distance: Distance,
+                     scaled: Scale) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """L_ret(θ'), ∇L_ret at θ', and its pull-back (I − αH)∇L_ret to θ through the inner step."""
     with phase("retention forward"), _retention_context(model, bn_mode):
         loss_ret = distance(forward_for_pass(model, dict(zip(names, theta_inner)), x_mem, bn_mode), t_mem)
     with phase("retention backward"):
-        g_ret = gradients(loss_ret, theta_inner)
+        g_ret = gradients(scaled(loss_ret), theta_inner)
     with phase("second-order backward"):
         second = torch.autograd.grad(theta_inner, theta, g_ret, allow_unused=True)
     return loss_ret, g_ret, _zeros_for_unused(second, theta)
 
 
 def _retention_first_order(model: nn.Module, theta: list[Tensor], theta_inner: list[Tensor], x_mem: Tensor,
-                           t_mem: Tensor, bn_mode: str, distance: Distance) -> tuple[Tensor, list[Tensor]]:
+                           t_mem: Tensor, bn_mode: str, distance: Distance,
+                           scaled: Scale) -> tuple[Tensor, list[Tensor]]:
     """L_ret and its gradient at the constant θ', evaluated by the model itself with its parameters
     holding θ' for the duration (cheaper than a functional call on small models)."""
     with _holding(model, theta, theta_inner, keep_buffers=bn_mode != "all"), _retention_context(model, bn_mode):
         with phase("retention forward"):
             loss_ret = distance(model(x_mem), t_mem)
         with phase("retention backward"):
-            g_ret = gradients(loss_ret, theta)
+            g_ret = gradients(scaled(loss_ret), theta)
     return loss_ret, g_ret
 
 
 @contextmanager
 def _holding(model: nn.Module, params: list[Tensor], values: list[Tensor], *, keep_buffers: bool) -> Iterator[None]:
-    """Let ``params`` hold ``values`` (no copy) and, with ``keep_buffers``, undo buffer updates on exit."""
+    """Let ``params`` hold ``values`` (no copy) and, with ``keep_buffers``, undo buffer updates on exit.
+
+    Autocast keeps low-precision copies of leaf parameters for the duration of its context; they
+    are dropped on entry and exit, or a forward inside would run on the old values.
+    """
     saved = [p.data for p in params]
     buffers = list(model.buffers())
     kept = [b.clone() for b in buffers] if keep_buffers and model.training else []
     for p, v in zip(params, values):
         p.data = v
+    torch.clear_autocast_cache()
     try:
         yield
     finally:
         for p, v in zip(params, saved):
             p.data = v
+        torch.clear_autocast_cache()
         for b, k in zip(buffers, kept):
             b.copy_(k)
 
@@ -211,7 +232,7 @@ def _hessian_vector_fd(model: nn.Module, theta: list[Tensor], g_acq: list[Tensor
     with torch.no_grad():
         v_norm = _global_norm(v)
         if epsilon is None:
-            unit = torch.finfo(theta[0].dtype).eps
+            unit = torch.finfo(compute_dtype(theta[0])).eps  # the autocast dtype under mixed precision
             radius = unit ** (1 / 3 if central else 1 / 2) * (1 + _global_norm(theta))
         else:
             radius = epsilon * v_norm

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
 from . import dispatch
 from .alignment import Alignment, check_alignment_args, cosine, per_tensor_reference, totals
 from .losses import LossKind, Reduction, check_kd_args, kd_loss_reference
+
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def kd_loss(
@@ -26,11 +29,17 @@ def kd_loss(
     reduction: Reduction = "mean",
     backend: str | None = None,
 ) -> Tensor:
-    """KD loss ``kind`` between ``(rows, classes)`` logits, reduced over rows (differentiable twice)."""
+    """KD loss ``kind`` between ``(rows, classes)`` logits, reduced over rows (differentiable twice).
+
+    Half-precision logits (mixed precision) are read as they are by the kernels, which accumulate in
+    fp32, and upcast to fp32 on the reference path: the loss is fp32 either way.
+    """
     check_kd_args(student_logits, teacher_logits, kind, temperature, reduction)
     if dispatch.resolve((student_logits, teacher_logits), backend) == "triton":
         return dispatch.kernels().kd_loss.kd_loss_triton(student_logits, teacher_logits, kind, temperature,
                                                           reduction)
+    student_logits, teacher_logits = (t.float() if t.dtype in HALF_DTYPES else t
+                                      for t in (student_logits, teacher_logits))
     return kd_loss_reference(student_logits, teacher_logits, kind=kind, temperature=temperature,
                              reduction=reduction)
 

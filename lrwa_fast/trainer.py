@@ -35,10 +35,11 @@ from .memory import ReplayBuffer
 from .meta import gradients
 from .metrics import MetricAccumulator
 from .phases import phase
+from .precision import autocast
 from .randomness import RandomStreams
 from .replay import InsertSchedule, ReplayMemory
 from .updater import Updater
-from .updates import KDLoss, KDUpdate, MetaUpdate, StepContext, StudentUpdate, UpdateResult
+from .updates import KDLoss, KDUpdate, MetaUpdate, StepContext, StudentUpdate, UpdateResult, scaled
 
 __all__ = ["DFADTrainer", "LRwATrainer", "TrainingInterrupted", "trainer_class"]
 
@@ -133,10 +134,11 @@ class DFADTrainer:
         self.ranks = DataParallel.current()
         self.ranks.local_size(cfg.batch_size, "batch_size")
         self.device = resolve_device(cfg.device)
-        self.teacher = teacher.to(self.device).eval().requires_grad_(False)
+        memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
+        self.teacher = teacher.to(self.device, memory_format=memory_format).eval().requires_grad_(False)
         self.teacher_fingerprint = ckpt.fingerprint(self.teacher)
-        self.student = student.to(self.device)
-        self.generator = generator.to(self.device)
+        self.student = student.to(self.device, memory_format=memory_format)
+        self.generator = generator.to(self.device, memory_format=memory_format)
         self.sample_shape, self.num_classes = probe_models(self.teacher, self.student, self.generator,
                                                            cfg.latent_dim, self.device)
         self.student_compiled = cfg.compile_student and compile_module(self.student, self.device)
@@ -156,8 +158,9 @@ class DFADTrainer:
         self.history: dict[str, list[dict[str, float]]] = {"metrics": [], "evaluations": []}
 
     def _updaters(self) -> tuple[Updater, Updater]:
-        cfg, shared = self.config, dict(guard=self.guard, metrics=self.metrics,
-                                        rollback=(self.student, self.generator), ranks=self.ranks)
+        cfg, shared = self.config, dict(guard=self.guard, metrics=self.metrics, ranks=self.ranks,
+                                        rollback=(self.student, self.generator),
+                                        loss_scaling=self.config.precision == "fp16")
         generator_params = [p for p in self.generator.parameters() if p.requires_grad]
         return (Updater("student", self.student_params, cfg.student_optimizer, cfg.iterations,
                         clip=cfg.grad_clip, **shared),
@@ -219,6 +222,8 @@ class DFADTrainer:
 
     def _host_metrics(self) -> dict[str, float]:
         extra = self.replay.metrics() if self.replay is not None else {}
+        if self.config.precision == "fp16":
+            extra["scaler_skips"] = self.student_updater.scaler.skips + self.generator_updater.scaler.skips
         return {"lr": self.student_updater.lr, "skipped_steps": self.guard.skipped, **extra}
 
     def fresh_batch(self) -> tuple[Tensor, Tensor]:
@@ -238,10 +243,11 @@ class DFADTrainer:
         cfg = self.config
 
         def compute() -> UpdateResult:
-            with phase("generator step"):
+            with phase("generator step"), autocast(cfg.precision, self.device):
                 z = self.random.latent(cfg.batch_size, cfg.latent_dim)
                 loss = self.generator_objective(self.generator, self.student, z)
-                return UpdateResult(gradients(loss, self.generator_updater.params), {"loss_generator": loss})
+                grads = gradients(scaled(loss, self.generator_updater.loss_scale), self.generator_updater.params)
+                return UpdateResult(grads, {"loss_generator": loss})
 
         return self.generator_updater.step(compute, f"iteration {self.iteration}, generator step")
 
@@ -249,12 +255,14 @@ class DFADTrainer:
         """Student update ``k`` of the iteration on a fresh batch; ``False`` when skipped."""
 
         def compute() -> UpdateResult:
-            x, t = self.fresh_batch()
-            if self.replay is not None:
-                self.replay.observe(x, t)
-            context = StepContext(self.student, self.student_params, self.student_names, self.kd_loss,
-                                  self.iteration, self.metrics_due(), self.ranks.group)
-            return self.update(context, x, t)
+            with autocast(self.config.precision, self.device):
+                x, t = self.fresh_batch()
+                if self.replay is not None:
+                    self.replay.observe(x, t)
+                context = StepContext(self.student, self.student_params, self.student_names, self.kd_loss,
+                                      self.iteration, self.metrics_due(), self.ranks.group,
+                                      self.student_updater.loss_scale)
+                return self.update(context, x, t)
 
         return self.student_updater.step(compute, f"iteration {self.iteration}, student step {k}")
 

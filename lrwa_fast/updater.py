@@ -20,6 +20,7 @@ from .guard import NonFiniteGuard
 from .metrics import MetricAccumulator
 from .optim import build_optimizer
 from .phases import phase
+from .precision import LossScaler
 from .updates import UpdateResult
 
 
@@ -28,17 +29,27 @@ class Updater:
 
     ``rollback`` lists the modules whose buffers (BatchNorm statistics) an update's computation may
     change; under ``nonfinite="skip"`` they are restored when the update is skipped. Logged values
-    and the gradient norm (as ``grad_norm_<name>``) go to ``metrics``. ``ranks``: the data-parallel ranks over which
-    gradients and logged values are averaged.
+    and the gradient norm (as ``grad_norm_<name>``) go to ``metrics``. ``ranks``: the data-parallel
+    ranks over which gradients and logged values are averaged. ``loss_scaling`` (fp16):
+    :attr:`loss_scale` is the factor losses are multiplied by before their backward; the gradients
+    are unscaled here, and an overflow skips the step (counted by the scaler) instead of meeting the
+    non-finite policy (until the scale has fallen to 1: a step still non-finite then meets the policy).
     """
 
     def __init__(self, name: str, params: Sequence[Tensor], optimizer: OptimizerConfig, horizon: int, *,
                  guard: NonFiniteGuard, metrics: MetricAccumulator, clip: float = 0.0,
-                 rollback: Sequence[nn.Module] = (), ranks: DataParallel | None = None) -> None:
+                 rollback: Sequence[nn.Module] = (), ranks: DataParallel | None = None,
+                 loss_scaling: bool = False) -> None:
         self.name, self.params, self.clip = name, list(params), clip
         self.guard, self.metrics, self.rollback = guard, metrics, list(rollback)
         self.ranks = ranks if ranks is not None else DataParallel()
         self.optimizer, self.schedule = build_optimizer(self.params, optimizer, horizon)
+        self.scaler = LossScaler(loss_scaling, self.params[0].device)
+
+    @property
+    def loss_scale(self) -> Tensor | None:
+        """The factor for losses before their backward (``None`` without loss scaling)."""
+        return self.scaler.scale if self.scaler.enabled else None
 
     @property
     def lr(self) -> float:
@@ -58,11 +69,14 @@ class Updater:
         """Check finiteness (policy ``nonfinite``), clip, take the optimiser step and log; ``False`` if
         skipped (nothing to roll back here: use :meth:`step` for updates that change buffers)."""
         result = self._averaged(result)
-        grads = result.grads
+        grads = self.scaler.unscale(result.grads)
         with phase("finite check"):
             grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+            if self.scaler.overflowed(result.logged, grad_norm):
+                return False
             if not self.guard.allows(result.logged, grad_norm, where):
                 return False
+            self.scaler.update(overflow=False)
         with phase("optimizer"):
             if self.clip > 0:  # as clip_grad_norm_, reusing the norm computed above
                 torch._foreach_mul_(grads, (self.clip / (grad_norm + 1e-6)).clamp(max=1.0))
@@ -94,8 +108,11 @@ class Updater:
         return [(b, b.clone()) for m in self.rollback for b in m.buffers()]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict()}
+        return {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+        self.scaler.load_state_dict(state["scaler"])
+

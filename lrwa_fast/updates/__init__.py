@@ -4,8 +4,9 @@ The trainer calls an update once per student step; the :class:`~lrwa_fast.update
 turns the gradients into new weights. Write your own by following :class:`StudentUpdate`.
 """
 
-from .base import KDLoss, StepContext, StudentUpdate, UpdateResult
+from .base import KDLoss, StepContext, StudentUpdate, UpdateResult, scaled
 from .kd import KDUpdate, kd_gradients
 from .meta import MetaUpdate
 
-__all__ = ["KDLoss", "KDUpdate", "MetaUpdate", "StepContext", "StudentUpdate", "UpdateResult", "kd_gradients"]
+__all__ = ["KDLoss", "KDUpdate", "MetaUpdate", "StepContext", "StudentUpdate", "UpdateResult", "kd_gradients",
+           "scaled"]

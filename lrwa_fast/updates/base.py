@@ -31,7 +31,8 @@ class StepContext:
     ``wants_metrics`` says whether this iteration's metrics will be read, so quantities that are only
     logged (e.g. a gradient cosine) can be skipped otherwise. ``group`` is the process group of a
     data-parallel run (``None`` alone): the batches are this rank's shards, and the updater averages
-    the returned gradients and logged values over the ranks.
+    the returned gradients and logged values over the ranks. ``loss_scale`` (fp16 runs): multiply
+    each loss by it before its backward (:func:`scaled`); the updater unscales the gradients.
     """
 
     student: nn.Module
@@ -41,6 +42,12 @@ class StepContext:
     iteration: int
     wants_metrics: bool
     group: ProcessGroup | None = None
+    loss_scale: Tensor | None = None
+
+
+def scaled(loss: Tensor, scale: Tensor | None) -> Tensor:
+    """``loss`` times the loss scale, for its backward (unchanged without one)."""
+    return loss if scale is None else loss * scale
 
 
 @dataclass

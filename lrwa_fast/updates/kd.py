@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ..meta import gradients
 from ..phases import phase
-from .base import StepContext, UpdateResult
+from .base import StepContext, UpdateResult, scaled
 
 
 def kd_gradients(ctx: StepContext, x: Tensor, t: Tensor) -> UpdateResult:
@@ -16,7 +16,7 @@ def kd_gradients(ctx: StepContext, x: Tensor, t: Tensor) -> UpdateResult:
     with phase("student forward"):
         loss = ctx.loss(ctx.student(x), t)
     with phase("student backward"):
-        grads = gradients(loss, ctx.params)
+        grads = gradients(scaled(loss, ctx.loss_scale), ctx.params)
     return UpdateResult(grads, {"loss_student": loss})
 
 

@@ -10,7 +10,7 @@ from torch import Tensor
 from ..meta import BN_MODES, META_MODES, check_fd_args, forward_for_pass, gradients, meta_gradient
 from ..phases import phase
 from ..replay import ReplayMemory
-from .base import StepContext, UpdateResult
+from .base import StepContext, UpdateResult, scaled
 from .kd import kd_gradients, refuse_state
 
 UPDATE_MODES: tuple[str, ...] = (*META_MODES, "none")
@@ -39,7 +39,7 @@ class MetaUpdate:
         if len(self.memory) == 0:
             return kd_gradients(ctx, x, t)
         with phase("memory sample"):
-            x_mem, t_mem = self.memory.draw(x.dtype)
+            x_mem, t_mem = self.memory.draw(torch.promote_types(x.dtype, torch.float32))
         result = kd_gradients(ctx, x, t) if self.mode == "none" else self._meta(ctx, x, t, x_mem, t_mem)
         if self.joint_replay:
             result = self._with_joint_replay(ctx, result, torch.cat([x, x_mem]), torch.cat([t, t_mem]))
@@ -51,7 +51,7 @@ class MetaUpdate:
                             loss=loss.kind, temperature=loss.temperature, retain_weight=self.retain_weight,
                             bn_mode=self.bn_mode, backend=loss.backend, alignment=ctx.wants_metrics,
                             fd_scheme=self.fd_scheme, fd_epsilon=self.fd_epsilon, group=ctx.group,
-                            average=False)  # the updater averages, with the joint-replay term
+                            average=False, loss_scale=ctx.loss_scale)  # the updater averages and unscales
         logged = {"loss_student": res.loss_acq, "loss_retain": res.loss_ret}
         if res.grad_cosine is not None:
             logged["grad_cosine"] = res.grad_cosine
@@ -61,7 +61,7 @@ class MetaUpdate:
         with phase("joint replay forward/backward"):
             params = dict(zip(ctx.names, ctx.params))
             joint = ctx.loss(forward_for_pass(ctx.student, params, x, self.bn_mode), t)
-            grads = torch._foreach_add(result.grads, gradients(joint, ctx.params))
+            grads = torch._foreach_add(result.grads, gradients(scaled(joint, ctx.loss_scale), ctx.params))
         return UpdateResult(grads, {**result.logged, "loss_joint": joint})
 
     def state_dict(self) -> dict[str, Any]:
