@@ -1,4 +1,5 @@
-"""Command line: ``lrwa-fast demo | distill | bench | profile`` (also ``python -m lrwa_fast``)."""
+"""Command line: ``lrwa-fast demo | distill | teacher | presets | compare | bench | profile`` (also
+``python -m lrwa_fast``)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also time the DFAD and first-order steps with compile_student=True")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--json", default=None, help="write the results here")
+
+    compare = sub.add_parser("compare", help="side-by-side table and accuracy curves of finished runs")
+    compare.add_argument("runs", nargs="+", metavar="DIR", help="run folders holding report.json")
+    compare.add_argument("--plot", default="lrwa_runs/compare.png", help="where to draw the curves together")
 
     prof = sub.add_parser("profile", help="where a meta-step's time goes, next to a DFAD step")
     prof.add_argument("--case", default="cnn", help="cnn, cnn32, wrn16_1 or resnet18")
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        commands = {"demo": _demo, "distill": _distill, "bench": _bench, "profile": _profile}
+        commands = {"demo": _demo, "distill": _distill, "bench": _bench, "profile": _profile, "compare": _compare}
         return commands[args.command](args)
     except TrainingInterrupted as err:
         print(f"lrwa-fast: {err}", file=sys.stderr)
@@ -142,6 +147,14 @@ def _distill(args: argparse.Namespace) -> int:
     spec = load_config(DistillConfig, args.config, args.overrides)
     summary = run_distill(spec, progress=not args.quiet, resume=args.resume)
     print(summary)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .reports import compare
+
+    print(compare(args.runs, Path(args.plot)))
+    print(f"\ncurves in {args.plot}")
     return 0
 
 

@@ -185,8 +185,9 @@ def _archive_reader(archive: Path, spec: CifarSpec) -> Callable[[str], bytes]:
     return contents.__getitem__
 
 
-def load_cifar(name: str, path: str | Path) -> CifarData:
-    """Read both splits of ``name`` (``"cifar10"`` / ``"cifar100"``) from ``path`` (see module docstring)."""
+def load_cifar(name: str, path: str | Path, train: bool = True) -> CifarData:
+    """Read both splits of ``name`` (``"cifar10"`` / ``"cifar100"``) from ``path`` (see module docstring);
+    ``train=False`` reads only the test split (the training tensors are then empty)."""
     spec = dataset_spec(name)
     read, source = _reader(Path(path), spec)
 
@@ -194,6 +195,7 @@ def load_cifar(name: str, path: str | Path) -> CifarData:
         parts = [_decode_batch(restricted_load(read(f), f"{source}/{f}"), spec, f"{source}/{f}") for f in files]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
-    x_train, y_train = split(spec.train_files)
+    x_train, y_train = split(spec.train_files) if train else (torch.empty(0, *IMAGE_SHAPE, dtype=torch.uint8),
+                                                                torch.empty(0, dtype=torch.int64))
     x_test, y_test = split(spec.test_files)
     return CifarData(spec, x_train, y_train, x_test, y_test)
