@@ -168,6 +168,8 @@ def _distill(args: argparse.Namespace) -> int:
     if (args.config is None) == (args.preset is None):
         raise ValueError("distill needs exactly one of --config FILE and --preset NAME")
     if args.preset is None:
+        if args.data or args.teacher or args.out:
+            raise ValueError("--data, --teacher and --out go with --preset (a config file names its own paths)")
         spec = load_config(DistillConfig, args.config, args.overrides)
     else:
         spec = resolve_preset(args.preset, data=args.data, teacher=args.teacher, out=args.out,

@@ -104,6 +104,8 @@ def test_overrides_and_errors(tmp_path, capsys):
         resolve_preset("cifar10-resnet34-resnet18", overrides=["trainer.inner_lr=-1"])
     assert main(["distill", "--preset", "cifar10-resnet34-resnet18", "--config", "x.yaml"]) == 2
     assert "exactly one of --config FILE and --preset NAME" in capsys.readouterr().err
+    assert main(["distill", "--config", "x.yaml", "--data", "d"]) == 2
+    assert "--data, --teacher and --out go with --preset" in capsys.readouterr().err
     teacher = teacher_file(tmp_path, "resnet18", "cifar100")
     write_synthetic_cifar(tmp_path / "data", "cifar10", train=2, test=2)
     base = ["distill", "--preset", "cifar10-resnet34-resnet18", "--data", str(tmp_path / "data"), "--out",
