@@ -1,7 +1,8 @@
-"""Command line: ``lrwa-fast demo | distill | bench | profile`` (also ``python -m lrwa_fast``).
+"""Command line: ``lrwa-fast demo | distill | teacher | presets | compare | bench | profile`` (also
+``python -m lrwa_fast``).
 
-``demo`` and ``distill`` train data-parallel when launched with torchrun (one process per GPU):
-``torchrun --nproc_per_node=8 -m lrwa_fast distill --config run.yaml``.
+``demo``, ``distill`` and ``teacher`` train data-parallel when launched with torchrun (one process
+per GPU): ``torchrun --nproc_per_node=8 -m lrwa_fast distill --preset NAME ...``.
 """
 
 from __future__ import annotations
@@ -34,13 +35,32 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--jobs", type=int, default=1, help="parallel runs (processes, one thread each)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    distill = sub.add_parser("distill", help="distil your own teacher (config file)")
-    distill.add_argument("--config", required=True, help="JSON or YAML file (see README)")
+    distill = sub.add_parser("distill", help="distil your own teacher (config file or preset)")
+    distill.add_argument("--config", help="JSON or YAML file (see README)")
+    distill.add_argument("--preset", help="a named setup (lrwa-fast presets lists them)")
+    distill.add_argument("--data", default="", help="with --preset: CIFAR root, folder or .tar.gz")
+    distill.add_argument("--teacher", default="", help="with --preset: the teacher's file (teacher.pt)")
+    distill.add_argument("--out", default="", help="with --preset: the run's folder")
     distill.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a config value, e.g. trainer.inner_lr=0.1 (repeatable)")
     distill.add_argument("--resume", metavar="PATH", default=None,
                          help="resume from a checkpoint file, or the newest checkpoint in a folder")
     distill.add_argument("--quiet", action="store_true", help="no progress bar")
+    teacher = sub.add_parser("teacher", help="train a CIFAR teacher (standard recipe; writes teacher.pt)")
+    teacher.add_argument("--dataset", required=True, choices=("cifar10", "cifar100"))
+    teacher.add_argument("--data", required=True, help="CIFAR root, folder or .tar.gz")
+    teacher.add_argument("--arch", default=None, help="model name (default resnet34)")
+    teacher.add_argument("--out", required=True, help="folder for teacher.pt, report.json and checkpoints")
+    teacher.add_argument("--epochs", type=int, default=None, help="default 200")
+    teacher.add_argument("--batch-size", type=int, default=None, help="default 128")
+    teacher.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a recipe value, e.g. lr=0.05 or precision=bf16 (repeatable)")
+    teacher.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    teacher.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    presets = sub.add_parser("presets", help="list the presets: sources and full resolved configs")
+    presets.add_argument("names", nargs="*", help="only these presets")
+
     bench = sub.add_parser("bench", help="step throughput: DFAD vs LRwA meta-steps vs higher")
     bench.add_argument("--cases", default="cnn,wrn16_1", help="comma-separated: cnn, cnn32, wrn16_1, resnet18")
     bench.add_argument("--batch", type=int, default=None, help="acquisition batch (default: the case's)")
@@ -54,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also time the DFAD and first-order steps with compile_student=True")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--json", default=None, help="write the results here")
+
+    compare = sub.add_parser("compare", help="side-by-side table and accuracy curves of finished runs")
+    compare.add_argument("runs", nargs="+", metavar="DIR", help="run folders holding report.json")
+    compare.add_argument("--plot", default="lrwa_runs/compare.png", help="where to draw the curves together")
 
     prof = sub.add_parser("profile", help="where a meta-step's time goes, next to a DFAD step")
     prof.add_argument("--case", default="cnn", help="cnn, cnn32, wrn16_1 or resnet18")
@@ -111,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        commands = {"demo": _demo, "distill": _distill, "bench": _bench, "profile": _profile}
+        commands = {"demo": _demo, "distill": _distill, "bench": _bench, "profile": _profile, "compare": _compare,
+                    "presets": _presets, "teacher": _teacher}
         return commands[args.command](args)
     except TrainingInterrupted as err:
         print(f"lrwa-fast: {err}", file=sys.stderr)
@@ -151,13 +176,47 @@ def _distill(args: argparse.Namespace) -> int:
     from .config import DFADConfig, load_config
     from .distill import DistillConfig, run_distill
     from .distributed import init_from_env
+    from .presets import resolve_preset
 
-    spec = load_config(DistillConfig, args.config, args.overrides)
-    if init_from_env(float(spec.trainer.get("dist_timeout", DFADConfig.dist_timeout))):
-        print(f"rank {os.environ.get('RANK')} of {os.environ.get('WORLD_SIZE')} started", file=sys.stderr)
+    if (args.config is None) == (args.preset is None):
+        raise ValueError("distill needs exactly one of --config FILE and --preset NAME")
+    if args.preset is None:
+        if args.data or args.teacher or args.out:
+            raise ValueError("--data, --teacher and --out go with --preset (a config file names its own paths)")
+        spec = load_config(DistillConfig, args.config, args.overrides)
+    else:
+        spec = resolve_preset(args.preset, data=args.data, teacher=args.teacher, out=args.out,
+                              overrides=args.overrides)
+    init_from_env(float(spec.trainer.get("dist_timeout", DFADConfig.dist_timeout)))
     summary = run_distill(spec, progress=not args.quiet, resume=args.resume)
     if summary:
         print(summary)
+    return 0
+
+
+def _teacher(args: argparse.Namespace) -> int:
+    from .teacher import load_teacher_config, train_teacher
+
+    cfg = load_teacher_config(args.overrides, dataset=args.dataset, arch=args.arch, epochs=args.epochs,
+                              batch_size=args.batch_size)
+    report = train_teacher(cfg, args.data, args.out, progress=not args.quiet, resume=args.resume)
+    print(f"{cfg.arch} on {cfg.dataset}: test accuracy {100 * report['test_accuracy']:.2f}% after "
+          f"{len(report['epochs'])} epochs; wrote {Path(args.out) / 'teacher.pt'} and report.json")
+    return 0
+
+
+def _presets(args: argparse.Namespace) -> int:
+    from .presets import describe_presets
+
+    print(describe_presets(args.names))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .reports import compare
+
+    print(compare(args.runs, Path(args.plot)))
+    print(f"\ncurves in {args.plot}")
     return 0
 
 

@@ -20,11 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import atomic_save, atomic_write, atomic_write_text, latest_checkpoint
+from .checkpoint import atomic_save, atomic_write_text, latest_checkpoint
 from .config import DFADConfig, GeneratorLossWeights, LRwAConfig, OptimizerConfig, from_dict, to_dict
 from .distributed import DataParallel
 from .metrics import accuracy, accuracy_evaluator, curve_statistics
 from .models import Generator, build_model
+from .reports import STAT_KEYS, plot_curves, summarize
 from .trainer import DFADTrainer, trainer_class
 
 TEACHER_ARCH, STUDENT_ARCH = "cnn", "cnn_small"
@@ -242,25 +243,6 @@ def run_demo(settings: DemoSettings, out_dir: Path, cache_dir: Path, progress: b
     return report
 
 
-STAT_KEYS = ("final", "best", "mean", "variance", "max_drop")
-
-
-def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    """Mean and (population) std over seeds of every statistic, per method, plus wall time."""
-    summary: dict[str, dict[str, dict[str, float]]] = {}
-    for method in dict.fromkeys(r["method"] for r in runs):
-        mine = [r for r in runs if r["method"] == method]
-        rows = {k: [r["stats"][k] for r in mine] for k in STAT_KEYS}
-        rows["wall_time_s"] = [r["wall_time_s"] for r in mine]
-        summary[method] = {k: _mean_std(v) for k, v in rows.items()}
-    return summary
-
-
-def _mean_std(values: list[float]) -> dict[str, float]:
-    t = torch.tensor(values, dtype=torch.float64)
-    return {"mean": float(t.mean()), "std": float(t.std(unbiased=False)), "n": len(values)}
-
-
 def format_table(report: dict[str, Any], reference: str = "DFAD") -> str:
     """The comparison table: mean ± std over seeds; Δμ against ``reference`` when present."""
     teacher = report["teacher"]
@@ -280,31 +262,6 @@ def format_table(report: dict[str, Any], reference: str = "DFAD") -> str:
         lines.append(f"| {method} | {stats['final']['n']} | " + " | ".join(cells[:5]) + f" | {delta} | "
                      f"{cells[5]} |")
     return "\n".join(lines)
-
-
-def plot_curves(runs: list[dict[str, Any]], path: Path) -> None:
-    """Accuracy against iteration, one colour per method (thin: seeds, thick: their mean)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for colour, method in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"],
-                              dict.fromkeys(r["method"] for r in runs)):
-        mine = [r for r in runs if r["method"] == method]
-        for r in mine:
-            ax.plot(r["iterations"], r["accuracy"], color=colour, alpha=0.3, linewidth=0.8)
-        mean = torch.tensor([r["accuracy"] for r in mine]).mean(dim=0)
-        ax.plot(mine[0]["iterations"], mean.tolist(), color=colour, linewidth=2, label=method)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("student test accuracy")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120))
-    plt.close(fig)
 
 
 def method_config(method_cfg: dict[str, Any]) -> tuple[type[DFADTrainer], DFADConfig]:

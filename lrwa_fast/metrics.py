@@ -63,22 +63,29 @@ def curve_statistics(values: Sequence[float], *, from_fraction: float = 0.0) -> 
     }
 
 
-def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch: int = 512) -> float:
-    """Top-1 accuracy of ``model`` on ``(x, y)``, in batches on the model's device (no gradients)."""
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch: int = 512,
+             transform: Callable[[Tensor], Tensor] | None = None) -> float:
+    """Top-1 accuracy of ``model`` on ``(x, y)``, in batches on the model's device (no gradients).
+
+    ``transform`` (e.g. normalising uint8 images) is applied to each batch on the device; the count of
+    correct predictions stays there until the end (one host sync).
+    """
     device = next(model.parameters()).device
-    correct = 0
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     with torch.no_grad():
         for i in range(0, len(y), batch):
-            pred = model(x[i: i + batch].to(device)).argmax(dim=1).cpu()
-            correct += int((pred == y[i: i + batch]).sum())
-    return correct / len(y)
+            inputs = x[i: i + batch].to(device, non_blocking=True)
+            inputs = transform(inputs) if transform is not None else inputs
+            correct += (model(inputs).argmax(dim=1) == y[i: i + batch].to(device)).sum()
+    return int(correct) / len(y)
 
 
-def accuracy_evaluator(x: Tensor, y: Tensor, batch: int = 512) -> Callable[[nn.Module], dict[str, float]]:
+def accuracy_evaluator(x: Tensor, y: Tensor, batch: int = 512, transform: Callable[[Tensor], Tensor] | None = None
+                       ) -> Callable[[nn.Module], dict[str, float]]:
     """An ``evaluate`` callback for :meth:`~lrwa_fast.trainer.DFADTrainer.train`: ``{"accuracy": ...}``
-    of the student on ``(x, y)``."""
+    of the student on ``(x, y)`` (``transform`` as in :func:`accuracy`)."""
 
     def evaluate(model: nn.Module) -> dict[str, float]:
-        return {"accuracy": accuracy(model, x, y, batch)}
+        return {"accuracy": accuracy(model, x, y, batch, transform)}
 
     return evaluate
