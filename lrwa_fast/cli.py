@@ -195,11 +195,15 @@ def _distill(args: argparse.Namespace) -> int:
 
 
 def _teacher(args: argparse.Namespace) -> int:
+    from .distributed import init_from_env
     from .teacher import load_teacher_config, train_teacher
 
     cfg = load_teacher_config(args.overrides, dataset=args.dataset, arch=args.arch, epochs=args.epochs,
                               batch_size=args.batch_size)
+    init_from_env()
     report = train_teacher(cfg, args.data, args.out, progress=not args.quiet, resume=args.resume)
+    if not report:  # another rank than 0 under torchrun
+        return 0
     print(f"{cfg.arch} on {cfg.dataset}: test accuracy {100 * report['test_accuracy']:.2f}% after "
           f"{len(report['epochs'])} epochs; wrote {Path(args.out) / 'teacher.pt'} and report.json")
     return 0

@@ -5,6 +5,10 @@ Distillation: SGD lr 0.1, momentum 0.9, weight decay 5e-4, 200 epochs, batch 128
 padding 4 and horizontal flip), with a cosine schedule (stepped per batch) in place of DFAD's ×0.1 every 80
 epochs. ``teacher.pt`` holds the weights with the architecture, dataset and the normalisation the teacher
 was trained with, so distillation evaluates with the same statistics.
+
+Under torchrun the training is data-parallel: ``batch_size`` is global, each rank computes the loss
+on its rows of every batch, gradients are averaged in one all-reduce, BatchNorm statistics are
+local and averaged before each evaluation and checkpoint; rank 0 evaluates and writes.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from torch import nn
 from . import checkpoint as ckpt
 from .config import from_dict, to_dict
 from .data import DeviceLoader, Normalize, dataset_spec, load_cifar
+from .distributed import DataParallel
 from .loop import StopRequests, TrainingInterrupted
 from .metrics import accuracy
 from .models import build_model
+from .precision import autocast
 from .progress import progress as progress_display
 from .reports import REPORT, environment
 from .trainer import resolve_device
@@ -34,7 +40,7 @@ TEACHER_FILE = "teacher.pt"
 RECIPE_SOURCE = ("DFAD's teacher recipe (VainF/Data-Free-Adversarial-Distillation): SGD 0.1, momentum 0.9, wd 5e-4, "
                  "200 epochs, batch 128, crop 32 with padding 4 + horizontal flip; cosine schedule instead of "
                  "its x0.1 every 80 epochs")
-SCHEDULES, PRECISIONS = ("cosine", "constant"), ("fp32", "bf16")
+SCHEDULES, PRECISIONS = ("cosine", "constant"), ("fp32", "bf16")  # fp16 would need loss scaling here
 # Fields that may change when resuming: they do not change what is computed.
 RESUMABLE = frozenset({"device", "keep_checkpoints", "eval_batch_size"})
 
@@ -76,11 +82,11 @@ def validate_teacher(cfg: TeacherConfig) -> None:
     dataset_spec(cfg.dataset)
 
 
-class _Run:
+class TeacherRun:
     """The model, optimiser, schedule and batches of one teacher training, and their checkpointable state."""
 
     def __init__(self, cfg: TeacherConfig, data_path: str | Path) -> None:
-        self.cfg, self.device = cfg, resolve_device(cfg.device)
+        self.cfg, self.device, self.ranks = cfg, resolve_device(cfg.device), DataParallel.current()
         self.data = load_cifar(cfg.dataset, data_path)
         spec = self.data.spec
         self.normalize = Normalize(spec.mean, spec.std)
@@ -100,20 +106,31 @@ class _Run:
     def train_epoch(self, bar: Any) -> float:
         """One pass over the training split; returns the mean loss."""
         self.model.train()
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
+        params = [p for p in self.model.parameters() if p.requires_grad]
         total = torch.zeros((), device=self.device)
         start = time.perf_counter()
         for i, (x, y) in enumerate(self.loader):
-            with autocast:
-                loss = F.cross_entropy(self.model(x), y)
+            rows = self._my_rows(len(y))
+            with autocast(self.cfg.precision, self.device):
+                logits = self.model(x[rows])
+            # Σ over my rows / rows in the batch × W: the mean over the ranks is the batch's mean loss
+            loss = F.cross_entropy(logits.float(), y[rows], reduction="sum") * (self.ranks.world_size / len(y))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            for p, g in zip(params, self.ranks.average([p.grad for p in params])):
+                p.grad = g
             self.optimizer.step()
             self.scheduler.step()
             total += loss.detach()
             rate = (i + 1) * self.cfg.batch_size / max(time.perf_counter() - start, 1e-9)
             bar.update({"epoch": str(self.epoch + 1), "img/s": f"{rate:.0f}"})
-        return float(total) / len(self.loader)
+        self.ranks.average_buffers_([self.model])
+        return float(self.ranks.average([total])[0]) / len(self.loader)
+
+    def _my_rows(self, batch: int) -> slice:
+        """This rank's contiguous rows of a global batch (sizes differ by at most one)."""
+        bounds = [batch * r // self.ranks.world_size for r in range(self.ranks.world_size + 1)]
+        return slice(bounds[self.ranks.rank], bounds[self.ranks.rank + 1])
 
     def test_accuracy(self) -> float:
         """Top-1 accuracy on the test split, normalised as in training."""
@@ -147,28 +164,33 @@ def train_teacher(cfg: TeacherConfig, data_path: str | Path, out: str | Path, *,
     """
     validate_teacher(cfg)
     out = Path(out)
-    run = _Run(cfg, data_path)
+    run = TeacherRun(cfg, data_path)
+    main = run.ranks.is_main
     folder = out / "checkpoints"
     latest = ckpt.latest_checkpoint(folder) if resume else None
     if latest is not None:
         run.load_state_dict(_read(latest), latest)
-    bar = progress_display((cfg.epochs - run.epoch) * len(run.loader), f"teacher {cfg.arch}", enabled=progress,
-                           unit="batch")
+    bar = progress_display((cfg.epochs - run.epoch) * len(run.loader), f"teacher {cfg.arch}",
+                           enabled=progress and main, unit="batch")
     start, first_epoch = time.perf_counter(), run.epoch
     with StopRequests() as stop:
         while run.epoch < cfg.epochs:
             epoch_start = time.perf_counter()
             loss = run.train_epoch(bar)
             run.epoch += 1
-            run.history.append({"epoch": run.epoch, "loss": loss, "test_accuracy": run.test_accuracy(),
-                                "seconds": time.perf_counter() - epoch_start})
-            path = ckpt.save_rotating(run.state_dict(), folder, run.epoch, cfg.keep_checkpoints)
-            if stop.signum is not None and run.epoch < cfg.epochs:
+            run.history.append({"epoch": run.epoch, "loss": loss, "test_accuracy": run.test_accuracy() if main else
+                                None, "seconds": time.perf_counter() - epoch_start})
+            path = ckpt.save_rotating(run.state_dict(), folder, run.epoch, cfg.keep_checkpoints) if main else None
+            path = Path(run.ranks.broadcast(str(path)))
+            signum = run.ranks.max(stop.signum or 0)
+            if signum and run.epoch < cfg.epochs:
                 bar.close()
                 raise TrainingInterrupted(f"stopped after epoch {run.epoch}; checkpoint written to {path} (resume "
-                                          "with --resume)", path, stop.signum)
+                                          "with --resume)", path, signum)
     bar.close()
     wall = time.perf_counter() - start
+    if not main:
+        return {}
     return _finish(run, out, wall, (run.epoch - first_epoch) * len(run.data.y_train), latest)
 
 
@@ -180,7 +202,7 @@ def _read(path: Path) -> dict[str, Any]:
                                    f"({type(err).__name__}: {err})") from None
 
 
-def _finish(run: _Run, out: Path, wall: float, images: int, resumed_from: Path | None) -> dict[str, Any]:
+def _finish(run: TeacherRun, out: Path, wall: float, images: int, resumed_from: Path | None) -> dict[str, Any]:
     """Write ``teacher.pt`` (weights + what distillation needs) and ``report.json``; return the report."""
     cfg, spec = run.cfg, run.data.spec
     final = run.history[-1]["test_accuracy"]

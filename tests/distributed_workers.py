@@ -182,3 +182,15 @@ def signal_rank_one(sig: int) -> Callable[[list[mp.Process], Path], None]:
 
 def kill_rank_one(procs: list[mp.Process], out: Path) -> None:
     signal_rank_one(signal.SIGKILL)(procs, out)
+
+
+def train_teacher_two_epochs(rank: int, world: int, out: Path) -> dict[str, Any]:
+    from lrwa_fast.progress import progress
+    from lrwa_fast.teacher import TeacherConfig, TeacherRun, train_teacher
+
+    cfg = TeacherConfig(arch="cnn_small", epochs=2, batch_size=8, eval_batch_size=16, device="cpu")
+    report = train_teacher(cfg, out / "data", out / "teacher", progress=False)
+    run = TeacherRun(cfg, out / "data")  # the same two epochs again, to compare the ranks' weights
+    for _ in range(2):
+        run.train_epoch(progress(1, "", enabled=False))
+    return {"report": report, "model": run.model.state_dict()}

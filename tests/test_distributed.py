@@ -132,3 +132,14 @@ def test_the_demo_runs_under_torchrun_and_rank_zero_writes_the_report(tmp_path):
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert [r["method"] for r in report["runs"]] == ["LRwA", "DFAD"]
     assert output.count("| LRwA |") == 1  # printed by rank 0 only
+
+
+def test_teacher_training_on_two_ranks_keeps_them_identical_and_rank_zero_writes(tmp_path):
+    from lrwa_fast.data.synthetic import write_synthetic_cifar
+
+    write_synthetic_cifar(tmp_path / "data", "cifar10", train=21, test=6)  # last batch of 5: ranks take 3 and 2
+    a, b = w.values(w.run_ranks(w.train_teacher_two_epochs, tmp_path))
+    assert a["report"]["test_accuracy"] is not None and b["report"] == {}
+    assert_same(a["model"], b["model"])
+    written = torch.load(tmp_path / "teacher" / "teacher.pt", weights_only=True)["model"]
+    assert_same(written, a["model"])  # the run is reproducible, and rank 0 wrote what the ranks hold
