@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Iterator, Sequence
+import socket
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.distributed._functional_collectives as funcol
+import torch.multiprocessing as mp
 from torch import Tensor, nn
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -109,6 +114,7 @@ class DataParallel:
         if not self.enabled or not tensors:
             return list(tensors)
         flat = _flatten([t.detach() for t in tensors])
+        _count(flat)
         with self.collective("averaging gradients"):
             dist.all_reduce(flat, group=self.group)
         return _unflatten(flat.div_(self.world_size), tensors)
@@ -118,8 +124,10 @@ class DataParallel:
         a double backward differentiates through the global mean."""
         if not self.enabled:
             return list(tensors)
+        flat = _flatten(list(tensors))
+        _count(flat)
         with self.collective("averaging the inner-step gradient"):
-            total = funcol.wait_tensor(funcol.all_reduce(_flatten(list(tensors)), "sum", self.group))
+            total = funcol.wait_tensor(funcol.all_reduce(flat, "sum", self.group))
         return _unflatten(total / self.world_size, tensors)
 
     def average_buffers_(self, modules: Sequence[nn.Module]) -> None:
@@ -134,6 +142,7 @@ class DataParallel:
             return value
         device = local_device() if dist.get_backend(self.group) == "nccl" else torch.device("cpu")
         flag = torch.tensor([value], dtype=torch.int64, device=device)
+        _count(flag)
         with self.collective("agreeing on a stop request"):
             dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.group)
         return int(flag.item())
@@ -172,6 +181,18 @@ class DataParallel:
             self.barrier(what)
 
 
+_TRAFFIC = {"bytes": 0}
+
+
+def bytes_reduced() -> int:
+    """Payload of every all-reduce this process has taken part in (for the scaling benchmark)."""
+    return _TRAFFIC["bytes"]
+
+
+def _count(tensor: Tensor) -> None:
+    _TRAFFIC["bytes"] += tensor.numel() * tensor.element_size()
+
+
 def to_cpu(obj: Any) -> Any:
     """``obj`` with every tensor in its containers moved to the CPU."""
     if isinstance(obj, Tensor):
@@ -192,3 +213,57 @@ def _flatten(tensors: list[Tensor]) -> Tensor:
 def _unflatten(flat: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
     sizes = [t.numel() for t in like]
     return [chunk.view_as(t).to(t.dtype) for chunk, t in zip(torch.split(flat, sizes), like)]
+
+
+def run_local(fn: Callable[..., Any], out: Path, world: int = 2, timeout: float = 60.0,
+              on_start: Callable[[list[Any], Path], None] | None = None, **kwargs: Any) -> list[dict[str, Any] | None]:
+    """Run ``fn(rank, world, out, **kwargs)`` on ``world`` local gloo processes (tests, benchmarks).
+
+    Returns each rank's ``{"value": result}`` or ``{"error": name, "message": ..., "traceback": ...}``
+    (``None`` for a rank that wrote nothing, e.g. one killed); results travel as files in ``out``.
+    ``on_start(processes, out)`` runs once they are started. Processes still running after
+    ``timeout`` seconds are killed and ``TimeoutError`` is raised. ``timeout_s`` in ``kwargs`` is the
+    process group's timeout (default 30 s).
+    """
+    ctx = mp.get_context("spawn")
+    port = _free_port()
+    procs = [ctx.Process(target=_run_rank, args=(fn, r, world, port, str(out), dict(kwargs))) for r in range(world)]
+    for p in procs:
+        p.start()
+    try:
+        if on_start is not None:
+            on_start(procs, out)
+        deadline = time.monotonic() + timeout
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+        hung = [r for r, p in enumerate(procs) if p.is_alive()]
+        if hung:
+            raise TimeoutError(f"ranks {hung} still running after {timeout} s")
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
+    files = [Path(out) / f"result-{r}.pt" for r in range(world)]
+    return [torch.load(f, weights_only=False) if f.exists() else None for f in files]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_rank(fn: Callable[..., Any], rank: int, world: int, port: int, out: str, kwargs: dict[str, Any]) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    result: dict[str, Any]
+    try:
+        init_from_env(timeout_s=kwargs.pop("timeout_s", 30.0))
+        result = {"value": fn(rank, world, Path(out), **kwargs)}
+    except BaseException as err:  # reported to the caller, which decides
+        result = {"error": type(err).__name__, "message": str(err), "traceback": traceback.format_exc()}
+    torch.save(result, Path(out) / f"result-{rank}.pt")
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,13 +1,11 @@
-"""Running a function on W gloo ranks (spawned processes) for the data-parallel tests, and the
-functions the ranks run. Every run has a deadline; processes still alive then are killed."""
+"""The functions the ranks of the data-parallel tests run (on W local gloo processes, with
+:func:`lrwa_fast.distributed.run_local`: every run has a deadline, processes alive then are killed)."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from lrwa_fast import DFADConfig, LRwAConfig, LRwATrainer, meta_gradient
-from lrwa_fast.distributed import init_from_env
+from lrwa_fast.distributed import run_local
 from lrwa_fast.models import Generator, SmallCNN
 from lrwa_fast.trainer import DFADTrainer
 
@@ -26,51 +24,7 @@ SMALL = dict(batch_size=16, latent_dim=8, iterations=40, student_steps=2, device
 LRWA = dict(SMALL, memory_capacity=24, memory_batch_size=8, memory_insert_size=8)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _entry(fn: Callable[..., Any], rank: int, world: int, port: int, out: str, kwargs: dict[str, Any]) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    result: Any
-    try:
-        init_from_env(timeout_s=kwargs.pop("timeout_s", 30.0))
-        result = {"value": fn(rank, world, Path(out), **kwargs)}
-    except BaseException as err:  # reported to the test, which asserts on it
-        result = {"error": type(err).__name__, "message": str(err), "traceback": traceback.format_exc()}
-    torch.save(result, Path(out) / f"result-{rank}.pt")
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def run_ranks(fn: Callable[..., Any], out: Path, world: int = 2, timeout: float = 60.0,
-              on_start: Callable[[list[mp.Process], Path], None] | None = None, **kwargs: Any) -> list[dict]:
-    """Run ``fn(rank, world, out, **kwargs)`` on ``world`` gloo ranks; each rank's ``{"value": ...}`` or
-    ``{"error": name, "message": ...}`` (``None`` for a rank that wrote nothing). Fails after ``timeout``."""
-    ctx = mp.get_context("spawn")
-    port = free_port()
-    procs = [ctx.Process(target=_entry, args=(fn, r, world, port, str(out), dict(kwargs))) for r in range(world)]
-    for p in procs:
-        p.start()
-    try:
-        if on_start is not None:
-            on_start(procs, out)
-        deadline = time.monotonic() + timeout
-        for p in procs:
-            p.join(max(0.0, deadline - time.monotonic()))
-        hung = [r for r, p in enumerate(procs) if p.is_alive()]
-        assert not hung, f"ranks {hung} still running after {timeout} s"
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.kill()
-                p.join()
-    files = [out / f"result-{r}.pt" for r in range(world)]
-    return [torch.load(f, weights_only=False) if f.exists() else None for f in files]
+run_ranks = run_local
 
 
 def values(results: list[dict]) -> list[Any]:

@@ -1,0 +1,20 @@
+"""Smoke test of benchmarks/scaling.py (what CI runs): the all-reduce payload of each method on 2 gloo
+processes follows from the models' sizes."""
+
+from __future__ import annotations
+
+import pytest
+import scaling
+
+from lrwa_fast.distributed import run_local
+
+
+@pytest.mark.distributed
+def test_scaling_bytes_smoke(tmp_path):
+    (counted, _) = scaling.values(run_local(scaling.count_bytes, tmp_path, world=2, timeout=120, case_name="cnn"))
+    per_step = 4 * counted["student_params"]  # one fp32 all-reduce of the student's gradient
+    b = counted["bytes"]
+    assert b["dfad"] > 5 * per_step + 4 * counted["generator_params"]
+    assert b["lrwa_first_order"] - b["dfad"] == pytest.approx(5 * per_step, abs=5 * 4 * 4)  # + logged values
+    assert b["lrwa_exact"] == b["lrwa_first_order"]
+    assert b["lrwa_fd_central"] - b["lrwa_first_order"] == 5 * per_step  # the global direction v
