@@ -34,6 +34,8 @@ step build 240 env MAX_JOBS="$(nproc)" pip install --no-build-isolation --no-dep
 step extension 30 python -c "from lrwa_fast.memory import _ext; assert _ext.has_cuda(), _ext.reason() or 'built without CUDA'; print('CUDA replay kernels loaded')"
 step gpu_tests 150 python -m pytest -q -m gpu tests
 step step_bench 120 python -m lrwa_fast bench --cases resnet18 --repeats 10 --json "$work/bench.json"
+step bf16_bench 90 python -m lrwa_fast bench --cases resnet18 --precision bf16 --repeats 10 --json "$work/bench_bf16.json"
+step two_rank_tests 90 python -m pytest -q -m distributed tests
 step replay_table 45 python benchmarks/replay_table.py --json "$work/replay.json"
 step kernel_table 120 python benchmarks/kernel_table.py --json "$work/kernels.json"
 step profile 60 python -m lrwa_fast profile --case resnet18 --steps 10 --out "$work/profile"

@@ -37,11 +37,12 @@ class BenchCase:
     channels: int = 1
     num_classes: int = 10
     loss: str = "l1"  # the student's KD loss (the authors' L1 by default; "kl" is smooth)
+    precision: str = "fp32"  # "fp32" | "bf16" | "fp16" (the trainers' precision field)
 
     @property
     def name(self) -> str:
-        loss = "" if self.loss == "l1" else f" {self.loss}"
-        return f"{self.student}<-{self.teacher} b{self.batch}/m{self.memory_batch}{loss}"
+        extra = "".join(f" {v}" for v, default in ((self.loss, "l1"), (self.precision, "fp32")) if v != default)
+        return f"{self.student}<-{self.teacher} b{self.batch}/m{self.memory_batch}{extra}"
 
 
 CASES: dict[str, BenchCase] = {
@@ -80,7 +81,7 @@ def case_models(case: BenchCase, device: torch.device,
 
 def case_config(cls: type, case: BenchCase, device: torch.device, **extra: Any) -> Any:
     shared = dict(batch_size=case.batch, latent_dim=64, iterations=10**6, device=str(device), log_every=10**9,
-                  loss=case.loss)
+                  loss=case.loss, precision=case.precision)
     if cls is LRwAConfig:
         shared |= dict(memory_batch_size=case.memory_batch, memory_capacity=2048, memory_insert_size=case.batch)
     return cls(**shared, **extra)
@@ -188,7 +189,8 @@ def run_case(case: BenchCase, device: torch.device, repeats: int, warmup: int,
              iterations: bool = True, compiled: bool = False) -> dict[str, Any]:
     """Time every variant of ``case``; ratios against the DFAD step (compiled variants: the compiled
     DFAD step) and the ``higher`` meta-step."""
-    variants = STEP_VARIANTS if higher_available() else STEP_VARIANTS[:-1]
+    with_higher = higher_available() and case.precision == "fp32"  # the higher step runs in fp32 only
+    variants = STEP_VARIANTS if with_higher else STEP_VARIANTS[:-1]
     if compiled:
         variants = variants + COMPILED_VARIANTS
     if iterations:

@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch", type=int, default=None, help="acquisition batch (default: the case's)")
     bench.add_argument("--memory-batch", type=int, default=None, help="memory batch (default: the case's)")
     bench.add_argument("--loss", default=None, choices=("l1", "kl", "js"), help="student loss (default l1)")
+    bench.add_argument("--precision", default=None, choices=("fp32", "bf16", "fp16"),
+                       help="mixed precision of the trainers (default fp32)")
     bench.add_argument("--full", action="store_true", help="the grid: batch {64, 256} × memory {16, 64}")
     bench.add_argument("--repeats", type=int, default=20)
     bench.add_argument("--warmup", type=int, default=3)
@@ -90,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sizes(args: argparse.Namespace) -> dict[str, int | str]:
-    sizes = {"batch": args.batch, "memory_batch": args.memory_batch, "loss": getattr(args, "loss", None)}
+    sizes = {"batch": args.batch, "memory_batch": args.memory_batch, "loss": getattr(args, "loss", None),
+             "precision": getattr(args, "precision", None)}
     return {k: v for k, v in sizes.items() if v is not None}
 
 
