@@ -148,3 +148,27 @@ def train_teacher_two_epochs(rank: int, world: int, out: Path) -> dict[str, Any]
     for _ in range(2):
         run.train_epoch(progress(1, "", enabled=False))
     return {"report": report, "model": run.model.state_dict()}
+
+
+class PoisonOnRankOne:
+    """KD, except that rank 1's gradients are NaN in iteration 1 (a non-finite value on one rank only)."""
+
+    def __call__(self, ctx: Any, x: torch.Tensor, t: torch.Tensor) -> Any:
+        from lrwa_fast import kd_gradients
+
+        result = kd_gradients(ctx, x, t)
+        if dist.get_rank() == 1 and ctx.iteration == 1:
+            result.grads[0] = result.grads[0] * float("nan")
+        return result
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def skip_on_one_rank(rank: int, world: int, out: Path) -> dict[str, Any]:
+    trainer = DFADTrainer(*bn_models(), DFADConfig(**SMALL, nonfinite="skip"), update=PoisonOnRankOne())
+    trainer.train(3, progress=False)
+    return {"skipped": trainer.guard.skipped, **training_state(trainer)}

@@ -143,3 +143,10 @@ def test_teacher_training_on_two_ranks_keeps_them_identical_and_rank_zero_writes
     assert_same(a["model"], b["model"])
     written = torch.load(tmp_path / "teacher" / "teacher.pt", weights_only=True)["model"]
     assert_same(written, a["model"])  # the run is reproducible, and rank 0 wrote what the ranks hold
+
+
+def test_a_non_finite_gradient_on_one_rank_is_skipped_by_every_rank(tmp_path):
+    a, b = w.values(w.run_ranks(w.skip_on_one_rank, tmp_path))
+    assert a["skipped"] == b["skipped"] == 2  # both student steps of iteration 1, on both ranks
+    assert_same(a, b)
+    assert all(torch.isfinite(v).all() for v in a["student"].values() if v.is_floating_point())
