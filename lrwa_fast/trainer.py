@@ -20,6 +20,7 @@ from . import checkpoint as ckpt
 from . import loop
 from .compiling import compile_module
 from .config import DFADConfig, LRwAConfig, from_dict, to_dict, validate
+from .generative_replay import GenerativeMemory
 from .generator_objective import GeneratorObjective
 from .guard import NonFiniteGuard
 from .loop import Evaluate, TrainingInterrupted
@@ -28,7 +29,7 @@ from .meta import gradients
 from .metrics import MetricAccumulator
 from .phases import phase
 from .randomness import RandomStreams
-from .replay import InsertSchedule, ReplayMemory
+from .replay import InsertSchedule, Memory, ReplayMemory
 from .updater import Updater
 from .updates import KDLoss, KDUpdate, MetaUpdate, StepContext, StudentUpdate, UpdateResult
 
@@ -112,7 +113,7 @@ class DFADTrainer:
 
     def __init__(self, teacher: nn.Module, student: nn.Module, generator: nn.Module,
                  config: DFADConfig | None = None, *, update: StudentUpdate | None = None,
-                 replay: ReplayMemory | None = None) -> None:
+                 replay: Memory | None = None) -> None:
         self.config = config if config is not None else self.config_class()
         if not isinstance(self.config, self.config_class):
             raise ValueError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
@@ -137,7 +138,7 @@ class DFADTrainer:
         self.metrics = MetricAccumulator(self.device)
         self.student_updater, self.generator_updater = self._updaters()
         self.update: StudentUpdate = KDUpdate()
-        self.replay: ReplayMemory | None = None
+        self.replay: Memory | None = None
         self.use(update=update, replay=replay)
         self.iteration = 0
         self.history: dict[str, list[dict[str, float]]] = {"metrics": [], "evaluations": []}
@@ -150,10 +151,10 @@ class DFADTrainer:
                         clip=cfg.grad_clip, **shared),
                 Updater("generator", generator_params, cfg.generator_optimizer, cfg.iterations, **shared))
 
-    def use(self, *, update: StudentUpdate | None = None, replay: ReplayMemory | None = None) -> None:
+    def use(self, *, update: StudentUpdate | None = None, replay: Memory | None = None) -> None:
         """Give the trainer a student update and/or a replay memory (``None`` keeps the current one).
 
-        An update holding a :class:`~lrwa_fast.replay.ReplayMemory` as ``.memory`` (as
+        An update holding a :class:`~lrwa_fast.replay.Memory` as ``.memory`` (as
         :class:`~lrwa_fast.updates.MetaUpdate` does) makes it the trainer's replay memory, so it is fed
         and checkpointed.
         """
@@ -162,15 +163,15 @@ class DFADTrainer:
                 raise ValueError(f"update must follow the StudentUpdate protocol (__call__, state_dict, "
                                  f"load_state_dict), got {type(update).__name__}")
             self.update = update
-        if replay is None and isinstance(getattr(update, "memory", None), ReplayMemory):
+        if replay is None and isinstance(getattr(update, "memory", None), Memory):
             replay = update.memory
         if replay is not None:
             self.replay = replay
 
     @property
     def memory(self) -> ReplayBuffer | None:
-        """The replay buffer, when the trainer has a replay memory."""
-        return self.replay.buffer if self.replay is not None else None
+        """The replay buffer, when the trainer has a buffer memory."""
+        return self.replay.buffer if isinstance(self.replay, ReplayMemory) else None
 
     # ----------------------------------------------------------------- one iteration
     def step(self) -> dict[str, float]:
@@ -374,27 +375,40 @@ class DFADTrainer:
 
 class LRwATrainer(DFADTrainer):
     """DFAD plus a replay memory and the LRwA meta-learned student update (:func:`~lrwa_fast.meta_gradient`),
-    composed from :class:`~lrwa_fast.replay.ReplayMemory` and :class:`~lrwa_fast.updates.MetaUpdate`."""
+    composed from a memory (``config.memory_kind``: :class:`~lrwa_fast.replay.ReplayMemory` or
+    :class:`~lrwa_fast.generative_replay.GenerativeMemory`) and :class:`~lrwa_fast.updates.MetaUpdate`."""
 
     config_class = LRwAConfig
     config: LRwAConfig
 
     def __init__(self, teacher: nn.Module, student: nn.Module, generator: nn.Module,
-                 config: LRwAConfig | None = None, *, update: StudentUpdate | None = None) -> None:
-        """``update`` replaces the meta update built from the config (the memory stays)."""
+                 config: LRwAConfig | None = None, *, update: StudentUpdate | None = None,
+                 vae: nn.Module | None = None) -> None:
+        """``update`` replaces the meta update built from the config (the memory stays); ``vae`` replaces
+        the built-in VAE of ``memory_kind="generative"`` (see :mod:`lrwa_fast.memory.generative`)."""
         super().__init__(teacher, student, generator, config)
         cfg = self.config
-        buffer = ReplayBuffer(cfg.memory_capacity, self.sample_shape, self.num_classes,
-                              policy=cfg.memory_policy, device=self.device,
-                              dtype=getattr(torch, cfg.memory_dtype), seed=cfg.seed,
-                              backend=None if cfg.memory_backend == "auto" else cfg.memory_backend)
-        memory = ReplayMemory(buffer, cfg.memory_batch_size, InsertSchedule(
-            cfg.memory_insert_size, cfg.memory_insert_every, cfg.memory_start))
+        memory = self._build_memory(vae)
         if update is None:
             update = MetaUpdate(memory, mode=cfg.meta_mode, inner_lr=cfg.inner_lr, retain_weight=cfg.retain_weight,
                                 joint_replay=cfg.joint_replay, bn_mode=cfg.bn_mode, fd_scheme=cfg.fd_scheme,
                                 fd_epsilon=cfg.fd_epsilon)
         self.use(update=update, replay=memory)
+
+    def _build_memory(self, vae: nn.Module | None) -> Memory:
+        """The memory of ``config.memory_kind``: a buffer of pseudo-samples, or a VAE learning them."""
+        cfg = self.config
+        if cfg.memory_kind == "generative":
+            return GenerativeMemory.from_config(cfg, vae, self.teacher, self.sample_shape, guard=self.guard,
+                                                metrics=self.metrics, device=self.device)
+        if vae is not None:
+            raise ValueError("vae is used only with memory_kind='generative', got memory_kind='buffer'")
+        buffer = ReplayBuffer(cfg.memory_capacity, self.sample_shape, self.num_classes,
+                              policy=cfg.memory_policy, device=self.device,
+                              dtype=getattr(torch, cfg.memory_dtype), seed=cfg.seed,
+                              backend=None if cfg.memory_backend == "auto" else cfg.memory_backend)
+        return ReplayMemory(buffer, cfg.memory_batch_size, InsertSchedule(
+            cfg.memory_insert_size, cfg.memory_insert_every, cfg.memory_start))
 
 
 METHODS: dict[str, type[DFADTrainer]] = {"dfad": DFADTrainer, "lrwa": LRwATrainer}
