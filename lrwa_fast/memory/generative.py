@@ -42,22 +42,21 @@ class GaussianPrior(nn.Module):
 
 
 class ConvVAE(GaussianPrior):
-    """Images ``(C, H, W)`` of any size: a strided conv encoder and a decoder built like the
+    """Images ``(C, H, W)`` of any size: a strided conv encoder (to ⌈H/8⌉×⌈W/8⌉) and a decoder built like the
     library's :class:`~lrwa_fast.models.Generator` (linear projection, two upsamplings, 3×3 convs),
     upsampling to exactly ``(H, W)``; the output layer is linear, so it fits any pixel range."""
 
     def __init__(self, shape: tuple[int, int, int], latent_dim: int, width: int = 64) -> None:
         super().__init__(latent_dim)
         channels, height, breadth = shape
-        self.sizes = [(height, breadth), (math.ceil(height / 2), math.ceil(breadth / 2)),
-                      (math.ceil(height / 4), math.ceil(breadth / 4))]
-        flat = 2 * width * self.sizes[2][0] * self.sizes[2][1]
+        self.sizes = [(math.ceil(height / 2**k), math.ceil(breadth / 2**k)) for k in range(4)]
         self.encoder = nn.Sequential(
             _conv_block(channels, width, 1), _conv_block(width, 2 * width, 2), _conv_block(2 * width, 2 * width, 2),
-            nn.Flatten())
+            _conv_block(2 * width, 2 * width, 2), nn.Flatten())
+        flat = 2 * width * self.sizes[3][0] * self.sizes[3][1]
         self.to_mu, self.to_log_var = nn.Linear(flat, latent_dim), nn.Linear(flat, latent_dim)
-        self.project = nn.Sequential(nn.Linear(latent_dim, flat), nn.Unflatten(1, (2 * width, *self.sizes[2])),
-                                     nn.BatchNorm2d(2 * width))
+        self.project = nn.Sequential(nn.Linear(latent_dim, 2 * width * self.sizes[2][0] * self.sizes[2][1]),
+                                     nn.Unflatten(1, (2 * width, *self.sizes[2])), nn.BatchNorm2d(2 * width))
         self.up1 = nn.Sequential(nn.Upsample(size=self.sizes[1]), _conv_block(2 * width, 2 * width, 1))
         self.up2 = nn.Sequential(nn.Upsample(size=self.sizes[0]), _conv_block(2 * width, width, 1),
                                  nn.Conv2d(width, channels, 3, padding=1))
