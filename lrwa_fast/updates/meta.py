@@ -18,7 +18,8 @@ UPDATE_MODES: tuple[str, ...] = (*META_MODES, "none")
 
 class MetaUpdate:
     """The meta-learned student update of :func:`~lrwa_fast.meta.meta_gradient`, drawing its retention
-    batch from ``memory``; plain KD while the memory is empty.
+    batch from ``memory`` (any :class:`~lrwa_fast.replay.Memory`: buffer or generative); plain KD while
+    the memory is empty.
 
     ``mode="none"`` drops the meta term (then ``joint_replay`` should be on); ``joint_replay`` adds
     the loss on fresh and memory samples together at the current weights, as the authors' code does.
