@@ -95,13 +95,12 @@ class GenerativeMemory:
 
     def end_of_iteration(self, iteration: int, *, clean: bool) -> None:
         """One VAE update per kept batch, unless a step of the iteration was skipped (it may have met a
-        non-finite batch) or the memory has not started yet."""
+        non-finite batch) or the memory has not started yet; then one step of the VAE's schedule."""
         pending, self._pending = self._pending, []
-        if not clean or iteration < self.settings.start:
-            return
-        for k, (x, t) in enumerate(pending):
+        for k, (x, t) in enumerate(pending if clean and iteration >= self.settings.start else []):
             if self.updater.step(partial(self._vae_update, x, t), f"iteration {iteration}, vae step {k}"):
                 self.updates, self.seen = self.updates + 1, self.seen + len(x)
+        self.updater.advance_schedule()
 
     def _vae_update(self, x: Tensor, t: Tensor) -> UpdateResult:
         """The VAE's loss gradient on fresh samples plus (once it has learned) as many of its own."""

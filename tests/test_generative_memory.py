@@ -13,7 +13,7 @@ import torch
 from test_checkpoint import BUILD, build, run_python
 from torch import Tensor, nn
 
-from lrwa_fast import GeneratorLossWeights, LRwAConfig, LRwATrainer, NonFiniteError
+from lrwa_fast import GeneratorLossWeights, LRwAConfig, LRwATrainer, NonFiniteError, OptimizerConfig
 from lrwa_fast.checkpoint import read_checkpoint
 from lrwa_fast.generative_replay import GenerativeMemory
 from lrwa_fast.memory.generative import MLPVAE, ConvVAE, kl_divergence, reparameterise, vae_loss
@@ -253,6 +253,13 @@ def test_memory_is_constant_whatever_the_run_length():
     after_one = nbytes()
     tr.train(3, progress=False)
     assert nbytes() == after_one and tr.replay.updates == 4 * 2
+
+
+def test_the_vae_schedule_follows_the_iterations():
+    cosine = OptimizerConfig(name="adam", lr=1e-3, weight_decay=0.0, schedule="cosine")
+    tr = trainer(iterations=4, vae_optimizer=cosine)
+    tr.train(2, progress=False)
+    assert tr.replay.updater.lr == pytest.approx(0.5e-3)
 
 
 def test_a_state_of_another_vae_is_refused():
