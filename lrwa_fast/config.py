@@ -98,8 +98,9 @@ class LRwAConfig(DFADConfig):
     joint_replay: bool = False  # add L(θ; x_acq ∪ x_mem), as in the authors' code
     bn_mode: str = "acquire"  # BatchNorm in the meta step: "acquire" | "all" | "retain_eval"
     memory_kind: str = "buffer"  # "buffer" (stored samples, memory_* fields) | "generative" (a VAE, vae_* fields)
-    # Generative memory. Defaults: the authors' Ours-2 run (gaurav104/LRA src/agents/predfkd_meta.py, the VAE
-    # update, and src/agents/base.py distill_knowledge_meta7, the draw; from PRE-DFKD's main.py/distillation.py).
+    # Generative memory. Defaults: the authors' Ours-2 run (gaurav104/LRA src/configs/Ours-2.json; the VAE update in
+    # src/agents/predfkd_meta.py, the draw in src/agents/base.py distill_knowledge_meta7; PRE-DFKD's main.py has
+    # the same optimiser, update count and replay size).
     vae_latent_dim: int = 0  # 0 = latent_dim (authors: the generator's latent size, 1000)
     vae_width: int = 64  # conv channels width / 2·width (authors: 64 / 128); MLP VAE: 4·width hidden units
     vae_steps: int = 4  # VAE updates per iteration, on the first fresh batches (authors: 4 of 10 student steps)
