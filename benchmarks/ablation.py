@@ -28,6 +28,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "LRwA · finite differences (central)": ("LRwA", {"meta_mode": "finite_difference"}),
     "LRwA · finite differences (one-sided)": ("LRwA", {"meta_mode": "finite_difference", "fd_scheme": "one_sided"}),
     "LRwA · first order": ("LRwA", {"meta_mode": "first_order"}),
+    "LRwA · generative memory": ("LRwA", {"memory_kind": "generative"}),
+    "LRwA · generative memory + first order": ("LRwA", {"memory_kind": "generative", "meta_mode": "first_order"}),
     "KL · retain weight 1": ("LRwA", R1),
     "KL · retain 1 + inner lr 0.005": ("LRwA", {**R1, "inner_lr": 0.005}),
     "KL · retain 1 + first order + inner lr 0.005": ("LRwA", {**R1, "meta_mode": "first_order",

@@ -52,7 +52,8 @@ def test_step(benchmark, case, variant):
 def test_bench_smoke():
     (result,) = bench(["cnn"], "cpu", repeats=2, warmup=1, overrides=TINY)
     variants = result["variants"]
-    assert {"dfad_step", "lrwa_first_order", "lrwa_exact", "dfad_iteration", "lrwa_iteration"} <= set(variants)
+    assert {"dfad_step", "lrwa_first_order", "lrwa_exact", "dfad_iteration", "lrwa_iteration",
+            "lrwa_generative_iteration"} <= set(variants)
     assert all(v["median_ms"] > 0 for v in variants.values())
     assert variants["dfad_step"]["vs_dfad_step"] == 1.0
     assert ("higher_speedup" in variants["lrwa_exact"]) == higher_available()
@@ -90,4 +91,6 @@ def test_profile_smoke(tmp_path):
     assert {"student forward", "teacher forward", "generator step", "optimizer"} <= set(dfad)
     for v in report["variants"].values():
         assert sum(v["phases_ms"].values()) == pytest.approx(v["total_ms"], rel=1e-6)
-    assert len(list(tmp_path.glob("trace_*.json"))) == 5
+    generative = report["variants"]["LRwA exact generative"]["phases_ms"]
+    assert {"vae sample", "memory teacher forward", "vae forward/backward", "second-order backward"} <= set(generative)
+    assert len(list(tmp_path.glob("trace_*.json"))) == 6

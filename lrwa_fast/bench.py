@@ -59,7 +59,9 @@ META_VARIANTS: dict[str, dict[str, str]] = {
     "lrwa_fd_one_sided": {"meta_mode": "finite_difference", "fd_scheme": "one_sided"},
 }
 STEP_VARIANTS = ("dfad_step", *META_VARIANTS, "higher_exact")
-ITERATION_VARIANTS = ("dfad_iteration", "lrwa_iteration")
+ITERATION_VARIANTS = ("dfad_iteration", "lrwa_iteration", "lrwa_generative_iteration")
+# LRwA variants → their memory settings (the others use the replay buffer).
+MEMORY_VARIANTS: dict[str, dict[str, str]] = {"lrwa_generative_iteration": {"memory_kind": "generative"}}
 COMPILED = "+compile"  # suffix of a variant whose student is compiled (compile_student=True)
 COMPILED_VARIANTS = ("dfad_step" + COMPILED, "lrwa_first_order" + COMPILED)
 
@@ -88,8 +90,13 @@ def case_config(cls: type, case: BenchCase, device: torch.device, **extra: Any) 
 
 
 def fill_memory(trainer: LRwATrainer) -> None:
-    """Fill the replay memory with generator samples so every step replays."""
+    """Fill the replay buffer with generator samples (a generative memory: one VAE update) so every step
+    replays."""
     memory = trainer.memory
+    if memory is None:
+        trainer.replay.observe(*trainer.fresh_batch())
+        trainer.replay.end_of_iteration(trainer.iteration, clean=True)
+        return
     while len(memory) < memory.capacity:
         memory.add(*trainer.fresh_batch())
 
@@ -141,7 +148,7 @@ def step_functions(case: BenchCase, device: torch.device,
                                                case_config(DFADConfig, case, device, **compiled))
         else:
             meta = META_VARIANTS.get(name.removesuffix(COMPILED), META_VARIANTS["lrwa_exact"])
-            cfg = case_config(LRwAConfig, case, device, **meta, **compiled)
+            cfg = case_config(LRwAConfig, case, device, **meta, **MEMORY_VARIANTS.get(name, {}), **compiled)
             trainer = LRwATrainer(*case_models(case, device, 64), cfg)
             fill_memory(trainer)
         if compiled and not trainer.student_compiled:

@@ -23,6 +23,7 @@ from .memory import POLICIES
 from .memory import backends as memory_backends
 from .meta import BN_MODES, FD_SCHEMES, check_fd_args
 from .precision import PRECISIONS
+from .replay import MEMORY_KINDS
 from .updates.meta import UPDATE_MODES
 
 
@@ -100,6 +101,21 @@ class LRwAConfig(DFADConfig):
     retain_weight: float = 1.0  # w in J = L_acq + w·L_ret(θ')
     joint_replay: bool = False  # add L(θ; x_acq ∪ x_mem), as in the authors' code
     bn_mode: str = "acquire"  # BatchNorm in the meta step: "acquire" | "all" | "retain_eval"
+    memory_kind: str = "buffer"  # "buffer" (stored samples, memory_* fields) | "generative" (a VAE, vae_* fields)
+    # Generative memory. Defaults: the authors' Ours-2 run (gaurav104/LRA src/configs/Ours-2.json; the VAE update in
+    # src/agents/predfkd_meta.py, the draw in src/agents/base.py distill_knowledge_meta7; PRE-DFKD's main.py has
+    # the same optimiser, update count and replay size).
+    vae_latent_dim: int = 0  # 0 = latent_dim (authors: the generator's latent size, 1000)
+    vae_width: int = 64  # conv channels width / 2·width (authors: 64 / 128); MLP VAE: 4·width hidden units
+    vae_steps: int = 4  # VAE updates per iteration, on the first fresh batches (authors: 4 of 10 student steps)
+    vae_fresh_size: int = 128  # fresh samples per VAE update, plus memory_batch_size decoded ones (authors: batch/2)
+    vae_optimizer: OptimizerConfig = field(  # authors: Adam at lr_G / 40 = 5e-4, default betas, no decay
+        default_factory=lambda: OptimizerConfig(name="adam", lr=5e-4, weight_decay=0.0, betas=(0.9, 0.999),
+                                                schedule="constant"))
+    vae_kl_weight: float = 1e-5  # weight of KL(q(z|x) ‖ N(0, I)) (authors: 1e-5)
+    vae_teacher_weight: float = 1.0  # weight of L1(T(reconstruction), T(x)) (authors: 1)
+    vae_refine_steps: int = 1  # Adam steps on prior codes before decoding; 0 = plain prior (authors: 1)
+    vae_refine_lr: float = 0.02  # (authors: lr_G = 0.02); the teacher terms use generator_weights' one_hot, balance
 
 
 C = TypeVar("C")
@@ -203,12 +219,14 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "bn_mode": BN_MODES,
     "fd_scheme": FD_SCHEMES,
     "precision": PRECISIONS,
+    "memory_kind": MEMORY_KINDS,
 }
 _POSITIVE = ("batch_size", "latent_dim", "iterations", "student_steps", "log_every", "keep_checkpoints",
              "memory_capacity", "memory_batch_size", "memory_insert_size", "memory_insert_every",
-             "temperature", "adversarial_temperature", "dist_timeout")
+             "temperature", "adversarial_temperature", "dist_timeout", "vae_width", "vae_steps", "vae_fresh_size")
 _NON_NEGATIVE = ("generator_steps", "checkpoint_every", "memory_start", "inner_lr", "retain_weight",
-                 "grad_clip")
+                 "grad_clip", "vae_latent_dim", "vae_kl_weight", "vae_teacher_weight", "vae_refine_steps",
+                 "vae_refine_lr")
 
 
 def _optimizer_problems(name: str, opt: dict[str, Any]) -> list[str]:
@@ -239,8 +257,8 @@ def validate(config: DFADConfig) -> None:
     problems += [f"generator_weights.{k}={v!r} (must be >= 0)" for k, v in weights.items() if not v >= 0]
     if values["generator_steps"] > 0 and not any(weights.values()):
         problems.append("generator_weights are all zero but generator_steps > 0")
-    for name in ("student_optimizer", "generator_optimizer"):
-        problems += _optimizer_problems(name, values[name])
+    for name in ("student_optimizer", "generator_optimizer", "vae_optimizer"):
+        problems += _optimizer_problems(name, values[name]) if name in values else []
     if values.get("meta_mode") == "none" and not values.get("joint_replay"):
         problems.append("meta_mode='none' without joint_replay would sample the memory and never use it "
                         "(use DFADTrainer, or set joint_replay=True)")

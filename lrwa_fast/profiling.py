@@ -2,7 +2,8 @@
 
 Each variant runs iterations of one generator step and one student step (so every phase —
 generator, teacher forward, acquisition, inner update, retention, second-order backward,
-optimiser, memory sample and insert — appears once per iteration) under a
+optimiser, memory sample and insert or, for the generative memory, VAE sample, memory teacher forward
+and VAE update — appears once per iteration) under a
 :class:`~lrwa_fast.phases.PhaseTimer`; time outside any phase is reported as ``other``.
 """
 
@@ -24,6 +25,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "DFAD": {}, "LRwA first_order": {"meta_mode": "first_order"}, "LRwA exact": {"meta_mode": "exact"},
     "LRwA fd central": {"meta_mode": "finite_difference", "fd_scheme": "central"},
     "LRwA fd one_sided": {"meta_mode": "finite_difference", "fd_scheme": "one_sided"},
+    "LRwA exact generative": {"meta_mode": "exact", "memory_kind": "generative"},
 }
 
 

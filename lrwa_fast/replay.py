@@ -1,16 +1,39 @@
-"""The trainer's replay memory: a :class:`~lrwa_fast.memory.ReplayBuffer`, when to insert into it,
-and the tensors every retention draw is written into."""
+"""The trainer's memory part: the protocol every memory follows (:class:`Memory`), and the buffer memory
+(:class:`ReplayMemory`: a :class:`~lrwa_fast.memory.ReplayBuffer`, when to insert into it, and the
+tensors every retention draw is written into)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from .memory import ReplayBuffer
 from .phases import phase
+
+MEMORY_KINDS: tuple[str, ...] = ("buffer", "generative")  # config memory_kind: this class, or a VAE
+
+
+@runtime_checkable
+class Memory(Protocol):
+    """What the trainer and :class:`~lrwa_fast.updates.MetaUpdate` use of a memory part: fed with the
+    fresh batches, told when an iteration ends, asked for retention batches, checkpointed."""
+
+    def __len__(self) -> int: ...
+
+    def observe(self, x: Tensor, t: Tensor) -> None: ...
+
+    def end_of_iteration(self, iteration: int, *, clean: bool) -> None: ...
+
+    def draw(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]: ...
+
+    def metrics(self) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -56,9 +79,10 @@ class ReplayMemory:
     def draw(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """A retention batch, written into one reused pair of tensors (the previous step's graph, their
         only other user, is gone by the next draw)."""
-        if self._out is None or self._out[0].dtype != dtype:
-            self._out = self.buffer.empty_sample(self.batch_size, dtype)
-        return self.buffer.sample(self.batch_size, dtype=dtype, out=self._out)
+        with phase("memory sample"):
+            if self._out is None or self._out[0].dtype != dtype:
+                self._out = self.buffer.empty_sample(self.batch_size, dtype)
+            return self.buffer.sample(self.batch_size, dtype=dtype, out=self._out)
 
     def metrics(self) -> dict[str, float]:
         return {"memory_fill": len(self.buffer)}

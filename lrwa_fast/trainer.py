@@ -15,6 +15,7 @@ shard and random state gathered into them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,7 @@ from . import loop
 from .compiling import compile_module
 from .config import DFADConfig, LRwAConfig, from_dict, to_dict, validate
 from .distributed import DataParallel, local_device
+from .generative_replay import GenerativeMemory
 from .generator_objective import GeneratorObjective
 from .guard import NonFiniteGuard
 from .loop import Evaluate, TrainingInterrupted
@@ -37,7 +39,7 @@ from .metrics import MetricAccumulator
 from .phases import phase
 from .precision import autocast
 from .randomness import RandomStreams
-from .replay import InsertSchedule, ReplayMemory
+from .replay import InsertSchedule, Memory, ReplayMemory
 from .updater import Updater
 from .updates import KDLoss, KDUpdate, MetaUpdate, StepContext, StudentUpdate, UpdateResult, scaled
 
@@ -124,7 +126,7 @@ class DFADTrainer:
 
     def __init__(self, teacher: nn.Module, student: nn.Module, generator: nn.Module,
                  config: DFADConfig | None = None, *, update: StudentUpdate | None = None,
-                 replay: ReplayMemory | None = None) -> None:
+                 replay: Memory | None = None) -> None:
         self.config = config if config is not None else self.config_class()
         if not isinstance(self.config, self.config_class):
             raise ValueError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
@@ -152,7 +154,7 @@ class DFADTrainer:
         self.metrics = MetricAccumulator(self.device)
         self.student_updater, self.generator_updater = self._updaters()
         self.update: StudentUpdate = KDUpdate()
-        self.replay: ReplayMemory | None = None
+        self.replay: Memory | None = None
         self.use(update=update, replay=replay)
         self.iteration = 0
         self.history: dict[str, list[dict[str, float]]] = {"metrics": [], "evaluations": []}
@@ -166,10 +168,10 @@ class DFADTrainer:
                         clip=cfg.grad_clip, **shared),
                 Updater("generator", generator_params, cfg.generator_optimizer, cfg.iterations, **shared))
 
-    def use(self, *, update: StudentUpdate | None = None, replay: ReplayMemory | None = None) -> None:
+    def use(self, *, update: StudentUpdate | None = None, replay: Memory | None = None) -> None:
         """Give the trainer a student update and/or a replay memory (``None`` keeps the current one).
 
-        An update holding a :class:`~lrwa_fast.replay.ReplayMemory` as ``.memory`` (as
+        An update holding a :class:`~lrwa_fast.replay.Memory` as ``.memory`` (as
         :class:`~lrwa_fast.updates.MetaUpdate` does) makes it the trainer's replay memory, so it is fed
         and checkpointed.
         """
@@ -178,15 +180,15 @@ class DFADTrainer:
                 raise ValueError(f"update must follow the StudentUpdate protocol (__call__, state_dict, "
                                  f"load_state_dict), got {type(update).__name__}")
             self.update = update
-        if replay is None and isinstance(getattr(update, "memory", None), ReplayMemory):
+        if replay is None and isinstance(getattr(update, "memory", None), Memory):
             replay = update.memory
         if replay is not None:
             self.replay = replay
 
     @property
     def memory(self) -> ReplayBuffer | None:
-        """The replay buffer, when the trainer has a replay memory."""
-        return self.replay.buffer if self.replay is not None else None
+        """The replay buffer, when the trainer has a buffer memory."""
+        return self.replay.buffer if isinstance(self.replay, ReplayMemory) else None
 
     # ----------------------------------------------------------------- one iteration
     def step(self) -> dict[str, float]:
@@ -427,33 +429,49 @@ class DFADTrainer:
 
 class LRwATrainer(DFADTrainer):
     """DFAD plus a replay memory and the LRwA meta-learned student update (:func:`~lrwa_fast.meta_gradient`),
-    composed from :class:`~lrwa_fast.replay.ReplayMemory` and :class:`~lrwa_fast.updates.MetaUpdate`."""
+    composed from a memory (``config.memory_kind``: :class:`~lrwa_fast.replay.ReplayMemory` or
+    :class:`~lrwa_fast.generative_replay.GenerativeMemory`) and :class:`~lrwa_fast.updates.MetaUpdate`."""
 
     config_class = LRwAConfig
     config: LRwAConfig
 
     def __init__(self, teacher: nn.Module, student: nn.Module, generator: nn.Module,
-                 config: LRwAConfig | None = None, *, update: StudentUpdate | None = None) -> None:
-        """``update`` replaces the meta update built from the config (the memory stays)."""
+                 config: LRwAConfig | None = None, *, update: StudentUpdate | None = None,
+                 vae: nn.Module | None = None) -> None:
+        """``update`` replaces the meta update built from the config (the memory stays); ``vae`` replaces
+        the built-in VAE of ``memory_kind="generative"`` (see :mod:`lrwa_fast.memory.generative`)."""
         super().__init__(teacher, student, generator, config)
-        cfg, ranks = self.config, self.ranks
-        buffer = ReplayBuffer(ranks.local_size(cfg.memory_capacity, "memory_capacity"), self.sample_shape,
-                              self.num_classes, policy=cfg.memory_policy, device=self.device,
-                              dtype=getattr(torch, cfg.memory_dtype), seed=rank_seed(cfg.seed, ranks.rank),
-                              backend=None if cfg.memory_backend == "auto" else cfg.memory_backend)
-        memory = ReplayMemory(buffer, ranks.local_size(cfg.memory_batch_size, "memory_batch_size"), InsertSchedule(
-            ranks.local_size(cfg.memory_insert_size, "memory_insert_size"), cfg.memory_insert_every,
-            cfg.memory_start))
+        cfg = self.config
+        memory = self._build_memory(vae)
         if update is None:
             update = MetaUpdate(memory, mode=cfg.meta_mode, inner_lr=cfg.inner_lr, retain_weight=cfg.retain_weight,
                                 joint_replay=cfg.joint_replay, bn_mode=cfg.bn_mode, fd_scheme=cfg.fd_scheme,
                                 fd_epsilon=cfg.fd_epsilon)
         self.use(update=update, replay=memory)
 
+    def _build_memory(self, vae: nn.Module | None) -> Memory:
+        """The memory of ``config.memory_kind``: a buffer of pseudo-samples, or a VAE learning them."""
+        cfg, ranks = self.config, self.ranks
+        seed, batch = rank_seed(cfg.seed, ranks.rank), ranks.local_size(cfg.memory_batch_size, "memory_batch_size")
+        if cfg.memory_kind == "generative":  # data-parallel: each rank trains and samples its own VAE
+            local = dataclasses.replace(cfg, memory_batch_size=batch, seed=seed,
+                                        vae_fresh_size=ranks.local_size(cfg.vae_fresh_size, "vae_fresh_size"))
+            return GenerativeMemory.from_config(local, vae, self.teacher, self.sample_shape, guard=self.guard,
+                                                metrics=self.metrics, device=self.device)
+        if vae is not None:
+            raise ValueError("vae is used only with memory_kind='generative', got memory_kind='buffer'")
+        buffer = ReplayBuffer(ranks.local_size(cfg.memory_capacity, "memory_capacity"), self.sample_shape,
+                              self.num_classes, policy=cfg.memory_policy, device=self.device,
+                              dtype=getattr(torch, cfg.memory_dtype), seed=seed,
+                              backend=None if cfg.memory_backend == "auto" else cfg.memory_backend)
+        return ReplayMemory(buffer, batch, InsertSchedule(
+            ranks.local_size(cfg.memory_insert_size, "memory_insert_size"), cfg.memory_insert_every,
+            cfg.memory_start))
+
 
 def rank_seed(seed: int, rank: int) -> int:
-    """The memory seed of ``rank``: ``seed`` itself on rank 0, a distinct Philox key on the others."""
-    return (seed + rank * 0x9E3779B97F4A7C15) % 2**64
+    """The memory seed of ``rank``: ``seed`` itself on rank 0, a distinct key (below 2^62) on the others."""
+    return seed if rank == 0 else (seed + rank * 0x9E3779B97F4A7C15) % 2**62
 
 
 METHODS: dict[str, type[DFADTrainer]] = {"dfad": DFADTrainer, "lrwa": LRwATrainer}

@@ -68,7 +68,7 @@ def train_lrwa(rank: int, world: int, out: Path, iterations: int, mode: str = "e
                **overrides: Any) -> dict[str, Any]:
     trainer = LRwATrainer(*bn_models(), LRwAConfig(**{**LRWA, **overrides}, meta_mode=mode))
     trainer.train(iterations, progress=False)
-    return {**training_state(trainer), "latent": trainer.random.latent(16, 8), "memory": len(trainer.memory),
+    return {**training_state(trainer), "latent": trainer.random.latent(16, 8), "memory": len(trainer.replay),
             "metrics": trainer.history["metrics"][-1]}
 
 

@@ -49,6 +49,14 @@ def test_ranks_hold_identical_weights_buffers_and_optimiser_states(tmp_path, mod
     assert a["metrics"] == b["metrics"]  # logged values are the global ones
 
 
+def test_ranks_with_generative_memories_stay_identical_and_train_their_own_vae(tmp_path):
+    a, b = w.values(w.run_ranks(w.train_lrwa, tmp_path, iterations=3, mode="first_order", memory_kind="generative",
+                                vae_width=8, vae_fresh_size=8))
+    shared = ("student", "generator", "student_optimizer", "generator_optimizer")
+    assert_same({k: a[k] for k in shared}, {k: b[k] for k in shared})
+    assert a["memory"] == b["memory"] > 0  # each VAE has learned from its rank's samples
+
+
 def test_latent_codes_are_slices_of_the_one_process_draw(tmp_path):
     a, b = w.values(w.run_ranks(w.train_lrwa, tmp_path, iterations=1, mode="first_order"))
     single = LRwATrainer(*w.bn_models(), LRwAConfig(**w.LRWA, meta_mode="first_order"))

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..meta import BN_MODES, META_MODES, check_fd_args, forward_for_pass, gradients, meta_gradient
 from ..phases import phase
-from ..replay import ReplayMemory
+from ..replay import Memory
 from .base import StepContext, UpdateResult, scaled
 from .kd import kd_gradients, refuse_state
 
@@ -18,13 +18,14 @@ UPDATE_MODES: tuple[str, ...] = (*META_MODES, "none")
 
 class MetaUpdate:
     """The meta-learned student update of :func:`~lrwa_fast.meta.meta_gradient`, drawing its retention
-    batch from ``memory``; plain KD while the memory is empty.
+    batch from ``memory`` (any :class:`~lrwa_fast.replay.Memory`: buffer or generative); plain KD while
+    the memory is empty.
 
     ``mode="none"`` drops the meta term (then ``joint_replay`` should be on); ``joint_replay`` adds
     the loss on fresh and memory samples together at the current weights, as the authors' code does.
     """
 
-    def __init__(self, memory: ReplayMemory, *, mode: str = "exact", inner_lr: float = 0.05,
+    def __init__(self, memory: Memory, *, mode: str = "exact", inner_lr: float = 0.05,
                  retain_weight: float = 1.0, joint_replay: bool = False, bn_mode: str = "acquire",
                  fd_scheme: str = "central", fd_epsilon: float | None = None) -> None:
         if mode not in UPDATE_MODES or bn_mode not in BN_MODES:
@@ -38,8 +39,7 @@ class MetaUpdate:
     def __call__(self, ctx: StepContext, x: Tensor, t: Tensor) -> UpdateResult:
         if len(self.memory) == 0:
             return kd_gradients(ctx, x, t)
-        with phase("memory sample"):
-            x_mem, t_mem = self.memory.draw(torch.promote_types(x.dtype, torch.float32))
+        x_mem, t_mem = self.memory.draw(torch.promote_types(x.dtype, torch.float32))
         result = kd_gradients(ctx, x, t) if self.mode == "none" else self._meta(ctx, x, t, x_mem, t_mem)
         if self.joint_replay:
             result = self._with_joint_replay(ctx, result, torch.cat([x, x_mem]), torch.cat([t, t_mem]))
