@@ -128,9 +128,29 @@ def _pair(dataset: str, teacher: str, student: str, pair_source: str) -> list[Pr
     ]
 
 
+def _generative(base: Preset) -> Preset:
+    """``base`` with the authors' generative replay memory (their ``Ours-2`` configuration)."""
+    spec = copy.deepcopy(base.spec)
+    spec["trainer"] |= {"memory_kind": "generative", "vae_fresh_size": spec["trainer"]["batch_size"] // 2}
+    spec["output_dir"] += "-generative"
+    sources = {k: v for k, v in base.sources.items() if k != "trainer.memory_*"}
+    sources["trainer.memory_kind, vae_*"] = (GENERATIVE + "; the vae_* defaults of "
+               "lrwa_fast.config cite the authors' values (VAE Adam 5e-4, 4 VAE updates per iteration on half a "
+               "fresh batch, KL weight 1e-5, one refinement step of the prior codes at lr 0.02)")
+    notes = (*(n for n in base.notes if not n.startswith("memory")),
+             "retention batch: memory_batch_size 64 decoded samples per step, as the buffer preset's (the "
+             "buffer-specific memory_* fields are unused); the meta step's settings (inner_lr 0.9, joint replay) "
+             "are the buffer preset's, taken from Ours-1 and not checked against Ours-2")
+    return Preset(f"{base.name}-generative", f"{base.description}, generative replay memory (a VAE)", spec,
+                  sources, notes)
+
+
+GENERATIVE = "authors (gaurav104/LRA src/configs/Ours-2.json, src/agents/predfkd_meta.py)"
+_CIFAR100 = _pair("cifar100", "resnet34", "resnet18", AUTHORS + " (student resnet18, teacher resnet34, cifar100)")
+
 PRESETS: dict[str, Preset] = {p.name: p for p in [
     *_pair("cifar10", "resnet34", "resnet18", PAPER + " (CIFAR-10 table); the authors publish no CIFAR-10 config"),
-    *_pair("cifar100", "resnet34", "resnet18", AUTHORS + " (student resnet18, teacher resnet34, cifar100)"),
+    *_CIFAR100, _generative(_CIFAR100[0]),
     *_pair("cifar10", "wrn40_2", "wrn16_1", "peer: DataFree / CMI benchmark pair; the authors' LRwA settings "
            "applied unchanged (they publish none for WRNs)"),
 ]}
