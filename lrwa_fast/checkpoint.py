@@ -64,16 +64,22 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint file, refusing anything that is not a complete lrwa_fast checkpoint."""
+def load_file(path: str | Path, kind: str = "a lrwa_fast checkpoint") -> Any:
+    """``torch.load`` of ``path`` onto the CPU, tensors and containers only (``weights_only``);
+    :class:`CheckpointError` naming the file when it is missing, truncated or not ``kind``."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated or foreign files fail in many ways
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or not a lrwa_fast checkpoint "
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or not {kind} "
                               f"({type(err).__name__}: {err})") from err
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint file, refusing anything that is not a complete lrwa_fast checkpoint."""
+    state = load_file(path)
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
         found = state.get("format_version") if isinstance(state, dict) else type(state).__name__
         older = " (written by lrwa_fast 0.1, before checkpoints held the trainer's parts; resume it with " \

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import latest_checkpoint
+from .checkpoint import latest_checkpoint, load_file
 from .config import from_dict, to_dict
 from .metrics import accuracy_evaluator
 from .models import Generator, build_model
@@ -57,14 +57,7 @@ class DistillConfig:
 
 def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """A weights file → (state_dict, metadata); metadata is what a ``{"model": ..., ...}`` file holds besides."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {str(path)!r} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated or foreign files fail in many ways
-        raise ValueError(f"checkpoint {str(path)!r} is corrupt or not a weights file ({type(err).__name__}: "
-                         f"{err})") from None
+    state = load_file(path, "a weights file")
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         return state["model"], {k: v for k, v in state.items() if k != "model"}
     if not isinstance(state, dict):

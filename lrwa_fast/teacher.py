@@ -169,7 +169,7 @@ def train_teacher(cfg: TeacherConfig, data_path: str | Path, out: str | Path, *,
     folder = out / "checkpoints"
     latest = ckpt.latest_checkpoint(folder) if resume else None
     if latest is not None:
-        run.load_state_dict(_read(latest), latest)
+        run.load_state_dict(ckpt.load_file(latest, "a teacher checkpoint"), latest)
     bar = progress_display((cfg.epochs - run.epoch) * len(run.loader), f"teacher {cfg.arch}",
                            enabled=progress and main, unit="batch")
     start, first_epoch = time.perf_counter(), run.epoch
@@ -192,14 +192,6 @@ def train_teacher(cfg: TeacherConfig, data_path: str | Path, out: str | Path, *,
     if not main:
         return {}
     return _finish(run, out, wall, (run.epoch - first_epoch) * len(run.data.y_train), latest)
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated or foreign files fail in many ways
-        raise ckpt.CheckpointError(f"checkpoint {str(path)!r} is corrupt or not a teacher checkpoint "
-                                   f"({type(err).__name__}: {err})") from None
 
 
 def _finish(run: TeacherRun, out: Path, wall: float, images: int, resumed_from: Path | None) -> dict[str, Any]:
