@@ -180,7 +180,7 @@ def _run_job(job: tuple[str, int, DemoSettings, Path, Path, bool]) -> dict[str, 
     name = f"{method}-seed{seed}".replace(" ", "_").replace(",", "").replace("/", "_")
     result_path = out_dir / "runs" / f"{name}.json"
     ranks = DataParallel.current()
-    if ranks.broadcast(result_path.exists()):  # rank 0 decides: it alone writes the results
+    if ranks.from_main(result_path.exists):  # rank 0 decides: it alone writes the results
         return json.loads(result_path.read_text(encoding="utf-8"))
     data = load_digits_split()
     teacher, _ = train_teacher(data, settings.teacher, cache_dir, torch.device("cpu"))

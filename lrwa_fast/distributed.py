@@ -165,6 +165,10 @@ class DataParallel:
             dist.broadcast_object_list(box, src=dist.get_global_rank(self.group, 0), group=self.group)
         return box[0]
 
+    def from_main(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` run on rank 0 only (e.g. a file write), its result on every rank."""
+        return self.broadcast(fn() if self.is_main else None)
+
     def barrier(self, what: str) -> None:
         """Wait for every rank."""
         if self.enabled:

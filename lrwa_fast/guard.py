@@ -20,6 +20,12 @@ NONFINITE_POLICIES: tuple[str, ...] = ("raise", "skip")
 MAX_PENDING = 4096  # deferred checks pending before one is forced (bounds the label list)
 
 
+def all_finite(logged: dict[str, Tensor], grad_norm: Tensor) -> Tensor:
+    """Whether an update's logged values and gradient norm are all finite (0-d bool, no sync)."""
+    values = torch.stack([v.detach().float() for v in logged.values()] + [grad_norm.detach().float()])
+    return torch.isfinite(values).all()
+
+
 class NonFiniteError(RuntimeError):
     """A loss or gradient became NaN/Inf and the policy is ``nonfinite="raise"``."""
 
@@ -35,8 +41,7 @@ class NonFiniteGuard:
 
     def allows(self, logged: dict[str, Tensor], grad_norm: Tensor, where: str) -> bool:
         """Whether the update described by ``logged`` and ``grad_norm`` may be applied."""
-        values = torch.stack([v.detach().float() for v in logged.values()] + [grad_norm.detach().float()])
-        finite = torch.isfinite(values).all()
+        finite = all_finite(logged, grad_norm)
         if self.defer:
             self._remember(finite, where)
             return True

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .guard import all_finite
+
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 AUTOCAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -56,8 +58,7 @@ class LossScaler:
         """Whether this step overflowed (then the scale is backed off: skip the step); one device sync."""
         if not self.enabled or not bool(self.scale > 1):
             return False
-        values = torch.stack([v.detach().float() for v in logged.values()] + [grad_norm.detach().float()])
-        overflow = not bool(torch.isfinite(values).all())
+        overflow = not bool(all_finite(logged, grad_norm))
         if overflow:
             self.update(overflow=True)
         return overflow

@@ -180,8 +180,8 @@ def train_teacher(cfg: TeacherConfig, data_path: str | Path, out: str | Path, *,
             run.epoch += 1
             run.history.append({"epoch": run.epoch, "loss": loss, "test_accuracy": run.test_accuracy() if main else
                                 None, "seconds": time.perf_counter() - epoch_start})
-            path = ckpt.save_rotating(run.state_dict(), folder, run.epoch, cfg.keep_checkpoints) if main else None
-            path = Path(run.ranks.broadcast(str(path)))
+            path = run.ranks.from_main(lambda: ckpt.save_rotating(run.state_dict(), folder, run.epoch,
+                                                                  cfg.keep_checkpoints))
             signum = run.ranks.max(stop.signum or 0)
             if signum and run.epoch < cfg.epochs:
                 bar.close()

@@ -396,15 +396,13 @@ class DFADTrainer:
         """Write ``folder/ckpt-<iteration>.pt`` atomically, keeping the newest ``config.keep_checkpoints``
         (data-parallel: a collective; rank 0 writes, every rank returns its path)."""
         state = self.state_dict()
-        path = ckpt.save_rotating(state, folder, self.iteration, self.config.keep_checkpoints) \
-            if self.ranks.is_main else None
-        return Path(self.ranks.broadcast(str(path)))
+        return self.ranks.from_main(lambda: ckpt.save_rotating(state, folder, self.iteration,
+                                                               self.config.keep_checkpoints))
 
     def save(self, path: str | Path) -> Path:
         """Write the complete state to ``path`` atomically (data-parallel: as :meth:`write_checkpoint`)."""
         state = self.state_dict()
-        written = ckpt.atomic_save(state, path) if self.ranks.is_main else None
-        return Path(self.ranks.broadcast(str(written)))
+        return self.ranks.from_main(lambda: ckpt.atomic_save(state, path))
 
     @classmethod
     def load(cls, path: str | Path, teacher: nn.Module, student: nn.Module, generator: nn.Module,

@@ -64,11 +64,9 @@ def assert_same_state(a: dict, b: dict) -> None:
     assert a["iteration"] == b["iteration"]
 
 
-def test_resume_in_a_fresh_process_is_bit_exact(tmp_path):
-    straight = LRwATrainer(*build(), LRwAConfig(**CONFIG))
-    straight.train(progress=False)
-    first = LRwATrainer(*build(), LRwAConfig(**CONFIG))
-    first.train(5, progress=False)
+def resume_in_a_fresh_process(first: LRwATrainer, tmp_path: Path) -> dict:
+    """Save ``first``, load it in a new Python process (modules from ``BUILD``), train to the end there
+    and return the state it ends with."""
     first.save(tmp_path / "half.pt")
     code = BUILD + textwrap.dedent(f"""
         from lrwa_fast import LRwATrainer
@@ -78,7 +76,15 @@ def test_resume_in_a_fresh_process_is_bit_exact(tmp_path):
     """)
     result = run_python(code)
     assert result.returncode == 0, result.stderr
-    assert_same_state(straight.state_dict(), read_checkpoint(tmp_path / "resumed.pt"))
+    return read_checkpoint(tmp_path / "resumed.pt")
+
+
+def test_resume_in_a_fresh_process_is_bit_exact(tmp_path):
+    straight = LRwATrainer(*build(), LRwAConfig(**CONFIG))
+    straight.train(progress=False)
+    first = LRwATrainer(*build(), LRwAConfig(**CONFIG))
+    first.train(5, progress=False)
+    assert_same_state(straight.state_dict(), resume_in_a_fresh_process(first, tmp_path))
 
 
 def test_rotation_keeps_the_newest(tmp_path):

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import copy
 import math
-import textwrap
 
 import pytest
 import torch
-from test_checkpoint import BUILD, build, run_python
+from test_checkpoint import build, resume_in_a_fresh_process
 from torch import Tensor, nn
 
 from lrwa_fast import GeneratorLossWeights, LRwAConfig, LRwATrainer, NonFiniteError, OptimizerConfig
-from lrwa_fast.checkpoint import read_checkpoint
 from lrwa_fast.generative_replay import GenerativeMemory
 from lrwa_fast.memory.generative import MLPVAE, ConvVAE, kl_divergence, reparameterise, vae_loss
 from lrwa_fast.phases import PhaseTimer
@@ -223,16 +221,7 @@ def test_resume_in_a_fresh_process_is_bit_exact(tmp_path):
     straight.train(progress=False)
     first = trainer(iterations=8)
     first.train(3, progress=False)
-    first.save(tmp_path / "half.pt")
-    code = BUILD + textwrap.dedent(f"""
-        from lrwa_fast import LRwATrainer
-        trainer = LRwATrainer.load({str(tmp_path / 'half.pt')!r}, *build())
-        trainer.train(progress=False)
-        trainer.save({str(tmp_path / 'resumed.pt')!r})
-    """)
-    result = run_python(code)
-    assert result.returncode == 0, result.stderr
-    want, got = straight.state_dict(), read_checkpoint(tmp_path / "resumed.pt")
+    want, got = straight.state_dict(), resume_in_a_fresh_process(first, tmp_path)
     for key in ("student", "generator"):
         assert all(torch.equal(want[key][n], got[key][n]) for n in want[key]), key
     assert_same_memory(want["memory"], got["memory"])
