@@ -50,9 +50,11 @@ def _online_stats(ptr, rows, n_cols, temperature, BLOCK_R: tl.constexpr, BLOCK_C
 
 @triton.jit
 def _log_probs(ptr, offs, mask, temperature, m, log_d):
-    """Log-softmax of ``x/T`` on a tile, from the row statistics of :func:`_online_stats`."""
+    """Log-softmax of ``x/T`` on a tile, from the row statistics of :func:`_online_stats`; 0 in
+    masked lanes (a padding value read against a row maximum of −1e4/T would be a log-probability
+    of +1e4/T, whose exp overflows: inf·0 = NaN in lanes the sums drop, but NaN all the same)."""
     x = tl.load(ptr + offs, mask=mask, other=0.0).to(tl.float32) / temperature
-    return (x - m[:, None]) - log_d[:, None]
+    return tl.where(mask, (x - m[:, None]) - log_d[:, None], 0.0)
 
 
 @triton.jit
