@@ -19,6 +19,7 @@ from lrwa_fast.bench import (
     ITERATION_VARIANTS,
     STEP_VARIANTS,
     bench,
+    format_results,
     higher_available,
     step_functions,
 )
@@ -59,6 +60,11 @@ def test_bench_smoke():
     assert ("higher_speedup" in variants["lrwa_exact"]) == higher_available()
     for name in ("lrwa_first_order", "lrwa_fd_central", "lrwa_fd_one_sided"):  # accuracy: tests/test_meta_*
         assert variants[name]["exact_speedup"] > 0 and 0 < variants[name]["error_vs_exact"] < float("inf")
+    alone = result["meta_gradient"]  # the meta-gradients alone, against a KD gradient and the exact mode
+    assert set(alone) == {"kd_gradient", "lrwa_first_order", "lrwa_exact", "lrwa_fd_central", "lrwa_fd_one_sided"}
+    assert alone["kd_gradient"]["gradient_vs_kd"] == 1.0 and alone["lrwa_exact"]["gradient_exact_speedup"] == 1.0
+    assert all(row["gradient_ms"] > 0 for row in alone.values())
+    assert "The meta-gradient alone" in format_results([result])
 
 
 @pytest.mark.skipif(NO_COMPILE is not None, reason=str(NO_COMPILE))

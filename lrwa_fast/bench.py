@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .config import DFADConfig, LRwAConfig
-from .meta import meta_gradient
+from .meta import gradients, meta_gradient
 from .models import Generator, build_model
 from .trainer import DFADTrainer, LRwATrainer, resolve_device
 
@@ -193,9 +193,10 @@ def summarize_times(times: dict[str, list[float]]) -> dict[str, dict[str, float]
 
 
 def run_case(case: BenchCase, device: torch.device, repeats: int, warmup: int,
-             iterations: bool = True, compiled: bool = False) -> dict[str, Any]:
+             iterations: bool = True, compiled: bool = False, gradient_repeats: int | None = None) -> dict[str, Any]:
     """Time every variant of ``case``; ratios against the DFAD step (compiled variants: the compiled
-    DFAD step) and the ``higher`` meta-step."""
+    DFAD step) and the ``higher`` meta-step; then the meta-gradients alone (:func:`meta_gradients`,
+    ``gradient_repeats`` times, default ``repeats``; 0: their errors only)."""
     with_higher = higher_available() and case.precision == "fp32"  # the higher step runs in fp32 only
     variants = STEP_VARIANTS if with_higher else STEP_VARIANTS[:-1]
     if compiled:
@@ -210,35 +211,60 @@ def run_case(case: BenchCase, device: torch.device, repeats: int, warmup: int,
             s["vs_dfad_step"] = s["median_ms"] / stats[baseline]["median_ms"]
         if "higher_exact" in stats and name.startswith("lrwa_") and name in step_level:
             s["higher_speedup"] = stats["higher_exact"]["median_ms"] / s["median_ms"]
-    for name, error in meta_errors(case, device).items():
-        stats[name]["error_vs_exact"] = error
-        stats[name]["exact_speedup"] = stats["lrwa_exact"]["median_ms"] / stats[name]["median_ms"]
+    gradients_alone = meta_gradients(case, device, repeats if gradient_repeats is None else gradient_repeats,
+                                     warmup)
+    for name, row in gradients_alone.items():
+        if name in stats and name != "lrwa_exact":
+            stats[name]["error_vs_exact"] = row["error_vs_exact"]
+            stats[name]["exact_speedup"] = stats["lrwa_exact"]["median_ms"] / stats[name]["median_ms"]
     cfg = DFADConfig()
     for name in set(ITERATION_VARIANTS) & set(stats):
         images = case.batch * (cfg.student_steps + cfg.generator_steps)
         stats[name]["images_per_s"] = images / (stats[name]["median_ms"] / 1e3)
-    return {"case": dataclasses.asdict(case), "name": case.name, "device": str(device), "variants": stats}
+    return {"case": dataclasses.asdict(case), "name": case.name, "device": str(device), "variants": stats,
+            "meta_gradient": gradients_alone}
 
 
-def meta_errors(case: BenchCase, device: torch.device) -> dict[str, float]:
-    """Relative error ‖g − g_exact‖/‖g_exact‖ of each meta variant's gradient, on one fresh batch and
-    memory draw of ``case`` (same weights, BatchNorm buffers reset before each call)."""
+def meta_gradients(case: BenchCase, device: torch.device, repeats: int = 0,
+                   warmup: int = 2) -> dict[str, dict[str, float]]:
+    """Each meta variant's gradient alone, on one fresh batch and memory draw of ``case``: its relative
+    error ‖g − g_exact‖/‖g_exact‖ (same weights and BatchNorm buffers for every variant) and, with
+    ``repeats``, its median time against a plain KD gradient of the same batch (``kd_gradient``) and
+    against the exact mode. This is the part a meta mode changes; a student step adds the generator
+    and teacher forwards, the memory and the optimiser, the same for every mode."""
     trainer = LRwATrainer(*case_models(case, device, 64), case_config(LRwAConfig, case, device))
     fill_memory(trainer)
     trainer.student.train()
     x, t = trainer.fresh_batch()
     x_mem, t_mem = trainer.memory.sample(case.memory_batch)
     buffers = copy.deepcopy(list(trainer.student.buffers()))
-    cfg, flat = trainer.config, {}
-    for name, meta in META_VARIANTS.items():
-        for live, saved in zip(trainer.student.buffers(), buffers):
-            live.copy_(saved)
-        res = meta_gradient(trainer.student, x, t, x_mem, t_mem, inner_lr=cfg.inner_lr, mode=meta["meta_mode"],
-                            loss=cfg.loss, temperature=cfg.temperature, retain_weight=cfg.retain_weight,
-                            fd_scheme=meta.get("fd_scheme", "central"), alignment=False)
-        flat[name] = torch.cat([g.reshape(-1).double() for g in res.grads.values()])
+    cfg, params = trainer.config, [p for p in trainer.student.parameters() if p.requires_grad]
+
+    def variant(meta: dict[str, str]) -> Callable[[], dict[str, torch.Tensor]]:
+        def run() -> dict[str, torch.Tensor]:
+            for live, saved in zip(trainer.student.buffers(), buffers):
+                live.copy_(saved)
+            return meta_gradient(trainer.student, x, t, x_mem, t_mem, inner_lr=cfg.inner_lr,
+                                 mode=meta["meta_mode"], loss=cfg.loss, temperature=cfg.temperature,
+                                 retain_weight=cfg.retain_weight, fd_scheme=meta.get("fd_scheme", "central"),
+                                 alignment=False).grads
+        return run
+
+    def kd_gradient() -> None:
+        gradients(trainer.student_loss(trainer.student(x), t), params)
+
+    fns = {name: variant(meta) for name, meta in META_VARIANTS.items()}
+    flat = {name: torch.cat([g.reshape(-1).double() for g in fn().values()]) for name, fn in fns.items()}
     exact = flat["lrwa_exact"]
-    return {name: float((g - exact).norm() / exact.norm()) for name, g in flat.items() if name != "lrwa_exact"}
+    out = {name: {"error_vs_exact": float((g - exact).norm() / exact.norm())} for name, g in flat.items()}
+    if repeats:
+        ms = {n: s["median_ms"] for n, s in
+              summarize_times(measure({"kd_gradient": kd_gradient, **fns}, device, repeats, warmup)).items()}
+        out = {"kd_gradient": {}, **out}
+        for name, row in out.items():
+            row.update(gradient_ms=ms[name], gradient_vs_kd=ms[name] / ms["kd_gradient"],
+                       gradient_exact_speedup=ms["lrwa_exact"] / ms[name])
+    return out
 
 
 def format_results(results: list[dict[str, Any]]) -> str:
@@ -252,6 +278,20 @@ def format_results(results: list[dict[str, Any]]) -> str:
                      _cell(s, "images_per_s", "{:.0f}")]
             spread = f"{s['q1_ms']:.2f}–{s['q3_ms']:.2f}"
             lines.append(f"| {result['name']} | {name} | {s['median_ms']:.2f} | {spread} | " + " | ".join(cells) + " |")
+    timed = [r for r in results if "kd_gradient" in r.get("meta_gradient", {})]
+    return "\n".join(lines + (["", _format_gradients(timed)] if timed else []))
+
+
+def _format_gradients(results: list[dict[str, Any]]) -> str:
+    """Markdown table of the meta-gradients alone (:func:`meta_gradients`)."""
+    lines = ["The meta-gradient alone, on one fixed batch (what a meta mode changes):", "",
+             "| case | gradient | median ms | × KD gradient | exact / ours | error vs exact |",
+             "|---|---|---|---|---|---|"]
+    for result in results:
+        for name, s in result["meta_gradient"].items():
+            error = _cell(s, "error_vs_exact", "{:.1e}") if name != "lrwa_exact" else ""
+            lines.append(f"| {result['name']} | {name} | {s['gradient_ms']:.2f} | {s['gradient_vs_kd']:.2f} | "
+                         f"{s['gradient_exact_speedup']:.2f} | {error} |")
     return "\n".join(lines)
 
 
@@ -261,13 +301,14 @@ def _cell(stats: dict[str, float], key: str, fmt: str) -> str:
 
 def bench(case_names: list[str], device_name: str = "auto", repeats: int = 20, warmup: int = 3,
           full: bool = False, iterations: bool = True, overrides: dict[str, int | str] | None = None,
-          compiled: bool = False) -> list[dict[str, Any]]:
+          compiled: bool = False, gradient_repeats: int | None = None) -> list[dict[str, Any]]:
     """Run the comparison for the named cases (``full``: the batch-size grid; ``compiled``: also
-    the DFAD and first-order steps with ``compile_student``)."""
+    the DFAD and first-order steps with ``compile_student``; ``gradient_repeats``: timings of the
+    meta-gradients alone, default ``repeats``, 0 for none)."""
     unknown = [n for n in case_names if n not in CASES]
     if unknown:
         raise ValueError(f"unknown bench case(s) {unknown}; available: {sorted(CASES)}")
     device = resolve_device(device_name)
     cases = full_grid(case_names) if full else [dataclasses.replace(CASES[n], **(overrides or {}))
                                                  for n in case_names]
-    return [run_case(case, device, repeats, warmup, iterations, compiled) for case in cases]
+    return [run_case(case, device, repeats, warmup, iterations, compiled, gradient_repeats) for case in cases]
