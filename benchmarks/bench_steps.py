@@ -74,6 +74,10 @@ def test_bench_compiled_smoke():
     assert set(COMPILED_VARIANTS) <= set(variants)
     assert variants["dfad_step+compile"]["vs_dfad_step"] == 1.0, "compiled steps compare with the compiled DFAD step"
     assert variants["lrwa_first_order+compile"]["vs_dfad_step"] > 0
+    for name in ("lrwa_fd_central+compile", "lrwa_fd_one_sided+compile"):  # finite differences run compiled
+        assert variants[name]["exact_speedup"] > 0 and 0 < variants[name]["error_vs_exact"] < float("inf")
+        assert result["meta_gradient"][name]["gradient_ms"] > 0
+    assert "lrwa_exact+compile" not in result["meta_gradient"], "exact cannot run compiled"
 
 
 def test_compiled_variant_refuses_to_time_an_eager_student_smoke(monkeypatch):

@@ -63,7 +63,8 @@ ITERATION_VARIANTS = ("dfad_iteration", "lrwa_iteration", "lrwa_generative_itera
 # LRwA variants → their memory settings (the others use the replay buffer).
 MEMORY_VARIANTS: dict[str, dict[str, str]] = {"lrwa_generative_iteration": {"memory_kind": "generative"}}
 COMPILED = "+compile"  # suffix of a variant whose student is compiled (compile_student=True)
-COMPILED_VARIANTS = ("dfad_step" + COMPILED, "lrwa_first_order" + COMPILED)
+COMPILED_VARIANTS = ("dfad_step" + COMPILED, "lrwa_first_order" + COMPILED, "lrwa_fd_central" + COMPILED,
+                     "lrwa_fd_one_sided" + COMPILED)  # exact cannot run compiled (no double backward)
 
 
 def full_grid(names: list[str]) -> list[BenchCase]:
@@ -212,7 +213,7 @@ def run_case(case: BenchCase, device: torch.device, repeats: int, warmup: int,
         if "higher_exact" in stats and name.startswith("lrwa_") and name in step_level:
             s["higher_speedup"] = stats["higher_exact"]["median_ms"] / s["median_ms"]
     gradients_alone = meta_gradients(case, device, repeats if gradient_repeats is None else gradient_repeats,
-                                     warmup)
+                                     warmup, compiled)
     for name, row in gradients_alone.items():
         if name in stats and name != "lrwa_exact":
             stats[name]["error_vs_exact"] = row["error_vs_exact"]
@@ -225,46 +226,63 @@ def run_case(case: BenchCase, device: torch.device, repeats: int, warmup: int,
             "meta_gradient": gradients_alone}
 
 
-def meta_gradients(case: BenchCase, device: torch.device, repeats: int = 0,
-                   warmup: int = 2) -> dict[str, dict[str, float]]:
+def meta_gradients(case: BenchCase, device: torch.device, repeats: int = 0, warmup: int = 2,
+                   compiled: bool = False) -> dict[str, dict[str, float]]:
     """Each meta variant's gradient alone, on one fresh batch and memory draw of ``case``: its relative
     error ‖g − g_exact‖/‖g_exact‖ (same weights and BatchNorm buffers for every variant) and, with
     ``repeats``, its median time against a plain KD gradient of the same batch (``kd_gradient``) and
     against the exact mode. This is the part a meta mode changes; a student step adds the generator
-    and teacher forwards, the memory and the optimiser, the same for every mode."""
-    trainer = LRwATrainer(*case_models(case, device, 64), case_config(LRwAConfig, case, device))
-    fill_memory(trainer)
-    trainer.student.train()
-    x, t = trainer.fresh_batch()
-    x_mem, t_mem = trainer.memory.sample(case.memory_batch)
-    buffers = copy.deepcopy(list(trainer.student.buffers()))
-    cfg, params = trainer.config, [p for p in trainer.student.parameters() if p.requires_grad]
+    and teacher forwards, the memory and the optimiser, the same for every mode. ``compiled`` adds
+    the variants a compiled student can run (every one but exact) with ``+compile``; their ratio to
+    exact is to the eager exact mode, the only one there is."""
+    eager = LRwATrainer(*case_models(case, device, 64), case_config(LRwAConfig, case, device))
+    fill_memory(eager)
+    x, t = eager.fresh_batch()
+    x_mem, t_mem = eager.memory.sample(case.memory_batch)
+    fns = _gradient_functions(eager, (x, t, x_mem, t_mem), META_VARIANTS, "")
+    if compiled:
+        twin = LRwATrainer(*case_models(case, device, 64),
+                           case_config(LRwAConfig, case, device, meta_mode="first_order", compile_student=True))
+        twin.student.load_state_dict(eager.student.state_dict())
+        can_compile = {k: v for k, v in META_VARIANTS.items() if v["meta_mode"] != "exact"}
+        fns |= _gradient_functions(twin, (x, t, x_mem, t_mem), can_compile, COMPILED)
+    flat = {name: torch.cat([g.reshape(-1).double() for g in fn().values()])
+            for name, fn in fns.items() if not name.startswith("kd_gradient")}
+    exact = flat["lrwa_exact"]
+    out: dict[str, dict[str, float]] = {name: {} for name in fns}
+    for name, g in flat.items():
+        out[name]["error_vs_exact"] = float((g - exact).norm() / exact.norm())
+    if repeats:
+        ms = {n: s["median_ms"] for n, s in summarize_times(measure(fns, device, repeats, warmup)).items()}
+        for name, row in out.items():
+            kd = "kd_gradient" + COMPILED if name.endswith(COMPILED) else "kd_gradient"
+            row.update(gradient_ms=ms[name], gradient_vs_kd=ms[name] / ms[kd],
+                       gradient_exact_speedup=ms["lrwa_exact"] / ms[name])
+    return out
+
+
+def _gradient_functions(trainer: LRwATrainer, batch: tuple[torch.Tensor, ...], variants: dict[str, dict[str, str]],
+                        suffix: str) -> dict[str, Callable[[], dict[str, torch.Tensor]]]:
+    """``kd_gradient`` and one meta-gradient call per variant on ``batch`` with ``trainer``'s student;
+    every call starts from the same BatchNorm buffers."""
+    student, cfg = trainer.student.train(), trainer.config
+    x, t, x_mem, t_mem = batch
+    buffers = copy.deepcopy(list(student.buffers()))
+    params = [p for p in student.parameters() if p.requires_grad]
 
     def variant(meta: dict[str, str]) -> Callable[[], dict[str, torch.Tensor]]:
         def run() -> dict[str, torch.Tensor]:
-            for live, saved in zip(trainer.student.buffers(), buffers):
+            for live, saved in zip(student.buffers(), buffers):
                 live.copy_(saved)
-            return meta_gradient(trainer.student, x, t, x_mem, t_mem, inner_lr=cfg.inner_lr,
-                                 mode=meta["meta_mode"], loss=cfg.loss, temperature=cfg.temperature,
-                                 retain_weight=cfg.retain_weight, fd_scheme=meta.get("fd_scheme", "central"),
-                                 alignment=False).grads
+            return meta_gradient(student, x, t, x_mem, t_mem, inner_lr=cfg.inner_lr, mode=meta["meta_mode"],
+                                 loss=cfg.loss, temperature=cfg.temperature, retain_weight=cfg.retain_weight,
+                                 fd_scheme=meta.get("fd_scheme", "central"), alignment=False).grads
         return run
 
-    def kd_gradient() -> None:
-        gradients(trainer.student_loss(trainer.student(x), t), params)
+    def kd_gradient() -> dict[str, torch.Tensor]:
+        return dict(enumerate(gradients(trainer.student_loss(student(x), t), params)))
 
-    fns = {name: variant(meta) for name, meta in META_VARIANTS.items()}
-    flat = {name: torch.cat([g.reshape(-1).double() for g in fn().values()]) for name, fn in fns.items()}
-    exact = flat["lrwa_exact"]
-    out = {name: {"error_vs_exact": float((g - exact).norm() / exact.norm())} for name, g in flat.items()}
-    if repeats:
-        ms = {n: s["median_ms"] for n, s in
-              summarize_times(measure({"kd_gradient": kd_gradient, **fns}, device, repeats, warmup)).items()}
-        out = {"kd_gradient": {}, **out}
-        for name, row in out.items():
-            row.update(gradient_ms=ms[name], gradient_vs_kd=ms[name] / ms["kd_gradient"],
-                       gradient_exact_speedup=ms["lrwa_exact"] / ms[name])
-    return out
+    return {"kd_gradient" + suffix: kd_gradient} | {name + suffix: variant(meta) for name, meta in variants.items()}
 
 
 def format_results(results: list[dict[str, Any]]) -> str:

@@ -56,7 +56,9 @@ def _final_parameters(cls, config_cls, **extra):
     (DFADTrainer, DFADConfig, {}),
     (LRwATrainer, LRwAConfig, {"meta_mode": "first_order", "memory_insert_size": 8}),
     (LRwATrainer, LRwAConfig, {"meta_mode": "first_order", "memory_insert_size": 8, "joint_replay": True}),
-], ids=["dfad", "lrwa_first_order", "lrwa_first_order_joint"])
+    (LRwATrainer, LRwAConfig, {"meta_mode": "finite_difference", "memory_insert_size": 8}),
+    (LRwATrainer, LRwAConfig, {"meta_mode": "finite_difference", "fd_scheme": "one_sided", "memory_insert_size": 8}),
+], ids=["dfad", "lrwa_first_order", "lrwa_first_order_joint", "lrwa_fd_central", "lrwa_fd_one_sided"])
 def test_compiled_student_trains_as_the_eager_one(cls, config_cls, extra):
     """Three iterations (generator and student steps, memory inserts, smooth losses): the compiled
     student ends where the eager one does, to float32 rounding (kernels fuse and reorder sums)."""
