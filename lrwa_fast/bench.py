@@ -13,6 +13,7 @@ import dataclasses
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from torch import nn
 from .config import DFADConfig, LRwAConfig
 from .meta import gradients, meta_gradient
 from .models import Generator, build_model
+from .precision import autocast
 from .trainer import DFADTrainer, LRwATrainer, resolve_device
 
 
@@ -243,17 +245,18 @@ def meta_gradients(case: BenchCase, device: torch.device, repeats: int = 0, warm
     if compiled:
         twin = LRwATrainer(*case_models(case, device, 64),
                            case_config(LRwAConfig, case, device, meta_mode="first_order", compile_student=True))
+        if not twin.student_compiled:
+            raise RuntimeError("compiled meta-gradients need torch.compile, which cannot run here (see the warning)")
         twin.student.load_state_dict(eager.student.state_dict())
         can_compile = {k: v for k, v in META_VARIANTS.items() if v["meta_mode"] != "exact"}
         fns |= _gradient_functions(twin, (x, t, x_mem, t_mem), can_compile, COMPILED)
-    flat = {name: torch.cat([g.reshape(-1).double() for g in fn().values()])
+    flat = {name: torch.cat([g.reshape(-1).double() for g in fn()])
             for name, fn in fns.items() if not name.startswith("kd_gradient")}
     exact = flat["lrwa_exact"]
-    out: dict[str, dict[str, float]] = {name: {} for name in fns}
-    for name, g in flat.items():
-        out[name]["error_vs_exact"] = float((g - exact).norm() / exact.norm())
+    out = {name: {"error_vs_exact": float((g - exact).norm() / exact.norm())} for name, g in flat.items()}
     if repeats:
         ms = {n: s["median_ms"] for n, s in summarize_times(measure(fns, device, repeats, warmup)).items()}
+        out = {name: out.get(name, {}) for name in fns}  # with the KD gradients, in timing order
         for name, row in out.items():
             kd = "kd_gradient" + COMPILED if name.endswith(COMPILED) else "kd_gradient"
             row.update(gradient_ms=ms[name], gradient_vs_kd=ms[name] / ms[kd],
@@ -262,25 +265,31 @@ def meta_gradients(case: BenchCase, device: torch.device, repeats: int = 0, warm
 
 
 def _gradient_functions(trainer: LRwATrainer, batch: tuple[torch.Tensor, ...], variants: dict[str, dict[str, str]],
-                        suffix: str) -> dict[str, Callable[[], dict[str, torch.Tensor]]]:
-    """``kd_gradient`` and one meta-gradient call per variant on ``batch`` with ``trainer``'s student;
-    every call starts from the same BatchNorm buffers."""
+                        suffix: str) -> dict[str, Callable[[], list[torch.Tensor]]]:
+    """``kd_gradient`` and one meta-gradient call per variant on ``batch`` with ``trainer``'s student,
+    under the case's precision; every call starts from the same BatchNorm buffers."""
     student, cfg = trainer.student.train(), trainer.config
     x, t, x_mem, t_mem = batch
     buffers = copy.deepcopy(list(student.buffers()))
     params = [p for p in student.parameters() if p.requires_grad]
 
-    def variant(meta: dict[str, str]) -> Callable[[], dict[str, torch.Tensor]]:
-        def run() -> dict[str, torch.Tensor]:
-            for live, saved in zip(student.buffers(), buffers):
-                live.copy_(saved)
-            return meta_gradient(student, x, t, x_mem, t_mem, inner_lr=cfg.inner_lr, mode=meta["meta_mode"],
-                                 loss=cfg.loss, temperature=cfg.temperature, retain_weight=cfg.retain_weight,
-                                 fd_scheme=meta.get("fd_scheme", "central"), alignment=False).grads
+    def restored() -> AbstractContextManager[Any]:
+        for live, saved in zip(student.buffers(), buffers):
+            live.copy_(saved)
+        return autocast(cfg.precision, trainer.device)
+
+    def variant(meta: dict[str, str]) -> Callable[[], list[torch.Tensor]]:
+        def run() -> list[torch.Tensor]:
+            with restored():
+                return list(meta_gradient(student, x, t, x_mem, t_mem, inner_lr=cfg.inner_lr, mode=meta["meta_mode"],
+                                          loss=cfg.loss, temperature=cfg.temperature,
+                                          retain_weight=cfg.retain_weight, fd_scheme=meta.get("fd_scheme", "central"),
+                                          alignment=False).grads.values())
         return run
 
-    def kd_gradient() -> dict[str, torch.Tensor]:
-        return dict(enumerate(gradients(trainer.student_loss(student(x), t), params)))
+    def kd_gradient() -> list[torch.Tensor]:
+        with restored():
+            return gradients(trainer.student_loss(student(x), t), params)
 
     return {"kd_gradient" + suffix: kd_gradient} | {name + suffix: variant(meta) for name, meta in variants.items()}
 
@@ -296,7 +305,7 @@ def format_results(results: list[dict[str, Any]]) -> str:
                      _cell(s, "images_per_s", "{:.0f}")]
             spread = f"{s['q1_ms']:.2f}–{s['q3_ms']:.2f}"
             lines.append(f"| {result['name']} | {name} | {s['median_ms']:.2f} | {spread} | " + " | ".join(cells) + " |")
-    timed = [r for r in results if "kd_gradient" in r.get("meta_gradient", {})]
+    timed = [r for r in results if "gradient_ms" in r.get("meta_gradient", {}).get("lrwa_exact", {})]
     return "\n".join(lines + (["", _format_gradients(timed)] if timed else []))
 
 
@@ -321,8 +330,8 @@ def bench(case_names: list[str], device_name: str = "auto", repeats: int = 20, w
           full: bool = False, iterations: bool = True, overrides: dict[str, int | str] | None = None,
           compiled: bool = False, gradient_repeats: int | None = None) -> list[dict[str, Any]]:
     """Run the comparison for the named cases (``full``: the batch-size grid; ``compiled``: also
-    the DFAD and first-order steps with ``compile_student``; ``gradient_repeats``: timings of the
-    meta-gradients alone, default ``repeats``, 0 for none)."""
+    the steps and gradients that can run with ``compile_student``, every one but exact;
+    ``gradient_repeats``: timings of the meta-gradients alone, default ``repeats``, 0 for none)."""
     unknown = [n for n in case_names if n not in CASES]
     if unknown:
         raise ValueError(f"unknown bench case(s) {unknown}; available: {sorted(CASES)}")

@@ -73,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--warmup", type=int, default=3)
     bench.add_argument("--no-iterations", action="store_true", help="skip whole-iteration timings")
     bench.add_argument("--compile", action="store_true",
-                       help="also time the DFAD and first-order steps with compile_student=True")
+                       help="also time the steps and meta-gradients that can run with compile_student=True "
+                            "(all but exact)")
+    bench.add_argument("--gradient-repeats", type=int, default=None,
+                       help="repeats of the meta-gradients alone on one fixed batch (default: --repeats; 0: none)")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--json", default=None, help="write the results here")
 
@@ -102,7 +105,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     results = bench([c.strip() for c in args.cases.split(",") if c.strip()], args.device, args.repeats,
                     args.warmup, full=args.full, iterations=not args.no_iterations, overrides=_sizes(args),
-                    compiled=args.compile)
+                    compiled=args.compile, gradient_repeats=args.gradient_repeats)
     print(format_results(results))
     if not higher_available():
         print("\nThe 'higher / ours' column is empty: the `higher` package is not installed, so the "
