@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for a lent GPU machine (see README, "GPU check"): build the CUDA extension and check
 # that its CUDA kernels loaded, run the GPU tests, then the step benchmark (ResNet-34 → ResNet-18,
-# the GPU targets), the replay and kernel tables, the profile and the compiled-student benchmark.
+# the GPU targets; fp32, bf16, and the finite-difference table with the KL loss), the replay and
+# kernel tables, the profile and the compiled-student benchmark.
 # Steps run in that order of importance under one deadline (GPU_CHECK_SECONDS, default 570 s, so
 # the whole run fits the device tool's 10-minute limit); a step that would pass the deadline is cut
 # short and reported. Logs and JSON go to a scratch folder and are packed, after every step, into
@@ -35,6 +36,8 @@ step extension 30 python -c "from lrwa_fast.memory import _ext; assert _ext.has_
 step gpu_tests 150 python -m pytest -q -m gpu tests
 step step_bench 120 python -m lrwa_fast bench --cases resnet18 --repeats 10 --json "$work/bench.json"
 step bf16_bench 90 python -m lrwa_fast bench --cases resnet18 --precision bf16 --repeats 10 --json "$work/bench_bf16.json"
+step fd_table 60 python benchmarks/meta_cost.py --cases resnet18 --loss kl --repeats 10 --device cuda \
+  --json "$work/meta_cost_kl.json"
 step two_rank_tests 90 python -m pytest -q -m distributed tests
 step replay_table 45 python benchmarks/replay_table.py --json "$work/replay.json"
 step kernel_table 120 python benchmarks/kernel_table.py --json "$work/kernels.json"

@@ -1,6 +1,7 @@
 """What an LRwA meta-step costs on the CPU against a DFAD student step and against the exact mode.
 
-    python benchmarks/meta_cost.py [--repeats 30] [--cases cnn,wrn16_1,cnn32] [--loss l1|kl] [--compile] [--json OUT]
+    python benchmarks/meta_cost.py [--repeats 30] [--cases cnn,wrn16_1,cnn32] [--loss l1|kl] [--compile]
+                                   [--device cpu|cuda] [--json OUT]
 
 Demo CNN (cnn_small ← cnn, 8×8), WRN-16-1 (← WRN-40-2, 32×32) and a 4-layer BatchNorm CNN of width
 32 (cnn ← cnn_large, 32×32), acquisition batch 128, memory batch 32, one process, variants timed
@@ -57,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="student loss; finite differences need a smooth one (kl, js) to be accurate")
     parser.add_argument("--json", default=None)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu (the CPU targets), cuda or auto")
     args = parser.parse_args(argv)
-    results = bench(args.cases.split(","), "cpu", repeats=args.repeats, warmup=3, iterations=False,
+    results = bench(args.cases.split(","), args.device, repeats=args.repeats, warmup=3, iterations=False,
                     overrides={"batch": 128, "memory_batch": 32, "loss": args.loss}, compiled=args.compile)
     print(format_results(results))
     for result in results:
