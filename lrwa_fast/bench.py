@@ -69,6 +69,17 @@ COMPILED_VARIANTS = ("dfad_step" + COMPILED, "lrwa_first_order" + COMPILED, "lrw
                      "lrwa_fd_one_sided" + COMPILED)  # exact cannot run compiled (no double backward)
 
 
+def _alike(baseline: str, name: str) -> str:
+    """The baseline variant a variant compares with: compiled with compiled, eager with eager."""
+    return baseline + COMPILED if name.endswith(COMPILED) else baseline
+
+
+def _require_compiled(trainer: DFADTrainer, what: str) -> None:
+    """Refuse to time an eager student under a compiled variant's name."""
+    if not trainer.student_compiled:
+        raise RuntimeError(f"{what} needs torch.compile, which cannot run here (see the warning)")
+
+
 def full_grid(names: list[str]) -> list[BenchCase]:
     """Acquisition batch {64, 256} × memory batch {16, 64} for each named case."""
     return [dataclasses.replace(CASES[n], batch=b, memory_batch=m) for n in names for b in (64, 256)
@@ -154,8 +165,8 @@ def step_functions(case: BenchCase, device: torch.device,
             cfg = case_config(LRwAConfig, case, device, **meta, **MEMORY_VARIANTS.get(name, {}), **compiled)
             trainer = LRwATrainer(*case_models(case, device, 64), cfg)
             fill_memory(trainer)
-        if compiled and not trainer.student_compiled:
-            raise RuntimeError(f"variant {name!r} needs torch.compile, which cannot run here (see the warning)")
+        if compiled:
+            _require_compiled(trainer, f"variant {name!r}")
         trainer.student.train()
         trainer.generator.train()
         if name == "higher_exact":
@@ -210,8 +221,7 @@ def run_case(case: BenchCase, device: torch.device, repeats: int, warmup: int,
     step_level = set(STEP_VARIANTS) | set(COMPILED_VARIANTS)
     for name, s in stats.items():
         if name in step_level:
-            baseline = "dfad_step" + COMPILED if name.endswith(COMPILED) else "dfad_step"
-            s["vs_dfad_step"] = s["median_ms"] / stats[baseline]["median_ms"]
+            s["vs_dfad_step"] = s["median_ms"] / stats[_alike("dfad_step", name)]["median_ms"]
         if "higher_exact" in stats and name.startswith("lrwa_") and name in step_level:
             s["higher_speedup"] = stats["higher_exact"]["median_ms"] / s["median_ms"]
     gradients_alone = meta_gradients(case, device, repeats if gradient_repeats is None else gradient_repeats,
@@ -245,8 +255,7 @@ def meta_gradients(case: BenchCase, device: torch.device, repeats: int = 0, warm
     if compiled:
         twin = LRwATrainer(*case_models(case, device, 64),
                            case_config(LRwAConfig, case, device, meta_mode="first_order", compile_student=True))
-        if not twin.student_compiled:
-            raise RuntimeError("compiled meta-gradients need torch.compile, which cannot run here (see the warning)")
+        _require_compiled(twin, "compiled meta-gradients")
         twin.student.load_state_dict(eager.student.state_dict())
         can_compile = {k: v for k, v in META_VARIANTS.items() if v["meta_mode"] != "exact"}
         fns |= _gradient_functions(twin, (x, t, x_mem, t_mem), can_compile, COMPILED)
@@ -258,8 +267,7 @@ def meta_gradients(case: BenchCase, device: torch.device, repeats: int = 0, warm
         ms = {n: s["median_ms"] for n, s in summarize_times(measure(fns, device, repeats, warmup)).items()}
         out = {name: out.get(name, {}) for name in fns}  # with the KD gradients, in timing order
         for name, row in out.items():
-            kd = "kd_gradient" + COMPILED if name.endswith(COMPILED) else "kd_gradient"
-            row.update(gradient_ms=ms[name], gradient_vs_kd=ms[name] / ms[kd],
+            row.update(gradient_ms=ms[name], gradient_vs_kd=ms[name] / ms[_alike("kd_gradient", name)],
                        gradient_exact_speedup=ms["lrwa_exact"] / ms[name])
     return out
 
