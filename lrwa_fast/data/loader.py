@@ -14,11 +14,14 @@ class Normalize:
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        self._on: dict[torch.device, tuple[Tensor, Tensor]] = {}  # (mean, std) per device, copied there once
 
     def __call__(self, images: Tensor) -> Tensor:
-        shape = (1, len(self.mean), 1, 1)
-        mean = torch.tensor(self.mean, device=images.device).view(shape)
-        std = torch.tensor(self.std, device=images.device).view(shape)
+        if images.device not in self._on:
+            shape = (1, len(self.mean), 1, 1)
+            self._on[images.device] = (torch.tensor(self.mean, device=images.device).view(shape),
+                                       torch.tensor(self.std, device=images.device).view(shape))
+        mean, std = self._on[images.device]
         return (images.float() / 255 - mean) / std
 
 
