@@ -39,9 +39,9 @@ class NonFiniteGuard:
         self._first_bad: Tensor | None = None
         self._labels: list[str] = []
 
-    def allows(self, logged: dict[str, Tensor], grad_norm: Tensor, where: str) -> bool:
-        """Whether the update described by ``logged`` and ``grad_norm`` may be applied."""
-        finite = all_finite(logged, grad_norm)
+    def allows(self, finite: Tensor, logged: dict[str, Tensor], grad_norm: Tensor, where: str) -> bool:
+        """Whether the update described by ``logged`` and ``grad_norm`` (``finite``: their
+        :func:`all_finite`) may be applied."""
         if self.defer:
             self._remember(finite, where)
             return True

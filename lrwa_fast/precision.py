@@ -15,8 +15,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .guard import all_finite
-
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 AUTOCAST_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -54,14 +52,13 @@ class LossScaler:
         """The true gradients of scaled-loss gradients."""
         return torch._foreach_div(grads, self.scale) if self.enabled else grads
 
-    def overflowed(self, logged: dict[str, Tensor], grad_norm: Tensor) -> bool:
-        """Whether this step overflowed (then the scale is backed off: skip the step); one device sync."""
-        if not self.enabled or not bool(self.scale > 1):
+    def overflowed(self, finite: Tensor) -> bool:
+        """Whether a step whose values are ``finite`` (0-d bool) overflowed (then the scale is backed
+        off: skip the step); one device sync for a finite step."""
+        if not self.enabled or bool(finite) or not bool(self.scale > 1):
             return False
-        overflow = not bool(all_finite(logged, grad_norm))
-        if overflow:
-            self.update(overflow=True)
-        return overflow
+        self.update(overflow=True)
+        return True
 
     def update(self, overflow: bool) -> None:
         """After a step: back off on overflow, grow after a run of clean steps."""

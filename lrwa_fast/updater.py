@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from .config import OptimizerConfig
 from .distributed import DataParallel
-from .guard import NonFiniteGuard
+from .guard import NonFiniteGuard, all_finite
 from .metrics import MetricAccumulator
 from .optim import build_optimizer
 from .phases import phase
@@ -72,9 +72,10 @@ class Updater:
         grads = self.scaler.unscale(result.grads)
         with phase("finite check"):
             grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-            if self.scaler.overflowed(result.logged, grad_norm):
+            finite = all_finite(result.logged, grad_norm)
+            if self.scaler.overflowed(finite):
                 return False
-            if not self.guard.allows(result.logged, grad_norm, where):
+            if not self.guard.allows(finite, result.logged, grad_norm, where):
                 return False
             self.scaler.update(overflow=False)
         with phase("optimizer"):
