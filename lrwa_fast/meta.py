@@ -64,7 +64,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from . import ops
 from .distributed import DataParallel
 from .phases import phase
-from .precision import compute_dtype
+from .precision import compute_dtype, scaled, unscaled
 
 MetaMode = Literal["exact", "first_order", "finite_difference"]
 BNMode = Literal["acquire", "all", "retain_eval"]
@@ -129,34 +129,28 @@ def meta_gradient(
     def distance(student: Tensor, teacher: Tensor) -> Tensor:
         return ops.kd_loss(student, teacher, kind=loss, temperature=temperature, backend=backend)
 
-    def scaled(value: Tensor) -> Tensor:
-        return value if loss_scale is None else value * loss_scale
-
     exact = mode == "exact"
     with phase("acquisition forward"):
         loss_acq = distance(model(x_acq), t_acq)
     with phase("acquisition backward"):
-        g_acq = gradients(scaled(loss_acq), theta, create_graph=exact)
+        g_acq = gradients(scaled(loss_acq, loss_scale), theta, create_graph=exact)
     with phase("inner update"):
-        g_inner = ranks.average_differentiable(g_acq) if exact else ranks.average(g_acq)
-        if loss_scale is not None:
-            g_inner = torch._foreach_div(g_inner, loss_scale)
+        g_inner = unscaled(ranks.average_differentiable(g_acq) if exact else ranks.average(g_acq), loss_scale)
         theta_inner = _inner_step(theta, g_inner, inner_lr, differentiable=exact)
     if exact:
         with ranks.collective("the second-order backward"):
             loss_ret, g_ret, outer = _retention_exact(model, names, theta, theta_inner, x_mem, t_mem, bn_mode,
-                                                      distance, scaled)
+                                                      distance, loss_scale)
     else:
         loss_ret, g_ret = _retention_first_order(model, theta, theta_inner, x_mem, t_mem, bn_mode, distance,
-                                                 scaled)
+                                                 loss_scale)
         outer = g_ret
         if mode == "finite_difference" and inner_lr != 0:
-            direction = ranks.average(g_ret)  # v = ∇L_ret(θ'), global and unscaled
-            if loss_scale is not None:
-                direction = torch._foreach_div(direction, loss_scale)
+            direction = unscaled(ranks.average(g_ret), loss_scale)  # v = ∇L_ret(θ'), global
             with phase("finite-difference passes"):
                 hv = _hessian_vector_fd(model, theta, g_acq, direction,
-                                        lambda: scaled(distance(model(x_acq), t_acq)), fd_scheme, fd_epsilon)
+                                        lambda: scaled(distance(model(x_acq), t_acq), loss_scale), fd_scheme,
+                                        fd_epsilon)
             outer = torch._foreach_add(g_ret, hv, alpha=-inner_lr)
     with phase("combine + alignment"):
         g_acq = [g.detach() for g in g_acq]
@@ -171,17 +165,16 @@ def meta_gradient(
 
 
 Distance = Callable[[Tensor, Tensor], Tensor]
-Scale = Callable[[Tensor], Tensor]
 
 
 def _retention_exact(model: nn.Module, names: list[str], theta: list[Tensor], theta_inner: list[Tensor],
                      x_mem: Tensor, t_mem: Tensor, bn_mode: str, distance: Distance,
-                     scaled: Scale) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+                     loss_scale: Tensor | None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """L_ret(θ'), ∇L_ret at θ', and its pull-back (I − αH)∇L_ret to θ through the inner step."""
     with phase("retention forward"), _retention_context(model, bn_mode):
         loss_ret = distance(forward_for_pass(model, dict(zip(names, theta_inner)), x_mem, bn_mode), t_mem)
     with phase("retention backward"):
-        g_ret = gradients(scaled(loss_ret), theta_inner)
+        g_ret = gradients(scaled(loss_ret, loss_scale), theta_inner)
     with phase("second-order backward"):
         second = torch.autograd.grad(theta_inner, theta, g_ret, allow_unused=True)
     return loss_ret, g_ret, _zeros_for_unused(second, theta)
@@ -189,14 +182,14 @@ def _retention_exact(model: nn.Module, names: list[str], theta: list[Tensor], th
 
 def _retention_first_order(model: nn.Module, theta: list[Tensor], theta_inner: list[Tensor], x_mem: Tensor,
                            t_mem: Tensor, bn_mode: str, distance: Distance,
-                           scaled: Scale) -> tuple[Tensor, list[Tensor]]:
+                           loss_scale: Tensor | None) -> tuple[Tensor, list[Tensor]]:
     """L_ret and its gradient at the constant θ', evaluated by the model itself with its parameters
     holding θ' for the duration (cheaper than a functional call on small models)."""
     with _holding(model, theta, theta_inner, keep_buffers=bn_mode != "all"), _retention_context(model, bn_mode):
         with phase("retention forward"):
             loss_ret = distance(model(x_mem), t_mem)
         with phase("retention backward"):
-            g_ret = gradients(scaled(loss_ret), theta)
+            g_ret = gradients(scaled(loss_ret, loss_scale), theta)
     return loss_ret, g_ret
 
 

@@ -35,6 +35,16 @@ def compute_dtype(like: Tensor) -> torch.dtype:
     return like.dtype
 
 
+def scaled(loss: Tensor, scale: Tensor | None) -> Tensor:
+    """``loss`` times the loss scale, for its backward (unchanged without one)."""
+    return loss if scale is None else loss * scale
+
+
+def unscaled(grads: list[Tensor], scale: Tensor | None) -> list[Tensor]:
+    """Gradients of a scaled loss divided by the scale (unchanged without one)."""
+    return grads if scale is None else torch._foreach_div(grads, scale)
+
+
 class LossScaler:
     """Dynamic loss scale: losses are multiplied by :attr:`scale` before their backward, gradients
     divided by it after. A step with a non-finite loss or gradient is an overflow while the scale is
@@ -50,7 +60,7 @@ class LossScaler:
 
     def unscale(self, grads: list[Tensor]) -> list[Tensor]:
         """The true gradients of scaled-loss gradients."""
-        return torch._foreach_div(grads, self.scale) if self.enabled else grads
+        return unscaled(grads, self.scale if self.enabled else None)
 
     def overflowed(self, finite: Tensor) -> bool:
         """Whether a step whose values are ``finite`` (0-d bool) overflowed (then the scale is backed

@@ -4,7 +4,8 @@ The trainer calls an update once per student step; the :class:`~lrwa_fast.update
 turns the gradients into new weights. Write your own by following :class:`StudentUpdate`.
 """
 
-from .base import KDLoss, StepContext, StudentUpdate, UpdateResult, scaled
+from ..precision import scaled
+from .base import KDLoss, StepContext, StudentUpdate, UpdateResult
 from .kd import KDUpdate, kd_gradients
 from .meta import MetaUpdate
 

@@ -45,11 +45,6 @@ class StepContext:
     loss_scale: Tensor | None = None
 
 
-def scaled(loss: Tensor, scale: Tensor | None) -> Tensor:
-    """``loss`` times the loss scale, for its backward (unchanged without one)."""
-    return loss if scale is None else loss * scale
-
-
 @dataclass
 class UpdateResult:
     """Gradients for ``StepContext.params`` (same order) and 0-d tensors to log (no host sync)."""

@@ -8,7 +8,8 @@ from torch import Tensor
 
 from ..meta import gradients
 from ..phases import phase
-from .base import StepContext, UpdateResult, scaled
+from ..precision import scaled
+from .base import StepContext, UpdateResult
 
 
 def kd_gradients(ctx: StepContext, x: Tensor, t: Tensor) -> UpdateResult:

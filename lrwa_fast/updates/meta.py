@@ -9,8 +9,9 @@ from torch import Tensor
 
 from ..meta import BN_MODES, META_MODES, check_fd_args, forward_for_pass, gradients, meta_gradient
 from ..phases import phase
+from ..precision import scaled
 from ..replay import Memory
-from .base import StepContext, UpdateResult, scaled
+from .base import StepContext, UpdateResult
 from .kd import kd_gradients, refuse_state
 
 UPDATE_MODES: tuple[str, ...] = (*META_MODES, "none")
