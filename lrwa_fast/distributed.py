@@ -119,6 +119,11 @@ class DataParallel:
             dist.all_reduce(flat, group=self.group)
         return _unflatten(flat.div_(self.world_size), tensors)
 
+    def average_both(self, first: Sequence[Tensor], second: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """:meth:`average` of two lists in the same all-reduce (e.g. gradients and logged values)."""
+        reduced = self.average([*first, *second])
+        return reduced[:len(first)], reduced[len(first):]
+
     def average_differentiable(self, tensors: Sequence[Tensor]) -> list[Tensor]:
         """:meth:`average` as a node of the autograd graph (its backward all-reduces the cotangents), so
         a double backward differentiates through the global mean."""

@@ -158,9 +158,8 @@ def meta_gradient(
         g_global = [g.detach() for g in g_inner] if ranks.enabled else g_acq
         cosine = ops.grad_cosine(g_global, g_ret, backend=backend) if alignment else None
     logged = [loss_acq.detach(), loss_ret.detach(), *([cosine] if cosine is not None else [])]
-    if average and ranks.enabled:
-        reduced = ranks.average([*grads, *logged])
-        grads, logged = reduced[:len(grads)], reduced[len(grads):]
+    if average:
+        grads, logged = ranks.average_both(grads, logged)
     return MetaResult(dict(zip(names, grads)), logged[0], logged[1], logged[2] if cosine is not None else None)
 
 

@@ -92,11 +92,9 @@ class Updater:
         """The mean over the ranks of the gradients and logged values (one all-reduce)."""
         if not self.ranks.enabled:
             return result
-        names = list(result.logged)
         with phase("all-reduce"):
-            reduced = self.ranks.average([*result.grads, *(result.logged[k] for k in names)])
-        count = len(result.grads)
-        return UpdateResult(reduced[:count], dict(zip(names, reduced[count:])))
+            grads, logged = self.ranks.average_both(result.grads, list(result.logged.values()))
+        return UpdateResult(grads, dict(zip(result.logged, logged)))
 
     def advance_schedule(self) -> None:
         """One iteration of the learning-rate schedule."""
