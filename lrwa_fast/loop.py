@@ -96,7 +96,7 @@ def _interrupted(trainer: Trainable, signum: int, checkpointed_at: int) -> Train
     name = type(trainer).__name__
     folder = trainer.config.checkpoint_dir or Path(DEFAULT_INTERRUPT_DIR) / f"{name}-{os.getpid()}"
     if checkpointed_at == trainer.iteration:
-        path = trainer.ranks.from_main(lambda: checkpoint_path(folder, trainer.iteration))
+        path = checkpoint_path(folder, trainer.iteration)  # checkpoint_dir's, the same on every rank
     else:
         path = trainer.write_checkpoint(folder)
     signame = signal.Signals(signum).name
