@@ -171,14 +171,15 @@ def _describe(entry: list[Any]) -> str:
     return f"{tuple(shape)} {str(dtype).removeprefix('torch.')}"
 
 
-def config_diff(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    """Keys whose values differ between two nested config dicts."""
+def config_diff(saved: dict[str, Any], current: dict[str, Any], prefix: str = "",
+                ignore: frozenset[str] = frozenset()) -> list[str]:
+    """Keys whose values differ between two nested config dicts, except the (dotted) keys in ``ignore``."""
     out = []
     for key in sorted(set(saved) | set(current)):
         a, b = saved.get(key), current.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            out += config_diff(a, b, f"{prefix}{key}.")
-        elif a != b:
+            out += config_diff(a, b, f"{prefix}{key}.", ignore)
+        elif a != b and f"{prefix}{key}" not in ignore:
             out.append(f"{prefix}{key}: checkpoint {a!r} vs given {b!r}")
     return out
 

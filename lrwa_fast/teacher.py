@@ -13,8 +13,6 @@ local and averaged before each evaluation and checkpoint; rank 0 evaluates and w
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,22 +23,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoint as ckpt
-from .config import from_dict, to_dict
+from .config import SCHEDULES, OptimizerConfig, from_dict, to_dict
 from .data import DeviceLoader, Normalize, dataset_spec, load_cifar
 from .distributed import DataParallel
 from .loop import StopRequests, TrainingInterrupted
 from .metrics import accuracy
 from .models import build_model
+from .optim import build_optimizer
 from .precision import autocast
 from .progress import progress as progress_display
-from .reports import REPORT, environment
+from .reports import environment, write_report
 from .trainer import resolve_device
 
 TEACHER_FILE = "teacher.pt"
 RECIPE_SOURCE = ("DFAD's teacher recipe (VainF/Data-Free-Adversarial-Distillation): SGD 0.1, momentum 0.9, wd 5e-4, "
                  "200 epochs, batch 128, crop 32 with padding 4 + horizontal flip; cosine schedule instead of "
                  "its x0.1 every 80 epochs")
-SCHEDULES, PRECISIONS = ("cosine", "constant"), ("fp32", "bf16")  # fp16 would need loss scaling here
+TEACHER_PRECISIONS = ("fp32", "bf16")  # fp16 would need loss scaling here
 # Fields that may change when resuming: they do not change what is computed.
 RESUMABLE = frozenset({"device", "keep_checkpoints", "eval_batch_size"})
 
@@ -74,7 +73,7 @@ def validate_teacher(cfg: TeacherConfig) -> None:
                  if not getattr(cfg, k) >= 0]
     if not 0 <= cfg.momentum < 1:
         problems.append(f"momentum={cfg.momentum!r} (must lie in [0, 1))")
-    for key, choices in (("schedule", SCHEDULES), ("precision", PRECISIONS)):
+    for key, choices in (("schedule", SCHEDULES), ("precision", TEACHER_PRECISIONS)):
         if getattr(cfg, key) not in choices:
             problems.append(f"{key}={getattr(cfg, key)!r} (expected one of {choices})")
     if problems:
@@ -95,12 +94,10 @@ class TeacherRun:
         self.loader = DeviceLoader(self.data.x_train, self.data.y_train, cfg.batch_size, self.normalize,
                                    device=self.device, padding=cfg.crop_padding, flip=cfg.flip, seed=cfg.seed)
         self.x_test, self.y_test = self.data.x_test.to(self.device), self.data.y_test.to(self.device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay)
-        total = cfg.epochs * len(self.loader)
-        factor = (lambda step: 0.5 * (1 + math.cos(math.pi * step / total))) if cfg.schedule == "cosine" \
-            else (lambda step: 1.0)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        recipe = OptimizerConfig("sgd", cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                 schedule=cfg.schedule)
+        self.optimizer, self.scheduler = build_optimizer(self.model.parameters(), recipe,
+                                                         cfg.epochs * len(self.loader))
         self.epoch, self.history = 0, []
 
     def train_epoch(self, bar: Any) -> float:
@@ -145,7 +142,7 @@ class TeacherRun:
 
     def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
         """Restore :meth:`state_dict` after checking it was made with the same recipe."""
-        diff = [d for d in ckpt.config_diff(state["config"], to_dict(self.cfg)) if d.split(":")[0] not in RESUMABLE]
+        diff = ckpt.config_diff(state["config"], to_dict(self.cfg), ignore=RESUMABLE)
         if diff:
             raise ckpt.CheckpointError(f"cannot resume from {str(path)!r}: " + "; ".join(diff))
         self.model.load_state_dict(state["model"])
@@ -208,7 +205,7 @@ def _finish(run: TeacherRun, out: Path, wall: float, images: int, resumed_from: 
               "wall_time_s": wall, "images_per_second": images / wall if wall > 0 else 0.0,
               "images_per_second_note": eval_note, "resumed_from": str(resumed_from) if resumed_from else None,
               **environment()}
-    ckpt.atomic_write_text(json.dumps(report, indent=2), out / REPORT)
+    write_report(out, report)
     return report
 
 

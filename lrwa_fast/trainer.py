@@ -387,8 +387,7 @@ class DFADTrainer:
         for part, module in (("student", self.student), ("generator", self.generator)):
             problems += ckpt.architecture_diff(state["architecture"][part], ckpt.architecture(module), part)
         saved = {**to_dict(self.config_class()), **state["config"]}  # fields added since: their defaults
-        problems += [d for d in ckpt.config_diff(saved, to_dict(self.config))
-                     if d.split(":")[0] not in RESUMABLE_CHANGES]
+        problems += ckpt.config_diff(saved, to_dict(self.config), ignore=RESUMABLE_CHANGES)
         if problems:
             raise ckpt.CheckpointError("cannot resume from this checkpoint: " + "; ".join(problems))
 
