@@ -180,10 +180,15 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
         text = Path(path).read_text(encoding="utf-8")
         loaded = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
         data = loaded or {}
-    for item in overrides or []:
+    apply_overrides(data, overrides or [])
+    return from_dict(cls, data)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> None:
+    """Set each ``key.sub=value`` override (:func:`parse_override`) in the nested dict ``data``."""
+    for item in overrides:
         key, value = parse_override(item)
         set_nested(data, key.split("."), value)
-    return from_dict(cls, data)
 
 
 def parse_override(item: str) -> tuple[str, Any]:

@@ -25,7 +25,7 @@ from .config import DFADConfig, GeneratorLossWeights, LRwAConfig, OptimizerConfi
 from .distributed import DataParallel
 from .metrics import accuracy, accuracy_evaluator, curve_statistics
 from .models import Generator, build_model
-from .reports import STAT_KEYS, plot_curves, summarize
+from .reports import STAT_KEYS, STAT_SCALE, mean_std, plot_curves, summarize
 from .trainer import DFADTrainer, trainer_class
 
 TEACHER_ARCH, STUDENT_ARCH = "cnn", "cnn_small"
@@ -254,10 +254,8 @@ def format_table(report: dict[str, Any], reference: str = "DFAD") -> str:
              f"{int(100 * frac)}% of the run on; mean ± std over seeds",
              "", "| method | seeds | final acc % | best acc % | μ[acc] % | σ²[acc] ×1e-4 | largest drop % | "
              f"Δμ vs {reference} | wall s |", "|---|---|---|---|---|---|---|---|---|"]
-    scale = {"final": 100, "best": 100, "mean": 100, "variance": 1e4, "max_drop": 100, "wall_time_s": 1}
     for method, stats in summary.items():
-        cells = [f"{scale[k] * stats[k]['mean']:.2f} ± {scale[k] * stats[k]['std']:.2f}"
-                 for k in (*STAT_KEYS, "wall_time_s")]
+        cells = [mean_std(stats[k], STAT_SCALE[k]) for k in STAT_KEYS] + [mean_std(stats["wall_time_s"])]
         delta = "" if ref is None else f"{100 * (stats['mean']['mean'] - ref):+.2f}"
         lines.append(f"| {method} | {stats['final']['n']} | " + " | ".join(cells[:5]) + f" | {delta} | "
                      f"{cells[5]} |")

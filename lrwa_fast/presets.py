@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .config import from_dict, parse_override, set_nested, to_dict, validate
+from .config import apply_overrides, from_dict, set_nested, to_dict, validate
 from .data.cifar import dataset_spec
 from .distill import DistillConfig
 from .trainer import trainer_class
@@ -170,9 +170,7 @@ def resolve_preset(name: str, *, data: str = "", teacher: str = "", out: str = "
     for key, value in (("data", data), ("teacher.checkpoint", teacher), ("output_dir", out)):
         if value:
             set_nested(spec, key.split("."), value)
-    for item in overrides:
-        key, value = parse_override(item)
-        set_nested(spec, key.split("."), value)
+    apply_overrides(spec, overrides)
     config = from_dict(DistillConfig, spec)
     validate(from_dict(trainer_class(config.method).config_class, config.trainer, prefix="trainer."))
     return config

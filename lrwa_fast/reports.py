@@ -19,6 +19,7 @@ from .checkpoint import atomic_write, atomic_write_text
 from .metrics import curve_statistics
 
 STAT_KEYS = ("final", "best", "mean", "variance", "max_drop")
+STAT_SCALE = {"final": 100, "best": 100, "mean": 100, "variance": 1e4, "max_drop": 100}  # shown as %, σ² ×1e-4
 REPORT, METRICS, PLOT = "report.json", "metrics.jsonl", "accuracy.png"
 
 
@@ -162,20 +163,23 @@ def load_run(folder: str | Path) -> dict[str, Any]:
     return {**report, "method": report.get("label", Path(folder).name), "folder": str(folder)}
 
 
+def mean_std(stat: dict[str, float], scale: float = 1.0) -> str:
+    """``mean ± std`` of a :func:`summarize` statistic, times ``scale``, to two decimals."""
+    return f"{scale * stat['mean']:.2f} ± {scale * stat['std']:.2f}"
+
+
 def format_comparison(runs: list[dict[str, Any]]) -> str:
     """One row per run, then mean ± std over the runs of each label (method or preset)."""
-    scale = {"final": 100, "best": 100, "mean": 100, "variance": 1e4, "max_drop": 100}
     head = "| final % | best % | μ[acc] % | σ²[acc] ×1e-4 | largest drop % |"
     lines = ["| run | label | seed | iterations " + head + " images/s | wall s |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
-        cells = " | ".join(f"{scale[k] * r['stats'][k]:.2f}" for k in STAT_KEYS)
+        cells = " | ".join(f"{STAT_SCALE[k] * r['stats'][k]:.2f}" for k in STAT_KEYS)
         lines.append(f"| {r['folder']} | {r['method']} | {r.get('seed', '')} | {r['iterations'][-1]} | {cells} | "
                      f"{r.get('images_per_second', 0):.1f} | {r.get('wall_time_s', 0):.1f} |")
     lines += ["", "| label | runs " + head + " wall s |", "|---|---|---|---|---|---|---|---|"]
     for label, stats in summarize(runs).items():
-        cells = " | ".join(f"{scale[k] * stats[k]['mean']:.2f} ± {scale[k] * stats[k]['std']:.2f}"
-                           for k in STAT_KEYS)
+        cells = " | ".join(mean_std(stats[k], STAT_SCALE[k]) for k in STAT_KEYS)
         wall = stats["wall_time_s"]
         lines.append(f"| {label} | {stats['final']['n']} | {cells} | {wall['mean']:.1f} ± {wall['std']:.1f} |")
     return "\n".join(lines)
