@@ -95,6 +95,12 @@ class DataParallel:
         n = self.local_size(tensor.shape[0], "the batch")
         return tensor[self.rank * n:(self.rank + 1) * n]
 
+    def rows(self, count: int) -> slice:
+        """This rank's contiguous rows of ``count`` that need not divide evenly (shares differ by at most
+        one, e.g. an epoch's last batch)."""
+        bounds = [count * r // self.world_size for r in range(self.world_size + 1)]
+        return slice(bounds[self.rank], bounds[self.rank + 1])
+
     @contextmanager
     def collective(self, what: str) -> Iterator[None]:
         """Turn a failed collective into :class:`PeerFailure` naming this rank and ``what``."""

@@ -107,7 +107,7 @@ class TeacherRun:
         total = torch.zeros((), device=self.device)
         start = time.perf_counter()
         for i, (x, y) in enumerate(self.loader):
-            rows = self._my_rows(len(y))
+            rows = self.ranks.rows(len(y))
             with autocast(self.cfg.precision, self.device):
                 logits = self.model(x[rows])
             # Σ over my rows / rows in the batch × W: the mean over the ranks is the batch's mean loss
@@ -123,11 +123,6 @@ class TeacherRun:
             bar.update({"epoch": str(self.epoch + 1), "img/s": f"{rate:.0f}"})
         self.ranks.average_buffers_([self.model])
         return float(self.ranks.average([total])[0]) / len(self.loader)
-
-    def _my_rows(self, batch: int) -> slice:
-        """This rank's contiguous rows of a global batch (sizes differ by at most one)."""
-        bounds = [batch * r // self.ranks.world_size for r in range(self.ranks.world_size + 1)]
-        return slice(bounds[self.ranks.rank], bounds[self.ranks.rank + 1])
 
     def test_accuracy(self) -> float:
         """Top-1 accuracy on the test split, normalised as in training."""

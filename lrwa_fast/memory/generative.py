@@ -29,11 +29,17 @@ class VAE(Protocol):
 
 
 class GaussianPrior(nn.Module):
-    """The standard normal prior over ``latent_dim`` codes, shared by the built-in VAEs."""
+    """The standard normal prior over ``latent_dim`` codes and the Gaussian encoder head, shared by the
+    built-in VAEs (each defines ``encoder``, ``to_mu`` and ``to_log_var``)."""
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
         self.latent_dim = latent_dim
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log-variance of the codes of ``x``."""
+        h = self.encoder(x)
+        return self.to_mu(h), self.to_log_var(h)
 
     def sample(self, n: int, generator: torch.Generator) -> Tensor:
         """``n`` codes ``z ~ N(0, I)`` drawn with ``generator``, on the module's device."""
@@ -61,10 +67,6 @@ class ConvVAE(GaussianPrior):
         self.up2 = nn.Sequential(nn.Upsample(size=self.sizes[0]), _conv_block(2 * width, width, 1),
                                  nn.Conv2d(width, channels, 3, padding=1))
 
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.encoder(x)
-        return self.to_mu(h), self.to_log_var(h)
-
     def decode(self, z: Tensor) -> Tensor:
         return self.up2(self.up1(self.project(z)))
 
@@ -85,10 +87,6 @@ class MLPVAE(GaussianPrior):
         self.to_mu, self.to_log_var = nn.Linear(hidden, latent_dim), nn.Linear(hidden, latent_dim)
         self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
                                      nn.LeakyReLU(0.2), nn.Linear(hidden, dim))
-
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.encoder(x)
-        return self.to_mu(h), self.to_log_var(h)
 
     def decode(self, z: Tensor) -> Tensor:
         return self.decoder(z)
