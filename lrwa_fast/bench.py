@@ -65,8 +65,9 @@ ITERATION_VARIANTS = ("dfad_iteration", "lrwa_iteration", "lrwa_generative_itera
 # LRwA variants → their memory settings (the others use the replay buffer).
 MEMORY_VARIANTS: dict[str, dict[str, str]] = {"lrwa_generative_iteration": {"memory_kind": "generative"}}
 COMPILED = "+compile"  # suffix of a variant whose student is compiled (compile_student=True)
-COMPILED_VARIANTS = ("dfad_step" + COMPILED, "lrwa_first_order" + COMPILED, "lrwa_fd_central" + COMPILED,
-                     "lrwa_fd_one_sided" + COMPILED)  # exact cannot run compiled (no double backward)
+# The meta variants a compiled student can run: all but exact (a compiled graph has no double backward).
+COMPILABLE: dict[str, dict[str, str]] = {k: v for k, v in META_VARIANTS.items() if v["meta_mode"] != "exact"}
+COMPILED_VARIANTS = tuple(name + COMPILED for name in ("dfad_step", *COMPILABLE))
 
 
 def _alike(baseline: str, name: str) -> str:
@@ -257,8 +258,7 @@ def meta_gradients(case: BenchCase, device: torch.device, repeats: int = 0, warm
                            case_config(LRwAConfig, case, device, meta_mode="first_order", compile_student=True))
         _require_compiled(twin, "compiled meta-gradients")
         twin.student.load_state_dict(eager.student.state_dict())
-        can_compile = {k: v for k, v in META_VARIANTS.items() if v["meta_mode"] != "exact"}
-        fns |= _gradient_functions(twin, (x, t, x_mem, t_mem), can_compile, COMPILED)
+        fns |= _gradient_functions(twin, (x, t, x_mem, t_mem), COMPILABLE, COMPILED)
     flat = {name: torch.cat([g.reshape(-1).double() for g in fn()])
             for name, fn in fns.items() if not name.startswith("kd_gradient")}
     exact = flat["lrwa_exact"]
