@@ -134,10 +134,10 @@ def test_channels_last_converts_the_convolutions_and_trains_as_contiguous_does()
 
 def test_an_unknown_precision_is_refused_naming_the_field():
     with pytest.raises(ValueError, match=r"precision='fp8'"):
-        LRwAConfig(**CONFIG, precision="fp8") and LRwATrainer(*models(), LRwAConfig(**CONFIG, precision="fp8"))
+        LRwATrainer(*models(), LRwAConfig(**CONFIG, precision="fp8"))
 
 
-def test_a_checkpoint_from_before_the_precision_fields_resumes_at_their_defaults(tmp_path):
+def test_a_checkpoint_from_before_the_precision_fields_resumes_at_their_defaults():
     trainer = LRwATrainer(*models(), LRwAConfig(**CONFIG))
     trainer.train(1, progress=False)
     state = trainer.state_dict()
