@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from lrwa_fast.data.cifar import dataset_spec
 from lrwa_fast.data.synthetic import write_synthetic_cifar
 from lrwa_fast.distill import run_distill
 from lrwa_fast.models import build_model
@@ -42,12 +43,15 @@ def teacher_rate(root: Path, size: dict, precision: str, device: str) -> dict:
             "images_per_second": report["images_per_second"], "wall_time_s": report["wall_time_s"]}
 
 
-def preset_rate(root: Path, name: str, size: dict, device: str) -> dict:
-    """A preset at full model size for a few iterations (batch and steps from ``size``)."""
+def random_teacher(root: Path, dataset: str) -> Path:
+    """A randomly initialised (seed 0) ResNet-34 teacher for ``dataset``, saved in ``root``."""
     torch.manual_seed(0)
-    dataset = name.split("-")[0]
-    teacher = save_teacher(root / f"{dataset}-teacher.pt", build_model("resnet34", 10 if dataset == "cifar10" else 100),
-                           "resnet34", dataset)
+    return save_teacher(root / f"{dataset}-teacher.pt", build_model("resnet34", dataset_spec(dataset).num_classes),
+                        "resnet34", dataset)
+
+
+def preset_rate(root: Path, name: str, teacher: Path, size: dict, device: str) -> dict:
+    """A preset at full model size for a few iterations (batch and steps from ``size``)."""
     overrides = [f"trainer.batch_size={size['batch']}", f"trainer.iterations={size['iterations']}",
                  f"trainer.student_steps={size['student_steps']}", f"trainer.device={device}", "eval_every=1"]
     if not name.endswith("-dfad"):
@@ -79,8 +83,12 @@ def main() -> None:
         for precision in args.precisions.split(","):
             rows.append(teacher_rate(root, size, precision, args.device))
             print(json.dumps(rows[-1]), flush=True)
+        teachers: dict[str, Path] = {}  # one per dataset, built before its first preset
         for name in args.presets.split(","):
-            rows.append(preset_rate(root, name, size, args.device))
+            dataset = name.split("-")[0]
+            if dataset not in teachers:
+                teachers[dataset] = random_teacher(root, dataset)
+            rows.append(preset_rate(root, name, teachers[dataset], size, args.device))
             print(json.dumps(rows[-1]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"size": size, "torch": torch.__version__, "threads":

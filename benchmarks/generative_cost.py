@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import torch
 
@@ -41,7 +42,7 @@ def footprint(latent_dims: tuple[int, ...] = (1000, 256), width: int = 64) -> di
     capacity, shape, classes = 10 * (512 // 8), (3, 32, 32), 100
     buffer = ReplayBuffer(capacity, shape, classes, backend="torch")
     out = {"buffer_samples": capacity,
-           "authors_buffer_bytes": capacity * 3 * 32 * 32 * 4,
+           "authors_buffer_bytes": capacity * math.prod(shape) * 4,
            "lrwa_buffer_bytes": tensor_bytes([v for v in buffer.state_dict().values()
                                               if isinstance(v, torch.Tensor)]),
            "vae": {}}

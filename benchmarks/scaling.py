@@ -13,6 +13,7 @@ iteration time of the demo CNN at the case's global batch, 1 process (1 thread) 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -23,18 +24,16 @@ from typing import Any
 import torch
 
 from lrwa_fast import DFADConfig, LRwAConfig, LRwATrainer
-from lrwa_fast.bench import CASES, case_config, case_models
+from lrwa_fast.bench import CASES, META_VARIANTS, case_config, case_models
 from lrwa_fast.distributed import bytes_reduced, run_local
 from lrwa_fast.trainer import DFADTrainer
 
-METHODS: dict[str, dict[str, str]] = {"dfad": {}, "lrwa_first_order": {"meta_mode": "first_order"},
-                                      "lrwa_exact": {"meta_mode": "exact"},
-                                      "lrwa_fd_central": {"meta_mode": "finite_difference"}}
+METHODS: dict[str, dict[str, str]] = {"dfad": {}, **{name: META_VARIANTS[name] for name in
+                                                     ("lrwa_first_order", "lrwa_exact", "lrwa_fd_central")}}
 
 
 def build(case_name: str, method: str, batch: int, memory_batch: int) -> DFADTrainer:
-    case = CASES[case_name]
-    case = type(case)(**{**case.__dict__, "batch": batch, "memory_batch": memory_batch})
+    case = dataclasses.replace(CASES[case_name], batch=batch, memory_batch=memory_batch)
     models = case_models(case, torch.device("cpu"), 64)
     if method == "dfad":
         return DFADTrainer(*models, case_config(DFADConfig, case, torch.device("cpu")))

@@ -13,18 +13,15 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from test_parts import models as bn_models  # the BatchNorm demo models (seed 0, student seed 1)
 from torch import nn
 
 from lrwa_fast import DFADConfig, LRwAConfig, LRwATrainer, meta_gradient
-from lrwa_fast.distributed import run_local
-from lrwa_fast.models import Generator, SmallCNN
+from lrwa_fast.models import SmallCNN
 from lrwa_fast.trainer import DFADTrainer
 
 SMALL = dict(batch_size=16, latent_dim=8, iterations=40, student_steps=2, device="cpu", seed=3, log_every=1)
 LRWA = dict(SMALL, memory_capacity=24, memory_batch_size=8, memory_insert_size=8)
-
-
-run_ranks = run_local
 
 
 def values(results: list[dict]) -> list[Any]:
@@ -35,13 +32,6 @@ def values(results: list[dict]) -> list[Any]:
 
 
 # ----------------------------------------------------------------- models
-
-
-def bn_models(seed: int = 0, student_seed: int = 1) -> tuple[nn.Module, nn.Module, nn.Module]:
-    torch.manual_seed(seed)
-    teacher = SmallCNN(10, 1, width=8)
-    torch.manual_seed(student_seed)
-    return teacher, SmallCNN(10, 1, width=4), Generator(8, channels=1, img_size=8, ngf=8)
 
 
 def bn_free_models(seed: int = 0, dtype: torch.dtype = torch.float32) -> tuple[nn.Module, nn.Module, nn.Module]:

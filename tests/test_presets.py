@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lrwa_fast.cli import main
+from lrwa_fast.data.cifar import dataset_spec
 from lrwa_fast.data.synthetic import write_synthetic_cifar
 from lrwa_fast.models import build_model
 from lrwa_fast.presets import PRESETS, get_preset, resolve_preset, resolved_dict
@@ -22,7 +23,7 @@ SMALL = ["trainer.batch_size=2", "generator.img_size=8", "trainer.student_steps=
 
 def teacher_file(tmp_path, arch, dataset):
     torch.manual_seed(0)
-    classes = 10 if dataset == "cifar10" else 100
+    classes = dataset_spec(dataset).num_classes
     return save_teacher(tmp_path / f"{arch}-{dataset}.pt", build_model(arch, classes), arch, dataset)
 
 

@@ -11,14 +11,14 @@ import sys
 import numpy as np
 import pytest
 import torch
+from test_cifar_data import CallsAFunction
+from test_cli import ROOT
 
 from lrwa_fast.cli import main
 from lrwa_fast.data import Normalize, load_cifar
 from lrwa_fast.data.synthetic import write_synthetic_cifar
 from lrwa_fast.distill import ModelSpec, load_model
 from lrwa_fast.metrics import accuracy
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def teacher_args(data, out, *extra):
@@ -64,11 +64,6 @@ def test_resume_is_bit_exact(tmp_path):
     assert main([*args, "--resume", "--set", "lr=0.05"]) == 2  # another recipe is refused
 
 
-class CallsAFunction:
-    def __reduce__(self):
-        return os.system, ("true",)
-
-
 def damage(folder, kind):
     """Spoil the written CIFAR-10 folder in one way; returns the text the error must contain."""
     if kind == "missing_folder":
@@ -84,7 +79,7 @@ def damage(folder, kind):
         target.write_bytes(target.read_bytes()[:100])
         return "test_batch: truncated or not a CIFAR pickle"
     if kind == "calls_a_function":
-        target.write_bytes(pickle.dumps({b"data": CallsAFunction()}, protocol=2))
+        target.write_bytes(pickle.dumps({b"data": CallsAFunction(folder.parent / "called")}, protocol=2))
         return "test_batch: refused to load"
     if kind == "wrong_shape":
         target.write_bytes(pickle.dumps({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, protocol=2))
@@ -106,7 +101,7 @@ def test_bad_data_through_the_cli(tmp_path, capsys, kind):
 def test_bad_data_exits_without_traceback_and_bad_recipe_is_named(tmp_path, capsys):
     folder = write_synthetic_cifar(tmp_path / "data", "cifar10", train=5, test=2)
     damage(folder, "calls_a_function")
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     result = subprocess.run([sys.executable, "-m", "lrwa_fast", *teacher_args(tmp_path / "data", tmp_path / "t")],
                             capture_output=True, text=True, cwd=ROOT, env=env, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
