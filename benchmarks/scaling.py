@@ -25,7 +25,7 @@ import torch
 
 from lrwa_fast import DFADConfig, LRwAConfig, LRwATrainer
 from lrwa_fast.bench import CASES, META_VARIANTS, case_config, case_models
-from lrwa_fast.distributed import bytes_reduced, run_local
+from lrwa_fast.distributed import bytes_reduced, rank_values, run_local
 from lrwa_fast.trainer import DFADTrainer
 
 METHODS: dict[str, dict[str, str]] = {"dfad": {}, **{name: META_VARIANTS[name] for name in
@@ -65,13 +65,6 @@ def time_iterations(rank: int, world: int, out: Path, case_name: str, method: st
     return times
 
 
-def values(results: list[dict | None]) -> list[Any]:
-    for r, res in enumerate(results):
-        if res is None or "value" not in res:
-            raise RuntimeError(f"rank {r} failed: {res and res.get('traceback')}")
-    return [res["value"] for res in results]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default="cnn,wrn16_1,cnn32,resnet18")
@@ -84,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.cases.split(","):
             out = Path(tmp) / f"bytes-{name}"
             out.mkdir()
-            counted = values(run_local(count_bytes, out, world=2, timeout=600, case_name=name))[0]
+            counted = rank_values(run_local(count_bytes, out, world=2, timeout=600, case_name=name))[0]
             report["bytes"][name] = counted
             row = ", ".join(f"{m} {b / 2**20:.2f} MiB" for m, b in counted["bytes"].items())
             print(f"{name}: student {counted['student_params']:,} params, generator "
@@ -95,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 for world in (1, 2):
                     out = Path(tmp) / f"time-{name}-{method}-{world}"
                     out.mkdir()
-                    times = values(run_local(time_iterations, out, world=world, timeout=600, case_name=name,
+                    times = rank_values(run_local(time_iterations, out, world=world, timeout=600, case_name=name,
                                              method=method, repeats=args.repeats))[0]
                     medians[world] = statistics.median(times)
                 report["time"][f"{name}/{method}"] = medians

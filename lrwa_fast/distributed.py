@@ -230,6 +230,15 @@ def _unflatten(flat: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
     return [chunk.view_as(t).to(t.dtype) for chunk, t in zip(torch.split(flat, sizes), like)]
 
 
+def rank_values(results: list[dict[str, Any] | None]) -> list[Any]:
+    """The ranks' return values from :func:`run_local`'s results; ``RuntimeError`` with the first failed
+    rank's traceback otherwise."""
+    for r, res in enumerate(results):
+        if res is None or "value" not in res:
+            raise RuntimeError(f"rank {r} failed: {res and res.get('traceback')}")
+    return [res["value"] for res in results]
+
+
 def run_local(fn: Callable[..., Any], out: Path, world: int = 2, timeout: float = 60.0,
               on_start: Callable[[list[Any], Path], None] | None = None, **kwargs: Any) -> list[dict[str, Any] | None]:
     """Run ``fn(rank, world, out, **kwargs)`` on ``world`` local gloo processes (tests, benchmarks).

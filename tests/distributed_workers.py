@@ -24,13 +24,6 @@ SMALL = dict(batch_size=16, latent_dim=8, iterations=40, student_steps=2, device
 LRWA = dict(SMALL, memory_capacity=24, memory_batch_size=8, memory_insert_size=8)
 
 
-def values(results: list[dict]) -> list[Any]:
-    """The ranks' return values; fails with the first rank's traceback if one raised."""
-    for r, res in enumerate(results):
-        assert res is not None and "value" in res, f"rank {r}: {res and res.get('traceback')}"
-    return [res["value"] for res in results]
-
-
 # ----------------------------------------------------------------- models
 
 

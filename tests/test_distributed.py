@@ -15,7 +15,7 @@ import torch
 
 from lrwa_fast import DFADConfig, LRwAConfig, LRwATrainer, meta_gradient
 from lrwa_fast.checkpoint import CheckpointError, list_checkpoints
-from lrwa_fast.distributed import run_local
+from lrwa_fast.distributed import rank_values, run_local
 from lrwa_fast.trainer import DFADTrainer
 
 pytestmark = pytest.mark.distributed
@@ -44,7 +44,7 @@ def assert_same(a, b, atol: float = 0.0, where: str = "") -> None:
 
 @pytest.mark.parametrize("mode", ["exact", "finite_difference"])
 def test_ranks_hold_identical_weights_buffers_and_optimiser_states(tmp_path, mode):
-    a, b = w.values(run_local(w.train_lrwa, tmp_path, iterations=4, mode=mode))
+    a, b = rank_values(run_local(w.train_lrwa, tmp_path, iterations=4, mode=mode))
     assert_same({k: a[k] for k in SHARED}, {k: b[k] for k in SHARED})
     assert a["student"]["features.1.running_mean"].abs().sum() > 0  # the BatchNorm buffers did move
     assert a["memory"] == b["memory"] == 12  # each shard holds 4 of every 8 inserted, 3 insertions
@@ -52,14 +52,14 @@ def test_ranks_hold_identical_weights_buffers_and_optimiser_states(tmp_path, mod
 
 
 def test_ranks_with_generative_memories_stay_identical_and_train_their_own_vae(tmp_path):
-    a, b = w.values(run_local(w.train_lrwa, tmp_path, iterations=3, mode="first_order", memory_kind="generative",
+    a, b = rank_values(run_local(w.train_lrwa, tmp_path, iterations=3, mode="first_order", memory_kind="generative",
                               vae_width=8, vae_fresh_size=8))
     assert_same({k: a[k] for k in SHARED}, {k: b[k] for k in SHARED})
     assert a["memory"] == b["memory"] > 0  # each VAE has learned from its rank's samples
 
 
 def test_latent_codes_are_slices_of_the_one_process_draw(tmp_path):
-    a, b = w.values(run_local(w.train_lrwa, tmp_path, iterations=1, mode="first_order"))
+    a, b = rank_values(run_local(w.train_lrwa, tmp_path, iterations=1, mode="first_order"))
     single = LRwATrainer(*w.bn_models(), LRwAConfig(**w.LRWA, meta_mode="first_order"))
     single.train(1, progress=False)
     union = torch.cat([a["latent"], b["latent"]])
@@ -68,7 +68,7 @@ def test_latent_codes_are_slices_of_the_one_process_draw(tmp_path):
 
 
 def test_dfad_on_two_processes_follows_the_one_process_trajectory(tmp_path):
-    a, b = w.values(run_local(w.train_dfad_bn_free, tmp_path, iterations=3))
+    a, b = rank_values(run_local(w.train_dfad_bn_free, tmp_path, iterations=3))
     single = DFADTrainer(*w.bn_free_models(), DFADConfig(**w.SMALL))
     single.train(3, progress=False)
     assert_same(a, b)
@@ -79,7 +79,7 @@ def test_dfad_on_two_processes_follows_the_one_process_trajectory(tmp_path):
 @pytest.mark.parametrize("mode", ["exact", "first_order", "finite_difference"])
 def test_meta_gradient_with_a_group_is_the_gradient_on_the_union(tmp_path, mode):
     seed = int(torch.randint(0, 2**31, ()))
-    a, b = w.values(run_local(w.meta_gradient_on_shards, tmp_path, mode=mode, seed=seed))
+    a, b = rank_values(run_local(w.meta_gradient_on_shards, tmp_path, mode=mode, seed=seed))
     model, x_acq, t_acq, x_mem, t_mem = w.meta_problem(seed)
     ref = meta_gradient(model, x_acq, t_acq, x_mem, t_mem, inner_lr=0.3, mode=mode, loss="kl", temperature=2.0,
                         retain_weight=0.7)
@@ -91,16 +91,16 @@ def test_meta_gradient_with_a_group_is_the_gradient_on_the_union(tmp_path, mode)
 
 
 def test_checkpoint_in_two_processes_resumes_bit_exactly_in_two_fresh_ones(tmp_path):
-    first = w.values(run_local(w.checkpoint_then_resume, tmp_path, phase="first"))
+    first = rank_values(run_local(w.checkpoint_then_resume, tmp_path, phase="first"))
     assert len(list_checkpoints(tmp_path / "ckpt")) == 1  # one file, by rank 0
     assert first[0]["path"] == first[1]["path"]
-    resumed = w.values(run_local(w.checkpoint_then_resume, tmp_path, phase="resume"))
+    resumed = rank_values(run_local(w.checkpoint_then_resume, tmp_path, phase="resume"))
     for r in range(2):
         assert_same({k: v for k, v in first[r].items() if k != "path"}, resumed[r])
 
 
 def test_another_world_size_is_refused_naming_both(tmp_path):
-    w.values(run_local(w.checkpoint_then_resume, tmp_path, phase="first"))
+    rank_values(run_local(w.checkpoint_then_resume, tmp_path, phase="first"))
     with pytest.raises(CheckpointError, match=r"written by 2 process\(es\) and this run has 1"):
         LRwATrainer.load(tmp_path / "ckpt" / "ckpt-00000003.pt", *w.bn_models())
 
@@ -147,7 +147,7 @@ def test_teacher_training_on_two_ranks_keeps_them_identical_and_rank_zero_writes
     from lrwa_fast.data.synthetic import write_synthetic_cifar
 
     write_synthetic_cifar(tmp_path / "data", "cifar10", train=21, test=6)  # last batch of 5: ranks take 3 and 2
-    a, b = w.values(run_local(w.train_teacher_two_epochs, tmp_path))
+    a, b = rank_values(run_local(w.train_teacher_two_epochs, tmp_path))
     assert a["report"]["test_accuracy"] is not None and b["report"] == {}
     assert_same(a["model"], b["model"])
     written = torch.load(tmp_path / "teacher" / "teacher.pt", weights_only=True)["model"]
@@ -155,7 +155,7 @@ def test_teacher_training_on_two_ranks_keeps_them_identical_and_rank_zero_writes
 
 
 def test_a_non_finite_gradient_on_one_rank_is_skipped_by_every_rank(tmp_path):
-    a, b = w.values(run_local(w.skip_on_one_rank, tmp_path))
+    a, b = rank_values(run_local(w.skip_on_one_rank, tmp_path))
     assert a["skipped"] == b["skipped"] == 2  # both student steps of iteration 1, on both ranks
     assert_same(a, b)
     assert all(torch.isfinite(v).all() for v in a["student"].values() if v.is_floating_point())
