@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 EXTRAS = {
@@ -63,17 +63,16 @@ else:
 
 setup(
     name="lrwa_fast",
-    version="0.2.0",
+    version="0.3.0",
     description="Data-free knowledge distillation with the LRwA meta-learned student update",
     long_description=Path("README.md").read_text(encoding="utf-8") if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["lrwa_fast", "lrwa_fast.data", "lrwa_fast.models", "lrwa_fast.memory", "lrwa_fast.updates",
-              "lrwa_fast.kernels"],
+    packages=[*find_packages(include=["lrwa_fast", "lrwa_fast.*"]), "lrwa_fast.kernels"],
     package_dir={"lrwa_fast.kernels": "kernels"},
     install_requires=["torch>=2.3", "numpy", "scikit-learn", "matplotlib", "tqdm", "pyyaml"],
     extras_require=EXTRAS,
     ext_modules=ext_modules,
     cmdclass=cmdclass,
-    entry_points={"console_scripts": ["lrwa-fast=lrwa_fast.cli:main"]},
+    entry_points={"console_scripts": ["lrwa-fast=lrwa_fast.apps.cli:main"]},
 )

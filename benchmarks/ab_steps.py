@@ -4,7 +4,7 @@
 
 On a shared machine, the speed of separate runs drifts by ±10–20%, which hides a 3% difference.
 Here the earlier package (``OLD_CHECKOUT/lrwa_fast``, copied and imported as ``lrwa_fast_old``)
-and this one build the same trainers (``lrwa_fast.bench.step_functions``: same models, seeds and
+and this one build the same trainers (``lrwa_fast.bench.steps.step_functions``: same models, seeds and
 batch sizes) and their steps alternate call by call, old first in even repeats and new first in
 odd ones, so drift hits both alike. Reported: each side's median and the ratio new / old.
 """

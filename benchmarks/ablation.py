@@ -2,7 +2,7 @@
 
     python benchmarks/ablation.py --iterations 600 --seeds 3 --jobs 2 --out lrwa_runs/ablation
 
-It is the demo (:func:`lrwa_fast.demo.run_demo`) with one method per variant: finished runs are kept
+It is the demo (:func:`lrwa_fast.apps.demo.run_demo`) with one method per variant: finished runs are kept
 in ``<out>/runs`` and unfinished ones checkpoint, so an interrupted ablation resumes where it
 stopped (``--fresh`` starts over). The table (markdown) goes to stdout and ``<out>/ablation.md``;
 ``--only`` restricts the variants (comma-separated names).
@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lrwa_fast.demo import DemoSettings, format_table, run_demo
+from lrwa_fast.apps.demo import DemoSettings, format_table, run_demo
 
 L1 = {"loss": "l1", "adversarial_loss": "l1", "retain_weight": 1.0}
 R1 = {"retain_weight": 1.0}

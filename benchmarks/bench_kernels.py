@@ -16,9 +16,9 @@ import torch
 from kernel_table import foreach_alignment, main
 
 from lrwa_fast import ops
-from lrwa_fast.alignment import grad_alignment_reference
-from lrwa_fast.losses import kd_loss_reference
 from lrwa_fast.models import build_model
+from lrwa_fast.ops.alignment import grad_alignment_reference
+from lrwa_fast.ops.losses import kd_loss_reference
 
 KINDS = ("l1", "kl", "js")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

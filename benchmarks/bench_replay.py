@@ -18,7 +18,7 @@ import torch
 from replay_table import main
 
 from lrwa_fast import ReplayBuffer
-from lrwa_fast.memory import _ext
+from lrwa_fast.replay.buffer import _ext
 
 CAPACITY = 10_000
 SHAPE = (3, 32, 32)

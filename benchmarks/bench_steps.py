@@ -13,7 +13,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrwa_fast.bench import (
+from lrwa_fast.bench.profiling import profile
+from lrwa_fast.bench.steps import (
     CASES,
     COMPILED_VARIANTS,
     ITERATION_VARIANTS,
@@ -23,9 +24,8 @@ from lrwa_fast.bench import (
     higher_available,
     step_functions,
 )
-from lrwa_fast.compiling import compile_unavailable_reason
-from lrwa_fast.profiling import profile
-from lrwa_fast.trainer import resolve_device
+from lrwa_fast.training.compiling import compile_unavailable_reason
+from lrwa_fast.training.trainer import resolve_device
 
 DEVICE = resolve_device("auto")
 CASE_NAMES = ["cnn", "wrn16_1"] + (["resnet18"] if DEVICE.type == "cuda" else [])
@@ -81,7 +81,8 @@ def test_bench_compiled_smoke():
 
 
 def test_compiled_variant_refuses_to_time_an_eager_student_smoke(monkeypatch):
-    from lrwa_fast import compiling, warn_once
+    from lrwa_fast.runtime import warn_once
+    from lrwa_fast.training import compiling
 
     monkeypatch.setattr(compiling, "compile_unavailable_reason", lambda device: "no C++ compiler found")
     monkeypatch.setattr(warn_once, "_issued", set())

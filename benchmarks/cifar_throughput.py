@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
+from lrwa_fast.apps.distill import run_distill
+from lrwa_fast.apps.presets import resolve_preset
+from lrwa_fast.apps.teacher import TeacherConfig, save_teacher, train_teacher
 from lrwa_fast.data.cifar import dataset_spec
-from lrwa_fast.data.synthetic import write_synthetic_cifar
-from lrwa_fast.distill import run_distill
 from lrwa_fast.models import build_model
-from lrwa_fast.presets import resolve_preset
-from lrwa_fast.teacher import TeacherConfig, save_teacher, train_teacher
+from lrwa_fast.testing.cifar_files import write_synthetic_cifar
 
 FULL = {"teacher_batch": 128, "teacher_steps": 390, "batch": 512, "iterations": 3, "student_steps": 10,
         "test_images": 10000}

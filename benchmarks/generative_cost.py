@@ -13,9 +13,9 @@ import math
 
 import torch
 
-from lrwa_fast.bench import CASES, ITERATION_VARIANTS, measure, step_functions, summarize_times
-from lrwa_fast.memory import ReplayBuffer
-from lrwa_fast.memory.generative import default_vae
+from lrwa_fast.bench.steps import CASES, ITERATION_VARIANTS, measure, step_functions, summarize_times
+from lrwa_fast.replay.buffer import ReplayBuffer
+from lrwa_fast.replay.vae import default_vae
 
 MB = 2**20
 

@@ -30,9 +30,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lrwa_fast import ops
-from lrwa_fast.alignment import grad_alignment_reference
-from lrwa_fast.losses import kd_loss_reference
 from lrwa_fast.models import build_model
+from lrwa_fast.ops.alignment import grad_alignment_reference
+from lrwa_fast.ops.losses import kd_loss_reference
 
 KINDS = ("l1", "kl", "js")
 FULL = {"classes": (10, 100, 1000, 32000, 128000), "rows": (256, 4096), "repeats": 20,

@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from lrwa_fast.memory import _ext, cpp_backend, torch_backend
-from lrwa_fast.memory.storage import TensorStorage
+from lrwa_fast.replay.buffer import _ext, cpp_backend, torch_backend
+from lrwa_fast.replay.buffer.storage import TensorStorage
 
 SHAPE = (3, 32, 32)
 CLASSES = 100

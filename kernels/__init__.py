@@ -5,11 +5,11 @@
 * :mod:`.grad_alignment`: ⟨a_i, b_i⟩, ‖a_i‖², ‖b_i‖² over two lists of tensors in one
   multi-tensor launch per dtype group, reduced deterministically.
 
-The submodules import Triton; load them through :func:`lrwa_fast.dispatch.kernels`, which falls back
+The submodules import Triton; load them through :func:`lrwa_fast.ops.dispatch.kernels`, which falls back
 to the PyTorch reference when Triton is missing. This package imports only torch (no Triton, no
-``lrwa_fast`` module), so ``lrwa_fast.dispatch`` can read :func:`interpreter_enabled` from it before
+``lrwa_fast`` module), so ``lrwa_fast.ops.dispatch`` can read :func:`interpreter_enabled` from it before
 loading any kernel, and nothing here imports the dispatcher back. :mod:`.kd_loss` imports the
-reference losses from :mod:`lrwa_fast.losses`; the kernel modules are loaded only through the
+reference losses from :mod:`lrwa_fast.ops.losses`; the kernel modules are loaded only through the
 dispatcher, after ``lrwa_fast`` has finished importing, so that import closes no cycle.
 """
 
@@ -34,7 +34,7 @@ def check_launchable(interpreted: bool, *tensors: Tensor) -> None:
 
     Triton chooses between compiling and interpreting when it decorates a kernel, so each kernel
     module records :func:`interpreter_enabled` at its import and passes that here; this package's
-    own import (``lrwa_fast.dispatch`` may import it earlier, for the flag) decides nothing.
+    own import (``lrwa_fast.ops.dispatch`` may import it earlier, for the flag) decides nothing.
     """
     if not interpreted and any(t.device.type == "cpu" for t in tensors):
         raise RuntimeError("the Triton kernels were loaded without TRITON_INTERPRET=1, so they cannot "

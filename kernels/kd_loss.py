@@ -11,7 +11,7 @@ columns in blocks of ``BLOCK_C``, accumulating in fp32:
 ``l1`` needs one sweep: ``mean |s − t|`` and ``±sign(s − t)/C``. Gradients are multiplied by the
 reduction's scale (``1/rows`` for ``mean``) in the kernel, so the backward pass only scales them by
 ``grad_output``. Under ``create_graph`` the backward recomputes them differentiably with the
-reference (:func:`lrwa_fast.losses.kd_loss_reference`), so double backward is exact.
+reference (:func:`lrwa_fast.ops.losses.kd_loss_reference`), so double backward is exact.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from lrwa_fast.losses import check_kd_args, kd_loss_reference
+from lrwa_fast.ops.losses import kd_row_losses, reduce_rows
 
 from . import check_launchable, interpreter_enabled, on_device
 
@@ -203,16 +203,15 @@ def _differentiable_grads(ctx, student: Tensor, teacher: Tensor,
                           grad_out: Tensor) -> tuple[Tensor | None, Tensor | None]:
     """Input gradients as a graph of the inputs (and ``grad_out``), through the reference loss."""
     wanted = [x for x, need in zip((student, teacher), ctx.needs_input_grad[:2]) if need]
-    loss = kd_loss_reference(student, teacher, kind=ctx.kind, temperature=ctx.temperature,
-                             reduction=ctx.reduction)
+    loss = reduce_rows(kd_row_losses(student, teacher, ctx.kind, ctx.temperature), ctx.reduction)
     found = iter(torch.autograd.grad(loss, wanted, grad_out, create_graph=True))
     return tuple(next(found) if need else None for need in ctx.needs_input_grad[:2])
 
 
 def kd_loss_triton(student: Tensor, teacher: Tensor, kind: str = "kl", temperature: float = 1.0,
                    reduction: str = "mean") -> Tensor:
-    """KD loss through the fused kernel (arguments as :func:`lrwa_fast.losses.kd_loss_reference`)."""
-    check_kd_args(student, teacher, kind, temperature, reduction)
+    """KD loss through the fused kernel (arguments as :func:`lrwa_fast.ops.losses.kd_loss_reference`,
+    already checked by :func:`lrwa_fast.ops.kd_loss`, the one entry that calls it)."""
     grad_on = torch.is_grad_enabled()
     return KDLossFunction.apply(student, teacher, kind, temperature, reduction,
                                 grad_on and student.requires_grad, grad_on and teacher.requires_grad)

@@ -1,22 +1,33 @@
 """lrwa_fast: data-free knowledge distillation with the LRwA meta-learned student update.
 
-Public API: the trainers and their configs, the student updates they are built from
-(:mod:`lrwa_fast.updates`), the functional meta-gradient, the memories (buffer and generative), the
-reference losses (:mod:`lrwa_fast.losses`), the fused ops (:mod:`lrwa_fast.ops`), the model zoo
-(:mod:`lrwa_fast.models`) and data parallelism (:mod:`lrwa_fast.distributed`).
+Public API: the trainer and its configs (:mod:`lrwa_fast.training`), the student updates it is built
+from (:mod:`lrwa_fast.updates`, the functional meta-gradient among them), the memories, buffer and
+generative (:mod:`lrwa_fast.replay`), the updater (:mod:`lrwa_fast.optim`), the fused ops and their
+references (:mod:`lrwa_fast.ops`), the model zoo (:mod:`lrwa_fast.models`) and data parallelism
+(:mod:`lrwa_fast.runtime.distributed`). The command line and the reports are in :mod:`lrwa_fast.apps`,
+benchmarks in :mod:`lrwa_fast.bench`, a test harness in :mod:`lrwa_fast.testing`.
 """
 
 from .config import DFADConfig, GeneratorLossWeights, LRwAConfig, OptimizerConfig, load_config
-from .distributed import DataParallel, PeerFailure
-from .generative_replay import GenerativeMemory
-from .guard import NonFiniteError
-from .memory import ReplayBuffer
-from .meta import MetaResult, gradients, meta_gradient
-from .metrics import accuracy_evaluator
-from .replay import InsertSchedule, Memory, ReplayMemory
-from .trainer import DFADTrainer, LRwATrainer, TrainingInterrupted
-from .updater import Updater
-from .updates import KDLoss, KDUpdate, MetaUpdate, StepContext, StudentUpdate, UpdateResult, kd_gradients
+from .optim import Updater, gradients
+from .replay import GenerativeMemory, InsertSchedule, Memory, ReplayBuffer, ReplayMemory
+from .runtime.distributed import PeerFailure, Ranks
+from .runtime.guard import NonFiniteError
+from .runtime.metrics import accuracy_evaluator
+from .training import DFADTrainer, LRwATrainer, Trainer, TrainingInterrupted
+from .updates import (
+    KDLoss,
+    KDUpdate,
+    MetaResult,
+    MetaUpdate,
+    StepContext,
+    StudentUpdate,
+    UpdateResult,
+    kd_gradients,
+    meta_gradient,
+)
+
+DataParallel = Ranks  # the name of lrwa_fast 0.2, kept so its imports still work
 
 __all__ = [
     "DFADConfig",
@@ -35,10 +46,12 @@ __all__ = [
     "NonFiniteError",
     "OptimizerConfig",
     "PeerFailure",
+    "Ranks",
     "ReplayBuffer",
     "ReplayMemory",
     "StepContext",
     "StudentUpdate",
+    "Trainer",
     "TrainingInterrupted",
     "UpdateResult",
     "Updater",
@@ -48,4 +61,4 @@ __all__ = [
     "load_config",
     "meta_gradient",
 ]
-__version__ = "0.2.0"
+__version__ = "0.3.0"

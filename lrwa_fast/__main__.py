@@ -1,5 +1,5 @@
-"""``python -m lrwa_fast`` runs the command line (see :mod:`lrwa_fast.cli`)."""
+"""``python -m lrwa_fast`` runs the command line (see :mod:`lrwa_fast.apps.cli`)."""
 
-from .cli import main
+from .apps.cli import main
 
 raise SystemExit(main())

@@ -8,23 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
-from . import dispatch
-from .guard import NONFINITE_POLICIES
-from .losses import LOSS_KINDS
-from .memory import POLICIES
-from .memory import backends as memory_backends
-from .meta import BN_MODES, FD_SCHEMES, check_fd_args
-from .precision import PRECISIONS
-from .replay import MEMORY_KINDS
-from .updates.meta import UPDATE_MODES
+from . import choices
 
 
 @dataclass
@@ -81,6 +74,11 @@ class DFADConfig:
     precision: str = "fp32"  # "fp32" | "bf16" (autocast forwards, fp32 weights) | "fp16" (also loss scaling)
     channels_last: bool = False  # convolutional teacher, student and generator in channels-last memory format
 
+    # Fields that may change when resuming from a checkpoint: they do not change what is computed.
+    RESUMABLE: ClassVar[frozenset[str]] = frozenset({
+        "checkpoint_dir", "checkpoint_every", "keep_checkpoints", "log_every", "device", "memory_backend",
+        "nonfinite", "compile_student", "dist_timeout"})
+
 
 @dataclass
 class LRwAConfig(DFADConfig):
@@ -97,7 +95,7 @@ class LRwAConfig(DFADConfig):
     inner_lr: float = 0.05  # α of the inner step θ' = θ − α∇L_acq
     meta_mode: str = "exact"  # "exact" | "first_order" | "finite_difference" | "none" (no meta term)
     fd_scheme: str = "central"  # finite_difference: "central" | "one_sided" (one pass fewer, less accurate)
-    fd_epsilon: float | None = None  # finite_difference step ε; None = the dtype/‖θ‖ rule of lrwa_fast.meta
+    fd_epsilon: float | None = None  # finite_difference step ε; None = the dtype/‖θ‖ rule (updates.meta_gradient)
     retain_weight: float = 1.0  # w in J = L_acq + w·L_ret(θ')
     joint_replay: bool = False  # add L(θ; x_acq ∪ x_mem), as in the authors' code
     bn_mode: str = "acquire"  # BatchNorm in the meta step: "acquire" | "all" | "retain_eval"
@@ -208,23 +206,20 @@ def set_nested(data: dict[str, Any], keys: list[str], value: Any) -> None:
     data[keys[-1]] = value
 
 
-OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
-SCHEDULES: tuple[str, ...] = ("cosine", "constant")
-
-# Each choice is defined once, by the module that implements it.
+# The choices of each field, defined once in lrwa_fast.choices.
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "loss": LOSS_KINDS,
-    "adversarial_loss": LOSS_KINDS,
-    "nonfinite": NONFINITE_POLICIES,
-    "backend": dispatch.BACKENDS,
-    "memory_policy": POLICIES,
-    "memory_dtype": ("float32", "float16", "bfloat16"),
-    "memory_backend": memory_backends.BACKENDS,
-    "meta_mode": UPDATE_MODES,
-    "bn_mode": BN_MODES,
-    "fd_scheme": FD_SCHEMES,
-    "precision": PRECISIONS,
-    "memory_kind": MEMORY_KINDS,
+    "loss": choices.LOSS_KINDS,
+    "adversarial_loss": choices.LOSS_KINDS,
+    "nonfinite": choices.NONFINITE_POLICIES,
+    "backend": choices.KERNEL_BACKENDS,
+    "memory_policy": choices.MEMORY_POLICIES,
+    "memory_dtype": choices.MEMORY_DTYPES,
+    "memory_backend": choices.MEMORY_BACKENDS,
+    "meta_mode": choices.META_MODES,
+    "bn_mode": choices.BN_MODES,
+    "fd_scheme": choices.FD_SCHEMES,
+    "precision": choices.PRECISIONS,
+    "memory_kind": choices.MEMORY_KINDS,
 }
 _POSITIVE = ("batch_size", "latent_dim", "iterations", "student_steps", "log_every", "keep_checkpoints",
              "memory_capacity", "memory_batch_size", "memory_insert_size", "memory_insert_every",
@@ -234,12 +229,20 @@ _NON_NEGATIVE = ("generator_steps", "checkpoint_every", "memory_start", "inner_l
                  "vae_refine_lr")
 
 
+def check_fd_args(scheme: str, epsilon: float | None) -> None:
+    """``ValueError`` naming ``fd_scheme`` or ``fd_epsilon`` when either is not valid."""
+    if scheme not in choices.FD_SCHEMES:
+        raise ValueError(f"unknown fd_scheme {scheme!r}; expected one of {choices.FD_SCHEMES}")
+    if epsilon is not None and not (isinstance(epsilon, int | float) and math.isfinite(epsilon) and epsilon > 0):
+        raise ValueError(f"fd_epsilon must be a positive finite number (or None for the rule), got {epsilon!r}")
+
+
 def _optimizer_problems(name: str, opt: dict[str, Any]) -> list[str]:
     problems = []
-    if opt["name"] not in OPTIMIZERS:
-        problems.append(f"{name}.name={opt['name']!r} (expected one of {OPTIMIZERS})")
-    if opt["schedule"] not in SCHEDULES:
-        problems.append(f"{name}.schedule={opt['schedule']!r} (expected one of {SCHEDULES})")
+    if opt["name"] not in choices.OPTIMIZERS:
+        problems.append(f"{name}.name={opt['name']!r} (expected one of {choices.OPTIMIZERS})")
+    if opt["schedule"] not in choices.SCHEDULES:
+        problems.append(f"{name}.schedule={opt['schedule']!r} (expected one of {choices.SCHEDULES})")
     if not opt["lr"] >= 0 or not opt["weight_decay"] >= 0:
         problems.append(f"{name}: lr and weight_decay must be >= 0, got {opt['lr']} and {opt['weight_decay']}")
     if not 0 <= opt["momentum"] < 1 or not all(0 <= b < 1 for b in opt["betas"]):
@@ -252,9 +255,9 @@ def validate(config: DFADConfig) -> None:
     """Raise ``ValueError`` naming every field whose value is out of range or not a valid choice."""
     problems = []
     values = dataclasses.asdict(config)
-    for key, choices in _CHOICES.items():
-        if key in values and values[key] not in choices:
-            problems.append(f"{key}={values[key]!r} (expected one of {choices})")
+    for key, allowed in _CHOICES.items():
+        if key in values and values[key] not in allowed:
+            problems.append(f"{key}={values[key]!r} (expected one of {allowed})")
     problems += [f"{k}={values[k]!r} (must be > 0)" for k in _POSITIVE if k in values and not values[k] > 0]
     problems += [f"{k}={values[k]!r} (must be >= 0)" for k in _NON_NEGATIVE
                  if k in values and not values[k] >= 0]

@@ -25,20 +25,20 @@ class Normalize:
         return (images.float() / 255 - mean) / std
 
 
-def random_crop_flip(images: Tensor, padding: int, flip: bool, generator: torch.Generator) -> Tensor:
+def random_crop_flip(images: Tensor, padding: int, flip: bool, rng: torch.Generator) -> Tensor:
     """Each image cropped at a random offset from its zero-padded copy and mirrored with probability ½.
 
-    One gather for the whole batch; ``generator`` lives on the images' device.
+    One gather for the whole batch; ``rng`` lives on the images' device.
     """
     n, _, h, w = images.shape
     device = images.device
     padded = torch.nn.functional.pad(images, (padding,) * 4) if padding else images
-    dy = torch.randint(0, 2 * padding + 1, (n, 1), device=device, generator=generator)
-    dx = torch.randint(0, 2 * padding + 1, (n, 1), device=device, generator=generator)
+    dy = torch.randint(0, 2 * padding + 1, (n, 1), device=device, generator=rng)
+    dx = torch.randint(0, 2 * padding + 1, (n, 1), device=device, generator=rng)
     rows = dy + torch.arange(h, device=device)
     cols = dx + torch.arange(w, device=device)
     if flip:
-        mirrored = torch.rand(n, 1, device=device, generator=generator) < 0.5
+        mirrored = torch.rand(n, 1, device=device, generator=rng) < 0.5
         cols = torch.where(mirrored, cols.flip(1), cols)
     batch = torch.arange(n, device=device).view(n, 1, 1, 1)
     channels = torch.arange(images.shape[1], device=device).view(1, -1, 1, 1)
@@ -55,15 +55,15 @@ class DeviceLoader:
                              f"{len(labels)}")
         self.images, self.labels = images.to(device), labels.to(device)
         self.batch_size, self.normalize, self.padding, self.flip = batch_size, normalize, padding, flip
-        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.rng = torch.Generator(device=device).manual_seed(seed)
 
     def __len__(self) -> int:
         """Batches per epoch (the last one may be smaller)."""
         return -(-len(self.labels) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        order = torch.randperm(len(self.labels), device=self.images.device, generator=self.generator)
+        order = torch.randperm(len(self.labels), device=self.images.device, generator=self.rng)
         for start in range(0, len(order), self.batch_size):
             idx = order[start: start + self.batch_size]
-            x = random_crop_flip(self.images[idx], self.padding, self.flip, self.generator)
+            x = random_crop_flip(self.images[idx], self.padding, self.flip, self.rng)
             yield self.normalize(x), self.labels[idx]

@@ -1,13 +1,18 @@
 """Student updates as strategies: given the student and a fresh batch, return gradients and what to log.
 
-The trainer calls an update once per student step; the :class:`~lrwa_fast.updater.Updater` then
-turns the gradients into new weights. Write your own by following :class:`StudentUpdate`.
+The plain KD update (:mod:`.kd`), the LRwA update (:mod:`.meta_update`: :class:`MetaUpdate`, drawing
+its retention batches from a :class:`~lrwa_fast.replay.Memory`) and the meta-gradient it computes,
+a pure function of the student's parameters (:mod:`.meta_gradient`). The trainer calls an update once
+per student step; an :class:`~lrwa_fast.optim.Updater` turns the gradients into new weights. Write
+your own by following :class:`StudentUpdate`.
 """
 
-from ..precision import scaled
-from .base import KDLoss, StepContext, StudentUpdate, UpdateResult
+from ..optim import UpdateResult
+from ..runtime.precision import scaled
+from .base import KDLoss, StepContext, StudentUpdate
 from .kd import KDUpdate, kd_gradients
-from .meta import MetaUpdate
+from .meta_gradient import MetaResult, meta_gradient
+from .meta_update import MetaUpdate
 
-__all__ = ["KDLoss", "KDUpdate", "MetaUpdate", "StepContext", "StudentUpdate", "UpdateResult", "kd_gradients",
-           "scaled"]
+__all__ = ["KDLoss", "KDUpdate", "MetaResult", "MetaUpdate", "StepContext", "StudentUpdate", "UpdateResult",
+           "kd_gradients", "meta_gradient", "scaled"]

@@ -1,4 +1,5 @@
-"""The protocol a student update follows, and what it is given and returns."""
+"""The protocol a student update follows, and what it is given (:class:`StepContext`, :class:`KDLoss`);
+it returns an :class:`~lrwa_fast.optim.UpdateResult`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from torch import Tensor, nn
 from torch.distributed import ProcessGroup
 
 from .. import ops
+from ..optim import UpdateResult
 
 
 @dataclass(frozen=True)
@@ -17,7 +19,7 @@ class KDLoss:
 
     kind: str = "l1"
     temperature: float = 1.0
-    backend: str | None = None  # None: $LRWA_FAST_BACKEND, see lrwa_fast.dispatch
+    backend: str | None = None  # None: $LRWA_FAST_BACKEND, see lrwa_fast.ops.dispatch
 
     def __call__(self, student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
         return ops.kd_loss(student_logits, teacher_logits, kind=self.kind, temperature=self.temperature,
@@ -43,14 +45,6 @@ class StepContext:
     wants_metrics: bool
     group: ProcessGroup | None = None
     loss_scale: Tensor | None = None
-
-
-@dataclass
-class UpdateResult:
-    """Gradients for ``StepContext.params`` (same order) and 0-d tensors to log (no host sync)."""
-
-    grads: list[Tensor]
-    logged: dict[str, Tensor]
 
 
 @runtime_checkable

@@ -6,10 +6,10 @@ from typing import Any
 
 from torch import Tensor
 
-from ..meta import gradients
-from ..phases import phase
-from ..precision import scaled
-from .base import StepContext, UpdateResult
+from ..optim import UpdateResult, gradients
+from ..runtime.phases import phase
+from ..runtime.precision import scaled
+from .base import StepContext
 
 
 def kd_gradients(ctx: StepContext, x: Tensor, t: Tensor) -> UpdateResult:

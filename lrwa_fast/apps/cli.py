@@ -1,0 +1,234 @@
+"""Command line: ``lrwa-fast demo | distill | teacher | presets | compare | bench | profile`` (also
+``python -m lrwa_fast``).
+
+``demo``, ``distill`` and ``teacher`` train data-parallel when launched with torchrun (one process
+per GPU): ``torchrun --nproc_per_node=8 -m lrwa_fast distill --preset NAME ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _default_cache() -> str:
+    return os.environ.get("LRWA_FAST_CACHE", str(Path.home() / ".cache" / "lrwa_fast"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lrwa-fast", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="LRwA vs DFAD on scikit-learn's digits (no download)")
+    demo.add_argument("--iterations", type=int, default=None, help="iterations per run (default 600)")
+    demo.add_argument("--seeds", type=int, default=1, help="seeds per method (3 for the full comparison)")
+    demo.add_argument("--eval-every", type=int, default=None, help="iterations between evaluations")
+    demo.add_argument("--out", default="lrwa_runs/demo", help="output folder (report.json, accuracy.png)")
+    demo.add_argument("--cache-dir", default=_default_cache(), help="where the trained teacher is cached")
+    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                      help="override a method's config, e.g. LRwA.inner_lr=0.1 (repeatable)")
+    demo.add_argument("--fast", action="store_true", help="tiny budget (smoke test)")
+    demo.add_argument("--resume", action="store_true",
+                      help="keep finished runs in --out and resume unfinished ones from their checkpoints")
+    demo.add_argument("--jobs", type=int, default=1, help="parallel runs (processes, one thread each)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    distill = sub.add_parser("distill", help="distil your own teacher (config file or preset)")
+    distill.add_argument("--config", help="JSON or YAML file (see README)")
+    distill.add_argument("--preset", help="a named setup (lrwa-fast presets lists them)")
+    distill.add_argument("--data", default="", help="with --preset: CIFAR root, folder or .tar.gz")
+    distill.add_argument("--teacher", default="", help="with --preset: the teacher's file (teacher.pt)")
+    distill.add_argument("--out", default="", help="with --preset: the run's folder")
+    distill.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config value, e.g. trainer.inner_lr=0.1 (repeatable)")
+    distill.add_argument("--resume", metavar="PATH", default=None,
+                         help="resume from a checkpoint file, or the newest checkpoint in a folder")
+    distill.add_argument("--quiet", action="store_true", help="no progress bar")
+    teacher = sub.add_parser("teacher", help="train a CIFAR teacher (standard recipe; writes teacher.pt)")
+    teacher.add_argument("--dataset", required=True, choices=("cifar10", "cifar100"))
+    teacher.add_argument("--data", required=True, help="CIFAR root, folder or .tar.gz")
+    teacher.add_argument("--arch", default=None, help="model name (default resnet34)")
+    teacher.add_argument("--out", required=True, help="folder for teacher.pt, report.json and checkpoints")
+    teacher.add_argument("--epochs", type=int, default=None, help="default 200")
+    teacher.add_argument("--batch-size", type=int, default=None, help="default 128")
+    teacher.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a recipe value, e.g. lr=0.05 or precision=bf16 (repeatable)")
+    teacher.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    teacher.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    presets = sub.add_parser("presets", help="list the presets: sources and full resolved configs")
+    presets.add_argument("names", nargs="*", help="only these presets")
+
+    bench = sub.add_parser("bench", help="step throughput: DFAD vs LRwA meta-steps vs higher")
+    bench.add_argument("--cases", default="cnn,wrn16_1", help="comma-separated: cnn, cnn32, wrn16_1, resnet18")
+    bench.add_argument("--batch", type=int, default=None, help="acquisition batch (default: the case's)")
+    bench.add_argument("--memory-batch", type=int, default=None, help="memory batch (default: the case's)")
+    bench.add_argument("--loss", default=None, choices=("l1", "kl", "js"), help="student loss (default l1)")
+    bench.add_argument("--precision", default=None, choices=("fp32", "bf16", "fp16"),
+                       help="mixed precision of the trainers (default fp32)")
+    bench.add_argument("--full", action="store_true", help="the grid: batch {64, 256} × memory {16, 64}")
+    bench.add_argument("--repeats", type=int, default=20)
+    bench.add_argument("--warmup", type=int, default=3)
+    bench.add_argument("--no-iterations", action="store_true", help="skip whole-iteration timings")
+    bench.add_argument("--compile", action="store_true",
+                       help="also time the steps and meta-gradients that can run with compile_student=True "
+                            "(all but exact)")
+    bench.add_argument("--gradient-repeats", type=int, default=None,
+                       help="repeats of the meta-gradients alone on one fixed batch (default: --repeats; 0: none)")
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--json", default=None, help="write the results here")
+
+    compare = sub.add_parser("compare", help="side-by-side table and accuracy curves of finished runs")
+    compare.add_argument("runs", nargs="+", metavar="DIR", help="run folders holding report.json")
+    compare.add_argument("--plot", default="lrwa_runs/compare.png", help="where to draw the curves together")
+
+    prof = sub.add_parser("profile", help="where a meta-step's time goes, next to a DFAD step")
+    prof.add_argument("--case", default="cnn", help="cnn, cnn32, wrn16_1 or resnet18")
+    prof.add_argument("--batch", type=int, default=None)
+    prof.add_argument("--memory-batch", type=int, default=None)
+    prof.add_argument("--steps", type=int, default=20)
+    prof.add_argument("--device", default="auto")
+    prof.add_argument("--out", default="lrwa_runs/profile", help="Chrome traces and profile.json go here")
+    return parser
+
+
+def _sizes(args: argparse.Namespace) -> dict[str, int | str]:
+    sizes = {"batch": args.batch, "memory_batch": args.memory_batch, "loss": getattr(args, "loss", None),
+             "precision": getattr(args, "precision", None)}
+    return {k: v for k, v in sizes.items() if v is not None}
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from ..bench.steps import bench, format_results, higher_available
+
+    results = bench([c.strip() for c in args.cases.split(",") if c.strip()], args.device, args.repeats,
+                    args.warmup, full=args.full, iterations=not args.no_iterations, overrides=_sizes(args),
+                    compiled=args.compile, gradient_repeats=args.gradient_repeats)
+    print(format_results(results))
+    if not higher_available():
+        print("\nThe 'higher / ours' column is empty: the `higher` package is not installed, so the "
+              "higher_exact baseline was not run (pip install higher==0.2.1).")
+    if args.json:
+        _write_json(Path(args.json), {"command": "lrwa-fast bench", "results": results})
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from ..bench.profiling import format_profile, profile
+
+    report = profile(args.case, args.device, args.steps, out_dir=args.out, overrides=_sizes(args))
+    print(format_profile(report))
+    _write_json(Path(args.out) / "profile.json", report)
+    print(f"\nChrome traces and profile.json in {args.out}")
+    return 0
+
+
+def _write_json(path: Path, data: object) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import yaml
+
+    from ..runtime.distributed import PeerFailure
+    from ..runtime.guard import NonFiniteError
+    from ..training import TrainingInterrupted
+
+    args = build_parser().parse_args(argv)
+    try:
+        commands = {"demo": _demo, "distill": _distill, "bench": _bench, "profile": _profile, "compare": _compare,
+                    "presets": _presets, "teacher": _teacher}
+        return commands[args.command](args)
+    except TrainingInterrupted as err:
+        print(f"lrwa-fast: {err}", file=sys.stderr)
+        return 128 + err.signum
+    except PeerFailure as err:
+        print(f"lrwa-fast: error: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, NonFiniteError, OSError, yaml.YAMLError) as err:
+        print(f"lrwa-fast: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ..runtime.distributed import Ranks, init_from_env
+    from .demo import DemoSettings, TeacherSettings, apply_method_overrides, format_table, run_demo
+
+    init_from_env()
+    settings = DemoSettings(seeds=args.seeds)
+    if args.fast:
+        settings = DemoSettings(iterations=6, eval_every=2, seeds=args.seeds,
+                                teacher=TeacherSettings(epochs=2))
+    if args.iterations is not None:
+        settings.iterations = args.iterations
+    if args.eval_every is not None:
+        settings.eval_every = args.eval_every
+    apply_method_overrides(settings, args.overrides)
+    report = run_demo(settings, Path(args.out), Path(args.cache_dir), progress=not args.quiet,
+                      resume=args.resume, jobs=args.jobs)
+    if not Ranks.current().is_main:
+        return 0
+    print(format_table(report))
+    print(f"\nwrote {Path(args.out) / 'report.json'} and {Path(args.out) / 'accuracy.png'}")
+    return 0
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from ..config import DFADConfig, load_config
+    from ..runtime.distributed import init_from_env
+    from .distill import DistillConfig, run_distill
+    from .presets import resolve_preset
+
+    if (args.config is None) == (args.preset is None):
+        raise ValueError("distill needs exactly one of --config FILE and --preset NAME")
+    if args.preset is None:
+        if args.data or args.teacher or args.out:
+            raise ValueError("--data, --teacher and --out go with --preset (a config file names its own paths)")
+        spec = load_config(DistillConfig, args.config, args.overrides)
+    else:
+        spec = resolve_preset(args.preset, data=args.data, teacher=args.teacher, out=args.out,
+                              overrides=args.overrides)
+    init_from_env(float(spec.trainer.get("dist_timeout", DFADConfig.dist_timeout)))
+    summary = run_distill(spec, progress=not args.quiet, resume=args.resume)
+    if summary:
+        print(summary)
+    return 0
+
+
+def _teacher(args: argparse.Namespace) -> int:
+    from ..runtime.distributed import init_from_env
+    from .teacher import load_teacher_config, train_teacher
+
+    cfg = load_teacher_config(args.overrides, dataset=args.dataset, arch=args.arch, epochs=args.epochs,
+                              batch_size=args.batch_size)
+    init_from_env()
+    report = train_teacher(cfg, args.data, args.out, progress=not args.quiet, resume=args.resume)
+    if not report:  # another rank than 0 under torchrun
+        return 0
+    print(f"{cfg.arch} on {cfg.dataset}: test accuracy {100 * report['test_accuracy']:.2f}% after "
+          f"{len(report['epochs'])} epochs; wrote {Path(args.out) / 'teacher.pt'} and report.json")
+    return 0
+
+
+def _presets(args: argparse.Namespace) -> int:
+    from .presets import describe_presets
+
+    print(describe_presets(args.names))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .reports import compare
+
+    print(compare(args.runs, Path(args.plot)))
+    print(f"\ncurves in {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,187 @@
+"""``lrwa-fast distill``: distil a user's teacher checkpoint into a student named by architecture."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import from_dict, to_dict
+from ..models import Generator, build_model
+from ..runtime.checkpoint import latest_checkpoint, load_file
+from ..runtime.metrics import accuracy_evaluator
+from ..training import Trainer, trainer_class
+from .reports import METRICS, LoggedEvaluation, MetricsLog, curve_report, environment, write_report
+
+
+@dataclass
+class ModelSpec:
+    """A classifier from the model zoo, optionally initialised from a state_dict file."""
+
+    arch: str = "resnet18"
+    checkpoint: str = ""  # a state_dict, or {"model": state_dict, ...} (e.g. lrwa-fast teacher's teacher.pt)
+    num_classes: int = 10
+    in_channels: int = 3
+
+
+@dataclass
+class GeneratorSpec:
+    """The DCGAN-style generator of the LRwA authors; its latent size is the trainer's ``latent_dim``."""
+
+    img_size: int = 32
+    ngf: int = 64
+
+
+@dataclass
+class DistillConfig:
+    """What ``lrwa-fast distill --config FILE`` (or ``--preset NAME``) reads."""
+
+    method: str = "lrwa"  # "lrwa" | "dfad"
+    teacher: ModelSpec = field(default_factory=lambda: ModelSpec(arch="resnet34"))
+    student: ModelSpec = field(default_factory=ModelSpec)
+    generator: GeneratorSpec = field(default_factory=GeneratorSpec)
+    trainer: dict[str, Any] = field(default_factory=dict)  # LRwAConfig / DFADConfig fields
+    eval_data: str = ""  # optional torch file {"x": images, "y": labels} to evaluate on
+    dataset: str = ""  # "cifar10" | "cifar100": evaluate on its test split, read from `data` (wins over eval_data)
+    data: str = ""  # CIFAR root, folder or .tar.gz (lrwa_fast.data.load_cifar)
+    eval_every: int = 100
+    output_dir: str = "lrwa_runs/distill"
+    preset: str = ""  # the preset this config was resolved from (recorded in the report)
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A weights file → (state_dict, metadata); metadata is what a ``{"model": ..., ...}`` file holds besides."""
+    state = load_file(path, "a weights file")
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        return state["model"], {k: v for k, v in state.items() if k != "model"}
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a state_dict")
+    return state, {}
+
+
+def load_model(spec: ModelSpec, *, required: bool) -> tuple[nn.Module, dict[str, Any]]:
+    """Build ``spec.arch``, load ``spec.checkpoint`` into it (strictly); returns it and the file's metadata."""
+    model = build_model(spec.arch, spec.num_classes, spec.in_channels)
+    if not spec.checkpoint:
+        if required:
+            raise ValueError("the teacher needs a checkpoint (teacher.checkpoint)")
+        return model, {}
+    state, meta = read_weights(spec.checkpoint)
+    for key, given in (("arch", spec.arch), ("num_classes", spec.num_classes)):
+        if key in meta and meta[key] != given:
+            raise ValueError(f"checkpoint {spec.checkpoint!r} holds a {key}={meta[key]!r} model, the config says "
+                             f"{given!r} (set teacher.{key}={meta[key]})")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"checkpoint {spec.checkpoint!r} does not fit architecture {spec.arch!r}: {err}") from err
+    return model, meta
+
+
+DEFAULT_CHECKPOINT_EVERY = 500
+
+
+def build_trainer(spec: DistillConfig, resume: str | None = None) -> tuple[Trainer, dict[str, Any]]:
+    """Teacher, student, generator and trainer described by ``spec`` (restored from ``resume``), and the
+    teacher file's metadata.
+
+    Unless the trainer config says otherwise, checkpoints go to ``output_dir/checkpoints`` every
+    :data:`DEFAULT_CHECKPOINT_EVERY` iterations.
+    """
+    trainer_cls = trainer_class(spec.method)
+    defaults = {"checkpoint_dir": str(Path(spec.output_dir) / "checkpoints"),
+                "checkpoint_every": DEFAULT_CHECKPOINT_EVERY}
+    cfg = from_dict(trainer_cls.config_class, {**defaults, **spec.trainer}, prefix="trainer.")
+    torch.manual_seed(cfg.seed)  # the student and generator initialisations follow the seed
+    teacher, meta = load_model(spec.teacher, required=True)
+    if spec.dataset and meta.get("dataset", spec.dataset) != spec.dataset:
+        raise ValueError(f"teacher {spec.teacher.checkpoint!r} was trained on {meta['dataset']}, and this run "
+                         f"evaluates on {spec.dataset}")
+    student, _ = load_model(spec.student, required=False)
+    generator = Generator(cfg.latent_dim, channels=spec.teacher.in_channels, img_size=spec.generator.img_size,
+                          ngf=spec.generator.ngf)
+    if resume is None:
+        return trainer_cls(teacher, student, generator, cfg), meta
+    path = latest_checkpoint(resume) if Path(resume).is_dir() else Path(resume)
+    if path is None:
+        raise ValueError(f"no checkpoint found in {resume!r}")
+    return trainer_cls.load(path, teacher, student, generator, cfg), meta
+
+
+def run_distill(spec: DistillConfig, progress: bool = True, resume: str | None = None) -> str:
+    """Train and evaluate; write the student, generator, history, ``report.json``, ``metrics.jsonl`` and
+    ``accuracy.png`` into ``output_dir``; return a summary line (data-parallel: rank 0 evaluates,
+    writes and summarises; the other ranks return ``""``)."""
+    trainer, teacher_meta = build_trainer(spec, resume)
+    evaluate, normalisation = _evaluator(spec, teacher_meta, trainer.device)
+    if not trainer.ranks.is_main:
+        trainer.train(evaluate=evaluate, eval_every=spec.eval_every, progress=False)
+        return ""
+    out = Path(spec.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log = MetricsLog(out / METRICS, trainer.history["evaluations"])
+    logged = LoggedEvaluation(evaluate, lambda: trainer.iteration, log) if evaluate is not None else None
+    start_iteration, start = trainer.iteration, time.perf_counter()
+    try:
+        history = trainer.train(evaluate=logged, eval_every=spec.eval_every, progress=progress)
+    finally:
+        log.close()
+    wall = time.perf_counter() - start
+    torch.save(trainer.student.state_dict(), out / "student.pt")
+    torch.save(trainer.generator.state_dict(), out / "generator.pt")
+    (out / "history.json").write_text(json.dumps({"config": to_dict(trainer.config), **history}, indent=2),
+                                      encoding="utf-8")
+    eval_seconds = logged.seconds if logged is not None else 0.0
+    write_report(out, _report(spec, trainer, teacher_meta, normalisation, trainer.iteration - start_iteration,
+                              wall, eval_seconds))
+    last = history["evaluations"][-1] if history["evaluations"] else {}
+    return f"trained {trainer.iteration} iterations; last evaluation {last}; wrote {out}"
+
+
+def _report(spec: DistillConfig, trainer: Trainer, teacher_meta: dict[str, Any], normalisation: dict[str, Any],
+            iterations_run: int, wall: float, eval_seconds: float) -> dict[str, Any]:
+    """report.json of a distillation run: curve statistics, throughput, config, teacher, versions."""
+    cfg = trainer.config
+    images = iterations_run * (cfg.generator_steps + cfg.student_steps) * cfg.batch_size
+    train_seconds = max(wall - eval_seconds, 1e-9)
+    return {
+        "kind": "distill", "label": spec.preset or spec.method, "preset": spec.preset, "method": spec.method,
+        "seed": cfg.seed, "dataset": spec.dataset or None, "student_arch": spec.student.arch,
+        "teacher": {"arch": spec.teacher.arch, "checkpoint": spec.teacher.checkpoint,
+                    **{k: teacher_meta[k] for k in ("dataset", "test_accuracy") if k in teacher_meta}},
+        "normalisation": normalisation,
+        **curve_report(trainer.history["evaluations"]), "stats_over": "all evaluations",
+        "iterations_run": iterations_run, "wall_time_s": wall, "eval_time_s": eval_seconds,
+        "eval_fraction": eval_seconds / wall if wall > 0 else 0.0,
+        "images_per_second": images / train_seconds,
+        "images_per_second_definition": "pseudo-images generated per second of training (evaluation excluded): "
+                                        "iterations x (generator_steps + student_steps) x batch_size",
+        "config": {**to_dict(spec), "trainer": to_dict(cfg)}, **environment(),
+    }
+
+
+def _evaluator(spec: DistillConfig, teacher_meta: dict[str, Any], device: torch.device
+               ) -> tuple[Callable[[nn.Module], dict[str, float]] | None, dict[str, Any]]:
+    """The evaluation callback (CIFAR test split on the device, or ``eval_data``) and the normalisation used."""
+    if spec.dataset:
+        from ..data import Normalize, load_cifar
+
+        if not spec.data:
+            raise ValueError(f"dataset={spec.dataset!r} needs the path of the CIFAR data (data=PATH, --data)")
+        data = load_cifar(spec.dataset, spec.data, train=False)
+        source = "teacher checkpoint" if "mean" in teacher_meta else f"{spec.dataset} default (lrwa_fast.data)"
+        mean, std = teacher_meta.get("mean", data.spec.mean), teacher_meta.get("std", data.spec.std)
+        evaluate = accuracy_evaluator(data.x_test.to(device), data.y_test.to(device), transform=Normalize(mean, std))
+        return evaluate, {"mean": list(mean), "std": list(std), "from": source}
+    if not spec.eval_data:
+        return None, {}
+    data = torch.load(spec.eval_data, map_location="cpu", weights_only=True)
+    if not isinstance(data, dict) or "x" not in data or "y" not in data:
+        raise ValueError(f"eval_data {spec.eval_data!r} must hold a dict with tensors 'x' and 'y'")
+    return accuracy_evaluator(data["x"], data["y"]), {"from": f"eval_data {spec.eval_data!r} (used as stored)"}

@@ -1,0 +1,228 @@
+"""``lrwa-fast teacher``: train a CIFAR teacher with a standard recipe, on the device end to end.
+
+The default recipe is the one the DFKD peers train their teachers with (DFAD, VainF/Data-Free-Adversarial-
+Distillation: SGD lr 0.1, momentum 0.9, weight decay 5e-4, 200 epochs, batch 128, random 32×32 crop with
+padding 4 and horizontal flip), with a cosine schedule (stepped per batch) in place of DFAD's ×0.1 every 80
+epochs. ``teacher.pt`` holds the weights with the architecture, dataset and the normalisation the teacher
+was trained with, so distillation evaluates with the same statistics.
+
+Under torchrun the training is data-parallel: ``batch_size`` is global, each rank computes the loss
+on its rows of every batch, gradients are averaged in one all-reduce, BatchNorm statistics are
+local and averaged before each evaluation and checkpoint; rank 0 evaluates and writes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..choices import SCHEDULES
+from ..config import OptimizerConfig, from_dict, load_config, to_dict
+from ..data import DeviceLoader, Normalize, dataset_spec, load_cifar
+from ..models import build_model
+from ..optim import build_optimizer
+from ..runtime import checkpoint as ckpt
+from ..runtime.distributed import Ranks, resolve_device
+from ..runtime.metrics import accuracy
+from ..runtime.precision import autocast
+from ..training import loop
+from .reports import environment, write_report
+
+TEACHER_FILE = "teacher.pt"
+RECIPE_SOURCE = ("DFAD's teacher recipe (VainF/Data-Free-Adversarial-Distillation): SGD 0.1, momentum 0.9, wd 5e-4, "
+                 "200 epochs, batch 128, crop 32 with padding 4 + horizontal flip; cosine schedule instead of "
+                 "its x0.1 every 80 epochs")
+TEACHER_PRECISIONS = ("fp32", "bf16")  # fp16 would need loss scaling here
+
+
+@dataclass
+class TeacherConfig:
+    """How a teacher is trained; the defaults are the standard recipe (module docstring)."""
+
+    dataset: str = "cifar10"  # "cifar10" | "cifar100"
+    arch: str = "resnet34"  # any name of lrwa_fast.models.MODELS
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # "cosine" (to 0 over all batches) | "constant"
+    crop_padding: int = 4  # random crop from the zero-padded image; 0 = off
+    flip: bool = True  # random horizontal flip
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast; weights stay fp32)
+    eval_batch_size: int = 1000
+    seed: int = 0
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:1" ...
+    keep_checkpoints: int = 2  # per-epoch checkpoints kept in DIR/checkpoints
+
+    # Fields that may change when resuming: they do not change what is computed.
+    RESUMABLE: ClassVar[frozenset[str]] = frozenset({"device", "keep_checkpoints", "eval_batch_size"})
+
+
+def validate_teacher(cfg: TeacherConfig) -> None:
+    """Raise ``ValueError`` naming every out-of-range or unknown setting."""
+    problems = [f"{k}={getattr(cfg, k)!r} (must be >= 1)" for k in ("epochs", "batch_size", "eval_batch_size",
+                                                                    "keep_checkpoints") if getattr(cfg, k) < 1]
+    problems += [f"{k}={getattr(cfg, k)!r} (must be >= 0)" for k in ("lr", "weight_decay", "crop_padding")
+                 if not getattr(cfg, k) >= 0]
+    if not 0 <= cfg.momentum < 1:
+        problems.append(f"momentum={cfg.momentum!r} (must lie in [0, 1))")
+    for key, choices in (("schedule", SCHEDULES), ("precision", TEACHER_PRECISIONS)):
+        if getattr(cfg, key) not in choices:
+            problems.append(f"{key}={getattr(cfg, key)!r} (expected one of {choices})")
+    if problems:
+        raise ValueError("invalid teacher configuration: " + "; ".join(problems))
+    dataset_spec(cfg.dataset)
+
+
+class TeacherRun:
+    """The model, optimiser, schedule and batches of one teacher training, and their checkpointable state:
+    a :class:`~lrwa_fast.training.loop.Job` whose step is one epoch."""
+
+    def __init__(self, cfg: TeacherConfig, data_path: str | Path) -> None:
+        self.cfg, self.device, self.ranks = cfg, resolve_device(cfg.device), Ranks.current()
+        self.data = load_cifar(cfg.dataset, data_path)
+        spec = self.data.spec
+        self.normalize = Normalize(spec.mean, spec.std)
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.arch, spec.num_classes).to(self.device)
+        self.loader = DeviceLoader(self.data.x_train, self.data.y_train, cfg.batch_size, self.normalize,
+                                   device=self.device, padding=cfg.crop_padding, flip=cfg.flip, seed=cfg.seed)
+        self.x_test, self.y_test = self.data.x_test.to(self.device), self.data.y_test.to(self.device)
+        recipe = OptimizerConfig("sgd", cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                 schedule=cfg.schedule)
+        self.optimizer, self.scheduler = build_optimizer(self.model.parameters(), recipe,
+                                                         cfg.epochs * len(self.loader))
+        self.epoch, self.history = 0, []
+
+    @property
+    def iteration(self) -> int:
+        """The loop's step count: epochs done."""
+        return self.epoch
+
+    def step(self) -> dict[str, float]:
+        """One epoch; recorded in :attr:`history` (its test accuracy by :meth:`evaluate`, on rank 0)."""
+        start = time.perf_counter()
+        loss = self.train_epoch()
+        self.epoch += 1
+        self.history.append({"epoch": self.epoch, "loss": loss, "test_accuracy": None,
+                             "seconds": time.perf_counter() - start})
+        return {"loss": loss}
+
+    def evaluate(self) -> dict[str, float]:
+        """The test accuracy after the epoch just trained, recorded in its history entry."""
+        self.history[-1]["test_accuracy"] = self.test_accuracy()
+        return {"test_accuracy": self.history[-1]["test_accuracy"]}
+
+    def write_checkpoint(self, folder: str | Path) -> Path:
+        """``folder/ckpt-<epoch>.pt`` (rank 0 writes; every rank returns its path), the newest kept."""
+        return self.ranks.from_main(lambda: ckpt.save_rotating(self.state_dict(), folder, self.epoch,
+                                                               self.cfg.keep_checkpoints))
+
+    def train_epoch(self) -> float:
+        """One pass over the training split; returns the mean loss."""
+        self.model.train()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        total = torch.zeros((), device=self.device)
+        for x, y in self.loader:
+            rows = self.ranks.rows(len(y))
+            with autocast(self.cfg.precision, self.device):
+                logits = self.model(x[rows])
+            # Σ over my rows / rows in the batch × W: the mean over the ranks is the batch's mean loss
+            loss = F.cross_entropy(logits.float(), y[rows], reduction="sum") * (self.ranks.world_size / len(y))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for p, g in zip(params, self.ranks.average([p.grad for p in params])):
+                p.grad = g
+            self.optimizer.step()
+            self.scheduler.step()
+            total += loss.detach()
+        self.ranks.average_buffers_([self.model])
+        return float(self.ranks.average([total])[0]) / len(self.loader)
+
+    def test_accuracy(self) -> float:
+        """Top-1 accuracy on the test split, normalised as in training."""
+        self.model.eval()
+        return accuracy(self.model, self.x_test, self.y_test, self.cfg.eval_batch_size, self.normalize)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"format": "lrwa_fast teacher checkpoint 1", "config": to_dict(self.cfg), "epoch": self.epoch,
+                "history": self.history, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "loader_rng": self.loader.rng.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
+        """Restore :meth:`state_dict` after checking it was made with the same recipe."""
+        diff = ckpt.config_diff(state["config"], to_dict(self.cfg), ignore=TeacherConfig.RESUMABLE)
+        if diff:
+            raise ckpt.CheckpointError(f"cannot resume from {str(path)!r}: " + "; ".join(diff))
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.loader.rng.set_state(state["loader_rng"])
+        self.epoch, self.history = int(state["epoch"]), list(state["history"])
+
+
+def train_teacher(cfg: TeacherConfig, data_path: str | Path, out: str | Path, *, progress: bool = True,
+                  resume: bool = False) -> dict[str, Any]:
+    """Train (or, with ``resume``, continue from ``out/checkpoints``); write ``teacher.pt`` and ``report.json``.
+
+    Checkpoints are written after every epoch; SIGINT/SIGTERM stop after the current epoch's checkpoint
+    (:class:`~lrwa_fast.TrainingInterrupted`). Returns the report.
+    """
+    validate_teacher(cfg)
+    out = Path(out)
+    run = TeacherRun(cfg, data_path)
+    main = run.ranks.is_main
+    folder = out / "checkpoints"
+    latest = ckpt.latest_checkpoint(folder) if resume else None
+    if latest is not None:
+        run.load_state_dict(ckpt.load_file(latest, "a teacher checkpoint"), latest)
+    start, first_epoch = time.perf_counter(), run.epoch
+    loop.run(run, cfg.epochs - run.epoch, evaluate=run.evaluate, checkpoint_dir=folder, checkpoint_every=1,
+             progress=progress, name=f"teacher {cfg.arch}", unit="epoch", resume_hint="--resume")
+    wall = time.perf_counter() - start
+    if not main:
+        return {}
+    return _finish(run, out, wall, (run.epoch - first_epoch) * len(run.data.y_train), latest)
+
+
+def _finish(run: TeacherRun, out: Path, wall: float, images: int, resumed_from: Path | None) -> dict[str, Any]:
+    """Write ``teacher.pt`` (weights + what distillation needs) and ``report.json``; return the report."""
+    cfg, spec = run.cfg, run.data.spec
+    final = run.history[-1]["test_accuracy"]
+    save_teacher(out / TEACHER_FILE, run.model, cfg.arch, cfg.dataset, test_accuracy=final, recipe=to_dict(cfg))
+    eval_note = "one test-split evaluation per epoch included"
+    report = {"kind": "teacher", "arch": cfg.arch, "dataset": cfg.dataset, "test_accuracy": final,
+              "best_test_accuracy": max(e["test_accuracy"] for e in run.history), "epochs": run.history,
+              "recipe": to_dict(cfg), "recipe_source": RECIPE_SOURCE,
+              "normalisation": {"mean": list(spec.mean), "std": list(spec.std)},
+              "train_images": len(run.data.y_train), "test_images": len(run.data.y_test),
+              "wall_time_s": wall, "images_per_second": images / wall if wall > 0 else 0.0,
+              "images_per_second_note": eval_note, "resumed_from": str(resumed_from) if resumed_from else None,
+              **environment()}
+    write_report(out, report)
+    return report
+
+
+def save_teacher(path: str | Path, model: nn.Module, arch: str, dataset: str, *, test_accuracy: float | None = None,
+                 recipe: dict[str, Any] | None = None) -> Path:
+    """Write a ``teacher.pt``: the weights, architecture, dataset and its normalisation (what ``distill`` reads)."""
+    spec = dataset_spec(dataset)
+    return ckpt.atomic_save({"format": "lrwa_fast teacher 1", "model": model.state_dict(), "arch": arch,
+                             "dataset": dataset, "num_classes": spec.num_classes, "in_channels": 3,
+                             "mean": list(spec.mean), "std": list(spec.std), "test_accuracy": test_accuracy,
+                             "recipe": recipe}, path)
+
+
+def load_teacher_config(overrides: list[str], **given: Any) -> TeacherConfig:
+    """Defaults, then ``key=value`` overrides, then the explicitly given options that are not ``None``."""
+    cfg = load_config(TeacherConfig, None, overrides)
+    return from_dict(TeacherConfig, {**to_dict(cfg), **{k: v for k, v in given.items() if v is not None}})
+

@@ -1,0 +1,276 @@
+"""Step-level throughput: DFAD student step vs LRwA meta-steps vs the same meta-step with ``higher``.
+
+Every variant runs the library's own code path on the same models, batch sizes and device; the
+variants are timed round-robin (so drift hits all alike) and summarised by median and
+inter-quartile range. Ratios are of medians measured in the same run. ``lrwa-fast bench`` prints
+the table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import torch
+
+from ..config import DFADConfig, LRwAConfig
+from ..optim import gradients
+from ..runtime.distributed import resolve_device
+from ..runtime.precision import autocast
+from ..training import DFADTrainer, LRwATrainer, Trainer
+from ..updates import meta_gradient
+from .cases import (
+    CASES,
+    COMPILABLE,
+    COMPILED,
+    COMPILED_VARIANTS,
+    ITERATION_VARIANTS,
+    MEMORY_VARIANTS,
+    META_VARIANTS,
+    STEP_VARIANTS,
+    BenchCase,
+    alike,
+    case_config,
+    case_models,
+    fill_memory,
+    full_grid,
+    require_compiled,
+)
+
+
+class HigherMetaStep:
+    """The authors' meta-step written with ``higher`` (inner SGD via ``diffopt``, teacher logits
+    recomputed on the memory samples), with ``copy_initial_weights=False`` so the meta-gradient is
+    real. Objective as ours: ``L_acq(θ) + L_ret(θ')``."""
+
+    def __init__(self, trainer: LRwATrainer) -> None:
+        import higher
+
+        self.higher, self.trainer = higher, trainer
+        self.inner_opt = torch.optim.SGD(trainer.student.parameters(), lr=trainer.config.inner_lr)
+
+    def __call__(self) -> None:
+        tr, cfg = self.trainer, self.trainer.config
+        x, t = tr.fresh_batch()
+        x_mem, _ = tr.memory.buffer.sample(cfg.memory_batch_size)
+        with torch.no_grad():
+            t_mem = tr.teacher(x_mem)
+        optimizer = tr.student_updater.optimizer
+        optimizer.zero_grad(set_to_none=True)
+        ctx = self.higher.innerloop_ctx(tr.student, self.inner_opt, copy_initial_weights=False)
+        with ctx as (fmodel, diffopt):
+            loss_acq = tr.kd_loss(fmodel(x), t)
+            diffopt.step(loss_acq)
+            loss_ret = tr.kd_loss(fmodel(x_mem), t_mem)
+            (loss_acq + cfg.retain_weight * loss_ret).backward()
+        optimizer.step()
+
+
+def higher_available() -> bool:
+    try:
+        import higher  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def step_functions(case: BenchCase, device: torch.device,
+                   variants: tuple[str, ...]) -> dict[str, Callable[[], object]]:
+    """One zero-argument callable per variant, each running one step of the library's code path."""
+    fns: dict[str, Callable[[], object]] = {}
+    for name in variants:
+        compiled = {"compile_student": True} if name.endswith(COMPILED) else {}
+        if name.startswith("dfad"):
+            trainer: Trainer = DFADTrainer(*case_models(case, device, 64),
+                                               case_config(DFADConfig, case, device, **compiled))
+        else:
+            meta = META_VARIANTS.get(name.removesuffix(COMPILED), META_VARIANTS["lrwa_exact"])
+            cfg = case_config(LRwAConfig, case, device, **meta, **MEMORY_VARIANTS.get(name, {}), **compiled)
+            trainer = LRwATrainer(*case_models(case, device, 64), cfg)
+            fill_memory(trainer)
+        if compiled:
+            require_compiled(trainer, f"variant {name!r}")
+        trainer.student.train()
+        trainer.generator.train()
+        if name == "higher_exact":
+            fns[name] = HigherMetaStep(trainer)
+        elif name.endswith("iteration"):
+            fns[name] = trainer.step
+        else:
+            fns[name] = trainer.student_step
+    return fns
+
+
+def measure(fns: dict[str, Callable[[], object]], device: torch.device, repeats: int,
+            warmup: int) -> dict[str, list[float]]:
+    """Seconds per call of each function, measured round-robin ``repeats`` times after warm-up."""
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def summarize_times(times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Median and inter-quartile range (ms) per variant."""
+    out = {}
+    for name, values in times.items():
+        q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+        out[name] = {"median_ms": 1e3 * statistics.median(values), "q1_ms": 1e3 * q[0], "q3_ms": 1e3 * q[2],
+                     "repeats": len(values)}
+    return out
+
+
+def run_case(case: BenchCase, device: torch.device, repeats: int, warmup: int,
+             iterations: bool = True, compiled: bool = False, gradient_repeats: int | None = None) -> dict[str, Any]:
+    """Time every variant of ``case``; ratios against the DFAD step (compiled variants: the compiled
+    DFAD step) and the ``higher`` meta-step; then the meta-gradients alone (:func:`meta_gradients`,
+    ``gradient_repeats`` times, default ``repeats``; 0: their errors only)."""
+    with_higher = higher_available() and case.precision == "fp32"  # the higher step runs in fp32 only
+    variants = STEP_VARIANTS if with_higher else STEP_VARIANTS[:-1]
+    if compiled:
+        variants = variants + COMPILED_VARIANTS
+    if iterations:
+        variants = variants + ITERATION_VARIANTS
+    stats = summarize_times(measure(step_functions(case, device, variants), device, repeats, warmup))
+    step_level = set(STEP_VARIANTS) | set(COMPILED_VARIANTS)
+    for name, s in stats.items():
+        if name in step_level:
+            s["vs_dfad_step"] = s["median_ms"] / stats[alike("dfad_step", name)]["median_ms"]
+        if "higher_exact" in stats and name.startswith("lrwa_") and name in step_level:
+            s["higher_speedup"] = stats["higher_exact"]["median_ms"] / s["median_ms"]
+    gradients_alone = meta_gradients(case, device, repeats if gradient_repeats is None else gradient_repeats,
+                                     warmup, compiled)
+    for name, row in gradients_alone.items():
+        if name in stats and name != "lrwa_exact":
+            stats[name]["error_vs_exact"] = row["error_vs_exact"]
+            stats[name]["exact_speedup"] = stats["lrwa_exact"]["median_ms"] / stats[name]["median_ms"]
+    cfg = DFADConfig()
+    for name in set(ITERATION_VARIANTS) & set(stats):
+        images = case.batch * (cfg.student_steps + cfg.generator_steps)
+        stats[name]["images_per_s"] = images / (stats[name]["median_ms"] / 1e3)
+    return {"case": dataclasses.asdict(case), "name": case.name, "device": str(device), "variants": stats,
+            "meta_gradient": gradients_alone}
+
+
+def meta_gradients(case: BenchCase, device: torch.device, repeats: int = 0, warmup: int = 2,
+                   compiled: bool = False) -> dict[str, dict[str, float]]:
+    """Each meta variant's gradient alone, on one fresh batch and memory draw of ``case``: its relative
+    error ‖g − g_exact‖/‖g_exact‖ (same weights and BatchNorm buffers for every variant) and, with
+    ``repeats``, its median time against a plain KD gradient of the same batch (``kd_gradient``) and
+    against the exact mode. This is the part a meta mode changes; a student step adds the generator
+    and teacher forwards, the memory and the optimiser, the same for every mode. ``compiled`` adds
+    the variants a compiled student can run (every one but exact) with ``+compile``; their ratio to
+    exact is to the eager exact mode, the only one there is."""
+    eager = LRwATrainer(*case_models(case, device, 64), case_config(LRwAConfig, case, device))
+    fill_memory(eager)
+    x, t = eager.fresh_batch()
+    x_mem, t_mem = eager.memory.buffer.sample(case.memory_batch)
+    fns = _gradient_functions(eager, (x, t, x_mem, t_mem), META_VARIANTS, "")
+    if compiled:
+        twin = LRwATrainer(*case_models(case, device, 64),
+                           case_config(LRwAConfig, case, device, meta_mode="first_order", compile_student=True))
+        require_compiled(twin, "compiled meta-gradients")
+        twin.student.load_state_dict(eager.student.state_dict())
+        fns |= _gradient_functions(twin, (x, t, x_mem, t_mem), COMPILABLE, COMPILED)
+    flat = {name: torch.cat([g.reshape(-1).double() for g in fn()])
+            for name, fn in fns.items() if not name.startswith("kd_gradient")}
+    exact = flat["lrwa_exact"]
+    out = {name: {"error_vs_exact": float((g - exact).norm() / exact.norm())} for name, g in flat.items()}
+    if repeats:
+        ms = {n: s["median_ms"] for n, s in summarize_times(measure(fns, device, repeats, warmup)).items()}
+        out = {name: out.get(name, {}) for name in fns}  # with the KD gradients, in timing order
+        for name, row in out.items():
+            row.update(gradient_ms=ms[name], gradient_vs_kd=ms[name] / ms[alike("kd_gradient", name)],
+                       gradient_exact_speedup=ms["lrwa_exact"] / ms[name])
+    return out
+
+
+def _gradient_functions(trainer: LRwATrainer, batch: tuple[torch.Tensor, ...], variants: dict[str, dict[str, str]],
+                        suffix: str) -> dict[str, Callable[[], list[torch.Tensor]]]:
+    """``kd_gradient`` and one meta-gradient call per variant on ``batch`` with ``trainer``'s student,
+    under the case's precision; every call starts from the same BatchNorm buffers."""
+    student, cfg = trainer.student.train(), trainer.config
+    x, t, x_mem, t_mem = batch
+    buffers = copy.deepcopy(list(student.buffers()))
+    params = [p for p in student.parameters() if p.requires_grad]
+
+    def restored() -> AbstractContextManager[Any]:
+        for live, saved in zip(student.buffers(), buffers):
+            live.copy_(saved)
+        return autocast(cfg.precision, trainer.device)
+
+    def variant(meta: dict[str, str]) -> Callable[[], list[torch.Tensor]]:
+        def run() -> list[torch.Tensor]:
+            with restored():
+                return list(meta_gradient(student, x, t, x_mem, t_mem, inner_lr=cfg.inner_lr, mode=meta["meta_mode"],
+                                          loss=cfg.loss, temperature=cfg.temperature,
+                                          retain_weight=cfg.retain_weight, fd_scheme=meta.get("fd_scheme", "central"),
+                                          alignment=False).grads.values())
+        return run
+
+    def kd_gradient() -> list[torch.Tensor]:
+        with restored():
+            return gradients(trainer.kd_loss(student(x), t), params)
+
+    return {"kd_gradient" + suffix: kd_gradient} | {name + suffix: variant(meta) for name, meta in variants.items()}
+
+
+def format_results(results: list[dict[str, Any]]) -> str:
+    """Markdown table of :func:`run_case` results."""
+    lines = ["| case | variant | median ms | IQR ms | × DFAD step | higher / ours | exact / ours | error vs exact "
+             "| images/s |", "|---|---|---|---|---|---|---|---|---|"]
+    for result in results:
+        for name, s in result["variants"].items():
+            cells = [_cell(s, "vs_dfad_step", "{:.2f}"), _cell(s, "higher_speedup", "{:.2f}"),
+                     _cell(s, "exact_speedup", "{:.2f}"), _cell(s, "error_vs_exact", "{:.1e}"),
+                     _cell(s, "images_per_s", "{:.0f}")]
+            spread = f"{s['q1_ms']:.2f}–{s['q3_ms']:.2f}"
+            lines.append(f"| {result['name']} | {name} | {s['median_ms']:.2f} | {spread} | " + " | ".join(cells) + " |")
+    timed = [r for r in results if "gradient_ms" in r.get("meta_gradient", {}).get("lrwa_exact", {})]
+    return "\n".join(lines + (["", _format_gradients(timed)] if timed else []))
+
+
+def _format_gradients(results: list[dict[str, Any]]) -> str:
+    """Markdown table of the meta-gradients alone (:func:`meta_gradients`)."""
+    lines = ["The meta-gradient alone, on one fixed batch (what a meta mode changes):", "",
+             "| case | gradient | median ms | × KD gradient | exact / ours | error vs exact |",
+             "|---|---|---|---|---|---|"]
+    for result in results:
+        for name, s in result["meta_gradient"].items():
+            error = _cell(s, "error_vs_exact", "{:.1e}") if name != "lrwa_exact" else ""
+            lines.append(f"| {result['name']} | {name} | {s['gradient_ms']:.2f} | {s['gradient_vs_kd']:.2f} | "
+                         f"{s['gradient_exact_speedup']:.2f} | {error} |")
+    return "\n".join(lines)
+
+
+def _cell(stats: dict[str, float], key: str, fmt: str) -> str:
+    return fmt.format(stats[key]) if key in stats else ""
+
+
+def bench(case_names: list[str], device_name: str = "auto", repeats: int = 20, warmup: int = 3,
+          full: bool = False, iterations: bool = True, overrides: dict[str, int | str] | None = None,
+          compiled: bool = False, gradient_repeats: int | None = None) -> list[dict[str, Any]]:
+    """Run the comparison for the named cases (``full``: the batch-size grid; ``compiled``: also
+    the steps and gradients that can run with ``compile_student``, every one but exact;
+    ``gradient_repeats``: timings of the meta-gradients alone, default ``repeats``, 0 for none)."""
+    unknown = [n for n in case_names if n not in CASES]
+    if unknown:
+        raise ValueError(f"unknown bench case(s) {unknown}; available: {sorted(CASES)}")
+    device = resolve_device(device_name)
+    cases = full_grid(case_names) if full else [dataclasses.replace(CASES[n], **(overrides or {}))
+                                                 for n in case_names]
+    return [run_case(case, device, repeats, warmup, iterations, compiled, gradient_repeats) for case in cases]

@@ -1,0 +1,122 @@
+"""The one place that chooses between the fused Triton kernels and the PyTorch reference path.
+
+The backend is named by the ``backend`` argument of an op (a config field) or, when that is
+``None``, by the environment variable ``LRWA_FAST_BACKEND``; both accept ``auto`` (default),
+``torch`` and ``triton``. :func:`resolve` applies these rules, in order:
+
+1. ``torch``, or no tensors: the reference path.
+2. Devices. ``auto``: the kernels only when every tensor is on a CUDA device. ``triton``: the
+   kernels on CUDA tensors, or on CPU tensors when ``TRITON_INTERPRET`` is set (Triton's
+   interpreter, for tests); any other placement raises ``RuntimeError``.
+3. Dtypes: the kernels only when every tensor is fp32, fp16 or bf16 (:data:`KERNEL_DTYPES`);
+   anything else (float64, integers, a float64 among fp32 tensors) takes the reference path,
+   silently, even under ``triton``.
+4. Availability: when the kernels were wanted but Triton cannot be imported, the reference path
+   runs instead and a single ``RuntimeWarning`` per process says why.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..choices import KERNEL_BACKENDS
+from ..runtime import envvars
+from ..runtime.warn_once import warn_once
+
+ENV_VAR = "LRWA_FAST_BACKEND"
+KERNEL_MODULES: tuple[str, ...] = ("kd_loss", "grad_alignment")
+KERNEL_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16)
+
+_state = {"cause": ""}
+
+
+def requested_backend(backend: str | None = None) -> str:
+    """The backend asked for: ``backend`` if given, else ``$LRWA_FAST_BACKEND``, else ``auto``."""
+    return envvars.requested(backend, ENV_VAR, KERNEL_BACKENDS)
+
+
+def interpreter_enabled() -> bool:
+    """Whether ``TRITON_INTERPRET`` asks for Triton's interpreter, read by the kernel package (no Triton import)."""
+    return _import_kernel_package().interpreter_enabled()
+
+
+def _import_kernel_package() -> ModuleType:
+    """``lrwa_fast.kernels``, also from a source checkout where ``kernels/`` sits beside the package."""
+    try:
+        return importlib.import_module("lrwa_fast.kernels")
+    except ModuleNotFoundError as err:
+        if err.name != "lrwa_fast.kernels":
+            raise
+    init = Path(__file__).resolve().parents[2] / "kernels" / "__init__.py"
+    spec = importlib.util.spec_from_file_location("lrwa_fast.kernels", init,
+                                                  submodule_search_locations=[str(init.parent)])
+    if spec is None or spec.loader is None or not init.exists():
+        raise ModuleNotFoundError("lrwa_fast.kernels is neither installed nor beside the package")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@functools.cache
+def _load_kernels() -> ModuleType | None:
+    """The kernel package with its submodules imported, or ``None`` (cause kept) when that fails."""
+    try:
+        package = _import_kernel_package()
+        for name in KERNEL_MODULES:
+            importlib.import_module(f"lrwa_fast.kernels.{name}")
+    except Exception as err:  # a broken Triton install may raise anything, not only ImportError
+        _state["cause"] = f"{type(err).__name__}: {err}"
+        return None
+    return package
+
+
+def triton_available() -> bool:
+    """Whether Triton and the kernel modules import (cached for the process)."""
+    return _load_kernels() is not None
+
+
+def kernels() -> ModuleType:
+    """The ``lrwa_fast.kernels`` package with its kernel modules loaded (call after ``resolve``)."""
+    package = _load_kernels()
+    if package is None:
+        raise RuntimeError(f"the Triton kernels are unavailable ({_state['cause']})")
+    return package
+
+
+def _fallback() -> Literal["torch"]:
+    """Warn (once per process) that the kernels were wanted but Triton is unusable."""
+    warn_once("triton", f"lrwa_fast: Triton is unavailable ({_state['cause'] or 'import failed'}); "
+                        "using the PyTorch reference path", stacklevel=3)
+    return "torch"
+
+
+def resolve(tensors: Iterable[Tensor], backend: str | None = None) -> Literal["triton", "torch"]:
+    """``"triton"`` or ``"torch"`` for an op on ``tensors`` (rules 1-4 of the module docstring)."""
+    name = requested_backend(backend)
+    tensors = tuple(tensors)
+    if name == "torch" or not tensors or not _devices_suit(name, {t.device.type for t in tensors}):
+        return "torch"
+    if not all(t.dtype in KERNEL_DTYPES for t in tensors):
+        return "torch"
+    return "triton" if triton_available() else _fallback()
+
+
+def _devices_suit(name: str, devices: set[str]) -> bool:
+    """Whether backend ``name`` runs the kernels on ``devices`` (rule 2); raise where ``triton`` cannot."""
+    if devices == {"cuda"}:
+        return True
+    if name == "triton" and not (devices == {"cpu"} and interpreter_enabled()):
+        raise RuntimeError(f"backend 'triton' needs CUDA tensors, or CPU tensors with TRITON_INTERPRET=1; "
+                           f"got tensors on {sorted(devices)}")
+    return name == "triton"

@@ -1,0 +1,182 @@
+"""Reference losses (plain PyTorch): the specification the fused kernels are tested against.
+
+Student losses compare logits row by row; ``reduction`` always reduces over rows:
+
+* ``l1``: mean over classes of ``|s - t|`` (so ``reduction="mean"`` equals ``F.l1_loss``);
+  the temperature does not apply to it.
+* ``kl``: ``T² · KL(softmax(t/T) ‖ softmax(s/T))`` (Hinton scaling, so gradients keep their size
+  across temperatures).
+* ``js``: Jensen-Shannon divergence ``½KL(p_t‖m) + ½KL(p_s‖m)``, ``m = (p_t + p_s)/2``, of the
+  softmaxes at temperature ``T``; not scaled, so it lies in ``[0, ln 2]``.
+
+Generator terms (each multiplied by its weight in :class:`~lrwa_fast.config.GeneratorLossWeights`):
+adversarial discrepancy, one-hot cross-entropy, class balance, activation and the
+DeepInversion BatchNorm-statistics prior.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..choices import LOSS_KINDS
+
+LossKind = Literal["l1", "kl", "js"]
+Reduction = Literal["mean", "sum", "none"]
+REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
+
+
+def check_kd_args(student: Tensor, teacher: Tensor, kind: str, temperature: float, reduction: str) -> None:
+    """Raise ``ValueError`` unless the arguments of a KD loss are well formed."""
+    if kind not in LOSS_KINDS:
+        raise ValueError(f"unknown loss kind {kind!r}; expected one of {LOSS_KINDS}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; expected one of {REDUCTIONS}")
+    if not temperature > 0 or not math.isfinite(temperature):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature}")
+    if student.dim() != 2 or student.shape != teacher.shape:
+        raise ValueError(
+            "student and teacher logits must be 2-D tensors of equal shape (rows, classes), "
+            f"got {tuple(student.shape)} and {tuple(teacher.shape)}"
+        )
+    if student.shape[0] == 0 or student.shape[1] == 0:
+        raise ValueError(f"logits must have at least one row and one class, got {tuple(student.shape)}")
+
+
+def kd_row_losses(student: Tensor, teacher: Tensor, kind: str, temperature: float) -> Tensor:
+    """Per-row loss of ``kind`` (shape ``(rows,)``), computed in the inputs' dtype."""
+    if kind == "l1":
+        return (student - teacher).abs().mean(dim=1)
+    log_ps = F.log_softmax(student / temperature, dim=1)
+    log_pt = F.log_softmax(teacher / temperature, dim=1)
+    if kind == "kl":
+        return temperature**2 * (log_pt.exp() * (log_pt - log_ps)).sum(dim=1)
+    log_m = torch.logaddexp(log_pt, log_ps) - math.log(2.0)
+    return 0.5 * (log_pt.exp() * (log_pt - log_m) + log_ps.exp() * (log_ps - log_m)).sum(dim=1)
+
+
+def kd_loss_reference(
+    student: Tensor,
+    teacher: Tensor,
+    *,
+    kind: LossKind = "kl",
+    temperature: float = 1.0,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """Knowledge-distillation loss between logit matrices (see the module docstring)."""
+    check_kd_args(student, teacher, kind, temperature, reduction)
+    return reduce_rows(kd_row_losses(student, teacher, kind, temperature), reduction)
+
+
+def reduce_rows(rows: Tensor, reduction: str) -> Tensor:
+    """Per-row losses reduced over rows as ``reduction`` says (``"none"``: unchanged)."""
+    if reduction == "none":
+        return rows
+    return rows.sum() if reduction == "sum" else rows.mean()
+
+
+def adversarial_loss(student: Tensor, teacher: Tensor, *, kind: LossKind = "l1",
+                     temperature: float = 1.0) -> Tensor:
+    """Generator's adversarial term: minimising it maximises the teacher-student discrepancy.
+
+    ``-L1`` and ``-KL`` as in DFAD, ``1 - JS`` as in the LRwA authors' code.
+    """
+    discrepancy = kd_loss_reference(student, teacher, kind=kind, temperature=temperature)
+    return adversarial_from_discrepancy(discrepancy, kind)
+
+
+def adversarial_from_discrepancy(discrepancy: Tensor, kind: str) -> Tensor:
+    """``1 - JS`` for ``js``, ``-D`` otherwise (lets callers use a fused discrepancy)."""
+    return 1.0 - discrepancy if kind == "js" else -discrepancy
+
+
+def one_hot_loss(teacher_logits: Tensor) -> Tensor:
+    """Cross-entropy of the teacher against its own argmax: pushes samples to confident classes."""
+    return F.cross_entropy(teacher_logits, teacher_logits.argmax(dim=1))
+
+
+def class_balance_loss(teacher_logits: Tensor) -> Tensor:
+    """``log C - H(p̄)``, p̄ the batch-mean teacher softmax: zero when classes are balanced."""
+    mean_prob = F.softmax(teacher_logits, dim=1).mean(dim=0)
+    entropy = -(mean_prob * torch.log(mean_prob.clamp_min(1e-30))).sum()
+    return math.log(teacher_logits.shape[1]) - entropy
+
+
+def activation_loss(features: Tensor) -> Tensor:
+    """``-mean |features|`` of the teacher's penultimate features (DAFL's activation prior)."""
+    return -features.abs().mean()
+
+
+class TeacherProbe:
+    """Forward hooks on a teacher that collect what the generator priors need.
+
+    ``bn_prior`` hooks every BatchNorm layer and accumulates the DeepInversion term
+    ``Σ ‖μ_batch − running_mean‖₂ + ‖σ²_batch − running_var‖₂`` over the layers' inputs;
+    ``features`` captures the input of ``feature_module`` (default: the last ``nn.Linear``).
+    Hooks exist only while :meth:`active` is entered and only for terms that are switched on,
+    so a zero weight costs nothing.
+    """
+
+    def __init__(self, teacher: nn.Module, *, bn_prior: bool, features: bool,
+                 feature_module: nn.Module | None = None) -> None:
+        self.teacher = teacher
+        self.bn_layers = [m for m in teacher.modules() if isinstance(m, _BatchNorm)] if bn_prior else []
+        if bn_prior and not self.bn_layers:
+            raise ValueError("bn_prior weight > 0 but the teacher has no BatchNorm layers")
+        self.feature_module = None
+        if features:
+            self.feature_module = feature_module or last_linear(teacher)
+        self._bn_terms: list[Tensor] = []
+        self._features: Tensor | None = None
+
+    @contextmanager
+    def active(self) -> Iterator[TeacherProbe]:
+        """Register the hooks for the duration of the block and reset what they collected."""
+        self._bn_terms, self._features = [], None
+        handles = [layer.register_forward_hook(self._bn_hook) for layer in self.bn_layers]
+        if self.feature_module is not None:
+            handles.append(self.feature_module.register_forward_hook(self._feature_hook))
+        try:
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _bn_hook(self, module: nn.Module, inputs: tuple[Tensor, ...], _output: Tensor) -> None:
+        x = inputs[0]
+        dims = [d for d in range(x.dim()) if d != 1]
+        mean = x.mean(dim=dims)
+        var = x.var(dim=dims, unbiased=False)
+        self._bn_terms.append(torch.linalg.vector_norm(mean - module.running_mean)
+                              + torch.linalg.vector_norm(var - module.running_var))
+
+    def _feature_hook(self, _module: nn.Module, inputs: tuple[Tensor, ...], _output: Tensor) -> None:
+        self._features = inputs[0].flatten(1)
+
+    def bn_loss(self) -> Tensor:
+        """The BatchNorm-statistics prior of the last forward pass."""
+        if not self._bn_terms:
+            raise RuntimeError("no BatchNorm statistics collected: run the teacher inside active()")
+        return torch.stack(self._bn_terms).sum()
+
+    def features(self) -> Tensor:
+        """The penultimate features of the last forward pass."""
+        if self._features is None:
+            raise RuntimeError("no features collected: run the teacher inside active()")
+        return self._features
+
+
+def last_linear(model: nn.Module) -> nn.Module:
+    """The last ``nn.Linear`` in ``model``: its input is taken as the penultimate features."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("activation weight > 0 needs a teacher with an nn.Linear head "
+                         "(or pass feature_module explicitly)")
+    return linears[-1]

@@ -1,0 +1,12 @@
+"""Replay memories, the trainer's memory part: the protocol every memory follows (:mod:`.base`), the
+buffer memory of stored pseudo-samples (:mod:`.buffer_memory`, over the buffer engine in
+:mod:`.buffer`), the generative memory (:mod:`.generative_memory`, a VAE from :mod:`.vae` learning
+the samples), and the one factory choosing between them by ``memory_kind`` (:mod:`.factory`)."""
+
+from .base import Memory
+from .buffer import ReplayBuffer
+from .buffer_memory import InsertSchedule, ReplayMemory
+from .factory import build_memory
+from .generative_memory import GenerativeMemory
+
+__all__ = ["GenerativeMemory", "InsertSchedule", "Memory", "ReplayBuffer", "ReplayMemory", "build_memory"]

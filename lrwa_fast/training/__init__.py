@@ -1,0 +1,9 @@
+"""Training: the trainer that assembles one adversarial DFKD iteration from parts (:mod:`.trainer`),
+its checkpoint state (:mod:`.state`), the one loop that runs it and every teacher training
+(:mod:`.loop`, with :mod:`.progress`), the generator's objective, model probing and the optional
+compiled student."""
+
+from .loop import TrainingInterrupted
+from .trainer import DFADTrainer, LRwATrainer, Trainer, trainer_class
+
+__all__ = ["DFADTrainer", "LRwATrainer", "Trainer", "TrainingInterrupted", "trainer_class"]

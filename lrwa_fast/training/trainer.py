@@ -1,0 +1,336 @@
+"""The trainer: one adversarial DFKD iteration assembled from parts, for any teacher, student and generator.
+
+Per iteration, generator step(s) then student step(s) on fresh pseudo-samples. The parts: a student
+update (strategy: plain KD or LRwA's :class:`~lrwa_fast.updates.MetaUpdate`), a memory part fed with
+the fresh batches (:mod:`lrwa_fast.replay`), two :class:`~lrwa_fast.optim.Updater` s, a generator
+objective, random streams, a non-finite guard and metrics. The config decides the method: a
+:class:`~lrwa_fast.DFADConfig` builds plain KD without a memory, a :class:`~lrwa_fast.LRwAConfig` the
+memory of its ``memory_kind`` and the meta update; ``update=``, ``memory=`` and ``vae=`` replace parts.
+:mod:`.loop` runs the iterations, :mod:`.state` saves and restores the trainer.
+
+Trainers train the modules they are given, in place. The teacher is frozen (eval mode, no
+gradients); the generator is called with ``z`` of shape ``(batch, latent_dim)``; any input
+shape works as long as the teacher and student accept the generator's output.
+
+A trainer built while a ``torch.distributed`` process group is initialised trains data-parallel
+(:mod:`lrwa_fast.runtime.distributed`): batch sizes and the memory's capacity, batch and insert size
+are global and each rank takes 1/W; each rank keeps its own memory shard; gradients are averaged in
+the updaters and the BatchNorm running statistics at the end of every iteration, so all ranks hold
+the same weights, optimiser states and buffers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from ..config import DFADConfig, LRwAConfig, validate
+from ..optim import Updater, UpdateResult, gradients
+from ..replay import Memory, build_memory
+from ..runtime import checkpoint as ckpt
+from ..runtime.distributed import Ranks, resolve_device
+from ..runtime.guard import NonFiniteGuard
+from ..runtime.metrics import MetricAccumulator
+from ..runtime.phases import phase
+from ..runtime.precision import autocast, scaled
+from ..runtime.randomness import RandomStreams
+from ..updates import KDLoss, KDUpdate, MetaUpdate, StepContext, StudentUpdate
+from . import loop, state
+from .compiling import compile_module
+from .generator_objective import GeneratorObjective
+from .loop import TrainingInterrupted
+from .probing import eval_mode, probe_models
+
+__all__ = ["DFADTrainer", "LRwATrainer", "Trainer", "TrainingInterrupted", "trainer_class"]
+
+Evaluate = Callable[[nn.Module], "float | dict[str, float]"]
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
+
+def default_update(config: DFADConfig, memory: Memory | None) -> StudentUpdate:
+    """The student update a config describes: LRwA's meta update on ``memory`` for an
+    :class:`~lrwa_fast.LRwAConfig`, plain KD otherwise."""
+    if isinstance(config, LRwAConfig) and memory is not None:
+        return MetaUpdate(memory, mode=config.meta_mode, inner_lr=config.inner_lr, retain_weight=config.retain_weight,
+                          joint_replay=config.joint_replay, bn_mode=config.bn_mode, fd_scheme=config.fd_scheme,
+                          fd_epsilon=config.fd_epsilon)
+    return KDUpdate()
+
+
+class Trainer:
+    """Adversarial data-free KD: per iteration, generator step(s) then student step(s).
+
+    ``update`` replaces the student update the config describes (any
+    :class:`~lrwa_fast.updates.StudentUpdate`); ``memory`` replaces its memory part (any
+    :class:`~lrwa_fast.replay.Memory`; an update that holds one as ``.memory`` brings it along);
+    ``vae`` replaces the built-in VAE of ``memory_kind="generative"``. The memory is fed from the fresh
+    batches and checkpointed with the rest.
+    """
+
+    config_class: ClassVar[type[DFADConfig]] = DFADConfig  # the default config
+    method: ClassVar[str | None] = None  # the method a named trainer is pinned to; None: the config decides
+
+    def __init__(self, teacher: nn.Module, student: nn.Module, generator: nn.Module,
+                 config: DFADConfig | None = None, *, update: StudentUpdate | None = None,
+                 memory: Memory | None = None, vae: nn.Module | None = None) -> None:
+        self.config = self._checked(config)
+        cfg = self.config
+        self.ranks = Ranks.current()
+        self.ranks.local_size(cfg.batch_size, "batch_size")
+        self.device = resolve_device(cfg.device)
+        memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
+        self.teacher = teacher.to(self.device, memory_format=memory_format).eval().requires_grad_(False)
+        self.teacher_fingerprint = ckpt.fingerprint(self.teacher)
+        self.student = student.to(self.device, memory_format=memory_format)
+        self.generator = generator.to(self.device, memory_format=memory_format)
+        self.sample_shape, self.num_classes = probe_models(self.teacher, self.student, self.generator,
+                                                           cfg.latent_dim, self.device)
+        self.student_compiled = cfg.compile_student and compile_module(self.student, self.device)
+        trainable = [(n, p) for n, p in self.student.named_parameters() if p.requires_grad]
+        self.student_names, self.student_params = [n for n, _ in trainable], [p for _, p in trainable]
+        backend = None if cfg.backend == "auto" else cfg.backend  # None: $LRWA_FAST_BACKEND
+        self.kd_loss = KDLoss(cfg.loss, cfg.temperature, backend)
+        self.generator_objective = GeneratorObjective(self.teacher, cfg, backend)
+        self.random = RandomStreams(cfg.seed, self.device, self.ranks)
+        self.guard = NonFiniteGuard(cfg.nonfinite, defer=self.device.type == "cuda")
+        self.metrics = MetricAccumulator(self.device)
+        self.student_updater, self.generator_updater = self._updaters()
+        self.memory = self._memory(memory, update, vae)
+        self.update = self._update(update)
+        self.iteration = 0
+        self.history: dict[str, list[dict[str, float]]] = {"metrics": [], "evaluations": []}
+
+    def _checked(self, config: DFADConfig | None) -> DFADConfig:
+        config = config if config is not None else self.config_class()
+        if not isinstance(config, DFADConfig) or self.method not in (None, method_of(config)):
+            raise ValueError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
+                             f"got {type(config).__name__}")
+        validate(config)
+        return config
+
+    def _updaters(self) -> tuple[Updater, Updater]:
+        cfg, shared = self.config, dict(guard=self.guard, metrics=self.metrics, ranks=self.ranks,
+                                        rollback=(self.student, self.generator),
+                                        loss_scaling=self.config.precision == "fp16")
+        generator_params = [p for p in self.generator.parameters() if p.requires_grad]
+        return (Updater("student", self.student_params, cfg.student_optimizer, cfg.iterations,
+                        clip=cfg.grad_clip, **shared),
+                Updater("generator", generator_params, cfg.generator_optimizer, cfg.iterations, **shared))
+
+    def _memory(self, memory: Memory | None, update: StudentUpdate | None, vae: nn.Module | None) -> Memory | None:
+        """The given memory, else the given update's, else the config's (:func:`~lrwa_fast.replay.build_memory`)."""
+        carried = getattr(update, "memory", None)
+        if memory is None and isinstance(carried, Memory):
+            memory = carried
+        if memory is not None:
+            if vae is not None:
+                raise ValueError("vae builds the config's generative memory; it cannot go with a given memory")
+            return memory
+        return build_memory(self.config, teacher=self.teacher, sample_shape=self.sample_shape,
+                            num_classes=self.num_classes, device=self.device, ranks=self.ranks, guard=self.guard,
+                            metrics=self.metrics, vae=vae)
+
+    def _update(self, update: StudentUpdate | None) -> StudentUpdate:
+        if update is None:
+            return default_update(self.config, self.memory)
+        if not isinstance(update, StudentUpdate):
+            raise ValueError(f"update must follow the StudentUpdate protocol (__call__, state_dict, "
+                             f"load_state_dict), got {type(update).__name__}")
+        return update
+
+    # ----------------------------------------------------------------- one iteration
+    def step(self) -> dict[str, float]:
+        """One iteration: generator step(s), student step(s); returns the metrics when read."""
+        cfg = self.config
+        self.student.train()
+        self.generator.train()
+        skips_before = self.guard.skipped
+        for _ in range(cfg.generator_steps):
+            self.generator_step()
+        for k in range(cfg.student_steps):
+            self.student_step(k)
+        if self.ranks.enabled:
+            with phase("buffer average"):
+                self.ranks.average_buffers_((self.student, self.generator))
+        if self.memory is not None:
+            self.memory.end_of_iteration(self.iteration, clean=self.guard.skipped == skips_before)
+        self.student_updater.advance_schedule()
+        if cfg.generator_steps:
+            self.generator_updater.advance_schedule()
+        read = self.metrics_due()
+        self.iteration += 1
+        if not read:
+            return {}
+        self.guard.check()
+        metrics = {"iteration": self.iteration, **self.metrics.read(), **self._host_metrics()}
+        self.history["metrics"].append(metrics)
+        return metrics
+
+    def metrics_due(self) -> bool:
+        """Whether this iteration's metrics will be read (quantities only logged are computed then)."""
+        return (self.iteration + 1) % self.config.log_every == 0
+
+    def _host_metrics(self) -> dict[str, float]:
+        extra = self.memory.metrics() if self.memory is not None else {}
+        if self.config.precision == "fp16":
+            extra["scaler_skips"] = self.student_updater.scaler.skips + self.generator_updater.scaler.skips
+        return {"lr": self.student_updater.lr, "skipped_steps": self.guard.skipped, **extra}
+
+    def fresh_batch(self) -> tuple[Tensor, Tensor]:
+        """A batch of pseudo-samples and the teacher's logits on them (no gradients)."""
+        with torch.no_grad():
+            with phase("generator forward"):
+                x = self.generator(self.random.latent(self.config.batch_size, self.config.latent_dim))
+            with phase("teacher forward"):
+                return x, self.teacher(x)
+
+    def generator_step(self) -> bool:
+        """One generator update on a fresh batch; ``False`` when skipped (``nonfinite="skip"``)."""
+        cfg = self.config
+
+        def compute() -> UpdateResult:
+            with phase("generator step"), autocast(cfg.precision, self.device):
+                z = self.random.latent(cfg.batch_size, cfg.latent_dim)
+                loss = self.generator_objective(self.generator, self.student, z)
+                grads = gradients(scaled(loss, self.generator_updater.loss_scale), self.generator_updater.params)
+                return UpdateResult(grads, {"loss_generator": loss})
+
+        return self.generator_updater.step(compute, f"iteration {self.iteration}, generator step")
+
+    def student_step(self, k: int = 0) -> bool:
+        """Student update ``k`` of the iteration on a fresh batch; ``False`` when skipped."""
+
+        def compute() -> UpdateResult:
+            with autocast(self.config.precision, self.device):
+                x, t = self.fresh_batch()
+                if self.memory is not None:
+                    self.memory.observe(x, t)
+                context = StepContext(self.student, self.student_params, self.student_names, self.kd_loss,
+                                      self.iteration, self.metrics_due(), self.ranks.group,
+                                      self.student_updater.loss_scale)
+                return self.update(context, x, t)
+
+        return self.student_updater.step(compute, f"iteration {self.iteration}, student step {k}")
+
+    # ----------------------------------------------------------------- the run
+    def train(self, iterations: int | None = None, evaluate: Evaluate | None = None, eval_every: int = 100,
+              progress: bool = True) -> dict[str, list[dict[str, float]]]:
+        """Run ``iterations`` more iterations (default: up to ``config.iterations``).
+
+        ``evaluate(student)`` (student in eval mode, no gradients) is called every ``eval_every``
+        iterations and after the last; it returns a score or a dict of scores. Returns the
+        history: ``{"metrics": [...], "evaluations": [...]}``. SIGINT/SIGTERM stop after the
+        current iteration with a checkpoint (:class:`~lrwa_fast.TrainingInterrupted`).
+        """
+        cfg = self.config
+        total = cfg.iterations - self.iteration if iterations is None else int(iterations)
+        if total < 0 or eval_every < 1:
+            raise ValueError(f"iterations must be >= 0 and eval_every >= 1, got {total} and {eval_every}")
+        self.check_horizon(total)
+        name = type(self).__name__
+        record = None if evaluate is None else lambda: self.record_evaluation(evaluate)
+        loop.run(self, total, evaluate=record, eval_every=eval_every, checkpoint_dir=cfg.checkpoint_dir,
+                 checkpoint_every=cfg.checkpoint_every, progress=progress, name=name, unit="iteration",
+                 resume_hint=f"{name}.load or --resume {{path}}")
+        self.guard.check()
+        self.history["evaluations"] = self.ranks.broadcast(self.history["evaluations"])  # rank 0's
+        return self.history
+
+    def check_horizon(self, iterations: int) -> None:
+        """Refuse to train past ``config.iterations`` where a cosine schedule has reached zero."""
+        cfg = self.config
+        cosine = [o.schedule == "cosine" for o in (cfg.student_optimizer, cfg.generator_optimizer)]
+        if any(cosine) and self.iteration + iterations > cfg.iterations:
+            raise ValueError(f"training to iteration {self.iteration + iterations} would pass config.iterations="
+                             f"{cfg.iterations}, where the cosine schedule reaches a learning rate of 0; "
+                             "raise config.iterations or use schedule='constant'")
+
+    def evaluate(self, evaluate: Evaluate) -> dict[str, float]:
+        """Call ``evaluate(student)`` in eval mode without gradients and return its scores."""
+        with torch.no_grad(), eval_mode(self.student):
+            result = evaluate(self.student)
+        scores = dict(result) if isinstance(result, dict) else {"score": float(result)}
+        return {"iteration": self.iteration, **scores}
+
+    def record_evaluation(self, evaluate: Evaluate) -> dict[str, float]:
+        """:meth:`evaluate`, appended to ``history["evaluations"]``."""
+        scores = self.evaluate(evaluate)
+        self.history["evaluations"].append(scores)
+        return scores
+
+    # ----------------------------------------------------------------- checkpoints (lrwa_fast.training.state)
+    def parts(self) -> dict[str, Stateful]:
+        """The parts whose states make a checkpoint, by name (the memory first: it validates most)."""
+        parts: dict[str, Stateful] = {"memory": self.memory} if self.memory is not None else {}
+        return parts | {
+            "student": self.student, "generator": self.generator,
+            "student_updater": self.student_updater, "generator_updater": self.generator_updater,
+            "guard": self.guard, "metrics": self.metrics, "random": self.random, "update": self.update,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The complete training state (:func:`lrwa_fast.training.state.trainer_state`)."""
+        return state.trainer_state(self)
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; refuses (``CheckpointError``) anything that does not fit."""
+        state.load_trainer_state(self, saved)
+
+    def write_checkpoint(self, folder: str | Path) -> Path:
+        """Write ``folder/ckpt-<iteration>.pt`` atomically, keeping the newest ``config.keep_checkpoints``
+        (data-parallel: a collective; rank 0 writes, every rank returns its path)."""
+        return state.write_checkpoint(self, folder)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the complete state to ``path`` atomically (data-parallel: as :meth:`write_checkpoint`)."""
+        return state.save(self, path)
+
+    @classmethod
+    def load(cls, path: str | Path, teacher: nn.Module, student: nn.Module, generator: nn.Module,
+             config: DFADConfig | None = None, **parts: Any) -> Trainer:
+        """A trainer for freshly built modules, restored from checkpoint ``path``.
+
+        ``config`` defaults to the checkpoint's; a given one may differ only in the config's
+        ``RESUMABLE`` fields. ``parts`` (``update=``, ``memory=``, ``vae=``) go to the constructor.
+        """
+        return state.load(cls, path, teacher, student, generator, config, **parts)
+
+
+class DFADTrainer(Trainer):
+    """The trainer pinned to a :class:`~lrwa_fast.DFADConfig` (vanilla DFAD unless parts are given)."""
+
+    config_class = DFADConfig
+    method = "dfad"
+
+
+class LRwATrainer(Trainer):
+    """The trainer with an :class:`~lrwa_fast.LRwAConfig`: a memory of ``config.memory_kind``
+    (:class:`~lrwa_fast.ReplayMemory` or :class:`~lrwa_fast.GenerativeMemory`) and the LRwA meta update
+    (:func:`~lrwa_fast.meta_gradient`)."""
+
+    config_class = LRwAConfig
+    method = "lrwa"
+
+
+METHODS: dict[str, type[Trainer]] = {t.method: t for t in (DFADTrainer, LRwATrainer)}
+
+
+def method_of(config: DFADConfig) -> str:
+    """The method a config describes: ``"lrwa"`` for an :class:`~lrwa_fast.LRwAConfig`, else ``"dfad"``."""
+    return "lrwa" if isinstance(config, LRwAConfig) else "dfad"
+
+
+def trainer_class(method: str) -> type[Trainer]:
+    """The trainer of a method name (``"dfad"`` or ``"lrwa"``); its ``config_class`` is the config."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    return METHODS[method]

@@ -1,0 +1,293 @@
+"""The LRwA student update as a pure function of the student's parameters (``torch.func``).
+
+Objective, for parameters θ, inner learning rate α and retain weight w::
+
+    L_acq(θ)  = D(S_θ(x_acq), t_acq)                 knowledge acquisition (fresh samples)
+    θ'        = θ − α ∇L_acq(θ)                       inner step
+    L_ret(θ') = D(S_θ'(x_mem), t_mem)                 knowledge retention (memory samples)
+    J(θ)      = L_acq(θ) + w · L_ret(θ')
+
+``mode="exact"`` returns ∇J = ∇L_acq + w (I − α H_acq) ∇L_ret(θ'), back-propagating through the
+inner step (second order); ``mode="first_order"`` drops the Hessian term;
+``mode="finite_difference"`` keeps it, with H_acq·v (v = ∇L_ret(θ')) from acquisition gradients
+at perturbed weights instead of a double backward (as DARTS does):
+
+* ``fd_scheme="central"``: H·v ≈ (∇L_acq(θ + εv) − ∇L_acq(θ − εv)) / 2ε, error O(ε²);
+* ``fd_scheme="one_sided"``: H·v ≈ (∇L_acq(θ + εv) − ∇L_acq(θ)) / ε, error O(ε), one pass fewer
+  (it reuses the gradient at θ).
+
+The step ε‖v‖ = c·(1 + ‖θ‖) balances truncation against rounding: c = u^(1/3) (central) or
+u^(1/2) (one-sided) for the unit roundoff u of the dtype the forwards run in (θ's, or autocast's
+under mixed precision; about 6e-6 / 1.5e-8 in float64, 4.9e-3 / 3.5e-4 in float32);
+``fd_epsilon`` overrides ε itself. The extra passes normalise with
+batch statistics as the acquisition pass does and never update running statistics; nothing is
+kept for a double backward, so this mode also runs with a compiled student. Unlike the authors'
+released code (``higher`` with ``copy_initial_weights=True``), θ' here is a differentiable
+function of the model's own parameters, so the retention term reaches them.
+
+BatchNorm (``bn_mode``), when the model is in training mode:
+
+* ``"acquire"`` (default): both passes normalise with their batch statistics; only the acquisition
+  pass updates the running statistics (once per step, like a plain KD step). The retention pass
+  sees copies of the buffers, so memory samples never enter the running statistics.
+* ``"all"``: both passes use batch statistics and both update the running statistics.
+* ``"retain_eval"``: the retention pass normalises with the running statistics (as at test time)
+  and updates nothing; the acquisition pass behaves as in ``"acquire"``.
+
+In evaluation mode every pass uses the running statistics and nothing is updated. The model's
+``.grad`` fields are never touched: gradients come back in :class:`MetaResult`.
+
+Data parallelism (``group``): each rank passes its shard of the acquisition and memory batches and
+gets the gradient of the *global* J over the union of the shards. The inner step uses the globally
+averaged acquisition gradient, through a differentiable all-reduce in ``exact`` mode (so the
+second-order term sees the global inner step); ``finite_difference`` perturbs along the global
+retention gradient; the rank's contribution is then averaged in one all-reduce. This global inner
+step is the default and only form: each rank taking its own inner step (as learn2learn's
+distributed MAML does) optimises the mean of per-shard objectives, which depends on the number of
+processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.distributed import ProcessGroup
+from torch.func import functional_call
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .. import ops
+from ..choices import BN_MODES, META_GRADIENT_MODES
+from ..config import check_fd_args
+from ..optim import gradients, zeros_for_unused
+from ..runtime.distributed import Ranks
+from ..runtime.phases import phase
+from ..runtime.precision import compute_dtype, scaled, unscaled
+
+MetaMode = Literal["exact", "first_order", "finite_difference"]
+BNMode = Literal["acquire", "all", "retain_eval"]
+FDScheme = Literal["central", "one_sided"]
+
+
+@dataclass
+class MetaResult:
+    """Gradient of the LRwA objective and the quantities worth logging (0-d tensors, no sync).
+
+    ``grad_cosine`` is the cosine between ∇L_acq(θ) and ∇L_ret(θ'), the retention gradient at the
+    inner-step weights (the first-order form of the paper's alignment term, which uses ∇L_ret(θ));
+    ``None`` when the call asked for no alignment.
+    """
+
+    grads: dict[str, Tensor]
+    loss_acq: Tensor
+    loss_ret: Tensor
+    grad_cosine: Tensor | None
+
+
+def meta_gradient(
+    model: nn.Module,
+    x_acq: Tensor,
+    t_acq: Tensor,
+    x_mem: Tensor,
+    t_mem: Tensor,
+    *,
+    inner_lr: float,
+    mode: MetaMode = "exact",
+    loss: str = "l1",
+    temperature: float = 1.0,
+    retain_weight: float = 1.0,
+    bn_mode: BNMode = "acquire",
+    backend: str | None = None,
+    alignment: bool = True,
+    fd_scheme: FDScheme = "central",
+    fd_epsilon: float | None = None,
+    group: ProcessGroup | None = None,
+    average: bool = True,
+    loss_scale: Tensor | None = None,
+) -> MetaResult:
+    """Gradient of J(θ) (see the module docstring) w.r.t. every trainable parameter of ``model``.
+
+    ``alignment=False`` skips the gradient cosine (a reduction over every parameter), for steps
+    whose metrics nobody reads. ``fd_scheme`` and ``fd_epsilon`` apply to ``mode="finite_difference"``.
+    ``group``: the inputs are this rank's shards and the result is the gradient of the global J,
+    identical on every rank, its losses the global ones. ``average=False`` returns this rank's share
+    instead (its mean over the ranks is the global gradient), for a caller that adds terms of its own
+    before one all-reduce; the cosine then pairs the global acquisition gradient with this rank's
+    retention gradient. ``loss_scale`` (fp16): every backward runs on the scaled losses and the
+    gradients come back multiplied by it (the losses and the cosine do not).
+    """
+    _check_args(mode, bn_mode, inner_lr, retain_weight)
+    check_fd_args(fd_scheme, fd_epsilon)
+    names, theta = _trainable(model)
+    ranks = Ranks(group)
+
+    def distance(student: Tensor, teacher: Tensor) -> Tensor:
+        return ops.kd_loss(student, teacher, kind=loss, temperature=temperature, backend=backend)
+
+    exact = mode == "exact"
+    with phase("acquisition forward"):
+        loss_acq = distance(model(x_acq), t_acq)
+    with phase("acquisition backward"):
+        g_acq = gradients(scaled(loss_acq, loss_scale), theta, create_graph=exact)
+    with phase("inner update"):
+        g_inner = unscaled(ranks.average_differentiable(g_acq) if exact else ranks.average(g_acq), loss_scale)
+        theta_inner = _inner_step(theta, g_inner, inner_lr, differentiable=exact)
+    if exact:
+        with ranks.collective("the second-order backward"):
+            loss_ret, g_ret, outer = _retention_exact(model, names, theta, theta_inner, x_mem, t_mem, bn_mode,
+                                                      distance, loss_scale)
+    else:
+        loss_ret, g_ret = _retention_first_order(model, theta, theta_inner, x_mem, t_mem, bn_mode, distance,
+                                                 loss_scale)
+        outer = g_ret
+        if mode == "finite_difference" and inner_lr != 0:
+            direction = unscaled(ranks.average(g_ret), loss_scale)  # v = ∇L_ret(θ'), global
+            with phase("finite-difference passes"):
+                hv = _hessian_vector_fd(model, theta, g_acq, direction,
+                                        lambda: scaled(distance(model(x_acq), t_acq), loss_scale), fd_scheme,
+                                        fd_epsilon)
+            outer = torch._foreach_add(g_ret, hv, alpha=-inner_lr)
+    with phase("combine + alignment"):
+        g_acq = [g.detach() for g in g_acq]
+        grads = torch._foreach_add(g_acq, outer, alpha=retain_weight)
+        g_global = [g.detach() for g in g_inner] if ranks.enabled else g_acq
+        cosine = ops.grad_cosine(g_global, g_ret, backend=backend) if alignment else None
+    logged = [loss_acq.detach(), loss_ret.detach(), *([cosine] if cosine is not None else [])]
+    if average:
+        grads, logged = ranks.average_both(grads, logged)
+    return MetaResult(dict(zip(names, grads)), logged[0], logged[1], logged[2] if cosine is not None else None)
+
+
+Distance = Callable[[Tensor, Tensor], Tensor]
+
+
+def _retention_exact(model: nn.Module, names: list[str], theta: list[Tensor], theta_inner: list[Tensor],
+                     x_mem: Tensor, t_mem: Tensor, bn_mode: str, distance: Distance,
+                     loss_scale: Tensor | None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """L_ret(θ'), ∇L_ret at θ', and its pull-back (I − αH)∇L_ret to θ through the inner step."""
+    with phase("retention forward"), _retention_context(model, bn_mode):
+        loss_ret = distance(forward_for_pass(model, dict(zip(names, theta_inner)), x_mem, bn_mode), t_mem)
+    with phase("retention backward"):
+        g_ret = gradients(scaled(loss_ret, loss_scale), theta_inner)
+    with phase("second-order backward"):
+        second = torch.autograd.grad(theta_inner, theta, g_ret, allow_unused=True)
+    return loss_ret, g_ret, zeros_for_unused(second, theta)
+
+
+def _retention_first_order(model: nn.Module, theta: list[Tensor], theta_inner: list[Tensor], x_mem: Tensor,
+                           t_mem: Tensor, bn_mode: str, distance: Distance,
+                           loss_scale: Tensor | None) -> tuple[Tensor, list[Tensor]]:
+    """L_ret and its gradient at the constant θ', evaluated by the model itself with its parameters
+    holding θ' for the duration (cheaper than a functional call on small models)."""
+    with _holding(model, theta, theta_inner, keep_buffers=bn_mode != "all"), _retention_context(model, bn_mode):
+        with phase("retention forward"):
+            loss_ret = distance(model(x_mem), t_mem)
+        with phase("retention backward"):
+            g_ret = gradients(scaled(loss_ret, loss_scale), theta)
+    return loss_ret, g_ret
+
+
+@contextmanager
+def _holding(model: nn.Module, params: list[Tensor], values: list[Tensor], *, keep_buffers: bool) -> Iterator[None]:
+    """Let ``params`` hold ``values`` (no copy) and, with ``keep_buffers``, undo buffer updates on exit.
+
+    Autocast keeps low-precision copies of leaf parameters for the duration of its context; they
+    are dropped on entry and exit, or a forward inside would run on the old values.
+    """
+    saved = [p.data for p in params]
+    buffers = list(model.buffers())
+    kept = [b.clone() for b in buffers] if keep_buffers and model.training else []
+    for p, v in zip(params, values):
+        p.data = v
+    torch.clear_autocast_cache()
+    try:
+        yield
+    finally:
+        for p, v in zip(params, saved):
+            p.data = v
+        torch.clear_autocast_cache()
+        for b, k in zip(buffers, kept):
+            b.copy_(k)
+
+
+def _hessian_vector_fd(model: nn.Module, theta: list[Tensor], g_acq: list[Tensor], v: list[Tensor],
+                       acquisition_loss: Callable[[], Tensor], scheme: str,
+                       epsilon: float | None) -> list[Tensor]:
+    """H_acq·v by finite differences of acquisition gradients (rule in the module docstring); the
+    perturbed passes leave the parameters and the BatchNorm running statistics as they were."""
+    central = scheme == "central"
+    with torch.no_grad():
+        v_norm = _global_norm(v)
+        if epsilon is None:
+            unit = torch.finfo(compute_dtype(theta[0])).eps  # the autocast dtype under mixed precision
+            radius = unit ** (1 / 3 if central else 1 / 2) * (1 + _global_norm(theta))
+        else:
+            radius = epsilon * v_norm
+        step = torch._foreach_mul(v, radius / v_norm.clamp_min(torch.finfo(v_norm.dtype).tiny))  # ε·v
+        base = [p.detach() for p in theta]
+        shifted = [torch._foreach_add(base, step)] + ([torch._foreach_sub(base, step)] if central else [])
+    grads = []
+    for values in shifted:
+        with _holding(model, theta, values, keep_buffers=True):
+            grads.append(gradients(acquisition_loss(), theta))
+    with torch.no_grad():
+        scale = torch.where(radius > 0, v_norm / (radius * (2 if central else 1)), 0.0)
+        return torch._foreach_mul(torch._foreach_sub(grads[0], grads[1] if central else g_acq), scale)
+
+
+def _global_norm(tensors: list[Tensor]) -> Tensor:
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
+
+
+def _check_args(mode: str, bn_mode: str, inner_lr: float, retain_weight: float) -> None:
+    if mode not in META_GRADIENT_MODES:
+        raise ValueError(f"unknown meta mode {mode!r}; expected one of {META_GRADIENT_MODES}")
+    if bn_mode not in BN_MODES:
+        raise ValueError(f"unknown bn_mode {bn_mode!r}; expected one of {BN_MODES}")
+    if inner_lr < 0 or retain_weight < 0:
+        raise ValueError(f"inner_lr and retain_weight must be >= 0, got {inner_lr} and {retain_weight}")
+
+
+def _trainable(model: nn.Module) -> tuple[list[str], list[Tensor]]:
+    pairs = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not pairs:
+        raise ValueError("the model has no trainable parameters")
+    return [n for n, _ in pairs], [p for _, p in pairs]
+
+
+def _inner_step(theta: list[Tensor], grads: list[Tensor], lr: float, *, differentiable: bool) -> list[Tensor]:
+    """θ' = θ − lr·g in one multi-tensor op: a graph node of θ (exact) or constants (first order)."""
+    if differentiable:
+        return list(torch._foreach_add(theta, grads, alpha=-lr))
+    with torch.no_grad():
+        return list(torch._foreach_add([p.detach() for p in theta], grads, alpha=-lr))
+
+
+def forward_for_pass(model: nn.Module, params: dict[str, Tensor], x: Tensor, bn_mode: str) -> Tensor:
+    """Forward at ``params``; buffers are the model's own only when a non-acquisition pass may
+    update them (``bn_mode="all"``), copies otherwise."""
+    if bn_mode == "all" or not model.training:
+        return functional_call(model, params, (x,))
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    return functional_call(model, (params, buffers), (x,))
+
+
+@contextmanager
+def _retention_context(model: nn.Module, bn_mode: str) -> Iterator[None]:
+    """Put BatchNorm layers in eval mode for the retention pass when ``bn_mode="retain_eval"``
+    (each layer's own flag is restored afterwards)."""
+    switched = []
+    if bn_mode == "retain_eval" and model.training:
+        switched = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.training]
+    for m in switched:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in switched:
+            m.train()
+

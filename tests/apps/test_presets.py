@@ -1,0 +1,121 @@
+"""Presets: every one runs 2 iterations at reduced batch through the CLI; listing; overrides; errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from lrwa_fast.apps.cli import main
+from lrwa_fast.apps.presets import PRESETS, get_preset, resolve_preset, resolved_dict
+from lrwa_fast.apps.teacher import save_teacher
+from lrwa_fast.data.cifar import dataset_spec
+from lrwa_fast.models import build_model
+from lrwa_fast.testing.cifar_files import write_synthetic_cifar
+
+SMALL = ["trainer.batch_size=2", "generator.img_size=8", "trainer.student_steps=1", "trainer.iterations=2",
+         "eval_every=1",
+         "trainer.memory_start=0", "trainer.memory_insert_size=2", "trainer.memory_batch_size=2",
+         "trainer.latent_dim=16", "generator.ngf=8", "trainer.device=cpu"]
+
+
+def teacher_file(tmp_path, arch, dataset):
+    torch.manual_seed(0)
+    classes = dataset_spec(dataset).num_classes
+    return save_teacher(tmp_path / f"{arch}-{dataset}.pt", build_model(arch, classes), arch, dataset)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_runs_two_iterations_through_the_cli(tmp_path, name):
+    spec = get_preset(name).spec
+    data = tmp_path / "data"
+    write_synthetic_cifar(data, spec["dataset"], train=4, test=6)
+    teacher = teacher_file(tmp_path, spec["teacher"]["arch"], spec["dataset"])
+    out = tmp_path / "run"
+    args = ["distill", "--preset", name, "--data", str(data), "--teacher", str(teacher), "--out", str(out), "--quiet"]
+    for item in SMALL if spec["method"] == "lrwa" else [s for s in SMALL if "memory" not in s]:
+        args += ["--set", item]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["preset"] == name and report["label"] == name and report["iterations"] == [1, 2]
+    assert all(a in (0, 1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1) for a in report["accuracy"])
+    assert report["normalisation"]["from"] == "teacher checkpoint"
+    assert report["config"]["trainer"]["inner_lr" if spec["method"] == "lrwa" else "loss"] is not None
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in lines] == [1, 2]
+    assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    history = json.loads((out / "history.json").read_text())
+    if spec["method"] == "lrwa":
+        first, second = history["metrics"]
+        filled = first["memory_vae_updates"] > 0 if name.endswith("generative") else first["memory_fill"] == 2
+        assert filled and "loss_retain" not in first, "memory filled after iteration 1"
+        assert "loss_retain" in second and "loss_joint" in second, "iteration 2 retains on memory samples"
+
+
+def test_lrwa_presets_express_the_authors_schedule():
+    cfg = resolved_dict(resolve_preset("cifar100-resnet34-resnet18"))
+    t = cfg["trainer"]
+    assert (t["batch_size"], t["latent_dim"], t["generator_steps"], t["student_steps"]) == (512, 1000, 1, 10)
+    assert t["iterations"] == 400 * 72 and cfg["eval_every"] == 72
+    assert (t["loss"], t["adversarial_loss"], t["adversarial_temperature"]) == ("l1", "js", 3.0)
+    assert t["student_optimizer"] | {} == {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
+                                           "betas": [0.5, 0.999], "schedule": "cosine"}
+    assert (t["generator_optimizer"]["name"], t["generator_optimizer"]["lr"]) == ("adam", 0.02)
+    assert t["inner_lr"] == 0.9 and t["joint_replay"] and t["meta_mode"] == "exact"
+    # FIFO of 10 batches of 64, one pushed after epochs 0, 5, 10, ... (end of iteration 71, 431, ...)
+    assert (t["memory_policy"], t["memory_capacity"], t["memory_insert_size"]) == ("fifo", 640, 64)
+    assert (t["memory_start"], t["memory_insert_every"], t["memory_batch_size"]) == (71, 360, 64)
+    w = t["generator_weights"]
+    assert (w["one_hot"], w["activation"], w["adversarial"]) == (1.0, 0.1, 1.0)
+    assert w["balance"] == pytest.approx(5 / math.log(10))
+    assert cfg["generator"] == {"img_size": 32, "ngf": 64}
+    dfad = resolved_dict(resolve_preset("cifar100-resnet34-resnet18-dfad"))
+    shared = ("batch_size", "iterations", "generator_steps", "student_steps", "generator_weights", "loss")
+    assert dfad["method"] == "dfad" and all(dfad["trainer"][k] == t[k] for k in shared)
+
+
+def test_balance_weight_matches_the_authors_log10_term_in_gradient():
+    from lrwa_fast.ops.losses import class_balance_loss
+
+    logits = torch.randn(16, 10, dtype=torch.float64, requires_grad=True)
+    ours = (5 / math.log(10)) * class_balance_loss(logits)
+    p = torch.softmax(logits, dim=1).mean(0)
+    theirs = 5 * (p * torch.log10(p)).sum()
+    g_ours, = torch.autograd.grad(ours, logits)
+    g_theirs, = torch.autograd.grad(theirs, logits)
+    torch.testing.assert_close(g_ours, g_theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_presets_command_lists_sources_and_full_config(capsys):
+    assert main(["presets"]) == 0
+    printed = capsys.readouterr().out
+    for name in PRESETS:
+        assert f"## {name}\n" in printed
+    assert "Ours-1.json" in printed and "not expressed exactly" in printed and '"fd_scheme"' in printed
+
+
+def test_overrides_and_errors(tmp_path, capsys):
+    cfg = resolve_preset("cifar10-wrn40_2-wrn16_1", overrides=["teacher.arch=resnet34", "trainer.iterations=7",
+                                                                "eval_every=3"])
+    assert (cfg.teacher.arch, cfg.trainer["iterations"], cfg.eval_every) == ("resnet34", 7, 3)
+    with pytest.raises(ValueError, match="unknown preset 'cifar10'"):
+        resolve_preset("cifar10")
+    with pytest.raises(ValueError, match="inner_lr=-1"):
+        resolve_preset("cifar10-resnet34-resnet18", overrides=["trainer.inner_lr=-1"])
+    assert main(["distill", "--preset", "cifar10-resnet34-resnet18", "--config", "x.yaml"]) == 2
+    assert "exactly one of --config FILE and --preset NAME" in capsys.readouterr().err
+    assert main(["distill", "--config", "x.yaml", "--data", "d"]) == 2
+    assert "--data, --teacher and --out go with --preset" in capsys.readouterr().err
+    teacher = teacher_file(tmp_path, "resnet18", "cifar100")
+    write_synthetic_cifar(tmp_path / "data", "cifar10", train=2, test=2)
+    base = ["distill", "--preset", "cifar10-resnet34-resnet18", "--data", str(tmp_path / "data"), "--out",
+            str(tmp_path / "o")]
+    assert main([*base, "--teacher", str(teacher)]) == 2
+    assert "holds a arch='resnet18' model, the config says 'resnet34' (set teacher.arch=resnet18)" \
+        in capsys.readouterr().err
+    assert main([*base, "--teacher", str(teacher), "--set", "teacher.arch=resnet18"]) == 2
+    assert "num_classes=100 model" in capsys.readouterr().err
+    assert main([*base, "--teacher", str(tmp_path / "missing.pt")]) == 2
+    assert "missing.pt' does not exist" in capsys.readouterr().err

@@ -1,0 +1,89 @@
+"""Run reports: report.json statistics, metrics.jsonl as the run goes and after a resume, plots, compare."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from helpers import ROOT, write_distill_config
+
+from lrwa_fast.apps.cli import main
+from lrwa_fast.apps.reports import METRICS, MetricsLog, format_comparison, load_run
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def run_config(tmp_path, name, **trainer):
+    config = write_distill_config(tmp_path, **trainer)
+    spec = json.loads(config.read_text())
+    spec["output_dir"] = str(tmp_path / name)
+    spec["eval_every"] = 1
+    config.write_text(json.dumps(spec))
+    return config
+
+
+def test_distill_writes_report_metrics_and_plot(tmp_path):
+    assert main(["distill", "--config", str(run_config(tmp_path, "run")), "--quiet"]) == 0
+    out = tmp_path / "run"
+    report = json.loads((out / "report.json").read_text())
+    history = json.loads((out / "history.json").read_text())
+    lines = [json.loads(line) for line in (out / METRICS).read_text().splitlines()]
+    assert [r["iteration"] for r in lines] == [1, 2, 3, 4] == report["iterations"]
+    assert lines == history["evaluations"]
+    curve = np.array([r["accuracy"] for r in lines])
+    assert report["accuracy"] == curve.tolist()
+    stats = report["stats"]
+    assert stats["final"] == curve[-1] and stats["best"] == curve.max()
+    assert stats["mean"] == pytest.approx(curve.mean()) and stats["variance"] == pytest.approx(curve.var())
+    assert stats["max_drop"] == pytest.approx(max(0.0, *(curve[:-1] - curve[1:])))
+    assert report["label"] == "lrwa" and report["seed"] == 0 and report["iterations_run"] == 4
+    assert report["images_per_second"] > 0 and 0 < report["eval_fraction"] < 1
+    assert report["config"]["trainer"]["batch_size"] == 8 and report["versions"]["torch"]
+    assert (out / "accuracy.png").read_bytes()[:8] == PNG
+
+
+def test_metrics_jsonl_after_resume_equals_a_straight_run(tmp_path):
+    config = run_config(tmp_path, "run", checkpoint_every=2)
+    assert main(["distill", "--config", str(config), "--quiet"]) == 0
+    straight = (tmp_path / "run" / METRICS).read_text()
+    (tmp_path / "run" / "checkpoints" / "ckpt-00000004.pt").unlink()  # as if stopped after iteration 3
+    with open(tmp_path / "run" / METRICS, "a") as fh:
+        fh.write('{"iteration": 3, "accuracy": 0.0}\n')
+    assert main(["distill", "--config", str(config), "--resume", str(tmp_path / "run" / "checkpoints"),
+                 "--quiet"]) == 0
+    assert (tmp_path / "run" / METRICS).read_text() == straight
+
+
+def test_metrics_log_appends_and_flushes_each_record(tmp_path):
+    log = MetricsLog(tmp_path / "m.jsonl", [{"iteration": 1, "accuracy": 0.5}])
+    log({"iteration": 2, "accuracy": 0.25})
+    assert (tmp_path / "m.jsonl").read_text().splitlines()[-1] == '{"iteration": 2, "accuracy": 0.25}'
+    log.close()
+
+
+def test_compare_two_runs_table_and_plot(tmp_path, capsys):
+    for name, seed in (("a", 0), ("b", 1)):
+        assert main(["distill", "--config", str(run_config(tmp_path, name, seed=seed)), "--quiet"]) == 0
+    plot = tmp_path / "both.png"
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--plot", str(plot)]) == 0
+    printed = capsys.readouterr().out
+    runs = [load_run(tmp_path / n) for n in ("a", "b")]
+    assert printed.strip().startswith(format_comparison(runs))
+    assert str(tmp_path / "a") in printed and str(tmp_path / "b") in printed
+    mu = [100 * r["stats"]["mean"] for r in runs]
+    summary_row = next(line for line in printed.splitlines() if line.startswith("| lrwa | 2 |"))
+    assert f"{np.mean(mu):.2f} ± {np.std(mu):.2f}" in summary_row
+    assert plot.read_bytes()[:8] == PNG
+
+
+def test_compare_names_a_folder_without_report(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "lrwa_fast", "compare", str(tmp_path)], capture_output=True,
+                            text=True, cwd=ROOT, check=False)
+    assert result.returncode == 2
+    assert f"{tmp_path / 'report.json'!s}' does not exist" in result.stderr and "Traceback" not in result.stderr
+    (tmp_path / "report.json").write_text("{not json")
+    assert main(["compare", str(tmp_path)]) == 2

@@ -1,0 +1,161 @@
+"""Data parallelism on 2 gloo processes against 1 process: identical ranks, sharded latent codes,
+the same DFAD trajectory, the global meta-gradient, checkpoints, signals and a dead rank."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+import workers as w
+
+from lrwa_fast import DFADConfig, LRwAConfig, LRwATrainer, meta_gradient
+from lrwa_fast.runtime.checkpoint import CheckpointError, list_checkpoints
+from lrwa_fast.testing import rank_values, run_local
+from lrwa_fast.training import DFADTrainer
+
+pytestmark = pytest.mark.distributed
+
+SHARED = ("student", "generator", "student_optimizer", "generator_optimizer")  # what the ranks must agree on
+
+
+def assert_same(a, b, atol: float = 0.0, where: str = "") -> None:
+    """Nested dicts/lists of tensors equal (bit-exact when ``atol`` is 0)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same(a[k], b[k], atol, f"{where}.{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, atol, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        if atol == 0:
+            assert torch.equal(a, b), where
+        else:
+            torch.testing.assert_close(a, b, rtol=0, atol=atol, msg=lambda m: f"{where}: {m}")
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("mode", ["exact", "finite_difference"])
+def test_ranks_hold_identical_weights_buffers_and_optimiser_states(tmp_path, mode):
+    a, b = rank_values(run_local(w.train_lrwa, tmp_path, iterations=4, mode=mode))
+    assert_same({k: a[k] for k in SHARED}, {k: b[k] for k in SHARED})
+    assert a["student"]["features.1.running_mean"].abs().sum() > 0  # the BatchNorm buffers did move
+    assert a["memory"] == b["memory"] == 12  # each shard holds 4 of every 8 inserted, 3 insertions
+    assert a["metrics"] == b["metrics"]  # logged values are the global ones
+
+
+def test_ranks_with_generative_memories_stay_identical_and_train_their_own_vae(tmp_path):
+    a, b = rank_values(run_local(w.train_lrwa, tmp_path, iterations=3, mode="first_order", memory_kind="generative",
+                              vae_width=8, vae_fresh_size=8))
+    assert_same({k: a[k] for k in SHARED}, {k: b[k] for k in SHARED})
+    assert a["memory"] == b["memory"] > 0  # each VAE has learned from its rank's samples
+
+
+def test_latent_codes_are_slices_of_the_one_process_draw(tmp_path):
+    a, b = rank_values(run_local(w.train_lrwa, tmp_path, iterations=1, mode="first_order"))
+    single = LRwATrainer(*w.bn_models(), LRwAConfig(**w.LRWA, meta_mode="first_order"))
+    single.train(1, progress=False)
+    union = torch.cat([a["latent"], b["latent"]])
+    assert a["latent"].shape == (8, 8) and not torch.equal(a["latent"], b["latent"])
+    assert torch.equal(union, single.random.latent(16, 8))
+
+
+def test_dfad_on_two_processes_follows_the_one_process_trajectory(tmp_path):
+    a, b = rank_values(run_local(w.train_dfad_bn_free, tmp_path, iterations=3))
+    single = DFADTrainer(*w.bn_free_models(), DFADConfig(**w.SMALL))
+    single.train(3, progress=False)
+    assert_same(a, b)
+    assert_same(a["student"], single.student.state_dict(), atol=2e-6, where="student")
+    assert_same(a["generator"], single.generator.state_dict(), atol=2e-6, where="generator")
+
+
+@pytest.mark.parametrize("mode", ["exact", "first_order", "finite_difference"])
+def test_meta_gradient_with_a_group_is_the_gradient_on_the_union(tmp_path, mode):
+    seed = int(torch.randint(0, 2**31, ()))
+    a, b = rank_values(run_local(w.meta_gradient_on_shards, tmp_path, mode=mode, seed=seed))
+    model, x_acq, t_acq, x_mem, t_mem = w.meta_problem(seed)
+    ref = meta_gradient(model, x_acq, t_acq, x_mem, t_mem, inner_lr=0.3, mode=mode, loss="kl", temperature=2.0,
+                        retain_weight=0.7)
+    assert_same(a, b)
+    for name, g in ref.grads.items():
+        assert torch.allclose(a["grads"][name], g, rtol=1e-6, atol=1e-9), name
+    torch.testing.assert_close(a["loss_acq"], ref.loss_acq, rtol=1e-12, atol=0)
+    torch.testing.assert_close(a["loss_ret"], ref.loss_ret, rtol=1e-12, atol=0)
+
+
+def test_checkpoint_in_two_processes_resumes_bit_exactly_in_two_fresh_ones(tmp_path):
+    first = rank_values(run_local(w.checkpoint_then_resume, tmp_path, phase="first"))
+    assert len(list_checkpoints(tmp_path / "ckpt")) == 1  # one file, by rank 0
+    assert first[0]["path"] == first[1]["path"]
+    resumed = rank_values(run_local(w.checkpoint_then_resume, tmp_path, phase="resume"))
+    for r in range(2):
+        assert_same({k: v for k, v in first[r].items() if k != "path"}, resumed[r])
+
+
+def test_another_world_size_is_refused_naming_both(tmp_path):
+    rank_values(run_local(w.checkpoint_then_resume, tmp_path, phase="first"))
+    with pytest.raises(CheckpointError, match=r"written by 2 process\(es\) and this run has 1"):
+        LRwATrainer.load(tmp_path / "ckpt" / "ckpt-00000003.pt", *w.bn_models())
+
+
+def test_sigterm_to_one_rank_stops_both_after_the_same_iteration_with_one_checkpoint(tmp_path):
+    results = run_local(w.train_until_signalled, tmp_path, on_start=w.signal_rank_one(signal.SIGTERM))
+    assert [r["error"] for r in results] == ["TrainingInterrupted"] * 2, results
+    iterations = {r["message"].split("stopped after iteration ")[1].split(";")[0] for r in results}
+    assert len(iterations) == 1
+    assert [p.name for p in list_checkpoints(tmp_path / "ckpt")] == [f"ckpt-{int(iterations.pop()):08d}.pt"]
+
+
+def test_a_killed_rank_makes_the_other_exit_with_a_clear_error(tmp_path):
+    results = run_local(w.train_until_signalled, tmp_path, on_start=w.kill_rank_one, timeout_s=20.0)
+    assert results[1] is None  # killed before it could report
+    assert results[0]["error"] == "PeerFailure", results[0]
+    assert "rank 0 of 2" in results[0]["message"] and "peer process" in results[0]["message"]
+
+
+def test_batch_sizes_not_divisible_by_the_world_are_refused(tmp_path):
+    results = run_local(w.train_lrwa, tmp_path, iterations=1, mode="exact", batch_size=15)
+    assert all(r["error"] == "ValueError" and "batch_size=15 is global" in r["message"] for r in results)
+
+
+def test_the_demo_runs_under_torchrun_and_rank_zero_writes_the_report(tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+               "lrwa_fast", "demo", "--fast", "--quiet", "--out", str(tmp_path / "out"),
+               "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [r["method"] for r in report["runs"]] == ["LRwA", "DFAD"]
+    assert output.count("| LRwA |") == 1  # printed by rank 0 only
+
+
+def test_teacher_training_on_two_ranks_keeps_them_identical_and_rank_zero_writes(tmp_path):
+    from lrwa_fast.testing.cifar_files import write_synthetic_cifar
+
+    write_synthetic_cifar(tmp_path / "data", "cifar10", train=21, test=6)  # last batch of 5: ranks take 3 and 2
+    a, b = rank_values(run_local(w.train_teacher_two_epochs, tmp_path))
+    assert a["report"]["test_accuracy"] is not None and b["report"] == {}
+    assert_same(a["model"], b["model"])
+    written = torch.load(tmp_path / "teacher" / "teacher.pt", weights_only=True)["model"]
+    assert_same(written, a["model"])  # the run is reproducible, and rank 0 wrote what the ranks hold
+
+
+def test_a_non_finite_gradient_on_one_rank_is_skipped_by_every_rank(tmp_path):
+    a, b = rank_values(run_local(w.skip_on_one_rank, tmp_path))
+    assert a["skipped"] == b["skipped"] == 2  # both student steps of iteration 1, on both ranks
+    assert_same(a, b)
+    assert all(torch.isfinite(v).all() for v in a["student"].values() if v.is_floating_point())

@@ -1,0 +1,224 @@
+"""meta_gradient against finite differences, an independent torch.func computation, and the
+defect of the released code (a meta term that sends no gradient)."""
+
+from __future__ import annotations
+
+import copy
+import zlib
+
+import pytest
+import torch
+from helpers import flat, make_case
+from torch.func import functional_call
+
+from lrwa_fast import meta_gradient
+from lrwa_fast.ops.losses import kd_loss_reference
+
+FD_EPS = 1e-6
+FD_RTOL = 1e-6  # relative to the gradient's norm, float64
+
+
+def objective(model, params, x_acq, t_acq, x_mem, t_mem, *, inner_lr, loss, temperature, retain_weight):
+    """J(θ) written directly: inner gradient by autograd, buffers copied so nothing is updated."""
+
+    def fwd(p, x):
+        buffers = {n: b.clone() for n, b in model.named_buffers()}
+        return functional_call(model, (p, buffers), (x,))
+
+    def dist(s, t):
+        return kd_loss_reference(s, t, kind=loss, temperature=temperature)
+
+    names = list(params)
+    with torch.enable_grad():
+        leaves = {n: params[n].detach().requires_grad_() for n in names}
+        l_acq = dist(fwd(leaves, x_acq), t_acq)
+        grads = torch.autograd.grad(l_acq, [leaves[n] for n in names])
+    inner = {n: params[n] - inner_lr * g for n, g in zip(names, grads)}
+    return l_acq.detach() + retain_weight * dist(fwd(inner, x_mem), t_mem)
+
+
+def finite_difference_grad(model, case, **kw) -> dict[str, torch.Tensor]:
+    params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    out = {}
+    for name, p in params.items():
+        g = torch.zeros_like(p)
+        for i in range(p.numel()):
+            vals = []
+            for sign in (1.0, -1.0):
+                shifted = dict(params)
+                q = p.clone()
+                q.view(-1)[i] += sign * FD_EPS
+                shifted[name] = q
+                vals.append(objective(model, shifted, *case, **kw))
+            g.view(-1)[i] = (vals[0] - vals[1]) / (2 * FD_EPS)
+        out[name] = g
+    return out
+
+
+def assert_close_rel(actual, expected, rtol):
+    a, e = flat(actual), flat(expected)
+    err = (a - e).norm() / e.norm()
+    assert err < rtol, f"relative error {err:.3e} >= {rtol}"
+
+
+@pytest.mark.parametrize("kind", ["mlp", "bn_cnn"])
+@pytest.mark.parametrize("loss", ["l1", "kl"])
+def test_exact_matches_finite_differences(kind, loss):
+    model, *case = make_case(kind, seed=zlib.crc32(f"{kind}-{loss}".encode()) % 1000)
+    kw = dict(inner_lr=0.3, loss=loss, temperature=2.0, retain_weight=0.7)
+    result = meta_gradient(model, *case, mode="exact", **kw)
+    fd = finite_difference_grad(model, case, **kw)
+    assert_close_rel(result.grads, fd, FD_RTOL)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "bn_cnn"])
+def test_exact_matches_torch_func_autograd(kind):
+    model, *case = make_case(kind, seed=11)
+    kw = dict(inner_lr=0.2, loss="kl", temperature=3.0, retain_weight=1.3)
+    result = meta_gradient(model, *case, mode="exact", **kw)
+    x_acq, t_acq, x_mem, t_mem = case
+
+    def buffers():
+        return {n: b.clone() for n, b in model.named_buffers()}
+
+    def dist(s, t):
+        return kd_loss_reference(s, t, kind="kl", temperature=3.0)
+
+    def l_acq(p):
+        return dist(functional_call(model, (p, buffers()), (x_acq,)), t_acq)
+
+    def big_j(p):
+        g = torch.func.grad(l_acq)(p)
+        inner = {n: p[n] - 0.2 * g[n] for n in p}
+        return l_acq(p) + 1.3 * dist(functional_call(model, (inner, buffers()), (x_mem,)), t_mem)
+
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    expected = torch.func.grad(big_j)(params)
+    assert_close_rel(result.grads, expected, 1e-12)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "bn_cnn"])
+def test_first_order_vs_exact(kind):
+    model, *case = make_case(kind, seed=5)
+    exact = meta_gradient(model, *case, inner_lr=0.5, mode="exact", loss="kl")
+    first = meta_gradient(model, *case, inner_lr=0.5, mode="first_order", loss="kl")
+    diff = (flat(exact.grads) - flat(first.grads)).norm() / flat(exact.grads).norm()
+    assert diff > 1e-4, "the second-order term vanished"
+    exact0 = meta_gradient(model, *case, inner_lr=0.0, mode="exact", loss="kl")
+    first0 = meta_gradient(model, *case, inner_lr=0.0, mode="first_order", loss="kl")
+    assert_close_rel(exact0.grads, first0.grads, 1e-13)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "bn_cnn"])
+def test_first_order_is_acq_grad_plus_retention_grad_at_inner_weights(kind):
+    model, x_acq, t_acq, x_mem, t_mem = make_case(kind, seed=2)
+    res = meta_gradient(model, x_acq, t_acq, x_mem, t_mem, inner_lr=0.4, mode="first_order",
+                        loss="l1", retain_weight=2.0)
+    params = dict(model.named_parameters())
+    g_acq = torch.autograd.grad(kd_loss_reference(model(x_acq), t_acq, kind="l1"), list(params.values()))
+    inner = {n: (p - 0.4 * g).detach().requires_grad_() for (n, p), g in zip(params.items(), g_acq)}
+    l_ret = kd_loss_reference(functional_call(model, inner, (x_mem,)), t_mem, kind="l1")
+    g_ret = torch.autograd.grad(l_ret, list(inner.values()))
+    expected = {n: a + 2.0 * b for n, a, b in zip(params, g_acq, g_ret)}
+    assert_close_rel(res.grads, expected, 1e-13)
+    cos = torch.dot(flat(dict(zip(params, g_acq))), flat(dict(zip(params, g_ret))))
+    cos = cos / (flat(dict(zip(params, g_acq))).norm() * flat(dict(zip(params, g_ret))).norm())
+    assert abs(float(res.grad_cosine) - float(cos)) < 1e-6
+    assert abs(float(res.loss_ret) - float(l_ret.detach())) < 1e-12
+
+
+def test_meta_term_reaches_the_student():
+    """The released code's defect: a detached θ' makes the retention term send zero gradient.
+
+    Here the retention term's gradient w.r.t. θ (through θ') must be non-zero and equal finite
+    differences of θ ↦ L_ret(θ − α∇L_acq(θ)).
+    """
+    model, *case = make_case("bn_cnn", seed=9)
+    with_ret = meta_gradient(model, *case, inner_lr=0.3, mode="exact", loss="l1", retain_weight=1.0)
+    without = meta_gradient(model, *case, inner_lr=0.3, mode="exact", loss="l1", retain_weight=0.0)
+    meta_term = {n: with_ret.grads[n] - without.grads[n] for n in with_ret.grads}
+    assert flat(meta_term).norm() > 1e-3 * flat(without.grads).norm()
+    kw = dict(inner_lr=0.3, loss="l1", temperature=1.0)
+    fd_total = finite_difference_grad(model, case, retain_weight=1.0, **kw)
+    fd_acq = finite_difference_grad(model, case, retain_weight=0.0, **kw)
+    fd_meta = {n: fd_total[n] - fd_acq[n] for n in fd_total}
+    assert_close_rel(meta_term, fd_meta, 1e-5)
+
+
+def _running_stats(model):
+    return [b.clone() for b in model.buffers()]
+
+
+@pytest.mark.parametrize("mode", ["exact", "first_order", "finite_difference"])
+@pytest.mark.parametrize("bn_mode", ["acquire", "retain_eval"])
+def test_batchnorm_buffers_updated_by_acquisition_only(bn_mode, mode):
+    model, x_acq, t_acq, x_mem, t_mem = make_case("bn_cnn", seed=3)
+    reference = copy.deepcopy(model)
+    with torch.no_grad():
+        reference(x_acq)
+    params_before = [p.clone() for p in model.parameters()]
+    meta_gradient(model, x_acq, t_acq, x_mem, t_mem, inner_lr=0.1, bn_mode=bn_mode, mode=mode)
+    assert all(torch.equal(a, b) for a, b in zip(params_before, model.parameters())), "θ must be restored"
+    for got, want in zip(model.buffers(), reference.buffers()):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-14)
+    assert all(p.grad is None for p in model.parameters()), "meta_gradient must not touch .grad"
+
+
+@pytest.mark.parametrize("mode", ["exact", "first_order", "finite_difference"])
+def test_batchnorm_buffers_all_mode_counts_both_passes(mode):
+    model, x_acq, t_acq, x_mem, t_mem = make_case("bn_cnn", seed=3)
+    acquire_only = copy.deepcopy(model)
+    with torch.no_grad():
+        acquire_only(x_acq)
+    meta_gradient(model, x_acq, t_acq, x_mem, t_mem, inner_lr=0.1, bn_mode="all", mode=mode)
+    bn, ref = model[1], acquire_only[1]
+    assert int(bn.num_batches_tracked) == 2
+    assert not torch.allclose(bn.running_mean, ref.running_mean)
+
+
+def test_eval_mode_leaves_buffers_untouched():
+    model, *case = make_case("bn_cnn", seed=4)
+    model.eval()
+    before = _running_stats(model)
+    meta_gradient(model, *case, inner_lr=0.1)
+    assert all(torch.equal(a, b) for a, b in zip(before, _running_stats(model)))
+    assert not model.training
+
+
+def test_retain_eval_restores_training_flags():
+    model, *case = make_case("bn_cnn", seed=4)
+    meta_gradient(model, *case, inner_lr=0.1, bn_mode="retain_eval")
+    assert all(m.training for m in model.modules())
+
+
+@pytest.mark.parametrize("mode", ["exact", "first_order", "finite_difference"])
+def test_retain_eval_keeps_frozen_batchnorm_frozen(mode):
+    model, *case = make_case("bn_cnn", seed=4)
+    model[1].eval()
+    meta_gradient(model, *case, inner_lr=0.1, bn_mode="retain_eval", mode=mode)
+    assert model.training and not model[1].training
+
+
+def test_frozen_parameters_are_skipped():
+    model, *case = make_case("mlp", seed=6)
+    model[0].bias.requires_grad_(False)
+    res = meta_gradient(model, *case, inner_lr=0.1)
+    assert set(res.grads) == {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(mode="second"), "meta mode"),
+    (dict(bn_mode="x"), "bn_mode"),
+    (dict(inner_lr=-1.0), "inner_lr"),
+    (dict(loss="mse"), "loss kind"),
+    (dict(mode="finite_difference", fd_scheme="forward"), "unknown fd_scheme 'forward'"),
+    (dict(mode="finite_difference", fd_epsilon=0.0), "fd_epsilon must be a positive finite number"),
+    (dict(mode="finite_difference", fd_epsilon=-1e-3), "fd_epsilon must be a positive finite number"),
+    (dict(mode="finite_difference", fd_epsilon=float("nan")), "fd_epsilon must be a positive finite number"),
+    (dict(mode="finite_difference", fd_epsilon=float("inf")), "fd_epsilon must be a positive finite number"),
+])
+def test_bad_arguments(kwargs, match):
+    model, *case = make_case("mlp", seed=1)
+    args = dict(inner_lr=0.1) | kwargs
+    with pytest.raises(ValueError, match=match):
+        meta_gradient(model, *case, **args)
