@@ -259,3 +259,24 @@ def test_compiled_kernels_refuse_cpu_tensors():
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1 before the first kernel call"):
         package.check_launchable(False, CPU)
     package.check_launchable(True, CPU)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_kd_arguments_are_checked_once_per_call(monkeypatch, backend):
+    """The public entry checks; neither the reference path nor the kernel checks again."""
+    from lrwa_fast.ops import fused, losses
+
+    calls = []
+    original = losses.check_kd_args
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(losses, "check_kd_args", counting)
+    monkeypatch.setattr(fused, "check_kd_args", counting)
+    if backend == "triton" and not torch.cuda.is_available():
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    s, t = torch.randn(3, 5, requires_grad=True), torch.randn(3, 5)
+    ops.kd_loss(s, t, kind="kl", backend=backend).backward()
+    assert len(calls) == 1
