@@ -25,7 +25,7 @@ from types import ModuleType
 
 import torch
 
-from lrwa_fast import bench as new_bench
+from lrwa_fast.bench import steps as new_bench
 
 VARIANTS = ("dfad_step", "lrwa_first_order", "lrwa_exact", "dfad_iteration", "lrwa_iteration")
 
@@ -39,7 +39,8 @@ def import_old(checkout: Path, where: Path) -> ModuleType:
         path.write_text(text.replace("lrwa_fast.", "lrwa_fast_old.").replace("from lrwa_fast ", "from lrwa_fast_old "),
                         encoding="utf-8")
     sys.path.insert(0, str(where))
-    return importlib.import_module("lrwa_fast_old.bench")
+    old = importlib.import_module("lrwa_fast_old.bench")  # a module before 0.3, a package with .steps since
+    return importlib.import_module("lrwa_fast_old.bench.steps") if hasattr(old, "__path__") else old
 
 
 def alternate(old: Callable[[], object], new: Callable[[], object], repeats: int) -> dict[str, float]:

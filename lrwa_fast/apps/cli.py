@@ -1,4 +1,4 @@
-"""Command line: ``lrwa-fast demo | distill | teacher | presets | compare | bench | profile`` (also
+"""Command line: ``lrwa-fast demo | study | distill | teacher | presets | compare | bench | profile`` (also
 ``python -m lrwa_fast``).
 
 ``demo``, ``distill`` and ``teacher`` train data-parallel when launched with torchrun (one process
@@ -8,9 +8,15 @@ per GPU): ``torchrun --nproc_per_node=8 -m lrwa_fast distill --preset NAME ...``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
+
+from .embedded import BENCHMARKS
+from .study import METHODS as STUDY_METHODS
+
+BENCHMARK_NAMES = tuple(BENCHMARKS)
 
 
 def _default_cache() -> str:
@@ -21,8 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lrwa-fast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="LRwA vs DFAD on scikit-learn's digits (no download)")
-    demo.add_argument("--iterations", type=int, default=None, help="iterations per run (default 600)")
+    demo = sub.add_parser("demo", help="LRwA vs DFAD on an embedded benchmark (no download)")
+    demo.add_argument("--benchmark", default="digits", choices=BENCHMARK_NAMES,
+                      help="scikit-learn's 8×8 digits (default) or MNIST-1D, generated locally")
+    demo.add_argument("--iterations", type=int, default=None,
+                      help="iterations per run (default: the benchmark's, 600 on digits, 1200 on mnist1d)")
     demo.add_argument("--seeds", type=int, default=1, help="seeds per method (3 for the full comparison)")
     demo.add_argument("--eval-every", type=int, default=None, help="iterations between evaluations")
     demo.add_argument("--out", default="lrwa_runs/demo", help="output folder (report.json, accuracy.png)")
@@ -34,6 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keep finished runs in --out and resume unfinished ones from their checkpoints")
     demo.add_argument("--jobs", type=int, default=1, help="parallel runs (processes, one thread each)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    study = sub.add_parser("study", help="every mitigation against DFAD on an embedded benchmark, paired by seed")
+    study.add_argument("--benchmark", default="mnist1d", choices=BENCHMARK_NAMES)
+    study.add_argument("--methods", default=",".join(STUDY_METHODS),
+                       help=f"comma-separated, dfad among them (default all: {','.join(STUDY_METHODS)})")
+    study.add_argument("--seeds", type=int, default=5, help="seeds per method (at least 2)")
+    study.add_argument("--first-seed", type=int, default=0, help="the seeds are first-seed, first-seed + 1, ...")
+    study.add_argument("--iterations", type=int, default=None, help="iterations per run (default: the benchmark's)")
+    study.add_argument("--teacher-seed", type=int, default=None,
+                       help="train (and cache) another teacher from this seed (default: the benchmark's)")
+    study.add_argument("--jobs", type=int, default=1, help="parallel runs (processes, one thread each)")
+    study.add_argument("--out", default="lrwa_runs/study", help="output folder (study.json, study.md, plots)")
+    study.add_argument("--cache-dir", default=_default_cache(), help="where teachers and generated data are cached")
+    study.add_argument("--fresh", action="store_true", help="discard the finished runs in --out instead of reusing "
+                                                            "them")
+    study.add_argument("--fast", action="store_true", help="tiny budget (smoke test): 6 iterations, a 2-epoch teacher")
+    study.add_argument("--quiet", action="store_true", help="no progress")
 
     distill = sub.add_parser("distill", help="distil your own teacher (config file or preset)")
     distill.add_argument("--config", help="JSON or YAML file (see README)")
@@ -141,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        commands = {"demo": _demo, "distill": _distill, "bench": _bench, "profile": _profile, "compare": _compare,
-                    "presets": _presets, "teacher": _teacher}
+        commands = {"demo": _demo, "study": _study, "distill": _distill, "bench": _bench, "profile": _profile,
+                    "compare": _compare, "presets": _presets, "teacher": _teacher}
         return commands[args.command](args)
     except TrainingInterrupted as err:
         print(f"lrwa-fast: {err}", file=sys.stderr)
@@ -157,17 +183,19 @@ def main(argv: list[str] | None = None) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from ..runtime.distributed import Ranks, init_from_env
-    from .demo import DemoSettings, TeacherSettings, apply_method_overrides, format_table, run_demo
+    from .demo import DemoSettings, apply_method_overrides, check_settings, format_table, run_demo
+    from .embedded import benchmark
 
     init_from_env()
-    settings = DemoSettings(seeds=args.seeds)
     if args.fast:
-        settings = DemoSettings(iterations=6, eval_every=2, seeds=args.seeds,
-                                teacher=TeacherSettings(epochs=2))
-    if args.iterations is not None:
-        settings.iterations = args.iterations
+        teacher = dataclasses.replace(benchmark(args.benchmark).teacher, epochs=2)
+        settings = DemoSettings.for_benchmark(args.benchmark, iterations=6 if args.iterations is None else
+                                              args.iterations, eval_every=2, seeds=args.seeds, teacher=teacher)
+    else:
+        settings = DemoSettings.for_benchmark(args.benchmark, iterations=args.iterations, seeds=args.seeds)
     if args.eval_every is not None:
         settings.eval_every = args.eval_every
+    check_settings(settings, args.jobs)
     apply_method_overrides(settings, args.overrides)
     report = run_demo(settings, Path(args.out), Path(args.cache_dir), progress=not args.quiet,
                       resume=args.resume, jobs=args.jobs)
@@ -175,6 +203,21 @@ def _demo(args: argparse.Namespace) -> int:
         return 0
     print(format_table(report))
     print(f"\nwrote {Path(args.out) / 'report.json'} and {Path(args.out) / 'accuracy.png'}")
+    return 0
+
+
+def _study(args: argparse.Namespace) -> int:
+    from .study import StudySettings, format_study, run_study
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    settings = StudySettings(benchmark=args.benchmark, methods=methods, seeds=args.seeds, first_seed=args.first_seed,
+                             iterations=6 if args.fast and args.iterations is None else args.iterations,
+                             teacher_seed=args.teacher_seed,
+                             eval_every=2 if args.fast else None, teacher_epochs=2 if args.fast else None)
+    report = run_study(settings, Path(args.out), Path(args.cache_dir), jobs=args.jobs, progress=not args.quiet,
+                       fresh=args.fresh)
+    print(format_study(report))
+    print(f"\nwrote {Path(args.out) / 'study.json'}, study.md, curves.png and forgetting.png")
     return 0
 
 

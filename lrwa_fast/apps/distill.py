@@ -14,10 +14,10 @@ from torch import nn
 
 from ..config import from_dict, to_dict
 from ..models import Generator, build_model
-from ..runtime.checkpoint import latest_checkpoint, load_file
+from ..runtime.checkpoint import latest_checkpoint, load_file, read_checkpoint
 from ..runtime.metrics import accuracy_evaluator
 from ..training import Trainer, trainer_class
-from .reports import METRICS, LoggedEvaluation, MetricsLog, curve_report, environment, write_report
+from .reports import METRICS, MetricsLog, TimedEvaluation, curve_report, environment, write_report
 
 
 @dataclass
@@ -85,6 +85,7 @@ def load_model(spec: ModelSpec, *, required: bool) -> tuple[nn.Module, dict[str,
 
 
 DEFAULT_CHECKPOINT_EVERY = 500
+PROBES_PER_RUN = 20  # forgetting probes a run keeps unless the trainer config sets probe_every
 
 
 def build_trainer(spec: DistillConfig, resume: str | None = None) -> tuple[Trainer, dict[str, Any]]:
@@ -92,11 +93,16 @@ def build_trainer(spec: DistillConfig, resume: str | None = None) -> tuple[Train
     teacher file's metadata.
 
     Unless the trainer config says otherwise, checkpoints go to ``output_dir/checkpoints`` every
-    :data:`DEFAULT_CHECKPOINT_EVERY` iterations.
+    :data:`DEFAULT_CHECKPOINT_EVERY` iterations, and a forgetting probe is kept every 1/:data:`PROBES_PER_RUN`
+    of the run (a resumed run keeps its checkpoint's probes).
     """
     trainer_cls = trainer_class(spec.method)
+    path = _checkpoint_file(resume)
+    iterations = int(spec.trainer.get("iterations", trainer_cls.config_class.iterations))
+    probes = max(1, iterations // PROBES_PER_RUN) if path is None else read_checkpoint(path)["config"].get(
+        "probe_every", 0)
     defaults = {"checkpoint_dir": str(Path(spec.output_dir) / "checkpoints"),
-                "checkpoint_every": DEFAULT_CHECKPOINT_EVERY}
+                "checkpoint_every": DEFAULT_CHECKPOINT_EVERY, "probe_every": probes}
     cfg = from_dict(trainer_cls.config_class, {**defaults, **spec.trainer}, prefix="trainer.")
     torch.manual_seed(cfg.seed)  # the student and generator initialisations follow the seed
     teacher, meta = load_model(spec.teacher, required=True)
@@ -106,12 +112,19 @@ def build_trainer(spec: DistillConfig, resume: str | None = None) -> tuple[Train
     student, _ = load_model(spec.student, required=False)
     generator = Generator(cfg.latent_dim, channels=spec.teacher.in_channels, img_size=spec.generator.img_size,
                           ngf=spec.generator.ngf)
-    if resume is None:
+    if path is None:
         return trainer_cls(teacher, student, generator, cfg), meta
+    return trainer_cls.load(path, teacher, student, generator, cfg), meta
+
+
+def _checkpoint_file(resume: str | None) -> Path | None:
+    """The checkpoint ``resume`` names (a file, or the newest in a folder); ``None`` without ``resume``."""
+    if resume is None:
+        return None
     path = latest_checkpoint(resume) if Path(resume).is_dir() else Path(resume)
     if path is None:
         raise ValueError(f"no checkpoint found in {resume!r}")
-    return trainer_cls.load(path, teacher, student, generator, cfg), meta
+    return path
 
 
 def run_distill(spec: DistillConfig, progress: bool = True, resume: str | None = None) -> str:
@@ -126,10 +139,10 @@ def run_distill(spec: DistillConfig, progress: bool = True, resume: str | None =
     out = Path(spec.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = MetricsLog(out / METRICS, trainer.history["evaluations"])
-    logged = LoggedEvaluation(evaluate, lambda: trainer.iteration, log) if evaluate is not None else None
+    timed = TimedEvaluation(evaluate) if evaluate is not None else None
     start_iteration, start = trainer.iteration, time.perf_counter()
     try:
-        history = trainer.train(evaluate=logged, eval_every=spec.eval_every, progress=progress)
+        history = trainer.train(evaluate=timed, eval_every=spec.eval_every, progress=progress, on_evaluation=log)
     finally:
         log.close()
     wall = time.perf_counter() - start
@@ -137,7 +150,7 @@ def run_distill(spec: DistillConfig, progress: bool = True, resume: str | None =
     torch.save(trainer.generator.state_dict(), out / "generator.pt")
     (out / "history.json").write_text(json.dumps({"config": to_dict(trainer.config), **history}, indent=2),
                                       encoding="utf-8")
-    eval_seconds = logged.seconds if logged is not None else 0.0
+    eval_seconds = timed.seconds if timed is not None else 0.0
     write_report(out, _report(spec, trainer, teacher_meta, normalisation, trainer.iteration - start_iteration,
                               wall, eval_seconds))
     last = history["evaluations"][-1] if history["evaluations"] else {}
@@ -156,7 +169,7 @@ def _report(spec: DistillConfig, trainer: Trainer, teacher_meta: dict[str, Any],
         "teacher": {"arch": spec.teacher.arch, "checkpoint": spec.teacher.checkpoint,
                     **{k: teacher_meta[k] for k in ("dataset", "test_accuracy") if k in teacher_meta}},
         "normalisation": normalisation,
-        **curve_report(trainer.history["evaluations"]), "stats_over": "all evaluations",
+        **curve_report(trainer.history["evaluations"], trainer.probes), "stats_over": "all evaluations",
         "iterations_run": iterations_run, "wall_time_s": wall, "eval_time_s": eval_seconds,
         "eval_fraction": eval_seconds / wall if wall > 0 else 0.0,
         "images_per_second": images / train_seconds,

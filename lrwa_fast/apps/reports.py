@@ -17,9 +17,11 @@ from torch import nn
 
 from ..runtime.checkpoint import atomic_write, atomic_write_text
 from ..runtime.metrics import curve_statistics
+from ..training.probes import ForgettingProbes
 
-STAT_KEYS = ("final", "best", "mean", "variance", "max_drop")
-STAT_SCALE = {"final": 100, "best": 100, "mean": 100, "variance": 1e4, "max_drop": 100}  # shown as %, σ² ×1e-4
+STAT_KEYS = ("final", "best", "mean", "variance", "max_drop", "forgetting")
+# shown as %, σ² ×1e-4; "forgetting" is the average forgetting on the probes at the last evaluation
+STAT_SCALE = {"final": 100, "best": 100, "mean": 100, "variance": 1e4, "max_drop": 100, "forgetting": 100}
 REPORT, METRICS, PLOT = "report.json", "metrics.jsonl", "accuracy.png"
 
 
@@ -43,7 +45,7 @@ class MetricsLog:
         self._file.flush()
         if self._tensorboard is not None:
             for key, value in record.items():
-                if key != "iteration":
+                if key != "iteration" and isinstance(value, int | float) and not isinstance(value, bool):
                     self._tensorboard.add_scalar(f"eval/{key}", value, record["iteration"])
 
     def close(self) -> None:
@@ -61,28 +63,42 @@ def _tensorboard_writer(folder: Path) -> Any:
     return SummaryWriter(log_dir=str(folder / "tensorboard"))
 
 
-class LoggedEvaluation:
-    """Wraps an ``evaluate(model)`` callback: times it and logs ``{"iteration", scores...}`` to ``log``."""
+class TimedEvaluation:
+    """Wraps an ``evaluate(model)`` callback and adds up the seconds it takes (a report's evaluation share)."""
 
-    def __init__(self, evaluate: Callable[[nn.Module], dict[str, float]], iteration: Callable[[], int],
-                 log: Callable[[dict[str, float]], None]) -> None:
-        self.evaluate, self.iteration, self.log = evaluate, iteration, log
+    def __init__(self, evaluate: Callable[[nn.Module], dict[str, float]]) -> None:
+        self.evaluate = evaluate
         self.seconds = 0.0
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
         start = time.perf_counter()
         scores = self.evaluate(model)
         self.seconds += time.perf_counter() - start
-        self.log({"iteration": self.iteration(), **scores})
         return scores
 
 
 # ----------------------------------------------------------------------------- at the end
-def curve_report(evaluations: list[dict[str, float]], key: str = "accuracy") -> dict[str, Any]:
-    """The evaluated iterations, the curve of ``key`` and its statistics over all evaluations."""
+def curve_report(evaluations: list[dict[str, Any]], probes: ForgettingProbes | None,
+                 key: str = "accuracy") -> dict[str, Any]:
+    """The evaluated iterations, the curve of ``key``, the forgetting probes' part (:func:`forgetting_report`)
+    and the statistics over all evaluations, average forgetting included."""
     curve = [e[key] for e in evaluations if key in e]
-    return {"iterations": [e["iteration"] for e in evaluations if key in e], key: curve,
-            "stats": curve_statistics(curve) if curve else {}}
+    forgetting = forgetting_report(evaluations, probes)
+    stats = curve_statistics(curve) | {"forgetting": forgetting["average_forgetting"]} if curve else {}
+    return {"iterations": [e["iteration"] for e in evaluations if key in e], key: curve, "stats": stats,
+            **forgetting}
+
+
+def forgetting_report(evaluations: list[dict[str, Any]], probes: ForgettingProbes | None) -> dict[str, Any]:
+    """What the forgetting probes measured: the average forgetting at each evaluation (``None`` before a probe
+    had been evaluated twice) and at the last, the agreement with each probe, and the probes' cost."""
+    if probes is None:
+        return {"forgetting": [], "average_forgetting": None, "forgetting_probes": "off (config probe_every=0)"}
+    curve = [e.get("forgetting") for e in evaluations]
+    return {"forgetting": curve, "average_forgetting": curve[-1] if curve else None,
+            "probe_agreement": [e.get("probe_agreement", []) for e in evaluations],
+            "forgetting_probes": {"every": probes.every, "size": probes.size, "iterations": probes.iterations,
+                                  "seconds": probes.seconds}}
 
 
 def environment() -> dict[str, Any]:
@@ -110,15 +126,19 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for method in dict.fromkeys(r["method"] for r in runs):
         mine = [r for r in runs if r["method"] == method]
-        rows = {k: [r["stats"][k] for r in mine] for k in STAT_KEYS}
+        rows = {k: [r["stats"].get(k) for r in mine] for k in STAT_KEYS}
         rows["wall_time_s"] = [r["wall_time_s"] for r in mine]
         summary[method] = {k: _mean_std(v) for k, v in rows.items()}
     return summary
 
 
-def _mean_std(values: list[float]) -> dict[str, float]:
-    t = torch.tensor(values, dtype=torch.float64)
-    return {"mean": float(t.mean()), "std": float(t.std(unbiased=False)), "n": len(values)}
+def _mean_std(values: list[float | None]) -> dict[str, Any]:
+    """Mean, population std and count of the values that are not ``None`` (``None`` for none)."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return {"mean": None, "std": None, "n": 0}
+    t = torch.tensor(known, dtype=torch.float64)
+    return {"mean": float(t.mean()), "std": float(t.std(unbiased=False)), "n": len(known)}
 
 
 def plot_curves(runs: list[dict[str, Any]], path: Path) -> None:
@@ -164,20 +184,23 @@ def load_run(folder: str | Path) -> dict[str, Any]:
 
 
 def mean_std(stat: dict[str, float], scale: float = 1.0) -> str:
-    """``mean ± std`` of a :func:`summarize` statistic, times ``scale``, to two decimals."""
+    """``mean ± std`` of a :func:`summarize` statistic, times ``scale``, to two decimals (``—`` when unknown)."""
+    if stat["mean"] is None:
+        return "—"
     return f"{scale * stat['mean']:.2f} ± {scale * stat['std']:.2f}"
 
 
 def format_comparison(runs: list[dict[str, Any]]) -> str:
     """One row per run, then mean ± std over the runs of each label (method or preset)."""
-    head = "| final % | best % | μ[acc] % | σ²[acc] ×1e-4 | largest drop % |"
+    head = "| final % | best % | μ[acc] % | σ²[acc] ×1e-4 | largest drop % | avg forgetting % |"
     lines = ["| run | label | seed | iterations " + head + " images/s | wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
-        cells = " | ".join(f"{STAT_SCALE[k] * r['stats'][k]:.2f}" for k in STAT_KEYS)
+        cells = " | ".join("—" if r["stats"].get(k) is None else f"{STAT_SCALE[k] * r['stats'][k]:.2f}"
+                           for k in STAT_KEYS)
         lines.append(f"| {r['folder']} | {r['method']} | {r.get('seed', '')} | {r['iterations'][-1]} | {cells} | "
                      f"{r.get('images_per_second', 0):.1f} | {r.get('wall_time_s', 0):.1f} |")
-    lines += ["", "| label | runs " + head + " wall s |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| label | runs " + head + " wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for label, stats in summarize(runs).items():
         cells = " | ".join(mean_std(stats[k], STAT_SCALE[k]) for k in STAT_KEYS)
         wall = stats["wall_time_s"]

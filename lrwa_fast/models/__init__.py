@@ -1,4 +1,5 @@
-"""Model zoo: the generator, the demo CNN, CIFAR ResNets and Wide ResNets, built by name."""
+"""Model zoo: the generators (images, 1-D signals), the demo CNNs, the MNIST-1D CNNs, CIFAR ResNets and Wide
+ResNets, built by name."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from torch import nn
 from .cnn import SmallCNN
 from .generator import Generator
 from .resnet import ResNet, resnet18, resnet34
+from .signal import SignalCNN, SignalGenerator
 from .wrn import WideResNet
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "cnn_small": partial(SmallCNN, width=16),
     "cnn": partial(SmallCNN, width=32),
     "cnn_large": partial(SmallCNN, width=64),
+    "cnn1d_small": partial(SignalCNN, width=8),
+    "cnn1d": partial(SignalCNN, width=32),
     "resnet18": resnet18,
     "resnet34": resnet34,
     "wrn16_1": partial(WideResNet, 16, 1),
@@ -31,5 +35,5 @@ def build_model(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
     return MODELS[name](num_classes=num_classes, in_channels=in_channels)
 
 
-__all__ = ["MODELS", "Generator", "ResNet", "SmallCNN", "WideResNet", "build_model", "resnet18",
-           "resnet34"]
+__all__ = ["MODELS", "Generator", "ResNet", "SignalCNN", "SignalGenerator", "SmallCNN", "WideResNet", "build_model",
+           "resnet18", "resnet34"]

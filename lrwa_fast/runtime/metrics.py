@@ -63,6 +63,20 @@ def curve_statistics(values: Sequence[float], *, from_fraction: float = 0.0) -> 
     }
 
 
+def forgetting_at(history: Sequence[Sequence[float]], current: Sequence[float]) -> float | None:
+    """Average forgetting of ``current`` agreements given earlier evaluations' (Chaudhry et al., 2018): the
+    mean over the probes evaluated before of best-so-far minus current agreement; ``None`` before any."""
+    earlier = [max(row[j] for row in history if j < len(row)) - a for j, a in enumerate(current)
+               if any(j < len(row) for row in history)]
+    return sum(earlier) / len(earlier) if earlier else None
+
+
+def average_forgetting(agreements: Sequence[Sequence[float]]) -> list[float | None]:
+    """:func:`forgetting_at` at every evaluation of a run (row k: the agreement with each probe at evaluation
+    k, oldest probe first; later rows may hold more probes)."""
+    return [forgetting_at(agreements[:k], row) for k, row in enumerate(agreements)]
+
+
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch: int = 512,
              transform: Callable[[Tensor], Tensor] | None = None) -> float:
     """Top-1 accuracy of ``model`` on ``(x, y)``, in batches on the model's device (no gradients).

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .trainer import Trainer
 
 # Parts whose state differs between data-parallel ranks: a checkpoint holds one state per rank.
-PER_RANK_PARTS = ("memory", "random")
+PER_RANK_PARTS = ("memory", "random", "probes")
 
 
 def trainer_state(trainer: Trainer) -> dict[str, Any]:

@@ -34,15 +34,17 @@ from ..replay import Memory, build_memory
 from ..runtime import checkpoint as ckpt
 from ..runtime.distributed import Ranks, resolve_device
 from ..runtime.guard import NonFiniteGuard
-from ..runtime.metrics import MetricAccumulator
+from ..runtime.metrics import MetricAccumulator, forgetting_at
 from ..runtime.phases import phase
 from ..runtime.precision import autocast, scaled
 from ..runtime.randomness import RandomStreams
 from ..updates import KDLoss, KDUpdate, MetaUpdate, StepContext, StudentUpdate
 from . import loop, state
 from .compiling import compile_module
+from .generator_ema import GeneratorEMA
 from .generator_objective import GeneratorObjective
 from .loop import TrainingInterrupted
+from .probes import ForgettingProbes
 from .probing import eval_mode, probe_models
 
 __all__ = ["DFADTrainer", "LRwATrainer", "Trainer", "TrainingInterrupted", "trainer_class"]
@@ -106,6 +108,9 @@ class Trainer:
         self.student_updater, self.generator_updater = self._updaters()
         self.memory = self._memory(memory, update, vae)
         self.update = self._update(update)
+        self.generator_ema = GeneratorEMA(self.generator, cfg.ema_decay, cfg.ema_share) if cfg.ema_decay else None
+        self.probes = ForgettingProbes(cfg.probe_every, cfg.probe_size, self.device) if cfg.probe_every else None
+        self.observers = [part for part in (self.memory, self.probes) if part is not None]  # of fresh batches
         self.iteration = 0
         self.history: dict[str, list[dict[str, float]]] = {"metrics": [], "evaluations": []}
 
@@ -161,8 +166,8 @@ class Trainer:
         if self.ranks.enabled:
             with phase("buffer average"):
                 self.ranks.average_buffers_((self.student, self.generator))
-        if self.memory is not None:
-            self.memory.end_of_iteration(self.iteration, clean=self.guard.skipped == skips_before)
+        for observer in self.observers:
+            observer.end_of_iteration(self.iteration, clean=self.guard.skipped == skips_before)
         self.student_updater.advance_schedule()
         if cfg.generator_steps:
             self.generator_updater.advance_schedule()
@@ -186,10 +191,14 @@ class Trainer:
         return {"lr": self.student_updater.lr, "skipped_steps": self.guard.skipped, **extra}
 
     def fresh_batch(self) -> tuple[Tensor, Tensor]:
-        """A batch of pseudo-samples and the teacher's logits on them (no gradients)."""
+        """A batch of pseudo-samples (a share from the EMA generator under MAD) and the teacher's logits on
+        them (no gradients)."""
+        cfg = self.config
         with torch.no_grad():
             with phase("generator forward"):
-                x = self.generator(self.random.latent(self.config.batch_size, self.config.latent_dim))
+                z = self.random.latent(cfg.batch_size, cfg.latent_dim)
+                x = self.generator(z) if self.generator_ema is None else \
+                    self.generator_ema.generate(self.generator, z, cfg.batch_size, self.ranks)
             with phase("teacher forward"):
                 return x, self.teacher(x)
 
@@ -204,7 +213,11 @@ class Trainer:
                 grads = gradients(scaled(loss, self.generator_updater.loss_scale), self.generator_updater.params)
                 return UpdateResult(grads, {"loss_generator": loss})
 
-        return self.generator_updater.step(compute, f"iteration {self.iteration}, generator step")
+        applied = self.generator_updater.step(compute, f"iteration {self.iteration}, generator step")
+        if applied and self.generator_ema is not None:
+            with phase("generator EMA"):
+                self.generator_ema.update(self.generator)
+        return applied
 
     def student_step(self, k: int = 0) -> bool:
         """Student update ``k`` of the iteration on a fresh batch; ``False`` when skipped."""
@@ -212,8 +225,8 @@ class Trainer:
         def compute() -> UpdateResult:
             with autocast(self.config.precision, self.device):
                 x, t = self.fresh_batch()
-                if self.memory is not None:
-                    self.memory.observe(x, t)
+                for observer in self.observers:
+                    observer.observe(x, t)
                 context = StepContext(self.student, self.student_params, self.student_names, self.kd_loss,
                                       self.iteration, self.metrics_due(), self.ranks.group,
                                       self.student_updater.loss_scale)
@@ -223,13 +236,16 @@ class Trainer:
 
     # ----------------------------------------------------------------- the run
     def train(self, iterations: int | None = None, evaluate: Evaluate | None = None, eval_every: int = 100,
-              progress: bool = True) -> dict[str, list[dict[str, float]]]:
+              progress: bool = True, on_evaluation: Callable[[dict[str, Any]], None] | None = None,
+              ) -> dict[str, list[dict[str, Any]]]:
         """Run ``iterations`` more iterations (default: up to ``config.iterations``).
 
         ``evaluate(student)`` (student in eval mode, no gradients) is called every ``eval_every``
-        iterations and after the last; it returns a score or a dict of scores. Returns the
-        history: ``{"metrics": [...], "evaluations": [...]}``. SIGINT/SIGTERM stop after the
-        current iteration with a checkpoint (:class:`~lrwa_fast.TrainingInterrupted`).
+        iterations and after the last; it returns a score or a dict of scores. Each evaluation's record
+        (the iteration, the scores and, with forgetting probes, ``probe_agreement`` and ``forgetting``) is
+        appended to the history and handed to ``on_evaluation``. Returns the history:
+        ``{"metrics": [...], "evaluations": [...]}``. SIGINT/SIGTERM stop after the current iteration with a
+        checkpoint (:class:`~lrwa_fast.TrainingInterrupted`).
         """
         cfg = self.config
         total = cfg.iterations - self.iteration if iterations is None else int(iterations)
@@ -237,7 +253,7 @@ class Trainer:
             raise ValueError(f"iterations must be >= 0 and eval_every >= 1, got {total} and {eval_every}")
         self.check_horizon(total)
         name = type(self).__name__
-        record = None if evaluate is None else lambda: self.record_evaluation(evaluate)
+        record = None if evaluate is None else lambda: self.record_evaluation(evaluate, on_evaluation)
         loop.run(self, total, evaluate=record, eval_every=eval_every, checkpoint_dir=cfg.checkpoint_dir,
                  checkpoint_every=cfg.checkpoint_every, progress=progress, name=name, unit="iteration",
                  resume_hint=f"{name}.load or --resume {{path}}")
@@ -261,21 +277,32 @@ class Trainer:
         scores = dict(result) if isinstance(result, dict) else {"score": float(result)}
         return {"iteration": self.iteration, **scores}
 
-    def record_evaluation(self, evaluate: Evaluate) -> dict[str, float]:
-        """:meth:`evaluate`, appended to ``history["evaluations"]``."""
-        scores = self.evaluate(evaluate)
+    def record_evaluation(self, evaluate: Evaluate,
+                          on_evaluation: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """:meth:`evaluate`, with the forgetting probes' agreements and average forgetting when probes are on,
+        appended to ``history["evaluations"]`` and handed to ``on_evaluation``."""
+        scores: dict[str, Any] = self.evaluate(evaluate)
+        if self.probes is not None:
+            with eval_mode(self.student):
+                agreement = self.probes.agreement(self.student)
+            earlier = [e["probe_agreement"] for e in self.history["evaluations"] if "probe_agreement" in e]
+            scores |= {"probe_agreement": agreement, "forgetting": forgetting_at(earlier, agreement)}
         self.history["evaluations"].append(scores)
+        if on_evaluation is not None:
+            on_evaluation(scores)
         return scores
 
     # ----------------------------------------------------------------- checkpoints (lrwa_fast.training.state)
     def parts(self) -> dict[str, Stateful]:
         """The parts whose states make a checkpoint, by name (the memory first: it validates most)."""
         parts: dict[str, Stateful] = {"memory": self.memory} if self.memory is not None else {}
-        return parts | {
+        parts |= {
             "student": self.student, "generator": self.generator,
             "student_updater": self.student_updater, "generator_updater": self.generator_updater,
             "guard": self.guard, "metrics": self.metrics, "random": self.random, "update": self.update,
         }
+        switched = {"generator_ema": self.generator_ema, "probes": self.probes}  # parts a config switches on
+        return parts | {name: part for name, part in switched.items() if part is not None}
 
     def state_dict(self) -> dict[str, Any]:
         """The complete training state (:func:`lrwa_fast.training.state.trainer_state`)."""

@@ -23,11 +23,26 @@ def test_demo_fast_mode_writes_report_and_plot(tmp_path, capsys):
     for run in report["runs"]:
         assert run["iterations"] == [2, 4, 6]
         assert all(0.0 <= a <= 1.0 for a in run["accuracy"])
-        assert set(run["stats"]) == {"final", "best", "mean", "variance", "max_drop"}
+        assert set(run["stats"]) == {"final", "best", "mean", "variance", "max_drop", "forgetting"}
+        assert len(run["forgetting"]) == 3 and run["forgetting"][0] is None, "no forgetting before a second look"
+        assert run["stats"]["forgetting"] == run["average_forgetting"] == run["forgetting"][-1]
+    assert report["summary"]["LRwA"]["forgetting"]["n"] == 1
     assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(cache.glob("digits_teacher_*.pt")), "the teacher is cached"
     printed = capsys.readouterr().out
     assert "| LRwA |" in printed and "| DFAD |" in printed and "Teacher (cnn) test accuracy" in printed
+    assert "avg forgetting %" in printed
+
+
+@pytest.mark.slow
+def test_demo_runs_on_mnist1d(tmp_path, capsys):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    assert main(["demo", "--benchmark", "mnist1d", "--fast", "--out", str(out), "--cache-dir", str(cache),
+                 "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["benchmark"] == "mnist1d" and report["student_arch"] == "cnn1d_small"
+    assert list(cache.glob("mnist1d_teacher_cnn1d_*.pt")) and list(cache.glob("mnist1d_10000_42.pt"))
+    assert "Teacher (cnn1d) test accuracy" in capsys.readouterr().out
 
 
 def test_demo_resume_reuses_finished_runs(tmp_path):

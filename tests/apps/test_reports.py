@@ -38,6 +38,11 @@ def test_distill_writes_report_metrics_and_plot(tmp_path):
     stats = report["stats"]
     assert stats["final"] == curve[-1] and stats["best"] == curve.max()
     assert stats["mean"] == pytest.approx(curve.mean()) and stats["variance"] == pytest.approx(curve.var())
+    # the forgetting probes are on by default (one every 1/20 of the run: here every iteration)
+    assert report["forgetting_probes"]["iterations"] == [0, 1, 2, 3]
+    assert report["forgetting"] == [r["forgetting"] for r in lines] and report["forgetting"][0] is None
+    assert stats["forgetting"] == report["average_forgetting"] == report["forgetting"][-1]
+    assert [len(r["probe_agreement"]) for r in lines] == [1, 2, 3, 4]
     assert stats["max_drop"] == pytest.approx(max(0.0, *(curve[:-1] - curve[1:])))
     assert report["label"] == "lrwa" and report["seed"] == 0 and report["iterations_run"] == 4
     assert report["images_per_second"] > 0 and 0 < report["eval_fraction"] < 1
@@ -77,6 +82,8 @@ def test_compare_two_runs_table_and_plot(tmp_path, capsys):
     mu = [100 * r["stats"]["mean"] for r in runs]
     summary_row = next(line for line in printed.splitlines() if line.startswith("| lrwa | 2 |"))
     assert f"{np.mean(mu):.2f} ± {np.std(mu):.2f}" in summary_row
+    forgetting = [100 * r["stats"]["forgetting"] for r in runs]
+    assert "avg forgetting %" in printed and f"{np.mean(forgetting):.2f} ± {np.std(forgetting):.2f}" in summary_row
     assert plot.read_bytes()[:8] == PNG
 
 

@@ -1,0 +1,186 @@
+"""The embedded benchmarks (no download, no data to bring): scikit-learn's 8×8 digits and MNIST-1D.
+
+Each names its data, its teacher's recipe (trained once, then cached), its student and generator, and
+the settings every method shares on it (tuned on DFAD alone, then frozen; README "Where retention
+matters" says how). The teacher trains through the one loop (:mod:`lrwa_fast.training.loop`): progress,
+and a SIGINT that stops after an epoch with a checkpoint the next call continues from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import GeneratorLossWeights, OptimizerConfig
+from ..data import LabelledSplit, load_digits_split, load_mnist1d
+from ..models import Generator, SignalGenerator, build_model
+from ..runtime.checkpoint import atomic_save, latest_checkpoint, load_file, save_rotating
+from ..runtime.distributed import Ranks
+from ..runtime.metrics import accuracy
+from ..training import loop
+
+
+@dataclass
+class TeacherSettings:
+    """How a benchmark's teacher is trained (all of it, with the benchmark's name, enters the cache key)."""
+
+    arch: str = "cnn"
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 2e-3
+    seed: int = 0  # the teacher's initial weights and its batches
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """An embedded benchmark: data, models, teacher recipe and the shared settings of every method."""
+
+    name: str
+    student_arch: str
+    teacher: TeacherSettings
+    iterations: int  # default run length
+    eval_every: int  # default evaluation interval
+    load: Callable[[Path | None], LabelledSplit]  # the split (cache folder, where generation is slow)
+    generator: Callable[[int, int], nn.Module]  # (latent_dim, ngf) → generator of the data's sample shape
+    shared: Callable[[int], dict[str, Any]]  # run length → trainer settings every method shares
+    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None  # the teacher's batches
+    generator_ngf: int = 32
+
+    def student(self) -> nn.Module:
+        """A fresh student (its initialisation follows the global seed)."""
+        return build_model(self.student_arch, num_classes=10, in_channels=1)
+
+
+def _shift_digits(x: Tensor, rng: torch.Generator) -> Tensor:
+    """Random shifts of up to one pixel (zero padding in normalised units = the image minimum)."""
+    padded = F.pad(x, (1, 1, 1, 1), value=float(x.min()))
+    dx, dy = (int(v) for v in torch.randint(0, 3, (2,), generator=rng))
+    return padded[:, :, dy: dy + 8, dx: dx + 8]
+
+
+def _digits_shared(iterations: int) -> dict[str, Any]:
+    """The digits demo's settings (KL for both methods, from the ablation in the README)."""
+    return dict(batch_size=64, latent_dim=64, iterations=iterations, generator_steps=1, student_steps=5,
+                loss="kl", adversarial_loss="kl", generator_weights=GeneratorLossWeights(adversarial=1.0),
+                student_optimizer=OptimizerConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4),
+                generator_optimizer=OptimizerConfig(name="adam", lr=1e-3, weight_decay=0.0), device="cpu",
+                probe_every=max(1, iterations // 20), probe_size=64)
+
+
+def _mnist1d_shared(iterations: int) -> dict[str, Any]:
+    """MNIST-1D's settings, chosen on DFAD alone so that it visibly forgets (README): KL for both, constant
+    learning rates (a cosine schedule hides the oscillation at the end), a generator three times faster
+    than the digits'."""
+    return dict(batch_size=64, latent_dim=32, iterations=iterations, generator_steps=1, student_steps=5,
+                loss="kl", adversarial_loss="kl", generator_weights=GeneratorLossWeights(adversarial=1.0),
+                student_optimizer=OptimizerConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,
+                                                  schedule="constant"),
+                generator_optimizer=OptimizerConfig(name="adam", lr=3e-3, weight_decay=0.0, schedule="constant"),
+                device="cpu", probe_every=max(1, iterations // 20), probe_size=64)
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "digits": Benchmark("digits", "cnn_small", TeacherSettings(), 600, 20, lambda cache: load_digits_split(),
+                        lambda latent, ngf: Generator(latent, channels=1, img_size=8, ngf=ngf), _digits_shared,
+                        augment=_shift_digits),
+    "mnist1d": Benchmark("mnist1d", "cnn1d_small", TeacherSettings(arch="cnn1d", epochs=20), 1200, 20, load_mnist1d,
+                         lambda latent, ngf: SignalGenerator(latent, 40, ngf), _mnist1d_shared),
+}
+
+
+def benchmark(name: str) -> Benchmark:
+    """The embedded benchmark called ``name`` (``ValueError`` naming the others)."""
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; expected one of {sorted(BENCHMARKS)}")
+    return BENCHMARKS[name]
+
+
+class TeacherTraining:
+    """A benchmark teacher's training, a :class:`~lrwa_fast.training.loop.Job` whose step is one epoch: Adam,
+    a cosine schedule over the epochs, shuffled batches (augmented where the benchmark says) from one
+    seeded stream."""
+
+    def __init__(self, model: nn.Module, data: LabelledSplit, settings: TeacherSettings, device: torch.device,
+                 augment: Callable[[Tensor, torch.Generator], Tensor] | None) -> None:
+        self.model, self.data, self.settings, self.device, self.augment = model, data, settings, device, augment
+        self.ranks = Ranks()  # one process fills the cache
+        model.to(device).train()
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, settings.epochs)
+        self.rng = torch.Generator().manual_seed(settings.seed)
+        self.iteration = 0  # epochs done
+
+    def step(self) -> dict[str, float]:
+        """One epoch over the training split."""
+        data, batch = self.data, self.settings.batch_size
+        order = torch.randperm(len(data.y_train), generator=self.rng)
+        for i in range(0, len(order), batch):
+            idx = order[i: i + batch]
+            x = data.x_train[idx] if self.augment is None else self.augment(data.x_train[idx], self.rng)
+            loss = F.cross_entropy(self.model(x.to(self.device)), data.y_train[idx].to(self.device))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        self.scheduler.step()
+        self.iteration += 1
+        return {"loss": float(loss.detach())}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "rng": self.rng.get_state(), "epoch": self.iteration}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.rng.set_state(state["rng"])
+        self.iteration = int(state["epoch"])
+
+    def write_checkpoint(self, folder: str | Path) -> Path:
+        """``folder/ckpt-<epoch>.pt``, the only one kept."""
+        return save_rotating(self.state_dict(), folder, self.iteration, keep=1)
+
+
+def teacher_path(bench: Benchmark, settings: TeacherSettings, cache_dir: Path) -> Path:
+    """Where the teacher of ``settings`` on ``bench`` is cached."""
+    key_data = {"benchmark": bench.name, **dataclasses.asdict(settings)}
+    key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir / f"{bench.name}_teacher_{settings.arch}_{key}.pt"
+
+
+def cached_teacher(bench: Benchmark, data: LabelledSplit, cache_dir: Path, device: torch.device, *,
+                   settings: TeacherSettings | None = None, progress: bool = False) -> tuple[nn.Module, float]:
+    """The benchmark's teacher (``settings``: another recipe or seed) from ``cache_dir``, trained first when it
+    is not there; returns it (eval mode) and its test accuracy. An interrupted training leaves a checkpoint
+    beside the cache file and continues from it on the next call."""
+    settings = settings if settings is not None else bench.teacher
+    path = teacher_path(bench, settings, cache_dir)
+    torch.manual_seed(settings.seed)
+    model = build_model(settings.arch, num_classes=10, in_channels=1)
+    if path.exists():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        return model.to(device).eval(), float(state["test_accuracy"])
+    run = TeacherTraining(model, data, settings, device, bench.augment)
+    folder = path.with_name(path.stem + "-checkpoints")
+    latest = latest_checkpoint(folder)
+    if latest is not None:
+        run.load_state_dict(load_file(latest, "a benchmark teacher checkpoint"))
+    loop.run(run, settings.epochs - run.iteration, checkpoint_dir=folder, progress=progress,
+             name=f"teacher {settings.arch}", unit="epoch", resume_hint="the same command")
+    model.eval()
+    acc = accuracy(model, data.x_test, data.y_test)
+    atomic_save({"model": model.state_dict(), "test_accuracy": acc, "settings": dataclasses.asdict(settings)},
+                path)
+    shutil.rmtree(folder, ignore_errors=True)
+    return model, acc

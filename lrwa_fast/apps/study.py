@@ -1,0 +1,240 @@
+"""``lrwa-fast study``: every mitigation of forgetting against DFAD on an embedded benchmark, paired by seed.
+
+Each seed trains every method from the same teacher and the same initial student and generator
+(:func:`~lrwa_fast.apps.demo.distill_once`), so a method's per-seed difference to DFAD is paired. The
+report gives per method the mean ± std over seeds of every statistic, and for each method the paired
+difference to DFAD with a 95% bootstrap confidence interval (``scipy.stats.bootstrap``, BCa, falling back
+to the percentile interval where BCa is undefined) and a verdict: ``better``, ``worse`` or
+``not distinguishable`` (the interval contains 0). The verdicts are on μ[acc] (higher is better) and on the
+average forgetting (lower is better); the other differences come with their intervals only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..runtime.checkpoint import atomic_write, atomic_write_text
+from .demo import STATS_FROM, DemoSettings, method_settings, run_all
+from .embedded import benchmark
+from .reports import STAT_KEYS, STAT_SCALE, environment, mean_std, summarize
+
+# The methods a study can run: trainer name and config fields over the benchmark's shared settings.
+# Settings are the library's defaults (LRwAConfig: exact, inner lr 0.05, retain weight 1, reservoir 2048,
+# memory batch 32, 32 inserted per iteration), fixed before any study was run.
+METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+    "dfad": ("dfad", {}),
+    "joint": ("lrwa", {"meta_mode": "none", "joint_replay": True}),  # the authors' released step, MB-DFKD's idea
+    "lrwa": ("lrwa", {"meta_mode": "exact"}),
+    "lrwa_fd": ("lrwa", {"meta_mode": "finite_difference"}),
+    "lrwa_fo": ("lrwa", {"meta_mode": "first_order"}),
+    "lrwa_gen": ("lrwa", {"meta_mode": "exact", "memory_kind": "generative"}),
+    "lrwa_gen_fd": ("lrwa", {"meta_mode": "finite_difference", "memory_kind": "generative"}),
+    "lrwa_gen_fo": ("lrwa", {"meta_mode": "first_order", "memory_kind": "generative"}),
+    "mad": ("dfad", {"ema_decay": 0.99, "ema_share": 0.5}),  # Do et al. 2022: an EMA generator, half of each batch
+}
+REFERENCE = "dfad"
+VERDICTS = {"mean": 1, "forgetting": -1}  # statistic → +1 when higher is better, -1 when lower is
+CONFIDENCE = 0.95
+RESAMPLES = 10_000
+
+
+@dataclass
+class StudySettings:
+    """What a study runs: benchmark, methods, seeds, run length, teacher seed (all in ``study.json``)."""
+
+    benchmark: str = "mnist1d"
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    seeds: int = 5
+    first_seed: int = 0
+    iterations: int | None = None  # None: the benchmark's
+    eval_every: int | None = None  # None: the benchmark's
+    teacher_seed: int | None = None  # None: the benchmark's teacher
+    teacher_epochs: int | None = None  # None: the benchmark's recipe (fewer for smoke tests)
+
+    def check(self) -> None:
+        """Refuse what cannot be studied, before any work."""
+        benchmark(self.benchmark)
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"unknown method(s) {unknown}; expected a comma-separated list of {list(METHODS)}")
+        if REFERENCE not in self.methods:
+            raise ValueError(f"a study compares with {REFERENCE!r}: include it in --methods")
+        if self.seeds < 2:
+            raise ValueError(f"a study needs at least 2 seeds for paired differences, got {self.seeds}")
+        for name in ("iterations", "eval_every", "teacher_epochs"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def runs(self) -> DemoSettings:
+        """The runs as the demo machinery takes them."""
+        bench = benchmark(self.benchmark)
+        length = bench.iterations if self.iterations is None else self.iterations
+        methods = {m: method_settings(bench, METHODS[m][0], METHODS[m][1], length) for m in self.methods}
+        changed = {k: v for k, v in (("seed", self.teacher_seed), ("epochs", self.teacher_epochs)) if v is not None}
+        teacher = dataclasses.replace(bench.teacher, **changed)
+        every = bench.eval_every if self.eval_every is None else self.eval_every
+        return DemoSettings.for_benchmark(self.benchmark, iterations=length, seeds=self.seeds, eval_every=every,
+                                          first_seed=self.first_seed, methods=methods, teacher=teacher)
+
+
+def run_study(settings: StudySettings, out: Path, cache_dir: Path, *, jobs: int = 1, progress: bool = True,
+              fresh: bool = False) -> dict[str, Any]:
+    """Run (or resume) the study into ``out``; write ``study.json``, ``study.md``, ``curves.png`` and
+    ``forgetting.png``; return the report.
+
+    Finished runs are kept in ``out/runs`` and reused when the study is run again with the same settings
+    (unfinished ones resume from their checkpoints); other settings are refused unless ``fresh``.
+    """
+    settings.check()
+    runs_settings = settings.runs()
+    _claim(out, runs_settings, fresh)
+    runs, teacher_acc = run_all(runs_settings, out, cache_dir, progress, resume=not fresh, jobs=jobs)
+    report = study_report(settings, runs_settings, runs, teacher_acc, jobs)
+    atomic_write_text(json.dumps(report, indent=2), out / "study.json")
+    atomic_write_text(format_study(report) + "\n", out / "study.md")
+    plot_study(report, out)
+    return report
+
+
+def _claim(out: Path, runs: DemoSettings, fresh: bool) -> None:
+    """Record the settings the runs in ``out`` belong to; refuse a folder holding another study's runs."""
+    marker = out / "settings.json"
+    mine = json.dumps(asdict(runs), sort_keys=True)
+    if marker.exists() and not fresh and json.loads(marker.read_text(encoding="utf-8")) != json.loads(mine):
+        raise ValueError(f"{str(out)!r} holds the runs of a study with other settings; use another --out, or "
+                         "--fresh to discard them")
+    atomic_write_text(mine, marker)
+
+
+def study_report(settings: StudySettings, runs_settings: DemoSettings, runs: list[dict[str, Any]],
+                 teacher_acc: float, jobs: int) -> dict[str, Any]:
+    """Per method: mean ± std of every statistic, the paired differences to DFAD and their verdicts."""
+    summary = summarize(runs)
+    paired = {m: paired_differences(runs, m) for m in settings.methods if m != REFERENCE}
+    return {"kind": "study", "settings": asdict(settings), "runs_settings": asdict(runs_settings),
+            "teacher": {"arch": runs_settings.teacher.arch, "seed": runs_settings.teacher.seed,
+                        "test_accuracy": teacher_acc},
+            "student_arch": benchmark(settings.benchmark).student_arch, "stats_from_fraction": STATS_FROM,
+            "confidence": CONFIDENCE, "summary": summary, "paired_vs_dfad": paired, "jobs": jobs,
+            "wall_time_s": sum(r["wall_time_s"] for r in runs), "runs": runs, **environment()}
+
+
+def paired_differences(runs: list[dict[str, Any]], method: str) -> dict[str, dict[str, Any]]:
+    """Per statistic: the method's per-seed differences to DFAD, their mean, 95% interval and verdict."""
+    by_seed = {(r["method"], r["seed"]): r for r in runs}
+    seeds = sorted(s for m, s in by_seed if m == method and (REFERENCE, s) in by_seed)
+    out = {}
+    for key in (*STAT_KEYS, "wall_time_s"):
+        values = [_stat(by_seed[(method, s)], key) - _stat(by_seed[(REFERENCE, s)], key) for s in seeds
+                  if _stat(by_seed[(method, s)], key) is not None and _stat(by_seed[(REFERENCE, s)], key) is not None]
+        if len(values) < 2:
+            out[key] = {"differences": values, "mean": None, "interval": None, "verdict": None}
+            continue
+        low, high = bootstrap_interval(values)
+        row = {"differences": values, "mean": float(np.mean(values)), "interval": [low, high]}
+        if key in VERDICTS:
+            row["verdict"] = verdict(low, high, VERDICTS[key])
+        out[key] = row
+    return out
+
+
+def _stat(run: dict[str, Any], key: str) -> float | None:
+    return run["wall_time_s"] if key == "wall_time_s" else run["stats"].get(key)
+
+
+def bootstrap_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The bootstrap confidence interval of the mean of ``values`` (BCa; percentile where BCa is undefined,
+    e.g. when all values are equal); fixed resampling seed, so a report is reproducible."""
+    from scipy import stats
+
+    data = np.asarray(values, dtype=np.float64)
+    if np.ptp(data) == 0:
+        return float(data[0]), float(data[0])
+    for method in ("BCa", "percentile"):
+        with np.errstate(all="ignore"):
+            result = stats.bootstrap((data,), np.mean, confidence_level=confidence, n_resamples=RESAMPLES,
+                                     method=method, rng=np.random.default_rng(0))
+        low, high = result.confidence_interval
+        if np.isfinite(low) and np.isfinite(high):
+            return float(low), float(high)
+    raise RuntimeError("the bootstrap interval is undefined for these values")  # pragma: no cover
+
+
+def verdict(low: float, high: float, direction: int) -> str:
+    """``better`` / ``worse`` when the interval excludes 0 (``direction``: +1 higher is better, -1 lower)."""
+    if low > 0 or high < 0:
+        return "better" if (low > 0) == (direction > 0) else "worse"
+    return "not distinguishable"
+
+
+def format_study(report: dict[str, Any]) -> str:
+    """The study's tables: statistics per method, then the paired differences to DFAD with their verdicts."""
+    s, teacher = report["settings"], report["teacher"]
+    runs = report["runs_settings"]
+    lines = [f"Study on {s['benchmark']}: {len(s['methods'])} methods × {s['seeds']} seeds "
+             f"({runs['first_seed']}..{runs['first_seed'] + s['seeds'] - 1}), {runs['iterations']} iterations; "
+             f"teacher {teacher['arch']} (seed {teacher['seed']}) {100 * teacher['test_accuracy']:.2f}%, student "
+             f"{report['student_arch']}; μ, σ² and largest drop over the second half of the evaluations; average "
+             "forgetting on the probes at the last evaluation; mean ± std over seeds",
+             "", "| method | final % | best % | μ[acc] % | σ²[acc] ×1e-4 | largest drop % | avg forgetting % | "
+             "wall s |", "|---|---|---|---|---|---|---|---|"]
+    for method, stats in report["summary"].items():
+        cells = " | ".join(mean_std(stats[k], STAT_SCALE[k]) for k in STAT_KEYS)
+        lines.append(f"| {method} | {cells} | {mean_std(stats['wall_time_s'])} |")
+    lines += ["", f"Paired difference to {REFERENCE} (mean over seeds, {int(100 * report['confidence'])}% bootstrap "
+              "interval) and verdict:", "",
+              "| method | Δ μ[acc] % | verdict | Δ avg forgetting % | verdict | Δ final % | Δ σ² ×1e-4 |",
+              "|---|---|---|---|---|---|---|"]
+    for method, diff in report["paired_vs_dfad"].items():
+        row = [_difference(diff["mean"], "mean"), diff["mean"].get("verdict") or "—",
+               _difference(diff["forgetting"], "forgetting"), diff["forgetting"].get("verdict") or "—",
+               _difference(diff["final"], "final"), _difference(diff["variance"], "variance")]
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def _difference(row: dict[str, Any], key: str) -> str:
+    if row["mean"] is None:
+        return "—"
+    scale = STAT_SCALE[key]
+    low, high = row["interval"]
+    return f"{scale * row['mean']:+.2f} [{scale * low:+.2f}, {scale * high:+.2f}]"
+
+
+def plot_study(report: dict[str, Any], out: Path) -> None:
+    """``curves.png``: mean test accuracy per method with a ±1 std band over seeds; ``forgetting.png``: the
+    mean average forgetting on the probes at each evaluation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for name, key, label in (("curves.png", "accuracy", "test accuracy"),
+                             ("forgetting.png", "forgetting", "average forgetting on the probes")):
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for method in report["summary"]:
+            mine = [r for r in report["runs"] if r["method"] == method]
+            curves = np.array([[np.nan if v is None else v for v in r[key]] for r in mine], dtype=np.float64)
+            if curves.size == 0 or len({len(r[key]) for r in mine}) != 1:
+                continue
+            with warnings.catch_warnings():  # no forgetting is defined before a probe's second evaluation
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, std = np.nanmean(curves, axis=0), np.nanstd(curves, axis=0)
+            x = mine[0]["iterations"]
+            ax.plot(x, mean, label=method, linewidth=1.5)
+            ax.fill_between(x, mean - std, mean + std, alpha=0.15)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(label)
+        ax.set_title(f"{report['settings']['benchmark']}: {label}, mean ± std over {report['settings']['seeds']} seeds")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, ncol=3)
+        fig.tight_layout()
+        atomic_write(out / name, lambda fh, fig=fig: fig.savefig(fh, format="png", dpi=120))
+        plt.close(fig)

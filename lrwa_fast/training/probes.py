@@ -1,0 +1,65 @@
+"""Forgetting measured directly: fixed batches of pseudo-samples kept from earlier in the run (probes),
+and at each evaluation the student's agreement with the teacher's labels on each one.
+
+Average forgetting (Chaudhry et al., ECCV 2018): at evaluation k, for each probe j evaluated before,
+``f_kj = max_{l<k} a_lj − a_kj``; the mean over those probes (:func:`~lrwa_fast.runtime.metrics.average_forgetting`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+class ForgettingProbes:
+    """Every ``every`` iterations (from iteration 0) keeps the first ``size`` samples of the iteration's last
+    fresh batch with the teacher's labels (its argmax), unless a step of that iteration was skipped."""
+
+    def __init__(self, every: int, size: int, device: torch.device) -> None:
+        if every < 1 or size < 1:
+            raise ValueError(f"probe_every and probe_size must be >= 1, got {every} and {size}")
+        self.every, self.size, self.device = every, size, device
+        self.seconds = 0.0  # spent measuring agreement (the probes' cost; not part of the state)
+        self.x: list[Tensor] = []
+        self.labels: list[Tensor] = []
+        self.iterations: list[int] = []
+        self._last: tuple[Tensor, Tensor] | None = None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def observe(self, x: Tensor, t: Tensor) -> None:
+        """Remember a fresh batch: the iteration's last one is the candidate probe."""
+        self._last = (x, t)
+
+    def end_of_iteration(self, iteration: int, *, clean: bool) -> None:
+        """Keep a probe when one is due."""
+        if iteration % self.every == 0 and clean and self._last is not None:
+            x, t = self._last
+            self.x.append(x[: self.size].detach().float().clone())
+            self.labels.append(t[: self.size].argmax(dim=1))
+            self.iterations.append(iteration)
+        self._last = None
+
+    @torch.no_grad()
+    def agreement(self, student: nn.Module) -> list[float]:
+        """The student's top-1 agreement with the teacher on each probe, oldest first (one host sync)."""
+        if not self.x:
+            return []
+        start = time.perf_counter()
+        hits = [(student(x).argmax(dim=1) == y).float().mean() for x, y in zip(self.x, self.labels)]
+        agreement = torch.stack(hits).tolist()
+        self.seconds += time.perf_counter() - start
+        return agreement
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"x": [x.cpu() for x in self.x], "labels": [y.cpu() for y in self.labels],
+                "iterations": list(self.iterations)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.x = [x.to(self.device) for x in state["x"]]
+        self.labels = [y.to(self.device) for y in state["labels"]]
+        self.iterations = [int(i) for i in state["iterations"]]
