@@ -17,7 +17,7 @@ from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 EXTRAS = {
-    "test": ["pytest>=7", "pytest-benchmark>=4", "ruff", "scipy", "triton>=3.0", "higher"],
+    "test": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", "higher"],
     "triton": ["triton>=3.0"],
     "higher": ["higher"],
 }
@@ -70,7 +70,7 @@ setup(
     python_requires=">=3.10",
     packages=[*find_packages(include=["lrwa_fast", "lrwa_fast.*"]), "lrwa_fast.kernels"],
     package_dir={"lrwa_fast.kernels": "kernels"},
-    install_requires=["torch>=2.3", "numpy", "scikit-learn", "matplotlib", "tqdm", "pyyaml"],
+    install_requires=["torch>=2.3", "numpy", "scipy", "scikit-learn", "matplotlib", "tqdm", "pyyaml", "mnist1d"],
     extras_require=EXTRAS,
     ext_modules=ext_modules,
     cmdclass=cmdclass,
