@@ -60,11 +60,18 @@ def test_bench_smoke():
     assert ("higher_speedup" in variants["lrwa_exact"]) == higher_available()
     for name in ("lrwa_first_order", "lrwa_fd_central", "lrwa_fd_one_sided"):  # accuracy: tests/test_meta_*
         assert variants[name]["exact_speedup"] > 0 and 0 < variants[name]["error_vs_exact"] < float("inf")
+    assert variants["dfad_iteration"]["vs_dfad_iteration"] == 1.0  # iterations compare with the DFAD iteration
+    assert variants["lrwa_iteration"]["vs_dfad_iteration"] > 0 and "vs_dfad_step" not in variants["lrwa_iteration"]
     alone = result["meta_gradient"]  # the meta-gradients alone, against a KD gradient and the exact mode
-    assert set(alone) == {"kd_gradient", "lrwa_first_order", "lrwa_exact", "lrwa_fd_central", "lrwa_fd_one_sided"}
+    timed = {"kd_gradient", "lrwa_first_order", "lrwa_exact", "lrwa_fd_central", "lrwa_fd_one_sided"}
+    on_kl = {"lrwa_first_order (kl)", "lrwa_exact (kl)", "lrwa_fd_central (kl)", "lrwa_fd_one_sided (kl)"}
+    assert set(alone) == timed | on_kl  # the case's loss is L1: every error also on KL, untimed
     assert alone["kd_gradient"]["gradient_vs_kd"] == 1.0 and alone["lrwa_exact"]["gradient_exact_speedup"] == 1.0
-    assert all(row["gradient_ms"] > 0 for row in alone.values())
-    assert "The meta-gradient alone" in format_results([result])
+    assert all(alone[name]["gradient_ms"] > 0 for name in timed)
+    assert all("gradient_ms" not in alone[name] and alone[name]["error_vs_exact"] >= 0 for name in on_kl)
+    table = format_results([result])
+    assert table.startswith("Student KD loss: l1") and "The meta-gradient alone" in table
+    assert "| lrwa_fd_central (kl) |" in table
 
 
 @pytest.mark.skipif(NO_COMPILE is not None, reason=str(NO_COMPILE))
