@@ -23,7 +23,8 @@ def quartiles(values: list[float]) -> dict[str, float]:
 
 def round_robin(fns: dict[str, Callable[[], T]], rounds: int, rotate: bool = False) -> dict[str, list[T]]:
     """Call every function once per round, ``rounds`` times; each one's results, in round order.
-    ``rotate``: round ``r`` starts at the ``r``-th function, so each follows every other equally often."""
+    ``rotate``: round ``r`` starts at the ``r``-th function, so each takes every place in a round in turn
+    (none is always first or last)."""
     names = list(fns)
     results: dict[str, list[T]] = {name: [] for name in names}
     for r in range(rounds):
