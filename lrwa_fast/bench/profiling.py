@@ -218,7 +218,7 @@ def format_profile(report: dict[str, Any]) -> str:
     variants, s = report["variants"], report["schedule"]
     names = _phase_names(v["phases_ms"] for v in variants.values())
     again = [n for n in variants if n.endswith(AGAIN)]
-    lines = [f"{report['case']} on {report['device']} ({report['threads']} threads): an iteration is "
+    lines = [f"{report['case']} on {report['device']} (threads: {report['threads']}): an iteration is "
              f"{s['generator_steps']} generator + {s['student_steps']} student steps",
              f"{len(variants)} variants round-robin (order rotated each round), {s['rounds']} rounds of "
              f"{s['block']} timed iteration(s) after {s['block_warmup']} untimed; load average "
