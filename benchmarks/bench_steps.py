@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrwa_fast.bench.profiling import Schedule, format_profile, profile
+from lrwa_fast.bench.profiling import ProfilePlan, format_profile, profile
 from lrwa_fast.bench.steps import (
     CASES,
     COMPILED_VARIANTS,
@@ -98,7 +98,7 @@ def test_compiled_variant_refuses_to_time_an_eager_student_smoke(monkeypatch):
 
 
 def test_profile_smoke(tmp_path):
-    report = profile("cnn", "cpu", Schedule(rounds=2, warmup=1), out_dir=str(tmp_path), overrides=TINY)
+    report = profile("cnn", "cpu", ProfilePlan(rounds=2, warmup=1), out_dir=str(tmp_path), overrides=TINY)
     median = {name: {p: q["median"] for p, q in v["phases_ms"].items()} for name, v in report["variants"].items()}
     exact, dfad = median["LRwA exact"], median["DFAD"]
     assert {"second-order backward", "retention forward", "memory sample", "memory insert"} <= set(exact)

@@ -124,12 +124,12 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from ..bench.profiling import Schedule, format_profile, profile
+    from ..bench.profiling import ProfilePlan, format_profile, profile
 
     given = {"rounds": args.rounds, "block": args.block, "block_warmup": args.block_warmup,
              "generator_steps": args.generator_steps, "student_steps": args.student_steps}
-    schedule = Schedule(**{k: v for k, v in given.items() if v is not None})
-    report = profile(args.case, args.device, schedule, out_dir=args.out, overrides=_sizes(args))
+    plan = ProfilePlan(**{k: v for k, v in given.items() if v is not None})
+    report = profile(args.case, args.device, plan, out_dir=args.out, overrides=_sizes(args))
     print(format_profile(report))
     _write_json(Path(args.out) / "profile.json", report)
     print(f"\nChrome traces and profile.json in {args.out}")

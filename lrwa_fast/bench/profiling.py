@@ -47,7 +47,7 @@ PROFILER_LOG = "profiler.log"  # where the profiler's own messages go, in the ou
 
 
 @dataclasses.dataclass(frozen=True)
-class Schedule:
+class ProfilePlan:
     """What one profiled iteration is (steps per iteration) and how it is sampled (rounds of blocks)."""
 
     generator_steps: int = DFADConfig.generator_steps
@@ -61,12 +61,12 @@ class Schedule:
         low = [f"{k}={v}" for k, v in dataclasses.asdict(self).items()
                if v < (1 if k in ("rounds", "block") else 0)]
         if low:
-            raise ValueError(f"profile schedule: rounds and block must be >= 1, the others >= 0; got {', '.join(low)}")
+            raise ValueError(f"profile plan: rounds and block must be >= 1, the others >= 0; got {', '.join(low)}")
 
 
-def build_trainer(variant: str, case: BenchCase, device: torch.device, schedule: Schedule) -> Trainer:
+def build_trainer(variant: str, case: BenchCase, device: torch.device, plan: ProfilePlan) -> Trainer:
     """The trainer of a profiled variant (``"DFAD (again)"``: a twin of ``"DFAD"``) on the case's models."""
-    steps = dict(student_steps=schedule.student_steps, generator_steps=schedule.generator_steps)
+    steps = dict(student_steps=plan.student_steps, generator_steps=plan.generator_steps)
     extra = {**steps, **VARIANTS[variant.removesuffix(AGAIN)]}
     if variant.removesuffix(AGAIN) == BASELINE:
         return DFADTrainer(*case_models(case, device, 64), case_config(DFADConfig, case, device, **extra))
@@ -127,30 +127,30 @@ def _phase_names(tables: Iterable[dict[str, Any]]) -> list[str]:
     return [*dict.fromkeys(p for table in tables for p in table if p != "other"), "other"]
 
 
-def profile(case_name: str = "cnn", device_name: str = "auto", schedule: Schedule | None = None,
+def profile(case_name: str = "cnn", device_name: str = "auto", plan: ProfilePlan | None = None,
             out_dir: str | None = None, overrides: dict[str, int | str] | None = None,
             again: str | None = BASELINE) -> dict[str, Any]:
     """Profile every variant of ``VARIANTS`` (and ``again`` a second time) on a named case, interleaved as
-    ``schedule`` says; Chrome traces of one iteration each go to ``out_dir`` if given."""
+    ``plan`` says; Chrome traces of one iteration each go to ``out_dir`` if given."""
     if case_name not in CASES:
         raise ValueError(f"unknown case {case_name!r}; available: {sorted(CASES)}")
     if again is not None and again not in VARIANTS:
         raise ValueError(f"unknown variant {again!r} to measure again; available: {list(VARIANTS)}")
-    schedule = schedule or Schedule()
+    plan = plan or ProfilePlan()
     case = dataclasses.replace(CASES[case_name], **(overrides or {}))
     device = resolve_device(device_name)
     names = list(VARIANTS)
     if again is not None:
         names.insert(names.index(again) + 1, again + AGAIN)
-    trainers = {name: build_trainer(name, case, device, schedule) for name in names}
+    trainers = {name: build_trainer(name, case, device, plan) for name in names}
     for trainer in trainers.values():
-        for _ in range(schedule.warmup):
+        for _ in range(plan.warmup):
             trainer.step()
     load_before = _load_average()
-    blocks = round_robin({name: partial(time_block, trainer, device, schedule.block, schedule.block_warmup)
-                          for name, trainer in trainers.items()}, schedule.rounds, rotate=True)
+    blocks = round_robin({name: partial(time_block, trainer, device, plan.block, plan.block_warmup)
+                          for name, trainer in trainers.items()}, plan.rounds, rotate=True)
     report = {"case": case.name, "device": str(device), "threads": torch.get_num_threads(),
-              "schedule": dataclasses.asdict(schedule), "load_average": [load_before, _load_average()],
+              "plan": dataclasses.asdict(plan), "load_average": [load_before, _load_average()],
               "variants": summarize_blocks(blocks), "log": None}
     if out_dir is not None:
         report["log"] = _chrome_traces({n: t for n, t in trainers.items() if not n.endswith(AGAIN)}, device,
@@ -215,7 +215,7 @@ def _flush_all() -> None:
 def format_profile(report: dict[str, Any]) -> str:
     """Side-by-side table: per phase and variant the median ms per iteration and its quartiles, then the
     iteration and its ratio to DFAD (``≈``: 1 is within the ratio's quartiles, no measurable difference)."""
-    variants, s = report["variants"], report["schedule"]
+    variants, s = report["variants"], report["plan"]
     names = _phase_names(v["phases_ms"] for v in variants.values())
     again = [n for n in variants if n.endswith(AGAIN)]
     lines = [f"{report['case']} on {report['device']} (threads: {report['threads']}): an iteration is "

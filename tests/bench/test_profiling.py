@@ -13,7 +13,7 @@ from lrwa_fast.apps.cli import main
 from lrwa_fast.bench import profiling
 from lrwa_fast.bench.profiling import (
     VARIANTS,
-    Schedule,
+    ProfilePlan,
     format_profile,
     profile,
     redirected_output,
@@ -39,8 +39,8 @@ def test_blocks_run_round_robin_in_rotated_order(monkeypatch):
         return original(self)
 
     monkeypatch.setattr(Trainer, "step", spy)
-    schedule = Schedule(rounds=3, block=2, block_warmup=1, warmup=1, student_steps=1)
-    profile("cnn", "cpu", schedule, overrides=TINY)
+    plan = ProfilePlan(rounds=3, block=2, block_warmup=1, warmup=1, student_steps=1)
+    profile("cnn", "cpu", plan, overrides=TINY)
     trainers = list(dict.fromkeys(stepped))  # in the order of their first (warm-up) step
     n = len(trainers)
     assert n == len(NAMES) and stepped[:n] == trainers
@@ -53,21 +53,21 @@ def test_blocks_run_round_robin_in_rotated_order(monkeypatch):
 
 
 def test_the_configured_schedule_by_default_and_as_told():
-    default = profile("cnn", "cpu", Schedule(rounds=1, block_warmup=0, warmup=0), overrides=TINY)
+    default = profile("cnn", "cpu", ProfilePlan(rounds=1, block_warmup=0, warmup=0), overrides=TINY)
     cfg = DFADConfig()
-    assert default["schedule"]["student_steps"] == cfg.student_steps == 5
-    assert default["schedule"]["generator_steps"] == cfg.generator_steps == 1
+    assert default["plan"]["student_steps"] == cfg.student_steps == 5
+    assert default["plan"]["generator_steps"] == cfg.generator_steps == 1
     dfad, exact = default["variants"]["DFAD"]["calls"], default["variants"]["LRwA exact"]["calls"]
     assert dfad["generator step"] == cfg.generator_steps and dfad["student forward"] == cfg.student_steps
     assert exact["second-order backward"] == cfg.student_steps
-    told = profile("cnn", "cpu", Schedule(rounds=1, block_warmup=0, warmup=0, generator_steps=2, student_steps=1),
+    told = profile("cnn", "cpu", ProfilePlan(rounds=1, block_warmup=0, warmup=0, generator_steps=2, student_steps=1),
                    overrides=TINY)
     calls = told["variants"]["DFAD (again)"]["calls"]
     assert calls["generator step"] == 2 and calls["student forward"] == 1
 
 
 def test_the_report_has_medians_quartiles_and_the_a_a_pair():
-    report = profile("cnn", "cpu", Schedule(rounds=3, block_warmup=0, warmup=0, student_steps=1), overrides=TINY)
+    report = profile("cnn", "cpu", ProfilePlan(rounds=3, block_warmup=0, warmup=0, student_steps=1), overrides=TINY)
     assert list(report["variants"]) == NAMES, "the A/A twin right after DFAD"
     for v in report["variants"].values():
         for q in [*v["phases_ms"].values(), v["total_ms"], v["vs_dfad"]]:
@@ -96,7 +96,7 @@ def test_a_ratio_within_its_spread_is_marked():
             "DFAD (again)": [block(9, g=5), block(10, g=5), block(11, g=5)],
             "slow": [block(20, g=5), block(21, g=5), block(22, g=5)]}
     report = {"case": "c", "device": "cpu", "threads": 1, "load_average": [None, 0.5], "log": None,
-              "schedule": dataclasses.asdict(Schedule()), "variants": summarize_blocks(runs)}
+              "plan": dataclasses.asdict(ProfilePlan()), "variants": summarize_blocks(runs)}
     ratio_row = next(line for line in format_profile(report).splitlines() if line.startswith("| **× DFAD**"))
     cells = [c.strip() for c in ratio_row.split("|")[2:-1]]
     assert cells[0] == "1" and cells[1].endswith("≈") and not cells[2].endswith("≈")
@@ -136,15 +136,15 @@ def test_the_command_profiles_the_configured_schedule_and_refuses_bad_ones(monke
 
     seen = []
 
-    def fake(case, device, schedule, **kw):
-        seen.append(schedule)
+    def fake(case, device, plan, **kw):
+        seen.append(plan)
         raise Stop
 
     monkeypatch.setattr(profiling, "profile", fake)
     with pytest.raises(Stop):
         main(["profile"])
-    assert seen == [Schedule()] and (seen[0].generator_steps, seen[0].student_steps) == (1, 5)
+    assert seen == [ProfilePlan()] and (seen[0].generator_steps, seen[0].student_steps) == (1, 5)
     assert main(["profile", "--rounds", "0"]) == 2
     assert "rounds=0" in capfd.readouterr().err
     with pytest.raises(ValueError, match="block_warmup=-1"):
-        Schedule(block_warmup=-1)
+        ProfilePlan(block_warmup=-1)
