@@ -137,6 +137,7 @@ def profile(case_name: str = "cnn", device_name: str = "auto", plan: ProfilePlan
     if again is not None and again not in VARIANTS:
         raise ValueError(f"unknown variant {again!r} to measure again; available: {list(VARIANTS)}")
     plan = plan or ProfilePlan()
+    load_before = _load_average()  # before this process adds its own
     case = dataclasses.replace(CASES[case_name], **(overrides or {}))
     device = resolve_device(device_name)
     names = list(VARIANTS)
@@ -146,10 +147,9 @@ def profile(case_name: str = "cnn", device_name: str = "auto", plan: ProfilePlan
     for trainer in trainers.values():
         for _ in range(plan.warmup):
             trainer.step()
-    load_before = _load_average()
     blocks = round_robin({name: partial(time_block, trainer, device, plan.block, plan.block_warmup)
                           for name, trainer in trainers.items()}, plan.rounds, rotate=True)
-    report = {"case": case.name, "device": str(device), "threads": torch.get_num_threads(),
+    report = {"case": case.name, "device": str(device), "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
               "plan": dataclasses.asdict(plan), "load_average": [load_before, _load_average()],
               "variants": summarize_blocks(blocks), "log": None}
     if out_dir is not None:
@@ -223,7 +223,7 @@ def format_profile(report: dict[str, Any]) -> str:
              f"{len(variants)} variants round-robin (order rotated each round), {s['rounds']} rounds of "
              f"{s['block']} timed iteration(s) after {s['block_warmup']} untimed; load average "
              + " → ".join("?" if x is None else f"{x:.1f}" for x in report["load_average"]),
-             "ms per iteration: median (q1–q3) over the rounds", "",
+             *_busy(report), "ms per iteration: median (q1–q3) over the rounds", "",
              "| phase | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
     for name in names:
         cells = [_spread(v["phases_ms"][name]) if name in v["phases_ms"] else "" for v in variants.values()]
@@ -240,6 +240,15 @@ def format_profile(report: dict[str, Any]) -> str:
     if report.get("log"):
         lines.append(f"The profiler's own messages (Chrome traces) went to {report['log']}.")
     return "\n".join(lines)
+
+
+def _busy(report: dict[str, Any]) -> list[str]:
+    """A warning line when other work loaded the machine as the profile started (half its CPUs or more)."""
+    load, cpus = report["load_average"][0], report.get("cpus") or 1
+    if load is None or load < cpus / 2:
+        return []
+    return [f"The machine was busy (load average {load:.1f} on {cpus} CPUs before the profile started): the spreads "
+            "will be wide and the medians high; check `ps` and rerun on a quiet machine."]
 
 
 def _spread(q: dict[str, float]) -> str:

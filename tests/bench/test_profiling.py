@@ -101,6 +101,9 @@ def test_a_ratio_within_its_spread_is_marked():
     cells = [c.strip() for c in ratio_row.split("|")[2:-1]]
     assert cells[0] == "1" and cells[1].endswith("≈") and not cells[2].endswith("≈")
     assert cells[2].startswith("2.10 (")
+    assert "busy" not in format_profile(report)
+    busy = {**report, "load_average": [1.5, 2.0], "cpus": 2}
+    assert "The machine was busy (load average 1.5 on 2 CPUs" in format_profile(busy)
 
 
 def test_redirected_output_takes_file_descriptor_writes(tmp_path, capfd):
