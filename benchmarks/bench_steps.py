@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrwa_fast.bench.profiling import profile
+from lrwa_fast.bench.profiling import ProfilePlan, format_profile, profile
 from lrwa_fast.bench.steps import (
     CASES,
     COMPILED_VARIANTS,
@@ -60,11 +60,18 @@ def test_bench_smoke():
     assert ("higher_speedup" in variants["lrwa_exact"]) == higher_available()
     for name in ("lrwa_first_order", "lrwa_fd_central", "lrwa_fd_one_sided"):  # accuracy: tests/test_meta_*
         assert variants[name]["exact_speedup"] > 0 and 0 < variants[name]["error_vs_exact"] < float("inf")
+    assert variants["dfad_iteration"]["vs_dfad_iteration"] == 1.0  # iterations compare with the DFAD iteration
+    assert variants["lrwa_iteration"]["vs_dfad_iteration"] > 0 and "vs_dfad_step" not in variants["lrwa_iteration"]
     alone = result["meta_gradient"]  # the meta-gradients alone, against a KD gradient and the exact mode
-    assert set(alone) == {"kd_gradient", "lrwa_first_order", "lrwa_exact", "lrwa_fd_central", "lrwa_fd_one_sided"}
+    timed = {"kd_gradient", "lrwa_first_order", "lrwa_exact", "lrwa_fd_central", "lrwa_fd_one_sided"}
+    on_kl = {"lrwa_first_order (kl)", "lrwa_exact (kl)", "lrwa_fd_central (kl)", "lrwa_fd_one_sided (kl)"}
+    assert set(alone) == timed | on_kl  # the case's loss is L1: every error also on KL, untimed
     assert alone["kd_gradient"]["gradient_vs_kd"] == 1.0 and alone["lrwa_exact"]["gradient_exact_speedup"] == 1.0
-    assert all(row["gradient_ms"] > 0 for row in alone.values())
-    assert "The meta-gradient alone" in format_results([result])
+    assert all(alone[name]["gradient_ms"] > 0 for name in timed)
+    assert all("gradient_ms" not in alone[name] and alone[name]["error_vs_exact"] >= 0 for name in on_kl)
+    table = format_results([result])
+    assert table.startswith("Student KD loss: l1") and "The meta-gradient alone" in table
+    assert "| lrwa_fd_central (kl) |" in table
 
 
 @pytest.mark.skipif(NO_COMPILE is not None, reason=str(NO_COMPILE))
@@ -91,17 +98,19 @@ def test_compiled_variant_refuses_to_time_an_eager_student_smoke(monkeypatch):
 
 
 def test_profile_smoke(tmp_path):
-    report = profile("cnn", "cpu", steps=2, warmup=1, out_dir=str(tmp_path), overrides=TINY)
-    exact = report["variants"]["LRwA exact"]["phases_ms"]
-    dfad = report["variants"]["DFAD"]["phases_ms"]
+    report = profile("cnn", "cpu", ProfilePlan(rounds=2, warmup=1), out_dir=str(tmp_path), overrides=TINY)
+    median = {name: {p: q["median"] for p, q in v["phases_ms"].items()} for name, v in report["variants"].items()}
+    exact, dfad = median["LRwA exact"], median["DFAD"]
     assert {"second-order backward", "retention forward", "memory sample", "memory insert"} <= set(exact)
-    assert "second-order backward" not in report["variants"]["LRwA first_order"]["phases_ms"]
+    assert "second-order backward" not in median["LRwA first_order"]
     for name in ("LRwA fd central", "LRwA fd one_sided"):
-        phases = report["variants"][name]["phases_ms"]
-        assert "finite-difference passes" in phases and "second-order backward" not in phases
-    assert {"student forward", "teacher forward", "generator step", "optimizer"} <= set(dfad)
-    for v in report["variants"].values():
-        assert sum(v["phases_ms"].values()) == pytest.approx(v["total_ms"], rel=1e-6)
-    generative = report["variants"]["LRwA exact generative"]["phases_ms"]
-    assert {"vae sample", "memory teacher forward", "vae forward/backward", "second-order backward"} <= set(generative)
+        assert "finite-difference passes" in median[name] and "second-order backward" not in median[name]
+    assert {"student forward", "teacher forward", "generator step", "optimizer (student)", "optimizer (generator)",
+            "finite check (student)"} <= set(dfad)
+    assert set(median["DFAD (again)"]) == set(dfad)
+    generative = median["LRwA exact generative"]
+    assert {"vae sample", "memory teacher forward", "vae forward/backward", "second-order backward",
+            "optimizer (vae)"} <= set(generative)
+    assert "optimizer (vae)" not in exact, "each updater's optimiser step is its own phase"
     assert len(list(tmp_path.glob("trace_*.json"))) == 6
+    assert "DFAD (again)" in format_profile(report)

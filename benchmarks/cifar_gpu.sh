@@ -17,6 +17,6 @@ run() {  # run NAME LIMIT COMMAND...
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1 || true
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 run throughput 360 python benchmarks/cifar_throughput.py --device cuda --json "$OUT/cifar_throughput.json"
-run profile 100 python -m lrwa_fast profile --case resnet18 --batch 512 --memory-batch 64 --steps 5 \
+run profile 100 python -m lrwa_fast profile --case resnet18 --batch 512 --memory-batch 64 --rounds 5 \
     --out "$OUT/profile"
 exit $status

@@ -41,7 +41,7 @@ step fd_table 60 python benchmarks/meta_cost.py --cases resnet18 --loss kl --rep
 step two_rank_tests 90 python -m pytest -q -m distributed tests
 step replay_table 45 python benchmarks/replay_table.py --json "$work/replay.json"
 step kernel_table 120 python benchmarks/kernel_table.py --json "$work/kernels.json"
-step profile 60 python -m lrwa_fast profile --case resnet18 --steps 10 --out "$work/profile"
+step profile 60 python -m lrwa_fast profile --case resnet18 --rounds 5 --out "$work/profile"
 step compile_bench 120 python -m lrwa_fast bench --cases resnet18 --compile --no-iterations --repeats 10 \
   --json "$work/bench_compile.json"
 pack

@@ -114,7 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--case", default="cnn", help="cnn, cnn32, wrn16_1 or resnet18")
     prof.add_argument("--batch", type=int, default=None)
     prof.add_argument("--memory-batch", type=int, default=None)
-    prof.add_argument("--steps", type=int, default=20)
+    prof.add_argument("--rounds", type=int, default=None,
+                      help="round-robin rounds: timed blocks per variant (default 15)")
+    prof.add_argument("--block", type=int, default=None, help="timed iterations per block (default 1)")
+    prof.add_argument("--block-warmup", type=int, default=None,
+                      help="untimed iterations at the start of every block (default 1)")
+    prof.add_argument("--generator-steps", type=int, default=None,
+                      help="generator steps per iteration (default: DFADConfig's, 1)")
+    prof.add_argument("--student-steps", type=int, default=None,
+                      help="student steps per iteration (default: DFADConfig's, 5)")
     prof.add_argument("--device", default="auto")
     prof.add_argument("--out", default="lrwa_runs/profile", help="Chrome traces and profile.json go here")
     return parser
@@ -142,9 +150,12 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from ..bench.profiling import format_profile, profile
+    from ..bench.profiling import ProfilePlan, format_profile, profile
 
-    report = profile(args.case, args.device, args.steps, out_dir=args.out, overrides=_sizes(args))
+    given = {"rounds": args.rounds, "block": args.block, "block_warmup": args.block_warmup,
+             "generator_steps": args.generator_steps, "student_steps": args.student_steps}
+    plan = ProfilePlan(**{k: v for k, v in given.items() if v is not None})
+    report = profile(args.case, args.device, plan, out_dir=args.out, overrides=_sizes(args))
     print(format_profile(report))
     _write_json(Path(args.out) / "profile.json", report)
     print(f"\nChrome traces and profile.json in {args.out}")

@@ -56,11 +56,14 @@ COMPILED = "+compile"  # suffix of a variant whose student is compiled (compile_
 # The meta variants a compiled student can run: all but exact (a compiled graph has no double backward).
 COMPILABLE: dict[str, dict[str, str]] = {k: v for k, v in META_VARIANTS.items() if v["meta_mode"] != "exact"}
 COMPILED_VARIANTS = tuple(name + COMPILED for name in ("dfad_step", *COMPILABLE))
+SMOOTH = "kl"  # the loss the meta-gradients are also checked on when a case's loss is L1
+ON_SMOOTH = f" ({SMOOTH})"  # suffix of those rows
 
 
 def alike(baseline: str, name: str) -> str:
-    """The baseline variant a variant compares with: compiled with compiled, eager with eager."""
-    return baseline + COMPILED if name.endswith(COMPILED) else baseline
+    """The baseline variant a variant compares with: compiled with compiled, on the smooth loss with on the
+    smooth loss, eager with eager."""
+    return baseline + next((s for s in (COMPILED, ON_SMOOTH) if name.endswith(s)), "")
 
 
 def require_compiled(trainer: Trainer, what: str) -> None:

@@ -1,16 +1,28 @@
-"""What an LRwA step costs and where: per-phase times against a DFAD step, plus Chrome traces.
+"""What an LRwA iteration costs and where: per-phase times against a DFAD iteration, plus Chrome traces.
 
-Each variant runs iterations of one generator step and one student step (so every phase —
-generator, teacher forward, acquisition, inner update, retention, second-order backward,
-optimiser, memory sample and insert or, for the generative memory, VAE sample, memory teacher forward
-and VAE update — appears once per iteration) under a
-:class:`~lrwa_fast.phases.PhaseTimer`; time outside any phase is reported as ``other``.
+Every variant (and DFAD a second time, the A/A pair that shows how large a real difference must be)
+runs the configured schedule (``DFADConfig``'s 1 generator + 5 student steps unless told otherwise).
+The variants are measured in blocks, round-robin (so the machine's drift hits all alike) with the
+order rotated each round (so none is always first or last): a block is one untimed iteration (so the
+timed ones follow the variant's own work, its weights and activations in the caches and its sizes in
+the allocator, not the previous variant's) and then timed ones under a
+:class:`~lrwa_fast.runtime.phases.PhaseTimer`, with Python's garbage collector paused.
+Each phase and the iteration are reported as the median and inter-quartile range over the rounds,
+and the iteration's ratio to DFAD as the median and range of the ratios within each round; time
+outside any phase is reported as ``other``. The profiler's own log lines go to a file, not the output.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
+import gc
+import os
+import sys
 import time
+from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +33,7 @@ from ..runtime.distributed import resolve_device
 from ..runtime.phases import PhaseTimer
 from ..training import DFADTrainer, LRwATrainer, Trainer
 from .cases import CASES, BenchCase, case_config, case_models, fill_memory
+from .timing import quartiles, round_robin
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "DFAD": {}, "LRwA first_order": {"meta_mode": "first_order"}, "LRwA exact": {"meta_mode": "exact"},
@@ -28,80 +41,219 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "LRwA fd one_sided": {"meta_mode": "finite_difference", "fd_scheme": "one_sided"},
     "LRwA exact generative": {"meta_mode": "exact", "memory_kind": "generative"},
 }
+BASELINE = "DFAD"
+AGAIN = " (again)"  # suffix of the A/A column: a variant measured a second time, by a twin trainer
+PROFILER_LOG = "profiler.log"  # where the profiler's own messages go, in the output folder
 
 
-def _trainer(variant: str, case: BenchCase, device: torch.device) -> Trainer:
-    extra = dict(student_steps=1, generator_steps=1, **VARIANTS[variant])
-    if variant == "DFAD":
+@dataclasses.dataclass(frozen=True)
+class ProfilePlan:
+    """What one profiled iteration is (steps per iteration) and how it is sampled (rounds of blocks)."""
+
+    generator_steps: int = DFADConfig.generator_steps
+    student_steps: int = DFADConfig.student_steps
+    rounds: int = 15  # blocks per variant, one per round
+    block: int = 1  # timed iterations per block
+    block_warmup: int = 1  # untimed iterations at the start of every block
+    warmup: int = 2  # untimed iterations of every variant before the first round
+
+    def __post_init__(self) -> None:
+        low = [f"{k}={v}" for k, v in dataclasses.asdict(self).items()
+               if v < (1 if k in ("rounds", "block") else 0)]
+        if low:
+            raise ValueError(f"profile plan: rounds and block must be >= 1, the others >= 0; got {', '.join(low)}")
+
+
+def build_trainer(variant: str, case: BenchCase, device: torch.device, plan: ProfilePlan) -> Trainer:
+    """The trainer of a profiled variant (``"DFAD (again)"``: a twin of ``"DFAD"``) on the case's models."""
+    steps = dict(student_steps=plan.student_steps, generator_steps=plan.generator_steps)
+    extra = {**steps, **VARIANTS[variant.removesuffix(AGAIN)]}
+    if variant.removesuffix(AGAIN) == BASELINE:
         return DFADTrainer(*case_models(case, device, 64), case_config(DFADConfig, case, device, **extra))
     trainer = LRwATrainer(*case_models(case, device, 64), case_config(LRwAConfig, case, device, **extra))
     fill_memory(trainer)
     return trainer
 
 
-def profile_variant(variant: str, case: BenchCase, device: torch.device, steps: int, warmup: int,
-                    trace: Path | None) -> dict[str, Any]:
-    """Per-phase milliseconds per iteration (mean over ``steps``) and the iteration's wall time."""
-    trainer = _trainer(variant, case, device)
+def time_block(trainer: Trainer, device: torch.device, iterations: int, warmup: int) -> dict[str, Any]:
+    """One block: ``warmup`` untimed iterations, then ``iterations`` timed ones; per iteration, the
+    milliseconds of every phase (``other``: outside any phase), of the whole, and the phases' calls."""
     for _ in range(warmup):
         trainer.step()
     timer = PhaseTimer(device)
-    timer.sync()
-    start = time.perf_counter()
-    with timer.active():
-        for _ in range(steps):
+    with _gc_paused(), timer.active():
+        timer.sync()
+        start = time.perf_counter()
+        for _ in range(iterations):
             trainer.step()
-    timer.sync()
-    total_ms = 1e3 * (time.perf_counter() - start) / steps
-    phases = {name: 1e3 * s / steps for name, s in timer.seconds.items()}
+        timer.sync()
+        total_ms = 1e3 * (time.perf_counter() - start) / iterations
+    phases = {name: 1e3 * s / iterations for name, s in timer.seconds.items()}
     phases["other"] = max(0.0, total_ms - sum(phases.values()))
-    if trace is not None:
-        _chrome_trace(trainer, device, trace)
-    return {"total_ms": total_ms, "phases_ms": phases}
+    calls = {name: n / iterations for name, n in timer.calls.items()}
+    return {"total_ms": total_ms, "phases_ms": phases, "calls": calls}
 
 
-def _chrome_trace(trainer: Trainer, device: torch.device, path: Path) -> None:
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Collect now, then keep the garbage collector from running inside the timed code."""
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def summarize_blocks(blocks: dict[str, list[dict[str, Any]]], baseline: str = BASELINE) -> dict[str, Any]:
+    """Per variant: median and quartiles of each phase and of the iteration over its blocks, the calls per
+    iteration, the per-block totals, and the iteration's ratio to ``baseline`` block by block (same round)."""
+    out = {}
+    for name, runs in blocks.items():
+        phases = _phase_names(run["phases_ms"] for run in runs)
+        totals = [run["total_ms"] for run in runs]
+        ratios = [t / b["total_ms"] for t, b in zip(totals, blocks[baseline])]
+        vs = quartiles(ratios)
+        out[name] = {"phases_ms": {p: quartiles([run["phases_ms"].get(p, 0.0) for run in runs]) for p in phases},
+                     "calls": runs[-1]["calls"], "total_ms": quartiles(totals), "blocks_ms": totals,
+                     "vs_dfad": {**vs, "within_spread": vs["q1"] <= 1.0 <= vs["q3"]}}
+    return out
+
+
+def _phase_names(tables: Iterable[dict[str, Any]]) -> list[str]:
+    """The phases of ``tables`` in the order first seen, ``other`` last."""
+    return [*dict.fromkeys(p for table in tables for p in table if p != "other"), "other"]
+
+
+def profile(case_name: str = "cnn", device_name: str = "auto", plan: ProfilePlan | None = None,
+            out_dir: str | None = None, overrides: dict[str, int | str] | None = None,
+            again: str | None = BASELINE) -> dict[str, Any]:
+    """Profile every variant of ``VARIANTS`` (and ``again`` a second time) on a named case, interleaved as
+    ``plan`` says; Chrome traces of one iteration each go to ``out_dir`` if given."""
+    if case_name not in CASES:
+        raise ValueError(f"unknown case {case_name!r}; available: {sorted(CASES)}")
+    if again is not None and again not in VARIANTS:
+        raise ValueError(f"unknown variant {again!r} to measure again; available: {list(VARIANTS)}")
+    plan = plan or ProfilePlan()
+    load_before = _load_average()  # before this process adds its own
+    case = dataclasses.replace(CASES[case_name], **(overrides or {}))
+    device = resolve_device(device_name)
+    names = list(VARIANTS)
+    if again is not None:
+        names.insert(names.index(again) + 1, again + AGAIN)
+    trainers = {name: build_trainer(name, case, device, plan) for name in names}
+    for trainer in trainers.values():
+        for _ in range(plan.warmup):
+            trainer.step()
+    blocks = round_robin({name: partial(time_block, trainer, device, plan.block, plan.block_warmup)
+                          for name, trainer in trainers.items()}, plan.rounds, rotate=True)
+    report = {"case": case.name, "device": str(device), "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+              "plan": dataclasses.asdict(plan), "load_average": [load_before, _load_average()],
+              "variants": summarize_blocks(blocks), "log": None}
+    if out_dir is not None:
+        report["log"] = _chrome_traces({n: t for n, t in trainers.items() if not n.endswith(AGAIN)}, device,
+                                       Path(out_dir))
+    return report
+
+
+def _load_average() -> float | None:
+    """The machine's one-minute load average (``None`` where the system has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def _chrome_traces(trainers: dict[str, Trainer], device: torch.device, out: Path) -> str | None:
+    """One iteration of each trainer under ``torch.profiler``, exported as ``trace_<name>.json``; the
+    profiler's messages go to ``out/profiler.log`` (returned if it has any)."""
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
-    with torch.profiler.profile(activities=activities) as prof:
-        for _ in range(3):
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / PROFILER_LOG
+    log.unlink(missing_ok=True)
+    for name, trainer in trainers.items():
+        with redirected_output(log), torch.profiler.profile(activities=activities) as prof:
             trainer.step()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    prof.export_chrome_trace(str(path))
+        prof.export_chrome_trace(str(out / f"trace_{name.replace(' ', '_')}.json"))
+    return str(log) if log.exists() and log.stat().st_size else None
 
 
-def profile(case_name: str = "cnn", device_name: str = "auto", steps: int = 20, warmup: int = 3,
-            out_dir: str | None = None, overrides: dict[str, int | str] | None = None) -> dict[str, Any]:
-    """Profile every variant of ``VARIANTS`` on a named case; traces go to ``out_dir`` if given."""
-    if case_name not in CASES:
-        raise ValueError(f"unknown case {case_name!r}; available: {sorted(CASES)}")
-    case = dataclasses.replace(CASES[case_name], **(overrides or {}))
-    device = resolve_device(device_name)
-    results = {}
-    for variant in VARIANTS:
-        trace = Path(out_dir) / f"trace_{variant.replace(' ', '_')}.json" if out_dir else None
-        results[variant] = profile_variant(variant, case, device, steps, warmup, trace)
-    return {"case": case.name, "device": str(device), "steps": steps, "variants": results}
+@contextlib.contextmanager
+def redirected_output(path: Path) -> Iterator[None]:
+    """Append everything written to this process's stdout and stderr (file descriptors 1 and 2, so C and
+    C++ libraries' writes too) to ``path`` until the block ends."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            try:
+                yield
+            finally:
+                _flush_all()
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
+def _flush_all() -> None:
+    """Flush Python's and the C library's output buffers (so nothing written inside lands outside)."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        ctypes.CDLL(None).fflush(None)
 
 
 def format_profile(report: dict[str, Any]) -> str:
-    """Side-by-side table: milliseconds and share of the iteration per phase and variant."""
-    variants = report["variants"]
-    names: list[str] = []
-    for v in variants.values():
-        names += [n for n in v["phases_ms"] if n not in names and n != "other"]
-    names.append("other")
-    header = "| phase | " + " | ".join(f"{v} ms | {v} %" for v in variants) + " |"
-    lines = [f"{report['case']} on {report['device']}, mean over {report['steps']} iterations "
-             "(1 generator step + 1 student step each)", "", header,
-             "|---|" + "---|---|" * len(variants)]
+    """Side-by-side table: per phase and variant the median ms per iteration and its quartiles, then the
+    iteration and its ratio to DFAD (``≈``: 1 is within the ratio's quartiles, no measurable difference)."""
+    variants, s = report["variants"], report["plan"]
+    names = _phase_names(v["phases_ms"] for v in variants.values())
+    again = [n for n in variants if n.endswith(AGAIN)]
+    lines = [f"{report['case']} on {report['device']} (threads: {report['threads']}): an iteration is "
+             f"{s['generator_steps']} generator + {s['student_steps']} student steps",
+             f"{len(variants)} variants round-robin (order rotated each round), {s['rounds']} rounds of "
+             f"{s['block']} timed iteration(s) after {s['block_warmup']} untimed; load average "
+             + " → ".join("?" if x is None else f"{x:.1f}" for x in report["load_average"]),
+             *_busy(report), "ms per iteration: median (q1–q3) over the rounds", "",
+             "| phase | " + " | ".join(variants) + " |", "|---|" + "---|" * len(variants)]
     for name in names:
-        cells = []
-        for v in variants.values():
-            ms = v["phases_ms"].get(name)
-            cells.append("" if ms is None else f"{ms:.2f} | {100 * ms / v['total_ms']:.1f}")
-        lines.append(f"| {name} | " + " | ".join(c if c else " | " for c in cells) + " |")
-    totals = " | ".join(f"{v['total_ms']:.2f} | 100" for v in variants.values())
-    lines.append(f"| **iteration** | {totals} |")
+        cells = [_spread(v["phases_ms"][name]) if name in v["phases_ms"] else "" for v in variants.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| **iteration** | " + " | ".join(_spread(v["total_ms"]) for v in variants.values()) + " |")
+    ratios = ["1" if n == BASELINE else _ratio(v["vs_dfad"]) for n, v in variants.items()]
+    lines.append(f"| **× {BASELINE}** | " + " | ".join(ratios) + " |")
+    lines += ["", f"× {BASELINE}: the iteration's ratio to {BASELINE} in the same round, median (q1–q3); "
+              "≈ marks a ratio whose quartiles hold 1, a difference this run cannot tell from none."]
+    if again:
+        a = variants[again[0]]["vs_dfad"]
+        lines.append(f"{again[0]} is the same variant measured again (A/A): its ratio, {a['median']:.2f} "
+                     f"({a['q1']:.2f}–{a['q3']:.2f}), is the spread a real difference must exceed.")
+    if report.get("log"):
+        lines.append(f"The profiler's own messages (Chrome traces) went to {report['log']}.")
     return "\n".join(lines)
+
+
+def _busy(report: dict[str, Any]) -> list[str]:
+    """A warning line when other work loaded the machine as the profile started (half its CPUs or more)."""
+    load, cpus = report["load_average"][0], report.get("cpus") or 1
+    if load is None or load < cpus / 2:
+        return []
+    return [f"The machine was busy (load average {load:.1f} on {cpus} CPUs before the profile started): the spreads "
+            "will be wide and the medians high; check `ps` and rerun on a quiet machine."]
+
+
+def _spread(q: dict[str, float]) -> str:
+    return f"{q['median']:.2f} ({q['q1']:.2f}–{q['q3']:.2f})"
+
+
+def _ratio(q: dict[str, Any]) -> str:
+    return _spread(q) + (" ≈" if q["within_spread"] else "")

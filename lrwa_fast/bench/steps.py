@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import statistics
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -32,6 +30,8 @@ from .cases import (
     ITERATION_VARIANTS,
     MEMORY_VARIANTS,
     META_VARIANTS,
+    ON_SMOOTH,
+    SMOOTH,
     STEP_VARIANTS,
     BenchCase,
     alike,
@@ -41,6 +41,7 @@ from .cases import (
     full_grid,
     require_compiled,
 )
+from .timing import measure, summarize_times
 
 
 class HigherMetaStep:
@@ -106,39 +107,12 @@ def step_functions(case: BenchCase, device: torch.device,
     return fns
 
 
-def measure(fns: dict[str, Callable[[], object]], device: torch.device, repeats: int,
-            warmup: int) -> dict[str, list[float]]:
-    """Seconds per call of each function, measured round-robin ``repeats`` times after warm-up."""
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
-def summarize_times(times: dict[str, list[float]]) -> dict[str, dict[str, float]]:
-    """Median and inter-quartile range (ms) per variant."""
-    out = {}
-    for name, values in times.items():
-        q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
-        out[name] = {"median_ms": 1e3 * statistics.median(values), "q1_ms": 1e3 * q[0], "q3_ms": 1e3 * q[2],
-                     "repeats": len(values)}
-    return out
-
-
 def run_case(case: BenchCase, device: torch.device, repeats: int, warmup: int,
              iterations: bool = True, compiled: bool = False, gradient_repeats: int | None = None) -> dict[str, Any]:
     """Time every variant of ``case``; ratios against the DFAD step (compiled variants: the compiled
-    DFAD step) and the ``higher`` meta-step; then the meta-gradients alone (:func:`meta_gradients`,
-    ``gradient_repeats`` times, default ``repeats``; 0: their errors only)."""
+    DFAD step; whole iterations: the DFAD iteration) and the ``higher`` meta-step; then the
+    meta-gradients alone (:func:`meta_gradients`, ``gradient_repeats`` times, default ``repeats``; 0:
+    their errors only)."""
     with_higher = higher_available() and case.precision == "fp32"  # the higher step runs in fp32 only
     variants = STEP_VARIANTS if with_higher else STEP_VARIANTS[:-1]
     if compiled:
@@ -162,6 +136,7 @@ def run_case(case: BenchCase, device: torch.device, repeats: int, warmup: int,
     for name in set(ITERATION_VARIANTS) & set(stats):
         images = case.batch * (cfg.student_steps + cfg.generator_steps)
         stats[name]["images_per_s"] = images / (stats[name]["median_ms"] / 1e3)
+        stats[name]["vs_dfad_iteration"] = stats[name]["median_ms"] / stats["dfad_iteration"]["median_ms"]
     return {"case": dataclasses.asdict(case), "name": case.name, "device": str(device), "variants": stats,
             "meta_gradient": gradients_alone}
 
@@ -174,29 +149,47 @@ def meta_gradients(case: BenchCase, device: torch.device, repeats: int = 0, warm
     against the exact mode. This is the part a meta mode changes; a student step adds the generator
     and teacher forwards, the memory and the optimiser, the same for every mode. ``compiled`` adds
     the variants a compiled student can run (every one but exact) with ``+compile``; their ratio to
-    exact is to the eager exact mode, the only one there is."""
+    exact is to the eager exact mode, the only one there is. On an L1 case every variant's error is
+    also given on the smooth loss (``" (kl)"`` rows, against exact on it; not timed: the loss is a
+    negligible part of a gradient), since finite differences cross L1's kinks."""
     eager = LRwATrainer(*case_models(case, device, 64), case_config(LRwAConfig, case, device))
     fill_memory(eager)
     x, t = eager.fresh_batch()
-    x_mem, t_mem = eager.memory.buffer.sample(case.memory_batch)
-    fns = _gradient_functions(eager, (x, t, x_mem, t_mem), META_VARIANTS, "")
+    batch = (x, t, *eager.memory.buffer.sample(case.memory_batch))
+    fns = _gradient_functions(eager, batch, META_VARIANTS, "")
     if compiled:
-        twin = LRwATrainer(*case_models(case, device, 64),
-                           case_config(LRwAConfig, case, device, meta_mode="first_order", compile_student=True))
-        require_compiled(twin, "compiled meta-gradients")
-        twin.student.load_state_dict(eager.student.state_dict())
-        fns |= _gradient_functions(twin, (x, t, x_mem, t_mem), COMPILABLE, COMPILED)
+        fns |= _gradient_functions(_twin(eager, case, meta_mode="first_order", compile_student=True), batch,
+                                   COMPILABLE, COMPILED)
+    checked = dict(fns)
+    if case.loss == "l1":
+        checked |= _gradient_functions(_twin(eager, dataclasses.replace(case, loss=SMOOTH)), batch, META_VARIANTS,
+                                       ON_SMOOTH)
     flat = {name: torch.cat([g.reshape(-1).double() for g in fn()])
-            for name, fn in fns.items() if not name.startswith("kd_gradient")}
-    exact = flat["lrwa_exact"]
-    out = {name: {"error_vs_exact": float((g - exact).norm() / exact.norm())} for name, g in flat.items()}
+            for name, fn in checked.items() if not name.startswith("kd_gradient")}
+    out = {name: {"error_vs_exact": float((g - flat[_exact_of(name)]).norm() / flat[_exact_of(name)].norm())}
+           for name, g in flat.items()}
     if repeats:
         ms = {n: s["median_ms"] for n, s in summarize_times(measure(fns, device, repeats, warmup)).items()}
-        out = {name: out.get(name, {}) for name in fns}  # with the KD gradients, in timing order
-        for name, row in out.items():
+        timed = {name: out.get(name, {}) for name in fns}  # with the KD gradients, in timing order
+        for name, row in timed.items():
             row.update(gradient_ms=ms[name], gradient_vs_kd=ms[name] / ms[alike("kd_gradient", name)],
                        gradient_exact_speedup=ms["lrwa_exact"] / ms[name])
+        out = timed | {name: row for name, row in out.items() if name not in timed}  # then the smooth loss's
     return out
+
+
+def _twin(trainer: LRwATrainer, case: BenchCase, **extra: Any) -> LRwATrainer:
+    """A trainer of ``case`` (config fields ``extra``) whose student has ``trainer``'s weights and buffers."""
+    twin = LRwATrainer(*case_models(case, trainer.device, 64), case_config(LRwAConfig, case, trainer.device, **extra))
+    if extra.get("compile_student"):
+        require_compiled(twin, "compiled meta-gradients")
+    twin.student.load_state_dict(trainer.student.state_dict())
+    return twin
+
+
+def _exact_of(name: str) -> str:
+    """The exact gradient a variant's error is to: on the same loss (compiled variants: the eager one)."""
+    return "lrwa_exact" + (ON_SMOOTH if name.endswith(ON_SMOOTH) else "")
 
 
 def _gradient_functions(trainer: LRwATrainer, batch: tuple[torch.Tensor, ...], variants: dict[str, dict[str, str]],
@@ -230,31 +223,48 @@ def _gradient_functions(trainer: LRwATrainer, batch: tuple[torch.Tensor, ...], v
 
 
 def format_results(results: list[dict[str, Any]]) -> str:
-    """Markdown table of :func:`run_case` results."""
-    lines = ["| case | variant | median ms | IQR ms | × DFAD step | higher / ours | exact / ours | error vs exact "
-             "| images/s |", "|---|---|---|---|---|---|---|---|---|"]
+    """Markdown table of :func:`run_case` results, under the KD loss they ran on."""
+    lines = [_loss_line(results), "", "| case | variant | median ms | IQR ms | × DFAD | higher / ours | exact / ours "
+             "| error vs exact | images/s |", "|---|---|---|---|---|---|---|---|---|"]
     for result in results:
         for name, s in result["variants"].items():
-            cells = [_cell(s, "vs_dfad_step", "{:.2f}"), _cell(s, "higher_speedup", "{:.2f}"),
-                     _cell(s, "exact_speedup", "{:.2f}"), _cell(s, "error_vs_exact", "{:.1e}"),
-                     _cell(s, "images_per_s", "{:.0f}")]
+            cells = [_cell(s, "vs_dfad_step", "{:.2f}") or _cell(s, "vs_dfad_iteration", "{:.2f}"),
+                     _cell(s, "higher_speedup", "{:.2f}"), _cell(s, "exact_speedup", "{:.2f}"),
+                     _cell(s, "error_vs_exact", "{:.1e}"), _cell(s, "images_per_s", "{:.0f}")]
             spread = f"{s['q1_ms']:.2f}–{s['q3_ms']:.2f}"
             lines.append(f"| {result['name']} | {name} | {s['median_ms']:.2f} | {spread} | " + " | ".join(cells) + " |")
-    timed = [r for r in results if "gradient_ms" in r.get("meta_gradient", {}).get("lrwa_exact", {})]
-    return "\n".join(lines + (["", _format_gradients(timed)] if timed else []))
+    lines.append("× DFAD: a step's ratio to the DFAD step, an iteration's (1 generator + "
+                 f"{DFADConfig.student_steps} student steps) to the DFAD iteration.")
+    return "\n".join([*lines, "", _format_gradients(results)])
+
+
+def _loss_line(results: list[dict[str, Any]]) -> str:
+    """The KD loss the results ran on."""
+    return f"Student KD loss: {', '.join(sorted({r['case']['loss'] for r in results}))} (--loss l1|kl|js)"
+
+
+def _smooth_note(results: list[dict[str, Any]]) -> list[str]:
+    """Why L1 cases have meta-gradient rows on the smooth loss too (nothing for other losses)."""
+    if not any(name.endswith(ON_SMOOTH) for r in results for name in r["meta_gradient"]):
+        return []
+    return [f"L1 is piecewise linear: a finite difference sees the kinks its perturbation crosses, which the exact "
+            f"Hessian ignores, so on L1 its error can exceed first order's. The '…{ON_SMOOTH}' rows are the same "
+            f"gradients on {SMOOTH.upper()} (same weights and batch, error to exact on {SMOOTH.upper()}), the smooth "
+            "loss finite differences need; they are not timed (the loss is a negligible part of a gradient)."]
 
 
 def _format_gradients(results: list[dict[str, Any]]) -> str:
-    """Markdown table of the meta-gradients alone (:func:`meta_gradients`)."""
+    """Markdown table of the meta-gradients alone (:func:`meta_gradients`); timings where they were taken."""
     lines = ["The meta-gradient alone, on one fixed batch (what a meta mode changes):", "",
              "| case | gradient | median ms | × KD gradient | exact / ours | error vs exact |",
              "|---|---|---|---|---|---|"]
     for result in results:
         for name, s in result["meta_gradient"].items():
-            error = _cell(s, "error_vs_exact", "{:.1e}") if name != "lrwa_exact" else ""
-            lines.append(f"| {result['name']} | {name} | {s['gradient_ms']:.2f} | {s['gradient_vs_kd']:.2f} | "
-                         f"{s['gradient_exact_speedup']:.2f} | {error} |")
-    return "\n".join(lines)
+            cells = [_cell(s, "gradient_ms", "{:.2f}"), _cell(s, "gradient_vs_kd", "{:.2f}"),
+                     _cell(s, "gradient_exact_speedup", "{:.2f}"),
+                     _cell(s, "error_vs_exact", "{:.1e}") if name != _exact_of(name) else ""]
+            lines.append(f"| {result['name']} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + _smooth_note(results))
 
 
 def _cell(stats: dict[str, float], key: str, fmt: str) -> str:

@@ -29,7 +29,8 @@ class Updater:
 
     ``rollback`` lists the modules whose buffers (BatchNorm statistics) an update's computation may
     change; under ``nonfinite="skip"`` they are restored when the update is skipped. Logged values
-    and the gradient norm (as ``grad_norm_<name>``) go to ``metrics``. ``ranks``: the data-parallel
+    and the gradient norm (as ``grad_norm_<name>``) go to ``metrics``; its phases are ``finite check
+    (<name>)`` and ``optimizer (<name>)``, so each updater's share shows in a profile. ``ranks``: the data-parallel
     ranks over which gradients and logged values are averaged. ``loss_scaling`` (fp16):
     :attr:`loss_scale` is the factor losses are multiplied by before their backward; the gradients
     are unscaled here, and an overflow skips the step (counted by the scaler) instead of meeting the
@@ -70,7 +71,7 @@ class Updater:
         skipped (nothing to roll back here: use :meth:`step` for updates that change buffers)."""
         result = self._averaged(result)
         grads = self.scaler.unscale(result.grads)
-        with phase("finite check"):
+        with phase(f"finite check ({self.name})"):
             grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
             finite = all_finite(result.logged, grad_norm)
             if self.scaler.overflowed(finite):
@@ -78,7 +79,7 @@ class Updater:
             if not self.guard.allows(finite, result.logged, grad_norm, where):
                 return False
             self.scaler.update(overflow=False)
-        with phase("optimizer"):
+        with phase(f"optimizer ({self.name})"):
             if self.clip > 0:  # as clip_grad_norm_, reusing the norm computed above
                 torch._foreach_mul_(grads, (self.clip / (grad_norm + 1e-6)).clamp(max=1.0))
             for p, g in zip(self.params, grads):
