@@ -32,7 +32,7 @@ step() {  # step NAME LIMIT COMMAND...: run with min(LIMIT, time left), log to N
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$work/gpu.txt" 2>&1 || true
 if [ -d wheels ]; then pip install --no-index --find-links wheels tqdm higher pyyaml > "$work/wheels.log" 2>&1; fi
 step build 240 env MAX_JOBS="$(nproc)" pip install --no-build-isolation --no-deps -e .
-step extension 30 python -c "from lrwa_fast.memory import _ext; assert _ext.has_cuda(), _ext.reason() or 'built without CUDA'; print('CUDA replay kernels loaded')"
+step extension 30 python -c "from lrwa_fast.replay.buffer import _ext; assert _ext.has_cuda(), _ext.reason() or 'built without CUDA'; print('CUDA replay kernels loaded')"
 step gpu_tests 150 python -m pytest -q -m gpu tests
 step step_bench 120 python -m lrwa_fast bench --cases resnet18 --repeats 10 --json "$work/bench.json"
 step bf16_bench 90 python -m lrwa_fast bench --cases resnet18 --precision bf16 --repeats 10 --json "$work/bench_bf16.json"

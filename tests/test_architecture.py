@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
     {"apps"},
 ]
 LAYER = {name: level for level, names in enumerate(LAYERS) for name in names}
+API = len(LAYERS)  # the package's public names (``from lrwa_fast import DFADTrainer``): above every layer
 
 
 def library_modules() -> list[Path]:
@@ -56,9 +57,15 @@ def imported(path: Path) -> set[str]:
 
 
 def layer_of(name: str) -> int | None:
-    """The layer of a dotted lrwa_fast name (``None``: the package's own ``__init__``/``__main__``, the API)."""
+    """The layer of a dotted lrwa_fast name: its subpackage's or top module's; a public name of the package
+    itself is the API, above every layer (``__version__`` aside); ``None`` for the package's own
+    ``__init__``/``__main__``."""
     parts = name.split(".")
-    return LAYER.get(parts[1]) if len(parts) > 1 else None
+    if len(parts) == 1 or parts[1] == "__main__":
+        return None
+    if parts[1] == "__version__":
+        return 0
+    return LAYER.get(parts[1], API)
 
 
 def test_at_most_eight_modules_stay_at_the_top():

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .embedded import BENCHMARKS
+from .study import DEFAULT_METHODS
 from .study import METHODS as STUDY_METHODS
 
 BENCHMARK_NAMES = tuple(BENCHMARKS)
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--benchmark", default="digits", choices=BENCHMARK_NAMES,
                       help="scikit-learn's 8×8 digits (default) or MNIST-1D, generated locally")
     demo.add_argument("--iterations", type=int, default=None,
-                      help="iterations per run (default: the benchmark's, 600 on digits, 1200 on mnist1d)")
+                      help="iterations per run (default: the benchmark's, 600 on digits, 1000 on mnist1d)")
     demo.add_argument("--seeds", type=int, default=1, help="seeds per method (3 for the full comparison)")
     demo.add_argument("--eval-every", type=int, default=None, help="iterations between evaluations")
     demo.add_argument("--out", default="lrwa_runs/demo", help="output folder (report.json, accuracy.png)")
@@ -46,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     study = sub.add_parser("study", help="every mitigation against DFAD on an embedded benchmark, paired by seed")
     study.add_argument("--benchmark", default="mnist1d", choices=BENCHMARK_NAMES)
-    study.add_argument("--methods", default=",".join(STUDY_METHODS),
-                       help=f"comma-separated, dfad among them (default all: {','.join(STUDY_METHODS)})")
+    study.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                       help=f"comma-separated, dfad among them, of {', '.join(STUDY_METHODS)} (default: all but "
+                            f"{', '.join(sorted(set(STUDY_METHODS) - set(DEFAULT_METHODS)))})")
     study.add_argument("--seeds", type=int, default=5, help="seeds per method (at least 2)")
     study.add_argument("--first-seed", type=int, default=0, help="the seeds are first-seed, first-seed + 1, ...")
     study.add_argument("--iterations", type=int, default=None, help="iterations per run (default: the benchmark's)")

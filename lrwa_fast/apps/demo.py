@@ -20,13 +20,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import DFADConfig, LRwAConfig, from_dict, to_dict
+from ..config import DFADConfig, from_dict, to_dict
 from ..data import LabelledSplit
 from ..runtime.checkpoint import atomic_write_text, latest_checkpoint
 from ..runtime.distributed import Ranks
 from ..runtime.metrics import accuracy_evaluator, curve_statistics
 from ..training import Trainer, trainer_class
-from .embedded import BENCHMARKS, Benchmark, TeacherSettings, benchmark, cached_teacher
+from .embedded import Benchmark, TeacherRecipe, benchmark, cached_teacher
 from .reports import STAT_KEYS, STAT_SCALE, forgetting_report, mean_std, plot_curves, summarize
 
 STATS_FROM = 0.5  # μ, σ² and largest drop over the second half of the evaluations
@@ -51,16 +51,6 @@ def demo_methods(name: str, iterations: int) -> dict[str, dict[str, Any]]:
                                                                                               iterations)}
 
 
-def demo_lrwa_config() -> LRwAConfig:
-    """The LRwA settings of the digits demo (chosen from the ablation, see README)."""
-    return LRwAConfig(**BENCHMARKS["digits"].shared(600), **DIGITS_LRWA)
-
-
-def demo_dfad_config() -> DFADConfig:
-    """DFAD with the same shared settings as the digits demo's LRwA run."""
-    return DFADConfig(**BENCHMARKS["digits"].shared(600))
-
-
 @dataclass
 class DemoSettings:
     """Everything a demo (or study) run depends on; written into ``report.json``."""
@@ -69,7 +59,7 @@ class DemoSettings:
     eval_every: int = 20
     seeds: int = 1
     methods: dict[str, dict[str, Any]] = field(default_factory=lambda: demo_methods("digits", 600))
-    teacher: TeacherSettings = field(default_factory=TeacherSettings)
+    teacher: TeacherRecipe = field(default_factory=TeacherRecipe)
     generator_ngf: int = 32
     benchmark: str = "digits"
     first_seed: int = 0  # seeds first_seed, first_seed + 1, ...

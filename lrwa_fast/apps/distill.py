@@ -93,14 +93,16 @@ def build_trainer(spec: DistillConfig, resume: str | None = None) -> tuple[Train
     teacher file's metadata.
 
     Unless the trainer config says otherwise, checkpoints go to ``output_dir/checkpoints`` every
-    :data:`DEFAULT_CHECKPOINT_EVERY` iterations, and a forgetting probe is kept every 1/:data:`PROBES_PER_RUN`
-    of the run (a resumed run keeps its checkpoint's probes).
+    :data:`DEFAULT_CHECKPOINT_EVERY` iterations, and when the run is evaluated a forgetting probe is kept
+    every 1/:data:`PROBES_PER_RUN` of it (a resumed run keeps its checkpoint's setting).
     """
     trainer_cls = trainer_class(spec.method)
     path = _checkpoint_file(resume)
     iterations = int(spec.trainer.get("iterations", trainer_cls.config_class.iterations))
-    probes = max(1, iterations // PROBES_PER_RUN) if path is None else read_checkpoint(path)["config"].get(
-        "probe_every", 0)
+    evaluated = bool(spec.dataset or spec.eval_data)  # probes are read at evaluations
+    probes = max(1, iterations // PROBES_PER_RUN) if evaluated else 0
+    if path is not None:
+        probes = read_checkpoint(path)["config"].get("probe_every", 0)
     defaults = {"checkpoint_dir": str(Path(spec.output_dir) / "checkpoints"),
                 "checkpoint_every": DEFAULT_CHECKPOINT_EVERY, "probe_every": probes}
     cfg = from_dict(trainer_cls.config_class, {**defaults, **spec.trainer}, prefix="trainer.")

@@ -31,8 +31,11 @@ from ..training import loop
 
 
 @dataclass
-class TeacherSettings:
-    """How a benchmark's teacher is trained (all of it, with the benchmark's name, enters the cache key)."""
+class TeacherRecipe:
+    """How a benchmark's teacher is trained (all of it, with the benchmark's name, enters the cache key).
+
+    The seed decides the initial weights too (until 0.2 the digits teacher's came from the global stream,
+    so each fresh cache held another teacher)."""
 
     arch: str = "cnn"
     epochs: int = 40
@@ -47,7 +50,7 @@ class Benchmark:
 
     name: str
     student_arch: str
-    teacher: TeacherSettings
+    teacher: TeacherRecipe
     iterations: int  # default run length
     eval_every: int  # default evaluation interval
     load: Callable[[Path | None], LabelledSplit]  # the split (cache folder, where generation is slow)
@@ -90,10 +93,10 @@ def _mnist1d_shared(iterations: int) -> dict[str, Any]:
 
 
 BENCHMARKS: dict[str, Benchmark] = {
-    "digits": Benchmark("digits", "cnn_small", TeacherSettings(), 600, 20, lambda cache: load_digits_split(),
+    "digits": Benchmark("digits", "cnn_small", TeacherRecipe(), 600, 20, lambda cache: load_digits_split(),
                         lambda latent, ngf: Generator(latent, channels=1, img_size=8, ngf=ngf), _digits_shared,
                         augment=_shift_digits),
-    "mnist1d": Benchmark("mnist1d", "cnn1d_small", TeacherSettings(arch="cnn1d", epochs=20), 1200, 20, load_mnist1d,
+    "mnist1d": Benchmark("mnist1d", "cnn1d_small", TeacherRecipe(arch="cnn1d", epochs=20), 1000, 20, load_mnist1d,
                          lambda latent, ngf: SignalGenerator(latent, 40, ngf), _mnist1d_shared),
 }
 
@@ -105,12 +108,12 @@ def benchmark(name: str) -> Benchmark:
     return BENCHMARKS[name]
 
 
-class TeacherTraining:
+class CachedTeacherRun:
     """A benchmark teacher's training, a :class:`~lrwa_fast.training.loop.Job` whose step is one epoch: Adam,
     a cosine schedule over the epochs, shuffled batches (augmented where the benchmark says) from one
     seeded stream."""
 
-    def __init__(self, model: nn.Module, data: LabelledSplit, settings: TeacherSettings, device: torch.device,
+    def __init__(self, model: nn.Module, data: LabelledSplit, settings: TeacherRecipe, device: torch.device,
                  augment: Callable[[Tensor, torch.Generator], Tensor] | None) -> None:
         self.model, self.data, self.settings, self.device, self.augment = model, data, settings, device, augment
         self.ranks = Ranks()  # one process fills the cache
@@ -151,7 +154,7 @@ class TeacherTraining:
         return save_rotating(self.state_dict(), folder, self.iteration, keep=1)
 
 
-def teacher_path(bench: Benchmark, settings: TeacherSettings, cache_dir: Path) -> Path:
+def teacher_path(bench: Benchmark, settings: TeacherRecipe, cache_dir: Path) -> Path:
     """Where the teacher of ``settings`` on ``bench`` is cached."""
     key_data = {"benchmark": bench.name, **dataclasses.asdict(settings)}
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:12]
@@ -159,19 +162,20 @@ def teacher_path(bench: Benchmark, settings: TeacherSettings, cache_dir: Path) -
 
 
 def cached_teacher(bench: Benchmark, data: LabelledSplit, cache_dir: Path, device: torch.device, *,
-                   settings: TeacherSettings | None = None, progress: bool = False) -> tuple[nn.Module, float]:
+                   settings: TeacherRecipe | None = None, progress: bool = False) -> tuple[nn.Module, float]:
     """The benchmark's teacher (``settings``: another recipe or seed) from ``cache_dir``, trained first when it
     is not there; returns it (eval mode) and its test accuracy. An interrupted training leaves a checkpoint
     beside the cache file and continues from it on the next call."""
     settings = settings if settings is not None else bench.teacher
     path = teacher_path(bench, settings, cache_dir)
-    torch.manual_seed(settings.seed)
-    model = build_model(settings.arch, num_classes=10, in_channels=1)
+    with torch.random.fork_rng(devices=[]):  # the recipe's seed decides, and the caller's stream is left alone
+        torch.manual_seed(settings.seed)
+        model = build_model(settings.arch, num_classes=10, in_channels=1)
     if path.exists():
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         return model.to(device).eval(), float(state["test_accuracy"])
-    run = TeacherTraining(model, data, settings, device, bench.augment)
+    run = CachedTeacherRun(model, data, settings, device, bench.augment)
     folder = path.with_name(path.stem + "-checkpoints")
     latest = latest_checkpoint(folder)
     if latest is not None:

@@ -29,7 +29,7 @@ LIBRARY = "this library"
 
 @dataclass(frozen=True)
 class Preset:
-    """A named :class:`~lrwa_fast.distill.DistillConfig` (as a dict), where each setting comes from, and
+    """A named :class:`~lrwa_fast.apps.distill.DistillConfig` (as a dict), where each setting comes from, and
     where it departs from its source."""
 
     name: str

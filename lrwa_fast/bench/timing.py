@@ -17,7 +17,7 @@ def quartiles(values: list[float]) -> dict[str, float]:
     """Median and first and third quartiles of ``values`` (one value: all three equal it)."""
     if len(values) < 2:
         return {"median": values[0], "q1": values[0], "q3": values[0]}
-    q1, median, q3 = statistics.quantiles(values, n=4)  # its middle cut is the median
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")  # quartiles within the data
     return {"median": median, "q1": q1, "q3": q3}
 
 

@@ -71,12 +71,6 @@ def forgetting_at(history: Sequence[Sequence[float]], current: Sequence[float]) 
     return sum(earlier) / len(earlier) if earlier else None
 
 
-def average_forgetting(agreements: Sequence[Sequence[float]]) -> list[float | None]:
-    """:func:`forgetting_at` at every evaluation of a run (row k: the agreement with each probe at evaluation
-    k, oldest probe first; later rows may hold more probes)."""
-    return [forgetting_at(agreements[:k], row) for k, row in enumerate(agreements)]
-
-
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch: int = 512,
              transform: Callable[[Tensor], Tensor] | None = None) -> float:
     """Top-1 accuracy of ``model`` on ``(x, y)``, in batches on the model's device (no gradients).
@@ -96,7 +90,7 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch: int = 512,
 
 def accuracy_evaluator(x: Tensor, y: Tensor, batch: int = 512, transform: Callable[[Tensor], Tensor] | None = None
                        ) -> Callable[[nn.Module], dict[str, float]]:
-    """An ``evaluate`` callback for :meth:`~lrwa_fast.trainer.DFADTrainer.train`: ``{"accuracy": ...}``
+    """An ``evaluate`` callback for :meth:`~lrwa_fast.Trainer.train`: ``{"accuracy": ...}``
     of the student on ``(x, y)`` (``transform`` as in :func:`accuracy`)."""
 
     def evaluate(model: nn.Module) -> dict[str, float]:

@@ -2,7 +2,7 @@
 and at each evaluation the student's agreement with the teacher's labels on each one.
 
 Average forgetting (Chaudhry et al., ECCV 2018): at evaluation k, for each probe j evaluated before,
-``f_kj = max_{l<k} a_lj − a_kj``; the mean over those probes (:func:`~lrwa_fast.runtime.metrics.average_forgetting`).
+``f_kj = max_{l<k} a_lj − a_kj``; the mean over those probes (:func:`~lrwa_fast.runtime.metrics.forgetting_at`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class ForgettingProbes:
         if every < 1 or size < 1:
             raise ValueError(f"probe_every and probe_size must be >= 1, got {every} and {size}")
         self.every, self.size, self.device = every, size, device
-        self.seconds = 0.0  # spent measuring agreement (the probes' cost; not part of the state)
+        self.seconds = 0.0  # spent measuring agreement: the probes' cost, kept across a resume
         self.x: list[Tensor] = []
         self.labels: list[Tensor] = []
         self.iterations: list[int] = []
@@ -57,9 +57,10 @@ class ForgettingProbes:
 
     def state_dict(self) -> dict[str, Any]:
         return {"x": [x.cpu() for x in self.x], "labels": [y.cpu() for y in self.labels],
-                "iterations": list(self.iterations)}
+                "iterations": list(self.iterations), "seconds": self.seconds}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.x = [x.to(self.device) for x in state["x"]]
         self.labels = [y.to(self.device) for y in state["labels"]]
         self.iterations = [int(i) for i in state["iterations"]]
+        self.seconds = float(state["seconds"])

@@ -43,7 +43,7 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
 
 def _local_state(trainer: Trainer) -> dict[str, Any]:
     return {
-        "format_version": ckpt.FORMAT_VERSION, "trainer": type(trainer).__name__,
+        "format_version": ckpt.FORMAT_VERSION, "trainer": trainer.checkpoint_name,
         "world_size": trainer.ranks.world_size,
         "update_type": type(trainer.update).__qualname__,
         "device_type": trainer.device.type, "config": to_dict(trainer.config),
@@ -94,8 +94,8 @@ def compatibility_problems(trainer: Trainer, state: dict[str, Any]) -> list[str]
     if state.get("device_type", trainer.device.type) != trainer.device.type:
         problems.append(f"it was made on {state['device_type']} and this trainer runs on "
                         f"{trainer.device.type} (random generator states differ between devices)")
-    if state.get("trainer") != type(trainer).__name__:
-        problems.append(f"checkpoint is for {state.get('trainer')}, not {type(trainer).__name__}")
+    if state.get("trainer") != trainer.checkpoint_name:
+        problems.append(f"checkpoint is for {state.get('trainer')}, not {trainer.checkpoint_name}")
     if state.get("teacher_fingerprint") != trainer.teacher_fingerprint:
         problems.append("it was made with a different teacher (weights fingerprint differs)")
     missing = [name for name in trainer.parts() if name not in state]
@@ -128,11 +128,14 @@ def load(cls: type[Trainer], path: str | Path, teacher: nn.Module, student: nn.M
          config: DFADConfig | None = None, **parts: Any) -> Trainer:
     """A ``cls`` for freshly built modules, restored from checkpoint ``path`` (``config``: the checkpoint's
     unless given; ``parts`` go to the constructor)."""
+    from .trainer import METHODS  # the pinned trainers, by the names checkpoints give them
+
     state = ckpt.read_checkpoint(path)
-    if state.get("trainer") != cls.__name__:
+    named = {t.__name__: t for t in METHODS.values()}.get(state.get("trainer"))
+    if named is None or cls.method not in (None, named.method):
         raise ckpt.CheckpointError(f"checkpoint {str(path)!r} is for {state.get('trainer')}, not {cls.__name__}")
     try:
-        config = config if config is not None else from_dict(cls.config_class, state["config"])
+        config = config if config is not None else from_dict(named.config_class, state["config"])
     except ValueError as err:
         raise ckpt.CheckpointError(f"checkpoint {str(path)!r} holds an incompatible config: {err}") from err
     trainer = cls(teacher, student, generator, config, **parts)

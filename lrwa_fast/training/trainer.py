@@ -43,9 +43,9 @@ from . import loop, state
 from .compiling import compile_module
 from .generator_ema import GeneratorEMA
 from .generator_objective import GeneratorObjective
+from .inspection import eval_mode, inspect_models
 from .loop import TrainingInterrupted
 from .probes import ForgettingProbes
-from .probing import eval_mode, probe_models
 
 __all__ = ["DFADTrainer", "LRwATrainer", "Trainer", "TrainingInterrupted", "trainer_class"]
 
@@ -94,7 +94,7 @@ class Trainer:
         self.teacher_fingerprint = ckpt.fingerprint(self.teacher)
         self.student = student.to(self.device, memory_format=memory_format)
         self.generator = generator.to(self.device, memory_format=memory_format)
-        self.sample_shape, self.num_classes = probe_models(self.teacher, self.student, self.generator,
+        self.sample_shape, self.num_classes = inspect_models(self.teacher, self.student, self.generator,
                                                            cfg.latent_dim, self.device)
         self.student_compiled = cfg.compile_student and compile_module(self.student, self.device)
         trainable = [(n, p) for n, p in self.student.named_parameters() if p.requires_grad]
@@ -113,6 +113,12 @@ class Trainer:
         self.observers = [part for part in (self.memory, self.probes) if part is not None]  # of fresh batches
         self.iteration = 0
         self.history: dict[str, list[dict[str, float]]] = {"metrics": [], "evaluations": []}
+
+    @property
+    def checkpoint_name(self) -> str:
+        """The trainer its checkpoints name: the pinned trainer of its config's method, so a ``Trainer``'s
+        checkpoint loads into ``LRwATrainer`` (or ``DFADTrainer``) and back."""
+        return trainer_class(method_of(self.config)).__name__
 
     def _checked(self, config: DFADConfig | None) -> DFADConfig:
         config = config if config is not None else self.config_class()

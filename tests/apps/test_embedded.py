@@ -29,7 +29,7 @@ def digits(epochs: int, batch_size: int = 256, seed: int = 0):
 def test_an_interrupted_teacher_resumes_bit_exactly(tmp_path, monkeypatch):
     bench, data, settings = digits(epochs=3)
     straight, acc = embedded.cached_teacher(bench, data, tmp_path / "straight", CPU, settings=settings)
-    step = embedded.TeacherTraining.step
+    step = embedded.CachedTeacherRun.step
 
     def interrupted_after_the_first_epoch(self):
         metrics = step(self)
@@ -37,11 +37,11 @@ def test_an_interrupted_teacher_resumes_bit_exactly(tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
         return metrics
 
-    monkeypatch.setattr(embedded.TeacherTraining, "step", interrupted_after_the_first_epoch)
+    monkeypatch.setattr(embedded.CachedTeacherRun, "step", interrupted_after_the_first_epoch)
     with pytest.raises(TrainingInterrupted, match="SIGINT received: stopped after epoch 1") as stopped:
         embedded.cached_teacher(bench, data, tmp_path / "resumed", CPU, settings=settings)
     assert stopped.value.path.exists()
-    monkeypatch.setattr(embedded.TeacherTraining, "step", step)
+    monkeypatch.setattr(embedded.CachedTeacherRun, "step", step)
     resumed, resumed_acc = embedded.cached_teacher(bench, data, tmp_path / "resumed", CPU, settings=settings)
     assert all(torch.equal(a, b) for a, b in zip(weights(straight), weights(resumed)))
     assert resumed_acc == acc and not stopped.value.path.parent.exists(), "the checkpoint goes once the cache is filled"

@@ -17,6 +17,7 @@ from lrwa_fast.apps.study import (
     format_study,
     paired_differences,
     run_study,
+    t_interval,
     verdict,
 )
 
@@ -59,6 +60,15 @@ def test_paired_differences_and_verdicts_follow_the_seeds():
     assert "verdict" not in noisy["final"] and noisy["wall_time_s"]["mean"] == 0.0
 
 
+def test_a_verdict_needs_the_t_interval_too():
+    """Five small differences of one sign: the bootstrap interval excludes 0, the t interval does not."""
+    runs = runs_of({"dfad": [0.5] * 5, "lucky": [0.501, 0.502, 0.501, 0.540, 0.501]}, {"dfad": [0.1] * 5,
+                                                                                        "lucky": [0.1] * 5})
+    row = paired_differences(runs, "lucky")["mean"]
+    assert row["interval"][0] > 0 and row["t_interval"][0] < 0
+    assert row["verdict"] == "not distinguishable"
+
+
 def test_a_method_that_always_loses_is_worse():
     runs = runs_of({"dfad": [0.7, 0.72, 0.69], "bad": [0.6, 0.61, 0.58]},
                    {"dfad": [0.1, 0.1, 0.1], "bad": [0.3, 0.25, 0.35]})
@@ -72,6 +82,8 @@ def test_the_bootstrap_interval_is_scipys_bca():
                                method="BCa", rng=np.random.default_rng(0)).confidence_interval
     assert bootstrap_interval(values) == pytest.approx((expected.low, expected.high))
     assert bootstrap_interval([0.2, 0.2, 0.2]) == (0.2, 0.2)
+    t = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert t_interval(values) == pytest.approx(t)
     assert verdict(-0.1, 0.2, 1) == "not distinguishable" and verdict(0.01, 0.2, -1) == "worse"
 
 

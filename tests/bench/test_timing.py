@@ -16,7 +16,7 @@ def recorder(calls: list[str], name: str):
 
 
 def test_quartiles_of_known_values():
-    assert quartiles([5.0, 1.0, 3.0, 2.0, 4.0]) == {"median": 3.0, "q1": 1.5, "q3": 4.5}
+    assert quartiles([5.0, 1.0, 3.0, 2.0, 4.0]) == {"median": 3.0, "q1": 2.0, "q3": 4.0}  # within the data
     assert quartiles([7.0]) == {"median": 7.0, "q1": 7.0, "q3": 7.0}
     even = quartiles([1.0, 2.0, 3.0, 10.0])
     assert even["median"] == 2.5 and even["q1"] <= even["median"] <= even["q3"]

@@ -234,3 +234,18 @@ def test_cuda_rng_states_restore_onto_fewer_gpus(monkeypatch):
                      torch.tensor([9], dtype=torch.uint8)]
     randomness.set_rng_state(state, generator)
     assert restored == [(7, 0)]
+
+
+def test_a_generic_trainers_checkpoint_loads_into_the_named_trainer_and_back(tmp_path):
+    from lrwa_fast import DFADTrainer, Trainer
+
+    trainer = Trainer(*tiny_models(), LRwAConfig(**CONFIG))
+    trainer.train(3, progress=False)
+    path = trainer.save(tmp_path / "t.pt")
+    assert read_checkpoint(path)["trainer"] == "LRwATrainer"
+    named, generic = LRwATrainer.load(path, *tiny_models()), Trainer.load(path, *tiny_models())
+    assert isinstance(generic.config, LRwAConfig) and named.iteration == generic.iteration == 3
+    for a, b in zip(named.student.parameters(), generic.student.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(CheckpointError, match="is for LRwATrainer, not DFADTrainer"):
+        DFADTrainer.load(path, *tiny_models())

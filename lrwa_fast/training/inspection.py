@@ -1,5 +1,5 @@
-"""Checking that a teacher, a student and a generator fit together before any training, and
-running modules in eval mode for a while."""
+"""Inspecting the modules a trainer is given: do a teacher, a student and a generator fit together (before
+any training), and running modules in eval mode for a while."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def eval_mode(*modules: nn.Module) -> Iterator[None]:
             m.training = flag
 
 
-def probe_models(teacher: nn.Module, student: nn.Module, generator: nn.Module, latent_dim: int,
+def inspect_models(teacher: nn.Module, student: nn.Module, generator: nn.Module, latent_dim: int,
                  device: torch.device) -> tuple[tuple[int, ...], int]:
     """Check that the three modules fit together; return (sample shape, number of classes)."""
     for name, module in (("student", student), ("generator", generator)):
