@@ -156,10 +156,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ..runtime.distributed import Ranks, init_from_env
+    from ..runtime.distributed import process_group_from_env
     from .demo import DemoSettings, TeacherSettings, apply_method_overrides, format_table, run_demo
 
-    init_from_env()
     settings = DemoSettings(seeds=args.seeds)
     if args.fast:
         settings = DemoSettings(iterations=6, eval_every=2, seeds=args.seeds,
@@ -169,9 +168,10 @@ def _demo(args: argparse.Namespace) -> int:
     if args.eval_every is not None:
         settings.eval_every = args.eval_every
     apply_method_overrides(settings, args.overrides)
-    report = run_demo(settings, Path(args.out), Path(args.cache_dir), progress=not args.quiet,
-                      resume=args.resume, jobs=args.jobs)
-    if not Ranks.current().is_main:
+    with process_group_from_env() as ranks:
+        report = run_demo(settings, Path(args.out), Path(args.cache_dir), progress=not args.quiet,
+                          resume=args.resume, jobs=args.jobs)
+    if not ranks.is_main:
         return 0
     print(format_table(report))
     print(f"\nwrote {Path(args.out) / 'report.json'} and {Path(args.out) / 'accuracy.png'}")
@@ -180,7 +180,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _distill(args: argparse.Namespace) -> int:
     from ..config import DFADConfig, load_config
-    from ..runtime.distributed import init_from_env
+    from ..runtime.distributed import process_group_from_env
     from .distill import DistillConfig, run_distill
     from .presets import resolve_preset
 
@@ -193,21 +193,21 @@ def _distill(args: argparse.Namespace) -> int:
     else:
         spec = resolve_preset(args.preset, data=args.data, teacher=args.teacher, out=args.out,
                               overrides=args.overrides)
-    init_from_env(float(spec.trainer.get("dist_timeout", DFADConfig.dist_timeout)))
-    summary = run_distill(spec, progress=not args.quiet, resume=args.resume)
+    with process_group_from_env(float(spec.trainer.get("dist_timeout", DFADConfig.dist_timeout))):
+        summary = run_distill(spec, progress=not args.quiet, resume=args.resume)
     if summary:
         print(summary)
     return 0
 
 
 def _teacher(args: argparse.Namespace) -> int:
-    from ..runtime.distributed import init_from_env
+    from ..runtime.distributed import process_group_from_env
     from .teacher import load_teacher_config, train_teacher
 
     cfg = load_teacher_config(args.overrides, dataset=args.dataset, arch=args.arch, epochs=args.epochs,
                               batch_size=args.batch_size)
-    init_from_env()
-    report = train_teacher(cfg, args.data, args.out, progress=not args.quiet, resume=args.resume)
+    with process_group_from_env():
+        report = train_teacher(cfg, args.data, args.out, progress=not args.quiet, resume=args.resume)
     if not report:  # another rank than 0 under torchrun
         return 0
     print(f"{cfg.arch} on {cfg.dataset}: test accuracy {100 * report['test_accuracy']:.2f}% after "

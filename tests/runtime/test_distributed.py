@@ -120,6 +120,13 @@ def test_a_killed_rank_makes_the_other_exit_with_a_clear_error(tmp_path):
     assert "rank 0 of 2" in results[0]["message"] and "peer process" in results[0]["message"]
 
 
+def test_no_trainer_keeps_a_reference_to_the_default_group(tmp_path):
+    # a group kept alive past destroy_process_group() or into interpreter exit aborts the process (Gloo)
+    a, b = rank_values(run_local(w.references_to_the_group, tmp_path))
+    assert a["memory"] > 0  # the exact meta-gradient ran, through the differentiable all-reduce
+    assert a["after"] == a["before"] and b["after"] == b["before"], (a, b)
+
+
 def test_batch_sizes_not_divisible_by_the_world_are_refused(tmp_path):
     results = run_local(w.train_lrwa, tmp_path, iterations=1, mode="exact", batch_size=15)
     assert all(r["error"] == "ValueError" and "batch_size=15 is global" in r["message"] for r in results)
