@@ -9,6 +9,7 @@ NCCL-only) so every rank takes the same step. With one process every method here
 The CLI initialises the group from torchrun's environment (:func:`init_from_env`): NCCL for CUDA
 tensors, one GPU per process (``LOCAL_RANK``), gloo for CPU tensors; and destroys it on its way out
 (:func:`process_group_from_env`). No object here keeps the default group (see :class:`Ranks`).
+:data:`LAUNCHER` tells whether torchrun, this process's parent, has exited.
 """
 
 from __future__ import annotations
@@ -66,6 +67,27 @@ def process_group_from_env(timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[Ran
     finally:
         if created and dist.is_initialized():
             dist.destroy_process_group()
+
+
+class Launcher:
+    """The torchrun agent that started this process, watched through this process's parent: an agent
+    killed with SIGKILL (an out-of-memory killer, say) does not stop its workers, they live on orphaned."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.remember()
+
+    def remember(self) -> None:
+        """Take the parent for the launcher when torchrun's variables are set (at import, in a forked child)."""
+        self.pid = os.getppid() if "TORCHELASTIC_RUN_ID" in os.environ else None
+
+    def gone(self) -> bool:
+        """Whether the launcher has exited (one system call); always ``False`` outside torchrun."""
+        return self.pid is not None and os.getppid() != self.pid
+
+
+LAUNCHER = Launcher()
+os.register_at_fork(after_in_child=LAUNCHER.remember)
 
 
 def _destroy_at_exit() -> None:
@@ -164,9 +186,10 @@ class Ranks:
             if not self.enabled:
                 raise
             traceback.clear_frames(err.__traceback__)  # torch's frames hold the group: keep none alive
+            orphan = "; this process's launcher (torchrun) has exited too" if LAUNCHER.gone() else ""
             raise PeerFailure(f"rank {self.rank} of {self.world_size}: {what} with the other ranks failed; a "
                               f"peer process has probably died or hung past the process group's timeout "
-                              f"({type(err).__name__}: {str(err).splitlines()[0][:300]})") from err
+                              f"({type(err).__name__}: {str(err).splitlines()[0][:300]}){orphan}") from err
 
     def average(self, tensors: Sequence[Tensor]) -> list[Tensor]:
         """The mean over ranks of each tensor, with one all-reduce of their flattened concatenation."""
