@@ -1,8 +1,9 @@
 """Soak test under torchrun (2 gloo processes, REPETITIONS runs of each way a job ends): the demo and a
 user's script with and without ``destroy_process_group()`` exit 0 every time; SIGTERM to one rank stops
 both after the same iteration with one checkpoint; SIGKILL to one rank makes the other exit with
-``PeerFailure``; SIGKILL to the launcher stops both workers with one checkpoint and exit status 129.
-Each run has a deadline, and no process of it may be left (all are killed at the end regardless)."""
+``PeerFailure`` (or torchrun's SIGTERM ends it first) and no checkpoint; SIGKILL to the launcher stops
+both workers with one checkpoint and exit status 129. Each run has a deadline, and no process of it may
+be left (all are killed at the end regardless)."""
 
 from __future__ import annotations
 
@@ -104,7 +105,11 @@ def test_sigkill_to_one_rank_makes_the_other_exit_with_a_peer_failure(tmp_path, 
     with training_job(endless_distill, tmp_path) as (job, workers):
         os.kill(workers[1], signal.SIGKILL)
         assert job.wait() == 1
-    assert "lrwa-fast: error: rank 0 of 2: " in job.output() and "peer process" in job.output(), job.output()
+    output = job.output()
+    peer_failure = "lrwa-fast: error: rank 0 of 2: " in output and "peer process" in output
+    # torchrun sends SIGTERM to the survivor: it may end it between the failed collective and the message
+    ended_by_torchrun = re.search(r"rank\s*: 0 \(local_rank: 0\)\s*exitcode\s*: -15 ", output) is not None
+    assert peer_failure or ended_by_torchrun, output[-3000:]
     folder = tmp_path / "run" / "checkpoints"
     assert not folder.exists() or list(folder.iterdir()) == []  # no checkpoint, nor a partial one
 
