@@ -4,8 +4,10 @@ A helper module, not a test module: spawned ranks import it by name."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +97,19 @@ def checkpoint_then_resume(rank: int, world: int, out: Path, phase: str) -> dict
     trainer = LRwATrainer.load(folder / "ckpt-00000003.pt", *bn_models(student_seed=5))  # other initial weights
     trainer.train(3, progress=False)
     return training_state(trainer)
+
+
+def references_to_the_group(rank: int, world: int, out: Path) -> dict[str, int]:
+    """References to the default group before any trainer, then with an LRwA (exact, memory) and a DFAD
+    trainer alive after training and a meta-gradient computed over the group."""
+    group = dist.group.WORLD
+    before = sys.getrefcount(group)
+    trainers = [LRwATrainer(*bn_models(), LRwAConfig(**LRWA)), DFADTrainer(*bn_models(), DFADConfig(**SMALL))]
+    for trainer in trainers:
+        trainer.train(3, progress=False)
+    meta_gradient_on_shards(rank, world, out, mode="exact", seed=0)
+    gc.collect()
+    return {"before": before, "after": sys.getrefcount(group), "memory": len(trainers[0].memory)}
 
 
 def train_until_signalled(rank: int, world: int, out: Path) -> dict[str, Any]:

@@ -195,11 +195,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ..runtime.distributed import Ranks, init_from_env
+    from ..runtime.distributed import process_group_from_env
     from .demo import DemoSettings, apply_method_overrides, check_settings, format_table, run_demo
     from .embedded import benchmark
 
-    init_from_env()
     if args.fast:
         teacher = dataclasses.replace(benchmark(args.benchmark).teacher, epochs=2)
         settings = DemoSettings.for_benchmark(args.benchmark, iterations=6 if args.iterations is None else
@@ -210,9 +209,10 @@ def _demo(args: argparse.Namespace) -> int:
         settings.eval_every = args.eval_every
     check_settings(settings, args.jobs)
     apply_method_overrides(settings, args.overrides)
-    report = run_demo(settings, Path(args.out), Path(args.cache_dir), progress=not args.quiet,
-                      resume=args.resume, jobs=args.jobs)
-    if not Ranks.current().is_main:
+    with process_group_from_env() as ranks:
+        report = run_demo(settings, Path(args.out), Path(args.cache_dir), progress=not args.quiet,
+                          resume=args.resume, jobs=args.jobs)
+    if not ranks.is_main:
         return 0
     print(format_table(report))
     print(f"\nwrote {Path(args.out) / 'report.json'} and {Path(args.out) / 'accuracy.png'}")
@@ -222,6 +222,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _study(args: argparse.Namespace) -> int:
     from .study import StudySettings, format_study, run_study
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("lrwa-fast study runs its runs as separate processes (--jobs), not under torchrun")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     settings = StudySettings(benchmark=args.benchmark, methods=methods, seeds=args.seeds, first_seed=args.first_seed,
                              iterations=6 if args.fast and args.iterations is None else args.iterations,
@@ -236,7 +238,7 @@ def _study(args: argparse.Namespace) -> int:
 
 def _distill(args: argparse.Namespace) -> int:
     from ..config import DFADConfig, load_config
-    from ..runtime.distributed import init_from_env
+    from ..runtime.distributed import process_group_from_env
     from .distill import DistillConfig, run_distill
     from .presets import resolve_preset
 
@@ -249,21 +251,21 @@ def _distill(args: argparse.Namespace) -> int:
     else:
         spec = resolve_preset(args.preset, data=args.data, teacher=args.teacher, out=args.out,
                               overrides=args.overrides)
-    init_from_env(float(spec.trainer.get("dist_timeout", DFADConfig.dist_timeout)))
-    summary = run_distill(spec, progress=not args.quiet, resume=args.resume)
+    with process_group_from_env(float(spec.trainer.get("dist_timeout", DFADConfig.dist_timeout))):
+        summary = run_distill(spec, progress=not args.quiet, resume=args.resume)
     if summary:
         print(summary)
     return 0
 
 
 def _teacher(args: argparse.Namespace) -> int:
-    from ..runtime.distributed import init_from_env
+    from ..runtime.distributed import process_group_from_env
     from .teacher import load_teacher_config, train_teacher
 
     cfg = load_teacher_config(args.overrides, dataset=args.dataset, arch=args.arch, epochs=args.epochs,
                               batch_size=args.batch_size)
-    init_from_env()
-    report = train_teacher(cfg, args.data, args.out, progress=not args.quiet, resume=args.resume)
+    with process_group_from_env():
+        report = train_teacher(cfg, args.data, args.out, progress=not args.quiet, resume=args.resume)
     if not report:  # another rank than 0 under torchrun
         return 0
     print(f"{cfg.arch} on {cfg.dataset}: test accuracy {100 * report['test_accuracy']:.2f}% after "

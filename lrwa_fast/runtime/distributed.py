@@ -7,13 +7,17 @@ of the W ranks takes 1/W; gradients are averaged with one all-reduce (SUM, then 
 NCCL-only) so every rank takes the same step. With one process every method here is a no-op.
 
 The CLI initialises the group from torchrun's environment (:func:`init_from_env`): NCCL for CUDA
-tensors, one GPU per process (``LOCAL_RANK``), gloo for CPU tensors.
+tensors, one GPU per process (``LOCAL_RANK``), gloo for CPU tensors; and destroys it on its way out
+(:func:`process_group_from_env`). No object here keeps the default group (see :class:`Ranks`).
+:data:`LAUNCHER` tells whether torchrun, this process's parent, has exited.
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +25,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.distributed._functional_collectives as funcol
+
+# Imported here, before any group exists: its functions take the default group as a default argument,
+# evaluated at import, and torch._dynamo imports it lazily (e.g. with the first optimiser); imported
+# once a group exists, it would keep that group alive until the interpreter ends.
+import torch.distributed.nn.functional
 from torch import Tensor, nn
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -48,6 +57,49 @@ def init_from_env(timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
     return True
 
 
+@contextmanager
+def process_group_from_env(timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[Ranks]:
+    """:func:`init_from_env` for the block, yielding the ranks; a group this call initialised is destroyed
+    on every way out (return, interruption, a dead peer, an error), one it found is left alone."""
+    created = not dist.is_initialized() and init_from_env(timeout_s)
+    try:
+        yield Ranks.current()
+    finally:
+        if created and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class Launcher:
+    """The torchrun agent that started this process, watched through this process's parent: an agent
+    killed with SIGKILL (an out-of-memory killer, say) does not stop its workers, they live on orphaned."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.remember()
+
+    def remember(self) -> None:
+        """Take the parent for the launcher when torchrun's variables are set (at import, in a forked child)."""
+        self.pid = os.getppid() if "TORCHELASTIC_RUN_ID" in os.environ else None
+
+    def gone(self) -> bool:
+        """Whether the launcher has exited (one system call); always ``False`` outside torchrun."""
+        return self.pid is not None and os.getppid() != self.pid
+
+
+LAUNCHER = Launcher()
+os.register_at_fork(after_in_child=LAUNCHER.remember)
+
+
+def _destroy_at_exit() -> None:
+    """Destroy the default group if the script left it initialised, while the interpreter is still whole:
+    Gloo's threads torn down during finalization abort the process (SIGABRT after a finished run)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+atexit.register(_destroy_at_exit)
+
+
 def local_device() -> torch.device:
     """The device ``device="auto"`` means in this process: its own GPU under torchrun, else cuda or cpu."""
     if not torch.cuda.is_available():
@@ -67,17 +119,29 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Ranks:
-    """The ranks of ``group``; ``None`` is this process alone (see :meth:`current`)."""
+    """The ranks of ``group``; ``None`` is this process alone (see :meth:`current`).
+
+    No instance holds the default group: its size and this process's rank are kept as numbers and
+    the collectives look the group up when they run, so nothing keeps it alive past
+    ``destroy_process_group()`` or into interpreter exit (Gloo then aborts the process as it ends).
+    Only a subgroup given here is held, for as long as the instance lives.
+    """
 
     def __init__(self, group: dist.ProcessGroup | None = None) -> None:
-        self.group = group
         self.world_size = dist.get_world_size(group) if group is not None else 1
         self.rank = dist.get_rank(group) if group is not None else 0
+        self._default = group is not None and group is dist.group.WORLD
+        self._subgroup = None if self._default else group  # None: the default group (or none at all)
 
     @classmethod
     def current(cls) -> Ranks:
         """The default process group when one is initialised, else this process alone."""
         return cls(dist.group.WORLD if dist.is_available() and dist.is_initialized() else None)
+
+    @property
+    def group(self) -> dist.ProcessGroup | None:
+        """The process group, looked up now for the default one; ``None`` for this process alone."""
+        return dist.group.WORLD if self._default else self._subgroup
 
     @property
     def enabled(self) -> bool:
@@ -107,6 +171,10 @@ class Ranks:
         bounds = [count * r // self.world_size for r in range(self.world_size + 1)]
         return slice(bounds[self.rank], bounds[self.rank + 1])
 
+    def _root(self) -> int:
+        """The global rank of this group's rank 0."""
+        return 0 if self._subgroup is None else dist.get_global_rank(self._subgroup, 0)
+
     @contextmanager
     def collective(self, what: str) -> Iterator[None]:
         """Turn a failed collective into :class:`PeerFailure` naming this rank and ``what``."""
@@ -117,9 +185,11 @@ class Ranks:
         except RuntimeError as err:
             if not self.enabled:
                 raise
+            traceback.clear_frames(err.__traceback__)  # torch's frames hold the group: keep none alive
+            orphan = "; this process's launcher (torchrun) has exited too" if LAUNCHER.gone() else ""
             raise PeerFailure(f"rank {self.rank} of {self.world_size}: {what} with the other ranks failed; a "
                               f"peer process has probably died or hung past the process group's timeout "
-                              f"({type(err).__name__}: {str(err).splitlines()[0][:300]})") from err
+                              f"({type(err).__name__}: {str(err).splitlines()[0][:300]}){orphan}") from err
 
     def average(self, tensors: Sequence[Tensor]) -> list[Tensor]:
         """The mean over ranks of each tensor, with one all-reduce of their flattened concatenation."""
@@ -127,7 +197,7 @@ class Ranks:
             return list(tensors)
         flat = _flatten([t.detach() for t in tensors])
         with self.collective("averaging gradients"):
-            dist.all_reduce(flat, group=self.group)
+            dist.all_reduce(flat, group=self._subgroup)
         return _unflatten(flat.div_(self.world_size), tensors)
 
     def average_both(self, first: Sequence[Tensor], second: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
@@ -155,10 +225,10 @@ class Ranks:
         """The largest of the ranks' ``value`` (e.g. a signal number, 0 for none), the same on every rank."""
         if not self.enabled:
             return value
-        device = local_device() if dist.get_backend(self.group) == "nccl" else torch.device("cpu")
+        device = local_device() if dist.get_backend(self._subgroup) == "nccl" else torch.device("cpu")
         flag = torch.tensor([value], dtype=torch.int64, device=device)
         with self.collective("agreeing on a stop request"):
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.group)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._subgroup)
         return int(flag.item())
 
     def gather(self, obj: Any) -> list[Any] | None:
@@ -167,7 +237,7 @@ class Ranks:
             return [obj]
         gathered: list[Any] | None = [None] * self.world_size if self.is_main else None
         with self.collective("gathering state for a checkpoint"):
-            dist.gather_object(to_cpu(obj), gathered, dst=dist.get_global_rank(self.group, 0), group=self.group)
+            dist.gather_object(to_cpu(obj), gathered, dst=self._root(), group=self._subgroup)
         return gathered
 
     def broadcast(self, obj: Any) -> Any:
@@ -176,7 +246,7 @@ class Ranks:
             return obj
         box = [obj]
         with self.collective("receiving rank 0's result"):
-            dist.broadcast_object_list(box, src=dist.get_global_rank(self.group, 0), group=self.group)
+            dist.broadcast_object_list(box, src=self._root(), group=self._subgroup)
         return box[0]
 
     def from_main(self, fn: Callable[[], Any]) -> Any:
@@ -187,7 +257,7 @@ class Ranks:
         """Wait for every rank."""
         if self.enabled:
             with self.collective(what):
-                dist.barrier(group=self.group)
+                dist.barrier(group=self._subgroup)
 
     @contextmanager
     def main_first(self, what: str) -> Iterator[None]:

@@ -4,8 +4,8 @@ It drives any :class:`Job` through two methods (one unit of work, write a checkp
 distillation trainer (a step is an iteration), CIFAR teacher training and the embedded benchmarks'
 teachers (a step is an epoch). The job owns what a step does and what its state holds.
 Data-parallel: every rank runs the loop; rank 0 evaluates and shows progress; a signal received by
-any rank stops all of them after the same step (the ranks agree on it after each step) with one
-checkpoint.
+any rank, or the loss of a rank's torchrun launcher, stops all of them after the same step (the
+ranks agree on it after each step) with one checkpoint.
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..runtime.checkpoint import checkpoint_path
-from ..runtime.distributed import Ranks
+from ..runtime.distributed import LAUNCHER, Ranks
 from .progress import progress as progress_display
 
 DEFAULT_INTERRUPT_DIR = "lrwa_runs/interrupted"
+LAUNCHER_GONE = signal.SIGHUP  # the stop request a rank makes when its launcher has exited (the "hang-up")
 
 
 class TrainingInterrupted(RuntimeError):
-    """SIGINT/SIGTERM arrived during training; a checkpoint was written first."""
+    """SIGINT/SIGTERM arrived during training, or a rank's torchrun launcher exited (``signum`` is then
+    :data:`LAUNCHER_GONE`); a checkpoint was written first."""
 
     def __init__(self, message: str, path: Path, signum: int) -> None:
         super().__init__(message)
@@ -53,7 +55,8 @@ def run(job: Job, steps: int, *, evaluate: Callable[[], dict[str, float]] | None
     checkpoint is written every ``checkpoint_every`` steps and after the last. SIGINT/SIGTERM stop
     after the current step with a checkpoint (in ``checkpoint_dir``, else
     :data:`DEFAULT_INTERRUPT_DIR`) and raise :class:`TrainingInterrupted`, whose message ends with
-    ``resume_hint`` (``{path}``: the checkpoint's); a second SIGINT stops at once.
+    ``resume_hint`` (``{path}``: the checkpoint's); a second SIGINT stops at once. So does the exit
+    of a rank's torchrun launcher (its workers would otherwise train on as orphans).
     Progress shows the step's ``loss*`` values and the last evaluation.
     """
     if steps < 0 or eval_every < 1:
@@ -71,7 +74,7 @@ def run(job: Job, steps: int, *, evaluate: Callable[[], dict[str, float]] | None
                 job.write_checkpoint(checkpoint_dir)
                 checkpointed_at = job.iteration
             bar.update(_shown(metrics, scores) if metrics or scores else None)
-            signum = job.ranks.max(stop.signum or 0)
+            signum = job.ranks.max(stop.requested())
             if signum:
                 bar.close()
                 raise _interrupted(job, signum, checkpoint_dir, checkpointed_at, name or type(job).__name__,
@@ -85,10 +88,18 @@ def _interrupted(job: Job, signum: int, checkpoint_dir: str | Path, checkpointed
     folder = checkpoint_dir or Path(DEFAULT_INTERRUPT_DIR) / f"{name}-{os.getpid()}"
     already = checkpointed_at == job.iteration  # then in checkpoint_dir, under the same name on every rank
     path = checkpoint_path(folder, job.iteration) if already else job.write_checkpoint(folder)
-    signame = signal.Signals(signum).name
     hint = resume_hint.format(path=path) if resume_hint else f"--resume {path}"
-    return TrainingInterrupted(f"{signame} received: stopped after {unit} {job.iteration}; checkpoint written to "
+    return TrainingInterrupted(f"{_cause(signum)}: stopped after {unit} {job.iteration}; checkpoint written to "
                                f"{path} (resume with {hint})", path, signum)
+
+
+def _cause(signum: int) -> str:
+    """What stopped the run, for its message."""
+    if signum != LAUNCHER_GONE:
+        return f"{signal.Signals(signum).name} received"
+    if LAUNCHER.gone():
+        return f"the launcher (torchrun, pid {LAUNCHER.pid}) has exited"
+    return "another rank's launcher (torchrun) has exited"
 
 
 def _shown(metrics: dict[str, float], scores: dict[str, float]) -> dict[str, str]:
@@ -98,7 +109,8 @@ def _shown(metrics: dict[str, float], scores: dict[str, float]) -> dict[str, str
 
 
 class StopRequests:
-    """Turn SIGINT/SIGTERM into a flag checked between steps (a second SIGINT stops at once).
+    """Turn SIGINT/SIGTERM into a flag checked between steps (a second SIGINT stops at once); the exit of
+    the torchrun launcher counts as a request too (:meth:`requested`).
 
     Only in the main thread (Python delivers signals there), and not for signals set to be ignored.
     """
@@ -118,6 +130,12 @@ class StopRequests:
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signum = signum
+
+    def requested(self) -> int:
+        """The signal received, else :data:`LAUNCHER_GONE` when the launcher has exited, else 0."""
+        if self.signum:
+            return self.signum
+        return int(LAUNCHER_GONE) if LAUNCHER.gone() else 0
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():

@@ -234,7 +234,7 @@ class Trainer:
                 for observer in self.observers:
                     observer.observe(x, t)
                 context = StepContext(self.student, self.student_params, self.student_names, self.kd_loss,
-                                      self.iteration, self.metrics_due(), self.ranks.group,
+                                      self.iteration, self.metrics_due(), self.ranks,
                                       self.student_updater.loss_scale)
                 return self.update(context, x, t)
 

@@ -3,7 +3,7 @@ it returns an :class:`~lrwa_fast.optim.UpdateResult`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
@@ -11,6 +11,7 @@ from torch.distributed import ProcessGroup
 
 from .. import ops
 from ..optim import UpdateResult
+from ..runtime.distributed import Ranks
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,11 @@ class StepContext:
     """What a student update may use: the student, its trainable parameters (in order) and the loss.
 
     ``wants_metrics`` says whether this iteration's metrics will be read, so quantities that are only
-    logged (e.g. a gradient cosine) can be skipped otherwise. ``group`` is the process group of a
-    data-parallel run (``None`` alone): the batches are this rank's shards, and the updater averages
-    the returned gradients and logged values over the ranks. ``loss_scale`` (fp16 runs): multiply
-    each loss by it before its backward (:func:`scaled`); the updater unscales the gradients.
+    logged (e.g. a gradient cosine) can be skipped otherwise. ``ranks`` are those of a data-parallel
+    run (this process alone by default; :attr:`group` is their process group): the batches are this
+    rank's shards, and the updater averages the returned gradients and logged values over the ranks.
+    ``loss_scale`` (fp16 runs): multiply each loss by it before its backward (:func:`scaled`); the
+    updater unscales the gradients.
     """
 
     student: nn.Module
@@ -43,8 +45,13 @@ class StepContext:
     loss: KDLoss
     iteration: int
     wants_metrics: bool
-    group: ProcessGroup | None = None
+    ranks: Ranks = field(default_factory=Ranks)
     loss_scale: Tensor | None = None
+
+    @property
+    def group(self) -> ProcessGroup | None:
+        """The ranks' process group, looked up now (``None`` alone)."""
+        return self.ranks.group
 
 
 @runtime_checkable

@@ -106,6 +106,7 @@ def meta_gradient(
     fd_scheme: FDScheme = "central",
     fd_epsilon: float | None = None,
     group: ProcessGroup | None = None,
+    ranks: Ranks | None = None,
     average: bool = True,
     loss_scale: Tensor | None = None,
 ) -> MetaResult:
@@ -113,17 +114,18 @@ def meta_gradient(
 
     ``alignment=False`` skips the gradient cosine (a reduction over every parameter), for steps
     whose metrics nobody reads. ``fd_scheme`` and ``fd_epsilon`` apply to ``mode="finite_difference"``.
-    ``group``: the inputs are this rank's shards and the result is the gradient of the global J,
-    identical on every rank, its losses the global ones. ``average=False`` returns this rank's share
-    instead (its mean over the ranks is the global gradient), for a caller that adds terms of its own
-    before one all-reduce; the cosine then pairs the global acquisition gradient with this rank's
-    retention gradient. ``loss_scale`` (fp16): every backward runs on the scaled losses and the
-    gradients come back multiplied by it (the losses and the cosine do not).
+    ``group`` (or its ``ranks``, e.g. a trainer's; not both): the inputs are this rank's shards and
+    the result is the gradient of the global J, identical on every rank, its losses the global ones.
+    ``average=False`` returns this rank's share instead (its mean over the ranks is the global
+    gradient), for a caller that adds terms of its own before one all-reduce; the cosine then pairs
+    the global acquisition gradient with this rank's retention gradient. ``loss_scale`` (fp16): every
+    backward runs on the scaled losses and the gradients come back multiplied by it (the losses and
+    the cosine do not).
     """
     _check_args(mode, bn_mode, inner_lr, retain_weight)
     check_fd_args(fd_scheme, fd_epsilon)
     names, theta = _trainable(model)
-    ranks = Ranks(group)
+    ranks = _ranks(group, ranks)
 
     def distance(student: Tensor, teacher: Tensor) -> Tensor:
         return ops.kd_loss(student, teacher, kind=loss, temperature=temperature, backend=backend)
@@ -241,6 +243,15 @@ def _hessian_vector_fd(model: nn.Module, theta: list[Tensor], g_acq: list[Tensor
 
 def _global_norm(tensors: list[Tensor]) -> Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
+
+
+def _ranks(group: ProcessGroup | None, ranks: Ranks | None) -> Ranks:
+    """The ranks the meta-gradient is global over: ``ranks``, else ``group``'s (this process alone)."""
+    if ranks is None:
+        return Ranks(group)
+    if group is not None:
+        raise ValueError("meta_gradient takes a group or its ranks, not both")
+    return ranks
 
 
 def _check_args(mode: str, bn_mode: str, inner_lr: float, retain_weight: float) -> None:

@@ -52,7 +52,7 @@ class MetaUpdate:
         res = meta_gradient(ctx.student, x, t, x_mem, t_mem, inner_lr=self.inner_lr, mode=self.mode,
                             loss=loss.kind, temperature=loss.temperature, retain_weight=self.retain_weight,
                             bn_mode=self.bn_mode, backend=loss.backend, alignment=ctx.wants_metrics,
-                            fd_scheme=self.fd_scheme, fd_epsilon=self.fd_epsilon, group=ctx.group,
+                            fd_scheme=self.fd_scheme, fd_epsilon=self.fd_epsilon, ranks=ctx.ranks,
                             average=False, loss_scale=ctx.loss_scale)  # the updater averages and unscales
         logged = {"loss_student": res.loss_acq, "loss_retain": res.loss_ret}
         if res.grad_cosine is not None:

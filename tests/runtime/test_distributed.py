@@ -4,14 +4,12 @@ the same DFAD trajectory, the global meta-gradient, checkpoints, signals and a d
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 
 import pytest
 import torch
 import workers as w
+from helpers import TorchrunJob
 
 from lrwa_fast import DFADConfig, LRwAConfig, LRwATrainer, meta_gradient
 from lrwa_fast.runtime.checkpoint import CheckpointError, list_checkpoints
@@ -120,27 +118,26 @@ def test_a_killed_rank_makes_the_other_exit_with_a_clear_error(tmp_path):
     assert "rank 0 of 2" in results[0]["message"] and "peer process" in results[0]["message"]
 
 
+def test_no_trainer_keeps_a_reference_to_the_default_group(tmp_path):
+    # a group kept alive past destroy_process_group() or into interpreter exit aborts the process (Gloo)
+    a, b = rank_values(run_local(w.references_to_the_group, tmp_path))
+    assert a["memory"] > 0  # the exact meta-gradient ran, through the differentiable all-reduce
+    assert a["after"] == a["before"] and b["after"] == b["before"], (a, b)
+
+
 def test_batch_sizes_not_divisible_by_the_world_are_refused(tmp_path):
     results = run_local(w.train_lrwa, tmp_path, iterations=1, mode="exact", batch_size=15)
     assert all(r["error"] == "ValueError" and "batch_size=15 is global" in r["message"] for r in results)
 
 
 def test_the_demo_runs_under_torchrun_and_rank_zero_writes_the_report(tmp_path):
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-               "lrwa_fast", "demo", "--fast", "--quiet", "--out", str(tmp_path / "out"),
-               "--cache-dir", str(tmp_path / "cache")]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        output, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, output
+    with TorchrunJob(["-m", "lrwa_fast", "demo", "--fast", "--quiet", "--out", str(tmp_path / "out"),
+                      "--cache-dir", str(tmp_path / "cache")], tmp_path, deadline_s=60.0) as job:
+        assert job.wait() == 0, job.output()
+        assert job.running() == []
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert [r["method"] for r in report["runs"]] == ["LRwA", "DFAD"]
-    assert output.count("| LRwA |") == 1  # printed by rank 0 only
+    assert job.output().count("| LRwA |") == 1  # printed by rank 0 only
 
 
 def test_teacher_training_on_two_ranks_keeps_them_identical_and_rank_zero_writes(tmp_path):
