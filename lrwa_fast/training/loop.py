@@ -73,7 +73,7 @@ def run(job: Job, steps: int, *, evaluate: Callable[[], dict[str, float]] | None
             if checkpoint_dir and checkpoint_every and (final or job.iteration % checkpoint_every == 0):
                 job.write_checkpoint(checkpoint_dir)
                 checkpointed_at = job.iteration
-            bar.update(_shown(metrics, scores) if metrics or scores else None)
+            bar.update(_shown(metrics, scores) if metrics else None)  # None: keep what was shown
             signum = job.ranks.max(stop.requested())
             if signum:
                 bar.close()
