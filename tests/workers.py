@@ -55,8 +55,11 @@ def train_lrwa(rank: int, world: int, out: Path, iterations: int, mode: str = "e
                **overrides: Any) -> dict[str, Any]:
     trainer = LRwATrainer(*bn_models(), LRwAConfig(**{**LRWA, **overrides}, meta_mode=mode))
     trainer.train(iterations, progress=False)
+    extra = {"ema": {k: v.clone() for k, v in trainer.generator_ema.module.state_dict().items()
+                     if v.is_floating_point() and "running" not in k}} if trainer.generator_ema else {}
+    probes = {"probes": trainer.probes.iterations} if trainer.probes else {}
     return {**training_state(trainer), "latent": trainer.random.latent(16, 8), "memory": len(trainer.memory),
-            "metrics": trainer.history["metrics"][-1]}
+            "metrics": trainer.history["metrics"][-1], **extra, **probes}
 
 
 def train_dfad_bn_free(rank: int, world: int, out: Path, iterations: int) -> dict[str, Any]:

@@ -87,7 +87,7 @@ def distill_once(method: str, method_cfg: dict[str, Any], teacher: nn.Module, da
     """
     overrides: dict[str, Any] = {"seed": seed, "iterations": settings.iterations}
     if run_dir is not None:
-        overrides |= {"checkpoint_dir": str(run_dir), "checkpoint_every": settings.eval_every}
+        overrides |= {"checkpoint_dir": str(run_dir), "checkpoint_every": settings.eval_every, "keep_checkpoints": 1}
     trainer_cls, cfg = method_config({**method_cfg, **overrides})
     bench = benchmark(settings.benchmark)
     torch.manual_seed(seed)  # the same initial student and generator for every method of a seed

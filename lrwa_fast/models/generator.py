@@ -5,6 +5,25 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 
+def upsampling_body(ngf: int, channels: int, conv: type[nn.Module], norm: type[nn.Module]) -> nn.Sequential:
+    """BN → up×2 → conv3 → BN → LeakyReLU → up×2 → conv3 → BN → LeakyReLU → conv3 → Tanh → BN(affine=False),
+    from ``2·ngf`` channels to ``channels``, with ``conv``/``norm`` of the data's dimension (2-D or 1-D)."""
+    return nn.Sequential(
+        norm(2 * ngf),
+        nn.Upsample(scale_factor=2),
+        conv(2 * ngf, 2 * ngf, 3, padding=1, bias=False),
+        norm(2 * ngf),
+        nn.LeakyReLU(0.2),
+        nn.Upsample(scale_factor=2),
+        conv(2 * ngf, ngf, 3, padding=1, bias=False),
+        norm(ngf),
+        nn.LeakyReLU(0.2),
+        conv(ngf, channels, 3, padding=1),
+        nn.Tanh(),
+        norm(channels, affine=False),
+    )
+
+
 class Generator(nn.Module):
     """``z`` of shape ``(batch, latent_dim)`` → images ``(batch, channels, img_size, img_size)``.
 
@@ -19,20 +38,7 @@ class Generator(nn.Module):
         self.latent_dim, self.channels, self.img_size = latent_dim, channels, img_size
         self.init_size = img_size // 4
         self.project = nn.Linear(latent_dim, 2 * ngf * self.init_size**2)
-        self.body = nn.Sequential(
-            nn.BatchNorm2d(2 * ngf),
-            nn.Upsample(scale_factor=2),
-            nn.Conv2d(2 * ngf, 2 * ngf, 3, padding=1, bias=False),
-            nn.BatchNorm2d(2 * ngf),
-            nn.LeakyReLU(0.2),
-            nn.Upsample(scale_factor=2),
-            nn.Conv2d(2 * ngf, ngf, 3, padding=1, bias=False),
-            nn.BatchNorm2d(ngf),
-            nn.LeakyReLU(0.2),
-            nn.Conv2d(ngf, channels, 3, padding=1),
-            nn.Tanh(),
-            nn.BatchNorm2d(channels, affine=False),
-        )
+        self.body = upsampling_body(ngf, channels, nn.Conv2d, nn.BatchNorm2d)
 
     def forward(self, z: Tensor) -> Tensor:
         h = self.project(z.flatten(1))

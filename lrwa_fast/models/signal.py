@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .generator import upsampling_body
+
 
 def _conv_block(cin: int, cout: int, kernel: int, stride: int) -> list[nn.Module]:
     return [nn.Conv1d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=False), nn.BatchNorm1d(cout),
@@ -43,20 +45,7 @@ class SignalGenerator(nn.Module):
             raise ValueError(f"length must be a positive multiple of 4, got {length}")
         self.latent_dim, self.length, self.init_length = latent_dim, length, length // 4
         self.project = nn.Linear(latent_dim, 2 * ngf * self.init_length)
-        self.body = nn.Sequential(
-            nn.BatchNorm1d(2 * ngf),
-            nn.Upsample(scale_factor=2),
-            nn.Conv1d(2 * ngf, 2 * ngf, 3, padding=1, bias=False),
-            nn.BatchNorm1d(2 * ngf),
-            nn.LeakyReLU(0.2),
-            nn.Upsample(scale_factor=2),
-            nn.Conv1d(2 * ngf, ngf, 3, padding=1, bias=False),
-            nn.BatchNorm1d(ngf),
-            nn.LeakyReLU(0.2),
-            nn.Conv1d(ngf, 1, 3, padding=1),
-            nn.Tanh(),
-            nn.BatchNorm1d(1, affine=False),
-        )
+        self.body = upsampling_body(ngf, 1, nn.Conv1d, nn.BatchNorm1d)
 
     def forward(self, z: Tensor) -> Tensor:
         h = self.project(z.flatten(1)).view(z.shape[0], -1, self.init_length)

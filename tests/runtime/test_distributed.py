@@ -49,6 +49,16 @@ def test_ranks_hold_identical_weights_buffers_and_optimiser_states(tmp_path, mod
     assert a["metrics"] == b["metrics"]  # logged values are the global ones
 
 
+def test_ranks_with_mad_and_probes_stay_identical(tmp_path):
+    """The EMA generator's share is of the global batch (rank 1 here draws only EMA rows); weights and the
+    EMA stay identical on both ranks, and each keeps probes of its own shard."""
+    a, b = rank_values(run_local(w.train_lrwa, tmp_path, iterations=4, mode="first_order", ema_decay=0.9,
+                                 ema_share=0.5, probe_every=2, probe_size=4))
+    assert_same({k: a[k] for k in SHARED}, {k: b[k] for k in SHARED})
+    assert_same(a["ema"], b["ema"], where="the EMA generator")
+    assert a["probes"] == b["probes"] == [0, 2]
+
+
 def test_ranks_with_generative_memories_stay_identical_and_train_their_own_vae(tmp_path):
     a, b = rank_values(run_local(w.train_lrwa, tmp_path, iterations=3, mode="first_order", memory_kind="generative",
                               vae_width=8, vae_fresh_size=8))
