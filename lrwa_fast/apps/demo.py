@@ -80,7 +80,8 @@ class DemoSettings:
 def distill_once(method: str, method_cfg: dict[str, Any], teacher: nn.Module, data: LabelledSplit,
                  settings: DemoSettings, seed: int, progress: bool,
                  run_dir: Path | None = None) -> dict[str, Any]:
-    """One data-free run of ``method`` with ``seed``; returns its accuracy and forgetting curves and wall time.
+    """One data-free run of ``method`` with ``seed``; returns its accuracy and forgetting curves and wall time
+    (a resumed run's includes the time up to its checkpoint, kept as each evaluation's ``elapsed_s``).
 
     With ``run_dir`` the run checkpoints there every ``eval_every`` iterations and resumes from
     the newest checkpoint it finds.
@@ -98,10 +99,16 @@ def distill_once(method: str, method_cfg: dict[str, Any], teacher: nn.Module, da
         trainer = trainer_cls.load(latest, teacher, student, generator, cfg)
     else:
         trainer = trainer_cls(teacher, student, generator, cfg)
+    earlier = trainer.history["evaluations"]
+    before = float(earlier[-1].get("elapsed_s", 0.0)) if earlier else 0.0  # the run's time up to its checkpoint
     start = time.perf_counter()
+
+    def stamp(scores: dict[str, Any]) -> None:  # recorded, so a resumed run's wall time counts the earlier part
+        scores["elapsed_s"] = before + time.perf_counter() - start
+
     history = trainer.train(evaluate=accuracy_evaluator(data.x_test, data.y_test),
-                            eval_every=settings.eval_every, progress=progress)
-    wall = time.perf_counter() - start
+                            eval_every=settings.eval_every, progress=progress, on_evaluation=stamp)
+    wall = before + time.perf_counter() - start
     curve = [e["accuracy"] for e in history["evaluations"]]
     forgetting = forgetting_report(history["evaluations"], trainer.probes)
     stats = curve_statistics(curve, from_fraction=STATS_FROM) | {"forgetting": forgetting["average_forgetting"]}
