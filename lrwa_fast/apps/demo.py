@@ -27,7 +27,7 @@ from ..runtime.distributed import Ranks
 from ..runtime.metrics import accuracy_evaluator, curve_statistics
 from ..training import Trainer, trainer_class
 from .embedded import Benchmark, TeacherRecipe, benchmark, cached_teacher
-from .reports import STAT_KEYS, STAT_SCALE, forgetting_report, mean_std, plot_curves, summarize
+from .reports import STAT_KEYS, STAT_SCALE, curve_report, mean_std, plot_curves, summarize
 
 STATS_FROM = 0.5  # μ, σ² and largest drop over the second half of the evaluations
 # The digits demo's LRwA settings (chosen from the ablation, see README); on other benchmarks LRwAConfig's.
@@ -109,12 +109,9 @@ def distill_once(method: str, method_cfg: dict[str, Any], teacher: nn.Module, da
     history = trainer.train(evaluate=accuracy_evaluator(data.x_test, data.y_test),
                             eval_every=settings.eval_every, progress=progress, on_evaluation=stamp)
     wall = before + time.perf_counter() - start
-    curve = [e["accuracy"] for e in history["evaluations"]]
-    forgetting = forgetting_report(history["evaluations"], trainer.probes)
-    stats = curve_statistics(curve, from_fraction=STATS_FROM) | {"forgetting": forgetting["average_forgetting"]}
-    return {"method": method, "seed": seed, "iterations": [e["iteration"] for e in history["evaluations"]],
-            "accuracy": curve, "wall_time_s": wall, "resumed_from": str(latest) if latest else None,
-            "stats": stats, "stats_all": curve_statistics(curve), **forgetting}
+    report = curve_report(history["evaluations"], trainer.probes, from_fraction=STATS_FROM)
+    return {"method": method, "seed": seed, **report, "wall_time_s": wall,
+            "resumed_from": str(latest) if latest else None, "stats_all": curve_statistics(report["accuracy"])}
 
 
 def _run_job(job: tuple[str, int, DemoSettings, Path, Path, bool]) -> dict[str, Any]:

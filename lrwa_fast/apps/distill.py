@@ -17,6 +17,7 @@ from ..models import Generator, build_model
 from ..runtime.checkpoint import latest_checkpoint, load_file, read_checkpoint
 from ..runtime.metrics import accuracy_evaluator
 from ..training import Trainer, trainer_class
+from ..training.state import load as load_trainer
 from .reports import METRICS, MetricsLog, TimedEvaluation, curve_report, environment, write_report
 
 
@@ -98,13 +99,9 @@ def build_trainer(spec: DistillConfig, resume: str | None = None) -> tuple[Train
     """
     trainer_cls = trainer_class(spec.method)
     path = _checkpoint_file(resume)
-    iterations = int(spec.trainer.get("iterations", trainer_cls.config_class.iterations))
-    evaluated = bool(spec.dataset or spec.eval_data)  # probes are read at evaluations
-    probes = max(1, iterations // PROBES_PER_RUN) if evaluated else 0
-    if path is not None:
-        probes = read_checkpoint(path)["config"].get("probe_every", 0)
+    saved = read_checkpoint(path) if path is not None else None  # read once: it may hold a large memory
     defaults = {"checkpoint_dir": str(Path(spec.output_dir) / "checkpoints"),
-                "checkpoint_every": DEFAULT_CHECKPOINT_EVERY, "probe_every": probes}
+                "checkpoint_every": DEFAULT_CHECKPOINT_EVERY, "probe_every": _default_probes(spec, trainer_cls, saved)}
     cfg = from_dict(trainer_cls.config_class, {**defaults, **spec.trainer}, prefix="trainer.")
     torch.manual_seed(cfg.seed)  # the student and generator initialisations follow the seed
     teacher, meta = load_model(spec.teacher, required=True)
@@ -116,7 +113,16 @@ def build_trainer(spec: DistillConfig, resume: str | None = None) -> tuple[Train
                           ngf=spec.generator.ngf)
     if path is None:
         return trainer_cls(teacher, student, generator, cfg), meta
-    return trainer_cls.load(path, teacher, student, generator, cfg), meta
+    return load_trainer(trainer_cls, path, teacher, student, generator, cfg, saved=saved), meta
+
+
+def _default_probes(spec: DistillConfig, trainer_cls: type[Trainer], saved: dict[str, Any] | None) -> int:
+    """``probe_every`` unless the trainer config sets it: the checkpoint's when resuming, else one probe every
+    1/:data:`PROBES_PER_RUN` of an evaluated run (probes are read at evaluations), else none."""
+    if saved is not None:
+        return int(saved["config"].get("probe_every", 0))
+    iterations = int(spec.trainer.get("iterations", trainer_cls.config_class.iterations))
+    return max(1, iterations // PROBES_PER_RUN) if spec.dataset or spec.eval_data else 0
 
 
 def _checkpoint_file(resume: str | None) -> Path | None:

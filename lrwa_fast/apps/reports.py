@@ -79,12 +79,14 @@ class TimedEvaluation:
 
 # ----------------------------------------------------------------------------- at the end
 def curve_report(evaluations: list[dict[str, Any]], probes: ForgettingProbes | None,
-                 key: str = "accuracy") -> dict[str, Any]:
+                 key: str = "accuracy", from_fraction: float = 0.0) -> dict[str, Any]:
     """The evaluated iterations, the curve of ``key``, the forgetting probes' part (:func:`forgetting_report`)
-    and the statistics over all evaluations, average forgetting included."""
+    and the statistics (μ, σ², largest drop from ``from_fraction`` of the evaluations on), average forgetting
+    included."""
     curve = [e[key] for e in evaluations if key in e]
     forgetting = forgetting_report(evaluations, probes)
-    stats = curve_statistics(curve) | {"forgetting": forgetting["average_forgetting"]} if curve else {}
+    stats = curve_statistics(curve, from_fraction=from_fraction) | {"forgetting": forgetting["average_forgetting"]} \
+        if curve else {}
     return {"iterations": [e["iteration"] for e in evaluations if key in e], key: curve, "stats": stats,
             **forgetting}
 

@@ -38,7 +38,8 @@ class GeneratorEMA:
     def generate(self, generator: nn.Module, z: Tensor, batch: int, ranks: Ranks) -> Tensor:
         """This rank's rows (latent codes ``z``) of a global batch of ``batch``: the generator's, then the EMA's
         (in the generator's mode)."""
-        self.module.train(generator.training)
+        if self.module.training != generator.training:
+            self.module.train(generator.training)
         first_ema = batch - round(self.share * batch)  # global row where the EMA generator's share starts
         mine = min(max(first_ema - ranks.rank * len(z), 0), len(z))  # of this rank's rows, the generator's
         parts = [g(codes) for g, codes in ((generator, z[:mine]), (self.module, z[mine:])) if len(codes)]

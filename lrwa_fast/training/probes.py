@@ -28,9 +28,6 @@ class ForgettingProbes:
         self.iterations: list[int] = []
         self._last: tuple[Tensor, Tensor] | None = None
 
-    def __len__(self) -> int:
-        return len(self.x)
-
     def observe(self, x: Tensor, t: Tensor) -> None:
         """Remember a fresh batch: the iteration's last one is the candidate probe."""
         self._last = (x, t)

@@ -125,12 +125,12 @@ def save(trainer: Trainer, path: str | Path) -> Path:
 
 
 def load(cls: type[Trainer], path: str | Path, teacher: nn.Module, student: nn.Module, generator: nn.Module,
-         config: DFADConfig | None = None, **parts: Any) -> Trainer:
+         config: DFADConfig | None = None, *, saved: dict[str, Any] | None = None, **parts: Any) -> Trainer:
     """A ``cls`` for freshly built modules, restored from checkpoint ``path`` (``config``: the checkpoint's
-    unless given; ``parts`` go to the constructor)."""
+    unless given; ``saved``: the checkpoint already read from ``path``; ``parts`` go to the constructor)."""
     from .trainer import METHODS  # the pinned trainers, by the names checkpoints give them
 
-    state = ckpt.read_checkpoint(path)
+    state = saved if saved is not None else ckpt.read_checkpoint(path)
     named = {t.__name__: t for t in METHODS.values()}.get(state.get("trainer"))
     if named is None or cls.method not in (None, named.method):
         raise ckpt.CheckpointError(f"checkpoint {str(path)!r} is for {state.get('trainer')}, not {cls.__name__}")

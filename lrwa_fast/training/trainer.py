@@ -301,14 +301,13 @@ class Trainer:
     # ----------------------------------------------------------------- checkpoints (lrwa_fast.training.state)
     def parts(self) -> dict[str, Stateful]:
         """The parts whose states make a checkpoint, by name (the memory first: it validates most)."""
-        parts: dict[str, Stateful] = {"memory": self.memory} if self.memory is not None else {}
-        parts |= {
-            "student": self.student, "generator": self.generator,
+        parts: dict[str, Stateful | None] = {
+            "memory": self.memory, "student": self.student, "generator": self.generator,
             "student_updater": self.student_updater, "generator_updater": self.generator_updater,
             "guard": self.guard, "metrics": self.metrics, "random": self.random, "update": self.update,
+            "generator_ema": self.generator_ema, "probes": self.probes,  # the config switches these on
         }
-        switched = {"generator_ema": self.generator_ema, "probes": self.probes}  # parts a config switches on
-        return parts | {name: part for name, part in switched.items() if part is not None}
+        return {name: part for name, part in parts.items() if part is not None}
 
     def state_dict(self) -> dict[str, Any]:
         """The complete training state (:func:`lrwa_fast.training.state.trainer_state`)."""
