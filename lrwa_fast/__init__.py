@@ -10,7 +10,7 @@ benchmarks in :mod:`lrwa_fast.bench`, a test harness in :mod:`lrwa_fast.testing`
 
 from .config import DFADConfig, GeneratorLossWeights, LRwAConfig, OptimizerConfig, load_config
 from .optim import Updater, gradients
-from .replay import GenerativeMemory, InsertSchedule, Memory, ReplayBuffer, ReplayMemory
+from .replay import BufferMemory, GenerativeMemory, InsertSchedule, Memory, ReplayBuffer
 from .runtime.distributed import PeerFailure, Ranks
 from .runtime.guard import NonFiniteError
 from .runtime.metrics import accuracy_evaluator
@@ -19,6 +19,7 @@ from .updates import (
     KDLoss,
     KDUpdate,
     MetaResult,
+    MetaSettings,
     MetaUpdate,
     StepContext,
     StudentUpdate,
@@ -27,12 +28,10 @@ from .updates import (
     meta_gradient,
 )
 
-DataParallel = Ranks  # the name of lrwa_fast 0.2, kept so its imports still work
-
 __all__ = [
+    "BufferMemory",
     "DFADConfig",
     "DFADTrainer",
-    "DataParallel",
     "GenerativeMemory",
     "GeneratorLossWeights",
     "InsertSchedule",
@@ -42,13 +41,13 @@ __all__ = [
     "LRwATrainer",
     "Memory",
     "MetaResult",
+    "MetaSettings",
     "MetaUpdate",
     "NonFiniteError",
     "OptimizerConfig",
     "PeerFailure",
     "Ranks",
     "ReplayBuffer",
-    "ReplayMemory",
     "StepContext",
     "StudentUpdate",
     "Trainer",
@@ -61,4 +60,18 @@ __all__ = [
     "load_config",
     "meta_gradient",
 ]
-__version__ = "0.3.0"
+__version__ = "0.4.0"
+
+# Names of earlier releases, still importable (with a DeprecationWarning): old name -> (current object, release).
+_RENAMED = {"DataParallel": (Ranks, "0.2"), "ReplayMemory": (BufferMemory, "0.3")}
+
+
+def __getattr__(name: str) -> object:
+    if name in _RENAMED:
+        import warnings
+
+        current, release = _RENAMED[name]
+        warnings.warn(f"lrwa_fast.{name} (the name of lrwa_fast {release}) is lrwa_fast.{current.__name__} now",
+                      DeprecationWarning, stacklevel=2)
+        return current
+    raise AttributeError(f"module 'lrwa_fast' has no attribute {name!r}")

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lrwa_fast import KDLoss, MetaSettings, meta_gradient
 from lrwa_fast.models import Generator, SmallCNN, build_model
 from lrwa_fast.runtime.checkpoint import read_checkpoint
 
@@ -222,6 +223,15 @@ def make_case(kind: str, seed: int):
     t_acq = torch.randn(6, classes, generator=gen, dtype=torch.float64)
     t_mem = torch.randn(5, classes, generator=gen, dtype=torch.float64)
     return model, x_acq, t_acq, x_mem, t_mem
+
+
+def run_meta(model: nn.Module, batches, *, loss: str = "l1", temperature: float = 1.0, ranks=None,
+             average: bool = True, loss_scale: torch.Tensor | None = None, **settings):
+    """:func:`~lrwa_fast.meta_gradient` on ``batches = (x_acq, t_acq, x_mem, t_mem)`` with the KD loss named by
+    ``loss`` and ``temperature`` and the meta settings given by keyword."""
+    x_acq, t_acq, x_mem, t_mem = batches
+    return meta_gradient(model, (x_acq, t_acq), (x_mem, t_mem), loss=KDLoss(kind=loss, temperature=temperature),
+                         settings=MetaSettings(**settings), ranks=ranks, average=average, loss_scale=loss_scale)
 
 
 def flat(grads: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -20,7 +20,7 @@ from helpers import SMALL as BASE
 from helpers import tiny_models as bn_models  # the BatchNorm models (seed 0, student seed 1)
 from torch import nn
 
-from lrwa_fast import DFADConfig, LRwAConfig, LRwATrainer, meta_gradient
+from lrwa_fast import DFADConfig, KDLoss, LRwAConfig, LRwATrainer, MetaSettings, Ranks, meta_gradient
 from lrwa_fast.models import SmallCNN
 from lrwa_fast.training import DFADTrainer
 
@@ -72,8 +72,10 @@ def meta_gradient_on_shards(rank: int, world: int, out: Path, mode: str, seed: i
     model, x_acq, t_acq, x_mem, t_mem = meta_problem(seed)
     n_acq, n_mem = x_acq.shape[0] // world, x_mem.shape[0] // world
     shard = slice(rank * n_acq, (rank + 1) * n_acq), slice(rank * n_mem, (rank + 1) * n_mem)
-    res = meta_gradient(model, x_acq[shard[0]], t_acq[shard[0]], x_mem[shard[1]], t_mem[shard[1]], inner_lr=0.3,
-                        mode=mode, loss="kl", temperature=2.0, retain_weight=0.7, group=dist.group.WORLD)
+    res = meta_gradient(model, (x_acq[shard[0]], t_acq[shard[0]]), (x_mem[shard[1]], t_mem[shard[1]]),
+                        loss=KDLoss(kind="kl", temperature=2.0),
+                        settings=MetaSettings(inner_lr=0.3, mode=mode, retain_weight=0.7),
+                        ranks=Ranks(dist.group.WORLD))
     return {"grads": res.grads, "loss_acq": res.loss_acq, "loss_ret": res.loss_ret}
 
 

@@ -17,7 +17,6 @@ from ..models import Generator, build_model
 from ..runtime.checkpoint import latest_checkpoint, load_file, read_checkpoint
 from ..runtime.metrics import accuracy_evaluator
 from ..training import Trainer, trainer_class
-from ..training.state import load as load_trainer
 from .reports import METRICS, MetricsLog, TimedEvaluation, curve_report, environment, write_report
 
 
@@ -113,7 +112,7 @@ def build_trainer(spec: DistillConfig, resume: str | None = None) -> tuple[Train
                           ngf=spec.generator.ngf)
     if path is None:
         return trainer_cls(teacher, student, generator, cfg), meta
-    return load_trainer(trainer_cls, path, teacher, student, generator, cfg, saved=saved), meta
+    return trainer_cls.load(path, teacher, student, generator, cfg, saved=saved), meta
 
 
 def _default_probes(spec: DistillConfig, trainer_cls: type[Trainer], saved: dict[str, Any] | None) -> int:

@@ -21,7 +21,7 @@ from ..optim import gradients
 from ..runtime.distributed import resolve_device
 from ..runtime.precision import autocast
 from ..training import DFADTrainer, LRwATrainer, Trainer
-from ..updates import meta_gradient
+from ..updates import KDLoss, MetaSettings, meta_gradient
 from .cases import (
     CASES,
     COMPILABLE,
@@ -207,12 +207,13 @@ def _gradient_functions(trainer: LRwATrainer, batch: tuple[torch.Tensor, ...], v
         return autocast(cfg.precision, trainer.device)
 
     def variant(meta: dict[str, str]) -> Callable[[], list[torch.Tensor]]:
+        settings = MetaSettings(mode=meta["meta_mode"], inner_lr=cfg.inner_lr, retain_weight=cfg.retain_weight,
+                                fd_scheme=meta.get("fd_scheme", "central"), alignment=False)
+
         def run() -> list[torch.Tensor]:
             with restored():
-                return list(meta_gradient(student, x, t, x_mem, t_mem, inner_lr=cfg.inner_lr, mode=meta["meta_mode"],
-                                          loss=cfg.loss, temperature=cfg.temperature,
-                                          retain_weight=cfg.retain_weight, fd_scheme=meta.get("fd_scheme", "central"),
-                                          alignment=False).grads.values())
+                return list(meta_gradient(student, (x, t), (x_mem, t_mem), loss=KDLoss(kind=cfg.loss,
+                                          temperature=cfg.temperature), settings=settings).grads.values())
         return run
 
     def kd_gradient() -> list[torch.Tensor]:

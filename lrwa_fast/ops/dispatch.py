@@ -1,8 +1,8 @@
 """The one place that chooses between the fused Triton kernels and the PyTorch reference path.
 
-The backend is named by the ``backend`` argument of an op (a config field) or, when that is
-``None``, by the environment variable ``LRWA_FAST_BACKEND``; both accept ``auto`` (default),
-``torch`` and ``triton``. :func:`resolve` applies these rules, in order:
+The backend is named by the ``backend`` argument of an op (the config field ``backend``): ``torch`` or
+``triton``, or ``auto`` (the default), which defers to the environment variable ``LRWA_FAST_BACKEND`` when it
+is set (:mod:`lrwa_fast.runtime.envvars`). :func:`resolve` applies these rules, in order:
 
 1. ``torch``, or no tensors: the reference path.
 2. Devices. ``auto``: the kernels only when every tensor is on a CUDA device. ``triton``: the
@@ -40,8 +40,8 @@ KERNEL_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bf
 _state = {"cause": ""}
 
 
-def requested_backend(backend: str | None = None) -> str:
-    """The backend asked for: ``backend`` if given, else ``$LRWA_FAST_BACKEND``, else ``auto``."""
+def requested_backend(backend: str | None = "auto") -> str:
+    """The backend asked for: ``backend`` unless ``auto``, else ``$LRWA_FAST_BACKEND``, else ``auto``."""
     return envvars.requested(backend, ENV_VAR, KERNEL_BACKENDS)
 
 
@@ -101,7 +101,7 @@ def _fallback() -> Literal["torch"]:
     return "torch"
 
 
-def resolve(tensors: Iterable[Tensor], backend: str | None = None) -> Literal["triton", "torch"]:
+def resolve(tensors: Iterable[Tensor], backend: str | None = "auto") -> Literal["triton", "torch"]:
     """``"triton"`` or ``"torch"`` for an op on ``tensors`` (rules 1-4 of the module docstring)."""
     name = requested_backend(backend)
     tensors = tuple(tensors)

@@ -28,7 +28,7 @@ def kd_loss(
     kind: LossKind = "kl",
     temperature: float = 1.0,
     reduction: Reduction = "mean",
-    backend: str | None = None,
+    backend: str = "auto",
 ) -> Tensor:
     """KD loss ``kind`` between ``(rows, classes)`` logits, reduced over rows (differentiable twice).
 
@@ -45,7 +45,7 @@ def kd_loss(
 
 
 def grad_alignment(grads_a: Sequence[Tensor], grads_b: Sequence[Tensor], *,
-                   backend: str | None = None) -> Alignment:
+                   backend: str = "auto") -> Alignment:
     """``(Σ⟨a_i,b_i⟩, Σ‖a_i‖², Σ‖b_i‖², per_tensor (len, 3))`` in fp32; values only, no graph."""
     a, b = list(grads_a), list(grads_b)
     check_alignment_args(a, b)
@@ -56,7 +56,7 @@ def grad_alignment(grads_a: Sequence[Tensor], grads_b: Sequence[Tensor], *,
     return (*totals(per_tensor), per_tensor)
 
 
-def grad_cosine(grads_a: Sequence[Tensor], grads_b: Sequence[Tensor], backend: str | None = None) -> Tensor:
+def grad_cosine(grads_a: Sequence[Tensor], grads_b: Sequence[Tensor], backend: str = "auto") -> Tensor:
     """Cosine between the two lists as concatenated vectors (0-d fp32; 0 when a norm is 0).
 
     The sums are :func:`grad_alignment`'s, so off the kernel path they are the tested reference's.

@@ -10,21 +10,19 @@ Student losses compare logits row by row; ``reduction`` always reduces over rows
   softmaxes at temperature ``T``; not scaled, so it lies in ``[0, ln 2]``.
 
 Generator terms (each multiplied by its weight in :class:`~lrwa_fast.config.GeneratorLossWeights`):
-adversarial discrepancy, one-hot cross-entropy, class balance, activation and the
-DeepInversion BatchNorm-statistics prior.
+adversarial discrepancy, one-hot cross-entropy, class balance and activation; the teacher hooks that
+collect the activation's features and the BatchNorm-statistics prior live with the generator's
+objective (:mod:`lrwa_fast.training.generator_objective`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
+from torch import Tensor
 
 from ..choices import LOSS_KINDS
 
@@ -112,71 +110,3 @@ def class_balance_loss(teacher_logits: Tensor) -> Tensor:
 def activation_loss(features: Tensor) -> Tensor:
     """``-mean |features|`` of the teacher's penultimate features (DAFL's activation prior)."""
     return -features.abs().mean()
-
-
-class TeacherProbe:
-    """Forward hooks on a teacher that collect what the generator priors need.
-
-    ``bn_prior`` hooks every BatchNorm layer and accumulates the DeepInversion term
-    ``Σ ‖μ_batch − running_mean‖₂ + ‖σ²_batch − running_var‖₂`` over the layers' inputs;
-    ``features`` captures the input of ``feature_module`` (default: the last ``nn.Linear``).
-    Hooks exist only while :meth:`active` is entered and only for terms that are switched on,
-    so a zero weight costs nothing.
-    """
-
-    def __init__(self, teacher: nn.Module, *, bn_prior: bool, features: bool,
-                 feature_module: nn.Module | None = None) -> None:
-        self.teacher = teacher
-        self.bn_layers = [m for m in teacher.modules() if isinstance(m, _BatchNorm)] if bn_prior else []
-        if bn_prior and not self.bn_layers:
-            raise ValueError("bn_prior weight > 0 but the teacher has no BatchNorm layers")
-        self.feature_module = None
-        if features:
-            self.feature_module = feature_module or last_linear(teacher)
-        self._bn_terms: list[Tensor] = []
-        self._features: Tensor | None = None
-
-    @contextmanager
-    def active(self) -> Iterator[TeacherProbe]:
-        """Register the hooks for the duration of the block and reset what they collected."""
-        self._bn_terms, self._features = [], None
-        handles = [layer.register_forward_hook(self._bn_hook) for layer in self.bn_layers]
-        if self.feature_module is not None:
-            handles.append(self.feature_module.register_forward_hook(self._feature_hook))
-        try:
-            yield self
-        finally:
-            for handle in handles:
-                handle.remove()
-
-    def _bn_hook(self, module: nn.Module, inputs: tuple[Tensor, ...], _output: Tensor) -> None:
-        x = inputs[0]
-        dims = [d for d in range(x.dim()) if d != 1]
-        mean = x.mean(dim=dims)
-        var = x.var(dim=dims, unbiased=False)
-        self._bn_terms.append(torch.linalg.vector_norm(mean - module.running_mean)
-                              + torch.linalg.vector_norm(var - module.running_var))
-
-    def _feature_hook(self, _module: nn.Module, inputs: tuple[Tensor, ...], _output: Tensor) -> None:
-        self._features = inputs[0].flatten(1)
-
-    def bn_loss(self) -> Tensor:
-        """The BatchNorm-statistics prior of the last forward pass."""
-        if not self._bn_terms:
-            raise RuntimeError("no BatchNorm statistics collected: run the teacher inside active()")
-        return torch.stack(self._bn_terms).sum()
-
-    def features(self) -> Tensor:
-        """The penultimate features of the last forward pass."""
-        if self._features is None:
-            raise RuntimeError("no features collected: run the teacher inside active()")
-        return self._features
-
-
-def last_linear(model: nn.Module) -> nn.Module:
-    """The last ``nn.Linear`` in ``model``: its input is taken as the penultimate features."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError("activation weight > 0 needs a teacher with an nn.Linear head "
-                         "(or pass feature_module explicitly)")
-    return linears[-1]

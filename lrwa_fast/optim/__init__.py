@@ -5,6 +5,7 @@ through an updater too."""
 
 from .gradients import UpdateResult, gradients, zeros_for_unused
 from .optimizers import build_optimizer
-from .updater import Updater
+from .updater import BufferSnapshot, Updater, UpdaterSettings
 
-__all__ = ["UpdateResult", "Updater", "build_optimizer", "gradients", "zeros_for_unused"]
+__all__ = ["BufferSnapshot", "UpdateResult", "Updater", "UpdaterSettings", "build_optimizer", "gradients",
+           "zeros_for_unused"]

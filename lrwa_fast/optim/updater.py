@@ -8,44 +8,56 @@ the same values, takes the same non-finite decision and the same optimiser step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..config import OptimizerConfig
-from ..runtime.distributed import Ranks
-from ..runtime.guard import NonFiniteGuard, all_finite
-from ..runtime.metrics import MetricAccumulator
+from ..runtime.guard import all_finite
 from ..runtime.phases import phase
 from ..runtime.precision import LossScaler
+from ..runtime.services import Runtime
 from .gradients import UpdateResult
 from .optimizers import build_optimizer
 
 
-class Updater:
-    """Applies updates to ``params`` with its own optimiser and schedule.
+@dataclass(frozen=True, kw_only=True)
+class UpdaterSettings:
+    """An updater's optimiser and schedule, the run length the schedule spans, gradient clipping, loss scaling."""
 
-    ``rollback`` lists the modules whose buffers (BatchNorm statistics) an update's computation may
-    change; under ``nonfinite="skip"`` they are restored when the update is skipped. Logged values
-    and the gradient norm (as ``grad_norm_<name>``) go to ``metrics``; its phases are ``finite check
-    (<name>)`` and ``optimizer (<name>)``, so each updater's share shows in a profile. ``ranks``: the data-parallel
-    ranks over which gradients and logged values are averaged. ``loss_scaling`` (fp16):
-    :attr:`loss_scale` is the factor losses are multiplied by before their backward; the gradients
-    are unscaled here, and an overflow skips the step (counted by the scaler) instead of meeting the
-    non-finite policy (until the scale has fallen to 1: a step still non-finite then meets the policy).
+    optimizer: OptimizerConfig
+    horizon: int  # iterations of the run: the cosine schedule reaches 0 there
+    clip: float = 0.0  # max global gradient norm; 0 = off
+    loss_scaling: bool = False  # fp16: scale losses before their backward (:class:`LossScaler`)
+
+
+BufferSnapshot = list[tuple[Tensor, Tensor]]
+
+
+class Updater:
+    """Applies updates to ``params`` with its own optimiser and schedule (:class:`UpdaterSettings`).
+
+    The runtime's guard decides on non-finite updates and its metrics receive the logged values and the
+    gradient norm (as ``grad_norm_<name>``); its phases are ``finite check (<name>)`` and ``optimizer
+    (<name>)``, so each updater's share shows in a profile. Gradients and logged values are averaged over the
+    runtime's ranks. ``rollback`` lists the modules whose buffers (BatchNorm statistics) an update's
+    computation may change: take a :meth:`snapshot` before it, and :meth:`apply` restores them when it
+    skips the update (``nonfinite="skip"``). With loss scaling (fp16), :attr:`loss_scale` is the factor
+    losses are multiplied by before their backward; the gradients are unscaled here, and an overflow skips
+    the step (counted by the scaler) instead of meeting the non-finite policy (until the scale has fallen
+    to 1: a step still non-finite then meets the policy).
     """
 
-    def __init__(self, name: str, params: Sequence[Tensor], optimizer: OptimizerConfig, horizon: int, *,
-                 guard: NonFiniteGuard, metrics: MetricAccumulator, clip: float = 0.0,
-                 rollback: Sequence[nn.Module] = (), ranks: Ranks | None = None,
-                 loss_scaling: bool = False) -> None:
-        self.name, self.params, self.clip = name, list(params), clip
-        self.guard, self.metrics, self.rollback = guard, metrics, list(rollback)
-        self.ranks = ranks if ranks is not None else Ranks()
-        self.optimizer, self.schedule = build_optimizer(self.params, optimizer, horizon)
-        self.scaler = LossScaler(loss_scaling, self.params[0].device)
+    def __init__(self, name: str, params: Sequence[Tensor], settings: UpdaterSettings, runtime: Runtime, *,
+                 rollback: Sequence[nn.Module] = ()) -> None:
+        self.name, self.params, self.clip = name, list(params), settings.clip
+        self.guard, self.metrics, self.ranks = runtime.guard, runtime.metrics, runtime.ranks
+        self.rollback = list(rollback)
+        self.optimizer, self.schedule = build_optimizer(self.params, settings.optimizer, settings.horizon)
+        self.scaler = LossScaler(settings.loss_scaling, self.params[0].device)
 
     @property
     def loss_scale(self) -> Tensor | None:
@@ -56,19 +68,23 @@ class Updater:
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
-    def step(self, compute: Callable[[], UpdateResult], where: str) -> bool:
-        """Run ``compute`` (which returns gradients for ``params``) and apply them; ``False`` if skipped,
-        and then the buffers of ``rollback`` are as they were before ``compute``."""
-        saved = self._save_buffers()
-        applied = self.apply(compute(), where)
+    def snapshot(self) -> BufferSnapshot:
+        """Copies of the rollback buffers, taken before an update's computation when a skip is possible
+        (``nonfinite="skip"``; otherwise nothing is copied)."""
+        if self.guard.policy != "skip":
+            return []
+        return [(b, b.clone()) for m in self.rollback for b in m.buffers()]
+
+    def apply(self, result: UpdateResult, where: str, snapshot: BufferSnapshot = ()) -> bool:
+        """Check finiteness (policy ``nonfinite``), clip, take the optimiser step and log; ``False`` if
+        skipped, and then the buffers of ``snapshot`` are restored."""
+        applied = self._apply(result, where)
         if not applied:
-            for buffer, value in saved:
+            for buffer, value in snapshot:
                 buffer.copy_(value)
         return applied
 
-    def apply(self, result: UpdateResult, where: str) -> bool:
-        """Check finiteness (policy ``nonfinite``), clip, take the optimiser step and log; ``False`` if
-        skipped (nothing to roll back here: use :meth:`step` for updates that change buffers)."""
+    def _apply(self, result: UpdateResult, where: str) -> bool:
         result = self._averaged(result)
         grads = self.scaler.unscale(result.grads)
         with phase(f"finite check ({self.name})"):
@@ -100,12 +116,6 @@ class Updater:
     def advance_schedule(self) -> None:
         """One iteration of the learning-rate schedule."""
         self.schedule.step()
-
-    def _save_buffers(self) -> list[tuple[Tensor, Tensor]]:
-        """Copies of the rollback buffers, when a skip is possible (``nonfinite="skip"``)."""
-        if self.guard.policy != "skip":
-            return []
-        return [(b, b.clone()) for m in self.rollback for b in m.buffers()]
 
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),

@@ -5,8 +5,9 @@ the samples), and the one factory choosing between them by ``memory_kind`` (:mod
 
 from .base import Memory
 from .buffer import ReplayBuffer
-from .buffer_memory import InsertSchedule, ReplayMemory
-from .factory import build_memory
-from .generative_memory import GenerativeMemory
+from .buffer_memory import BufferMemory, BufferSettings, InsertSchedule
+from .factory import MemorySettings, build_memory
+from .generative_memory import GenerativeMemory, GenerativeSettings
 
-__all__ = ["GenerativeMemory", "InsertSchedule", "Memory", "ReplayBuffer", "ReplayMemory", "build_memory"]
+__all__ = ["BufferMemory", "BufferSettings", "GenerativeMemory", "GenerativeSettings", "InsertSchedule", "Memory",
+           "MemorySettings", "ReplayBuffer", "build_memory"]

@@ -1,6 +1,7 @@
-"""The buffer memory (``memory_kind="buffer"``): :class:`ReplayMemory` feeds a
+"""The buffer memory (``memory_kind="buffer"``): :class:`BufferMemory` feeds a
 :class:`~lrwa_fast.replay.buffer.ReplayBuffer` from the fresh batches on an :class:`InsertSchedule`
-and writes every retention draw into one reused pair of tensors."""
+and writes every retention draw into one reused pair of tensors; :class:`BufferSettings` is what the
+config says of it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,21 @@ from torch import Tensor
 
 from ..runtime.phases import phase
 from .buffer import ReplayBuffer
+
+
+@dataclass(frozen=True, kw_only=True)
+class BufferSettings:
+    """The buffer memory (the config's ``memory_*`` fields); sizes are global, each of W ranks keeps 1/W."""
+
+    capacity: int = 2048  # samples kept
+    batch_size: int = 32  # samples drawn per retention batch
+    policy: str = "reservoir"  # "reservoir" | "fifo"
+    insert_size: int = 32  # samples inserted per insertion: the first of the iteration's last fresh batch
+    insert_every: int = 1  # iterations between insertions
+    start: int = 0  # first iteration that inserts
+    dtype: str = "float32"  # storage dtype
+    backend: str = "auto"  # "auto" ($LRWA_FAST_MEMORY_BACKEND, else the extension where built) | torch | cpp | cuda
+    seed: int = 0  # the Philox key of rank 0 (the others derive theirs)
 
 
 @dataclass(frozen=True)
@@ -29,7 +45,7 @@ class InsertSchedule:
         return since_start >= 0 and since_start % self.insert_every == 0
 
 
-class ReplayMemory:
+class BufferMemory:
     """Feeds the buffer from the fresh batches and serves retention batches of ``batch_size``."""
 
     def __init__(self, buffer: ReplayBuffer, batch_size: int, schedule: InsertSchedule | None = None) -> None:

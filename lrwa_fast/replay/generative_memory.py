@@ -5,14 +5,13 @@ VAE learns from fresh batches (plus samples it decodes itself, so it keeps what 
 every retention batch is decoded from its prior, optionally after a step on the latent codes towards
 confident, class-balanced teacher outputs; the teacher's logits on them come from a teacher forward.
 Its size is the VAE's, whatever the run length. It follows the same part interface as
-:class:`~lrwa_fast.replay.ReplayMemory` (:class:`~lrwa_fast.replay.Memory`); the built-in VAEs are in
+:class:`~lrwa_fast.replay.BufferMemory` (:class:`~lrwa_fast.replay.Memory`); the built-in VAEs are in
 :mod:`.vae`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -21,19 +20,19 @@ from torch import Tensor, nn
 
 from ..config import OptimizerConfig
 from ..ops import losses
-from ..optim import Updater, UpdateResult, gradients
-from ..runtime.guard import NonFiniteGuard
-from ..runtime.metrics import MetricAccumulator
+from ..optim import Updater, UpdateResult, UpdaterSettings, gradients
 from ..runtime.phases import phase
+from ..runtime.services import Runtime
 from .vae import check_vae, reparameterise, vae_loss
 
 SEED_OFFSET = 0x6E4D  # the memory's stream is seeded with seed + this, apart from the trainer's latent stream
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GenerativeSettings:
-    """How the memory learns and samples (from the config's ``memory_batch_size``, ``memory_start``,
-    ``vae_*`` fields and the generator's one-hot / balance weights)."""
+    """How the memory learns and samples (the config's ``vae_*`` fields, ``memory_batch_size``,
+    ``memory_start``, the generator's one-hot / balance weights, the run length and seed). Sizes are this
+    rank's: the memory factory divides the config's global sizes by the number of ranks."""
 
     batch_size: int = 32  # samples per retention draw, and self-replayed samples per VAE update
     steps: int = 4  # VAE updates per iteration, on the iteration's first fresh batches
@@ -45,6 +44,12 @@ class GenerativeSettings:
     one_hot: float = 0.0  # weights of the refinement's teacher terms
     balance: float = 0.0
     start: int = 0  # first iteration whose batches the VAE learns from
+    latent_dim: int = 256  # the built-in VAE's code size
+    width: int = 64  # the built-in VAE's width
+    optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(
+        name="adam", lr=5e-4, weight_decay=0.0, betas=(0.9, 0.999), schedule="constant"))
+    horizon: int = 1000  # the run's iterations (the VAE optimiser's schedule)
+    seed: int = 0  # the memory's random stream is seeded with seed + SEED_OFFSET
 
 
 class GenerativeMemory:
@@ -56,15 +61,14 @@ class GenerativeMemory:
     """
 
     def __init__(self, vae: nn.Module, teacher: nn.Module, sample_shape: tuple[int, ...],
-                 settings: GenerativeSettings, *, optimizer: OptimizerConfig, horizon: int, guard: NonFiniteGuard,
-                 metrics: MetricAccumulator, seed: int, device: torch.device) -> None:
-        self.rng = torch.Generator(device=device).manual_seed(seed + SEED_OFFSET)
-        self.vae = vae.to(device)
+                 settings: GenerativeSettings, runtime: Runtime) -> None:
+        self.rng = torch.Generator(device=runtime.device).manual_seed(settings.seed + SEED_OFFSET)
+        self.vae = vae.to(runtime.device)
         check_vae(self.vae, tuple(sample_shape), self.rng)
         self.teacher, self.settings = teacher, settings
         params = [p for p in self.vae.parameters() if p.requires_grad]
-        self.updater = Updater("vae", params, optimizer, horizon, guard=guard, metrics=metrics,
-                               rollback=(self.vae,))
+        self.updater = Updater("vae", params, UpdaterSettings(optimizer=settings.optimizer, horizon=settings.horizon),
+                               runtime, rollback=(self.vae,))
         self.updates, self.seen = 0, 0
         self._pending: list[tuple[Tensor, Tensor]] = []
 
@@ -83,7 +87,8 @@ class GenerativeMemory:
         non-finite batch) or the memory has not started yet; then one step of the VAE's schedule."""
         pending, self._pending = self._pending, []
         for k, (x, t) in enumerate(pending if clean and iteration >= self.settings.start else []):
-            if self.updater.step(partial(self._vae_update, x, t), f"iteration {iteration}, vae step {k}"):
+            snapshot = self.updater.snapshot()
+            if self.updater.apply(self._vae_update(x, t), f"iteration {iteration}, vae step {k}", snapshot):
                 self.updates, self.seen = self.updates + 1, self.seen + len(x)
         self.updater.advance_schedule()
 

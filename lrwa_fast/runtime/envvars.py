@@ -1,5 +1,7 @@
-"""The one convention for choosing an implementation: an explicit argument wins, else an
-environment variable, else ``auto``; an invalid value is refused naming where it came from.
+"""The one convention for choosing an implementation, and the one meaning of ``"auto"``: a named
+implementation (an argument or config field) wins; ``"auto"`` (the default everywhere, ``None`` too) defers
+to the environment variable when it is set, and otherwise lets the library choose by device. An invalid
+value is refused naming where it came from.
 
 * ``LRWA_FAST_BACKEND``: ``auto`` | ``torch`` | ``triton``, the fused KD-loss and alignment kernels
   (:mod:`lrwa_fast.ops.dispatch`);
@@ -11,11 +13,15 @@ from __future__ import annotations
 
 import os
 
+AUTO = "auto"
+
 
 def requested(argument: str | None, variable: str, choices: tuple[str, ...]) -> str:
-    """``argument`` if given, else ``$variable``, else ``"auto"``; ``ValueError`` unless in ``choices``."""
-    name = argument if argument is not None else os.environ.get(variable, "auto")
+    """``argument`` unless it is ``"auto"`` (or ``None``), else ``$variable``, else ``"auto"``; ``ValueError``
+    unless in ``choices``."""
+    explicit = argument not in (None, AUTO)
+    name = argument if explicit else os.environ.get(variable, AUTO)
     if name not in choices:
-        source = "backend argument" if argument is not None else f"environment variable {variable}"
+        source = "backend argument" if explicit else f"environment variable {variable}"
         raise ValueError(f"invalid {source} {name!r}; expected one of {choices}")
     return name

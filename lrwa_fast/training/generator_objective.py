@@ -1,23 +1,39 @@
-"""The generator's loss: adversarial discrepancy plus the priors that keep samples teacher-like."""
+"""The generator's loss: adversarial discrepancy plus the priors that keep samples teacher-like, and the
+teacher hooks (:class:`TeacherProbe`) that collect what the priors need."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .. import ops
-from ..config import DFADConfig
+from ..config import GeneratorLossWeights
 from ..ops import losses
 
 
-class GeneratorObjective:
-    """Weighted sum of the terms of ``config.generator_weights`` on a batch ``generator(z)``; terms
-    with weight 0 are skipped, and so are the teacher hooks they would need."""
+@dataclass(frozen=True, kw_only=True)
+class ObjectiveSettings:
+    """The generator's objective (the config's ``adversarial_loss``, ``adversarial_temperature`` and
+    ``generator_weights``)."""
 
-    def __init__(self, teacher: nn.Module, config: DFADConfig, backend: str | None = None) -> None:
-        self.teacher, self.weights, self.backend = teacher, config.generator_weights, backend
-        self.kind, self.temperature = config.adversarial_loss, config.adversarial_temperature
-        self.probe = losses.TeacherProbe(teacher, bn_prior=self.weights.bn_prior > 0,
-                                         features=self.weights.activation > 0)
+    kind: str = "l1"  # the adversarial discrepancy: -L1 | -KL | 1-JS
+    temperature: float = 1.0
+    weights: GeneratorLossWeights = field(default_factory=GeneratorLossWeights)
+
+
+class GeneratorObjective:
+    """Weighted sum of the terms of ``settings.weights`` on a batch ``generator(z)``; terms with weight 0 are
+    skipped, and so are the teacher hooks they would need. ``backend``: the fused kernels' (the runtime's)."""
+
+    def __init__(self, teacher: nn.Module, settings: ObjectiveSettings, backend: str = "auto") -> None:
+        self.teacher, self.weights, self.backend = teacher, settings.weights, backend
+        self.kind, self.temperature = settings.kind, settings.temperature
+        self.probe = TeacherProbe(teacher, bn_prior=self.weights.bn_prior > 0, features=self.weights.activation > 0)
 
     def __call__(self, generator: nn.Module, student: nn.Module, z: Tensor) -> Tensor:
         w = self.weights
@@ -38,3 +54,71 @@ class GeneratorObjective:
         if w.bn_prior:
             loss = loss + w.bn_prior * self.probe.bn_loss()
         return loss
+
+
+class TeacherProbe:
+    """Forward hooks on a teacher that collect what the generator priors need.
+
+    ``bn_prior`` hooks every BatchNorm layer and accumulates the DeepInversion term
+    ``Σ ‖μ_batch − running_mean‖₂ + ‖σ²_batch − running_var‖₂`` over the layers' inputs;
+    ``features`` captures the input of ``feature_module`` (default: the last ``nn.Linear``).
+    Hooks exist only while :meth:`active` is entered and only for terms that are switched on,
+    so a zero weight costs nothing.
+    """
+
+    def __init__(self, teacher: nn.Module, *, bn_prior: bool, features: bool,
+                 feature_module: nn.Module | None = None) -> None:
+        self.teacher = teacher
+        self.bn_layers = [m for m in teacher.modules() if isinstance(m, _BatchNorm)] if bn_prior else []
+        if bn_prior and not self.bn_layers:
+            raise ValueError("bn_prior weight > 0 but the teacher has no BatchNorm layers")
+        self.feature_module = None
+        if features:
+            self.feature_module = feature_module or last_linear(teacher)
+        self._bn_terms: list[Tensor] = []
+        self._features: Tensor | None = None
+
+    @contextmanager
+    def active(self) -> Iterator[TeacherProbe]:
+        """Register the hooks for the duration of the block and reset what they collected."""
+        self._bn_terms, self._features = [], None
+        handles = [layer.register_forward_hook(self._bn_hook) for layer in self.bn_layers]
+        if self.feature_module is not None:
+            handles.append(self.feature_module.register_forward_hook(self._feature_hook))
+        try:
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def _bn_hook(self, module: nn.Module, inputs: tuple[Tensor, ...], _output: Tensor) -> None:
+        x = inputs[0]
+        dims = [d for d in range(x.dim()) if d != 1]
+        mean = x.mean(dim=dims)
+        var = x.var(dim=dims, unbiased=False)
+        self._bn_terms.append(torch.linalg.vector_norm(mean - module.running_mean)
+                              + torch.linalg.vector_norm(var - module.running_var))
+
+    def _feature_hook(self, _module: nn.Module, inputs: tuple[Tensor, ...], _output: Tensor) -> None:
+        self._features = inputs[0].flatten(1)
+
+    def bn_loss(self) -> Tensor:
+        """The BatchNorm-statistics prior of the last forward pass."""
+        if not self._bn_terms:
+            raise RuntimeError("no BatchNorm statistics collected: run the teacher inside active()")
+        return torch.stack(self._bn_terms).sum()
+
+    def features(self) -> Tensor:
+        """The penultimate features of the last forward pass."""
+        if self._features is None:
+            raise RuntimeError("no features collected: run the teacher inside active()")
+        return self._features
+
+
+def last_linear(model: nn.Module) -> nn.Module:
+    """The last ``nn.Linear`` in ``model``: its input is taken as the penultimate features."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("activation weight > 0 needs a teacher with an nn.Linear head "
+                         "(or pass feature_module explicitly)")
+    return linears[-1]

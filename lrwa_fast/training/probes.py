@@ -8,20 +8,32 @@ Average forgetting (Chaudhry et al., ECCV 2018): at evaluation k, for each probe
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProbeSettings:
+    """The forgetting probes (the config's ``probe_every`` and ``probe_size``)."""
+
+    every: int = 50  # iterations between probes kept
+    size: int = 64  # samples per probe
+
+    def __post_init__(self) -> None:
+        if self.every < 1 or self.size < 1:
+            raise ValueError(f"probe_every and probe_size must be >= 1, got {self.every} and {self.size}")
+
+
 class ForgettingProbes:
     """Every ``every`` iterations (from iteration 0) keeps the first ``size`` samples of the iteration's last
-    fresh batch with the teacher's labels (its argmax), unless a step of that iteration was skipped."""
+    fresh batch with the teacher's labels (its argmax), unless a step of that iteration was skipped
+    (:class:`ProbeSettings`)."""
 
-    def __init__(self, every: int, size: int, device: torch.device) -> None:
-        if every < 1 or size < 1:
-            raise ValueError(f"probe_every and probe_size must be >= 1, got {every} and {size}")
-        self.every, self.size, self.device = every, size, device
+    def __init__(self, settings: ProbeSettings, device: torch.device) -> None:
+        self.every, self.size, self.device = settings.every, settings.size, device
         self.seconds = 0.0  # spent measuring agreement: the probes' cost, kept across a resume
         self.x: list[Tensor] = []
         self.labels: list[Tensor] = []

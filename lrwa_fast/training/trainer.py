@@ -1,12 +1,15 @@
 """The trainer: one adversarial DFKD iteration assembled from parts, for any teacher, student and generator.
 
-Per iteration, generator step(s) then student step(s) on fresh pseudo-samples. The parts: a student
-update (strategy: plain KD or LRwA's :class:`~lrwa_fast.updates.MetaUpdate`), a memory part fed with
-the fresh batches (:mod:`lrwa_fast.replay`), two :class:`~lrwa_fast.optim.Updater` s, a generator
-objective, random streams, a non-finite guard and metrics. The config decides the method: a
-:class:`~lrwa_fast.DFADConfig` builds plain KD without a memory, a :class:`~lrwa_fast.LRwAConfig` the
-memory of its ``memory_kind`` and the meta update; ``update=``, ``memory=`` and ``vae=`` replace parts.
-:mod:`.loop` runs the iterations, :mod:`.state` saves and restores the trainer.
+Per iteration, generator step(s) then student step(s) on fresh pseudo-samples. The constructor turns
+the flat config into each part's settings once (:func:`~lrwa_fast.training.settings.part_settings`),
+builds the runtime (:class:`~lrwa_fast.runtime.services.Runtime`: device, ranks, precision, guard,
+metrics, kernel backend) and hands it to the parts that need it: a student update (plain KD or LRwA's
+:class:`~lrwa_fast.updates.MetaUpdate`), a memory part fed with the fresh batches
+(:mod:`lrwa_fast.replay`), two :class:`~lrwa_fast.optim.Updater` s, a generator objective and random
+streams. The config decides the method: a :class:`~lrwa_fast.DFADConfig` builds plain KD without a
+memory, a :class:`~lrwa_fast.LRwAConfig` the memory of its ``memory_kind`` and the meta update;
+``update=``, ``memory=`` and ``vae=`` replace parts. :mod:`.loop` runs the iterations, :mod:`.state`
+saves and restores the trainer.
 
 Trainers train the modules they are given, in place. The teacher is frozen (eval mode, no
 gradients); the generator is called with ``z`` of shape ``(batch, latent_dim)``; any input
@@ -23,22 +26,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from ..config import DFADConfig, LRwAConfig, validate
+from ..config import DFADConfig, LRwAConfig, to_dict, validate
 from ..optim import Updater, UpdateResult, gradients
 from ..replay import Memory, build_memory
 from ..runtime import checkpoint as ckpt
-from ..runtime.distributed import Ranks, resolve_device
+from ..runtime.distributed import Ranks
 from ..runtime.guard import NonFiniteGuard
 from ..runtime.metrics import MetricAccumulator, forgetting_at
 from ..runtime.phases import phase
-from ..runtime.precision import autocast, scaled
+from ..runtime.precision import scaled
 from ..runtime.randomness import RandomStreams
-from ..updates import KDLoss, KDUpdate, MetaUpdate, StepContext, StudentUpdate
+from ..runtime.services import Runtime
+from ..updates import KDUpdate, MetaUpdate, StepContext, StudentUpdate
 from . import loop, state
 from .compiling import compile_module
 from .generator_ema import GeneratorEMA
@@ -46,26 +50,12 @@ from .generator_objective import GeneratorObjective
 from .inspection import eval_mode, inspect_models
 from .loop import TrainingInterrupted
 from .probes import ForgettingProbes
+from .settings import PartSettings, part_settings
+from .state import Stateful
 
 __all__ = ["DFADTrainer", "LRwATrainer", "Trainer", "TrainingInterrupted", "trainer_class"]
 
 Evaluate = Callable[[nn.Module], "float | dict[str, float]"]
-
-
-class Stateful(Protocol):
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
-
-
-def default_update(config: DFADConfig, memory: Memory | None) -> StudentUpdate:
-    """The student update a config describes: LRwA's meta update on ``memory`` for an
-    :class:`~lrwa_fast.LRwAConfig`, plain KD otherwise."""
-    if isinstance(config, LRwAConfig) and memory is not None:
-        return MetaUpdate(memory, mode=config.meta_mode, inner_lr=config.inner_lr, retain_weight=config.retain_weight,
-                          joint_replay=config.joint_replay, bn_mode=config.bn_mode, fd_scheme=config.fd_scheme,
-                          fd_epsilon=config.fd_epsilon)
-    return KDUpdate()
 
 
 class Trainer:
@@ -85,34 +75,51 @@ class Trainer:
                  config: DFADConfig | None = None, *, update: StudentUpdate | None = None,
                  memory: Memory | None = None, vae: nn.Module | None = None) -> None:
         self.config = self._checked(config)
-        cfg = self.config
-        self.ranks = Ranks.current()
-        self.ranks.local_size(cfg.batch_size, "batch_size")
-        self.device = resolve_device(cfg.device)
-        memory_format = torch.channels_last if cfg.channels_last else torch.preserve_format
-        self.teacher = teacher.to(self.device, memory_format=memory_format).eval().requires_grad_(False)
+        self.settings: PartSettings = part_settings(self.config)  # every part's settings, read here only
+        parts, self.runtime = self.settings, Runtime(self.settings.runtime)
+        self.runtime.ranks.local_size(parts.loop.batch_size, "batch_size")
+        self.teacher, self.student, self.generator = self._placed(teacher, student, generator)
         self.teacher_fingerprint = ckpt.fingerprint(self.teacher)
-        self.student = student.to(self.device, memory_format=memory_format)
-        self.generator = generator.to(self.device, memory_format=memory_format)
         self.sample_shape, self.num_classes = inspect_models(self.teacher, self.student, self.generator,
-                                                           cfg.latent_dim, self.device)
-        self.student_compiled = cfg.compile_student and compile_module(self.student, self.device)
+                                                           parts.loop.latent_dim, self.device)
+        self.student_compiled = parts.loop.compile_student and compile_module(self.student, self.device)
         trainable = [(n, p) for n, p in self.student.named_parameters() if p.requires_grad]
         self.student_names, self.student_params = [n for n, _ in trainable], [p for _, p in trainable]
-        backend = None if cfg.backend == "auto" else cfg.backend  # None: $LRWA_FAST_BACKEND
-        self.kd_loss = KDLoss(cfg.loss, cfg.temperature, backend)
-        self.generator_objective = GeneratorObjective(self.teacher, cfg, backend)
-        self.random = RandomStreams(cfg.seed, self.device, self.ranks)
-        self.guard = NonFiniteGuard(cfg.nonfinite, defer=self.device.type == "cuda")
-        self.metrics = MetricAccumulator(self.device)
-        self.student_updater, self.generator_updater = self._updaters()
+        self.kd_loss = parts.loss
+        self.generator_objective = GeneratorObjective(self.teacher, parts.objective, self.runtime.backend)
+        self.random = RandomStreams(parts.loop.seed, self.device, self.ranks)
+        rollback = (self.student, self.generator)
+        self.student_updater = Updater("student", self.student_params, parts.student_updater, self.runtime,
+                                       rollback=rollback)
+        self.generator_updater = Updater("generator", [p for p in self.generator.parameters() if p.requires_grad],
+                                         parts.generator_updater, self.runtime, rollback=rollback)
         self.memory = self._memory(memory, update, vae)
         self.update = self._update(update)
-        self.generator_ema = GeneratorEMA(self.generator, cfg.ema_decay, cfg.ema_share) if cfg.ema_decay else None
-        self.probes = ForgettingProbes(cfg.probe_every, cfg.probe_size, self.device) if cfg.probe_every else None
+        self.generator_ema = GeneratorEMA(self.generator, parts.ema) if parts.ema else None
+        self.probes = ForgettingProbes(parts.probes, self.device) if parts.probes else None
         self.observers = [part for part in (self.memory, self.probes) if part is not None]  # of fresh batches
         self.iteration = 0
         self.history: dict[str, list[dict[str, float]]] = {"metrics": [], "evaluations": []}
+
+    @property
+    def device(self) -> torch.device:
+        """The runtime's device: the models and the memory live there."""
+        return self.runtime.device
+
+    @property
+    def ranks(self) -> Ranks:
+        """The runtime's data-parallel ranks."""
+        return self.runtime.ranks
+
+    @property
+    def guard(self) -> NonFiniteGuard:
+        """The runtime's non-finite policy."""
+        return self.runtime.guard
+
+    @property
+    def metrics(self) -> MetricAccumulator:
+        """The runtime's device-side metric accumulator."""
+        return self.runtime.metrics
 
     @property
     def checkpoint_name(self) -> str:
@@ -128,17 +135,15 @@ class Trainer:
         validate(config)
         return config
 
-    def _updaters(self) -> tuple[Updater, Updater]:
-        cfg, shared = self.config, dict(guard=self.guard, metrics=self.metrics, ranks=self.ranks,
-                                        rollback=(self.student, self.generator),
-                                        loss_scaling=self.config.precision == "fp16")
-        generator_params = [p for p in self.generator.parameters() if p.requires_grad]
-        return (Updater("student", self.student_params, cfg.student_optimizer, cfg.iterations,
-                        clip=cfg.grad_clip, **shared),
-                Updater("generator", generator_params, cfg.generator_optimizer, cfg.iterations, **shared))
+    def _placed(self, teacher: nn.Module, student: nn.Module, generator: nn.Module) -> tuple[nn.Module, ...]:
+        """The three modules on the device, in the configured memory format; the teacher frozen."""
+        memory_format = torch.channels_last if self.settings.loop.channels_last else torch.preserve_format
+        teacher, student, generator = (m.to(self.device, memory_format=memory_format)
+                                       for m in (teacher, student, generator))
+        return teacher.eval().requires_grad_(False), student, generator
 
     def _memory(self, memory: Memory | None, update: StudentUpdate | None, vae: nn.Module | None) -> Memory | None:
-        """The given memory, else the given update's, else the config's (:func:`~lrwa_fast.replay.build_memory`)."""
+        """The given memory, else the given update's, else the settings' (:func:`~lrwa_fast.replay.build_memory`)."""
         carried = getattr(update, "memory", None)
         if memory is None and isinstance(carried, Memory):
             memory = carried
@@ -146,13 +151,14 @@ class Trainer:
             if vae is not None:
                 raise ValueError("vae builds the config's generative memory; it cannot go with a given memory")
             return memory
-        return build_memory(self.config, teacher=self.teacher, sample_shape=self.sample_shape,
-                            num_classes=self.num_classes, device=self.device, ranks=self.ranks, guard=self.guard,
-                            metrics=self.metrics, vae=vae)
+        return build_memory(self.settings.memory, self.runtime, teacher=self.teacher, sample_shape=self.sample_shape,
+                            num_classes=self.num_classes, vae=vae)
 
     def _update(self, update: StudentUpdate | None) -> StudentUpdate:
+        """The given update, else the settings': LRwA's meta update on the memory, or plain KD."""
         if update is None:
-            return default_update(self.config, self.memory)
+            meta = self.settings.meta
+            return MetaUpdate(self.memory, meta) if meta is not None and self.memory is not None else KDUpdate()
         if not isinstance(update, StudentUpdate):
             raise ValueError(f"update must follow the StudentUpdate protocol (__call__, state_dict, "
                              f"load_state_dict), got {type(update).__name__}")
@@ -161,13 +167,13 @@ class Trainer:
     # ----------------------------------------------------------------- one iteration
     def step(self) -> dict[str, float]:
         """One iteration: generator step(s), student step(s); returns the metrics when read."""
-        cfg = self.config
+        loop_settings = self.settings.loop
         self.student.train()
         self.generator.train()
         skips_before = self.guard.skipped
-        for _ in range(cfg.generator_steps):
+        for _ in range(loop_settings.generator_steps):
             self.generator_step()
-        for k in range(cfg.student_steps):
+        for k in range(loop_settings.student_steps):
             self.student_step(k)
         if self.ranks.enabled:
             with phase("buffer average"):
@@ -175,7 +181,7 @@ class Trainer:
         for observer in self.observers:
             observer.end_of_iteration(self.iteration, clean=self.guard.skipped == skips_before)
         self.student_updater.advance_schedule()
-        if cfg.generator_steps:
+        if loop_settings.generator_steps:
             self.generator_updater.advance_schedule()
         read = self.metrics_due()
         self.iteration += 1
@@ -188,57 +194,54 @@ class Trainer:
 
     def metrics_due(self) -> bool:
         """Whether this iteration's metrics will be read (quantities only logged are computed then)."""
-        return (self.iteration + 1) % self.config.log_every == 0
+        return (self.iteration + 1) % self.settings.loop.log_every == 0
 
     def _host_metrics(self) -> dict[str, float]:
         extra = self.memory.metrics() if self.memory is not None else {}
-        if self.config.precision == "fp16":
+        if self.runtime.loss_scaling:
             extra["scaler_skips"] = self.student_updater.scaler.skips + self.generator_updater.scaler.skips
         return {"lr": self.student_updater.lr, "skipped_steps": self.guard.skipped, **extra}
 
     def fresh_batch(self) -> tuple[Tensor, Tensor]:
         """A batch of pseudo-samples (a share from the EMA generator under MAD) and the teacher's logits on
         them (no gradients)."""
-        cfg = self.config
+        batch, latent = self.settings.loop.batch_size, self.settings.loop.latent_dim
         with torch.no_grad():
             with phase("generator forward"):
-                z = self.random.latent(cfg.batch_size, cfg.latent_dim)
+                z = self.random.latent(batch, latent)
                 x = self.generator(z) if self.generator_ema is None else \
-                    self.generator_ema.generate(self.generator, z, cfg.batch_size, self.ranks)
+                    self.generator_ema.generate(self.generator, z, batch, self.ranks)
             with phase("teacher forward"):
                 return x, self.teacher(x)
 
     def generator_step(self) -> bool:
         """One generator update on a fresh batch; ``False`` when skipped (``nonfinite="skip"``)."""
-        cfg = self.config
-
-        def compute() -> UpdateResult:
-            with phase("generator step"), autocast(cfg.precision, self.device):
-                z = self.random.latent(cfg.batch_size, cfg.latent_dim)
-                loss = self.generator_objective(self.generator, self.student, z)
-                grads = gradients(scaled(loss, self.generator_updater.loss_scale), self.generator_updater.params)
-                return UpdateResult(grads, {"loss_generator": loss})
-
-        applied = self.generator_updater.step(compute, f"iteration {self.iteration}, generator step")
+        updater = self.generator_updater
+        snapshot = updater.snapshot()
+        with phase("generator step"), self.runtime.autocast():
+            z = self.random.latent(self.settings.loop.batch_size, self.settings.loop.latent_dim)
+            loss = self.generator_objective(self.generator, self.student, z)
+            result = UpdateResult(gradients(scaled(loss, updater.loss_scale), updater.params),
+                                  {"loss_generator": loss})
+        applied = updater.apply(result, f"iteration {self.iteration}, generator step", snapshot)
         if applied and self.generator_ema is not None:
             with phase("generator EMA"):
                 self.generator_ema.update(self.generator)
         return applied
 
     def student_step(self, k: int = 0) -> bool:
-        """Student update ``k`` of the iteration on a fresh batch; ``False`` when skipped."""
-
-        def compute() -> UpdateResult:
-            with autocast(self.config.precision, self.device):
-                x, t = self.fresh_batch()
-                for observer in self.observers:
-                    observer.observe(x, t)
-                context = StepContext(self.student, self.student_params, self.student_names, self.kd_loss,
-                                      self.iteration, self.metrics_due(), self.ranks,
-                                      self.student_updater.loss_scale)
-                return self.update(context, x, t)
-
-        return self.student_updater.step(compute, f"iteration {self.iteration}, student step {k}")
+        """Student update ``k`` of the iteration: a fresh batch, seen by the observers (memory, probes), the
+        update's gradients on it, then the updater applies them (or skips and rolls the buffers back)."""
+        updater = self.student_updater
+        snapshot = updater.snapshot()
+        with self.runtime.autocast():
+            x, t = self.fresh_batch()
+            for observer in self.observers:
+                observer.observe(x, t)
+            context = StepContext(self.student, self.student_params, self.student_names, self.kd_loss,
+                                  self.iteration, self.metrics_due(), self.ranks, updater.loss_scale)
+            result = self.update(context, x, t)
+        return updater.apply(result, f"iteration {self.iteration}, student step {k}", snapshot)
 
     # ----------------------------------------------------------------- the run
     def train(self, iterations: int | None = None, evaluate: Evaluate | None = None, eval_every: int = 100,
@@ -253,15 +256,15 @@ class Trainer:
         ``{"metrics": [...], "evaluations": [...]}``. SIGINT/SIGTERM stop after the current iteration with a
         checkpoint (:class:`~lrwa_fast.TrainingInterrupted`).
         """
-        cfg = self.config
-        total = cfg.iterations - self.iteration if iterations is None else int(iterations)
+        checkpoints = self.settings.checkpoints
+        total = self.settings.loop.iterations - self.iteration if iterations is None else int(iterations)
         if total < 0 or eval_every < 1:
             raise ValueError(f"iterations must be >= 0 and eval_every >= 1, got {total} and {eval_every}")
         self.check_horizon(total)
         name = type(self).__name__
         record = None if evaluate is None else lambda: self.record_evaluation(evaluate, on_evaluation)
-        loop.run(self, total, evaluate=record, eval_every=eval_every, checkpoint_dir=cfg.checkpoint_dir,
-                 checkpoint_every=cfg.checkpoint_every, progress=progress, name=name, unit="iteration",
+        loop.run(self, total, evaluate=record, eval_every=eval_every, checkpoint_dir=checkpoints.directory,
+                 checkpoint_every=checkpoints.every, progress=progress, name=name, unit="iteration",
                  resume_hint=f"{name}.load or --resume {{path}}")
         self.guard.check()
         self.history["evaluations"] = self.ranks.broadcast(self.history["evaluations"])  # rank 0's
@@ -269,11 +272,11 @@ class Trainer:
 
     def check_horizon(self, iterations: int) -> None:
         """Refuse to train past ``config.iterations`` where a cosine schedule has reached zero."""
-        cfg = self.config
-        cosine = [o.schedule == "cosine" for o in (cfg.student_optimizer, cfg.generator_optimizer)]
-        if any(cosine) and self.iteration + iterations > cfg.iterations:
+        horizon = self.settings.loop.iterations
+        updaters = (self.settings.student_updater, self.settings.generator_updater)
+        if any(u.optimizer.schedule == "cosine" for u in updaters) and self.iteration + iterations > horizon:
             raise ValueError(f"training to iteration {self.iteration + iterations} would pass config.iterations="
-                             f"{cfg.iterations}, where the cosine schedule reaches a learning rate of 0; "
+                             f"{horizon}, where the cosine schedule reaches a learning rate of 0; "
                              "raise config.iterations or use schedule='constant'")
 
     def evaluate(self, evaluate: Evaluate) -> dict[str, float]:
@@ -309,6 +312,15 @@ class Trainer:
         }
         return {name: part for name, part in parts.items() if part is not None}
 
+    def identity(self) -> dict[str, Any]:
+        """What identifies the run in a checkpoint, checked before resuming: the trainer, the student update, the
+        device type, the world size, the config, the teacher's fingerprint and the architectures."""
+        return {"trainer": self.checkpoint_name, "world_size": self.ranks.world_size,
+                "update_type": type(self.update).__qualname__, "device_type": self.device.type,
+                "config": to_dict(self.config), "teacher_fingerprint": self.teacher_fingerprint,
+                "architecture": {"student": ckpt.architecture(self.student),
+                                 "generator": ckpt.architecture(self.generator)}}
+
     def state_dict(self) -> dict[str, Any]:
         """The complete training state (:func:`lrwa_fast.training.state.trainer_state`)."""
         return state.trainer_state(self)
@@ -320,7 +332,7 @@ class Trainer:
     def write_checkpoint(self, folder: str | Path) -> Path:
         """Write ``folder/ckpt-<iteration>.pt`` atomically, keeping the newest ``config.keep_checkpoints``
         (data-parallel: a collective; rank 0 writes, every rank returns its path)."""
-        return state.write_checkpoint(self, folder)
+        return state.write_checkpoint(self, folder, self.settings.checkpoints.keep)
 
     def save(self, path: str | Path) -> Path:
         """Write the complete state to ``path`` atomically (data-parallel: as :meth:`write_checkpoint`)."""
@@ -328,13 +340,21 @@ class Trainer:
 
     @classmethod
     def load(cls, path: str | Path, teacher: nn.Module, student: nn.Module, generator: nn.Module,
-             config: DFADConfig | None = None, **parts: Any) -> Trainer:
+             config: DFADConfig | None = None, *, saved: dict[str, Any] | None = None, **parts: Any) -> Trainer:
         """A trainer for freshly built modules, restored from checkpoint ``path``.
 
         ``config`` defaults to the checkpoint's; a given one may differ only in the config's
-        ``RESUMABLE`` fields. ``parts`` (``update=``, ``memory=``, ``vae=``) go to the constructor.
+        ``RESUMABLE`` fields. ``saved``: the checkpoint already read from ``path``. ``parts`` (``update=``,
+        ``memory=``, ``vae=``) go to the constructor.
         """
-        return state.load(cls, path, teacher, student, generator, config, **parts)
+        saved = saved if saved is not None else ckpt.read_checkpoint(path)
+        named = {t.__name__: t for t in METHODS.values()}.get(saved.get("trainer"))
+        if named is None or cls.method not in (None, named.method):
+            raise ckpt.CheckpointError(f"checkpoint {str(path)!r} is for {saved.get('trainer')}, not {cls.__name__}")
+        trainer = cls(teacher, student, generator,
+                      config if config is not None else state.saved_config(named.config_class, saved, path), **parts)
+        trainer.load_state_dict(saved)
+        return trainer
 
 
 class DFADTrainer(Trainer):
@@ -346,7 +366,7 @@ class DFADTrainer(Trainer):
 
 class LRwATrainer(Trainer):
     """The trainer with an :class:`~lrwa_fast.LRwAConfig`: a memory of ``config.memory_kind``
-    (:class:`~lrwa_fast.ReplayMemory` or :class:`~lrwa_fast.GenerativeMemory`) and the LRwA meta update
+    (:class:`~lrwa_fast.BufferMemory` or :class:`~lrwa_fast.GenerativeMemory`) and the LRwA meta update
     (:func:`~lrwa_fast.meta_gradient`)."""
 
     config_class = LRwAConfig

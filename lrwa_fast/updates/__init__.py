@@ -11,8 +11,8 @@ from ..optim import UpdateResult
 from ..runtime.precision import scaled
 from .base import KDLoss, StepContext, StudentUpdate
 from .kd import KDUpdate, kd_gradients
-from .meta_gradient import MetaResult, meta_gradient
+from .meta_gradient import MetaResult, MetaSettings, meta_gradient
 from .meta_update import MetaUpdate
 
-__all__ = ["KDLoss", "KDUpdate", "MetaResult", "MetaUpdate", "StepContext", "StudentUpdate", "UpdateResult",
-           "kd_gradients", "meta_gradient", "scaled"]
+__all__ = ["KDLoss", "KDUpdate", "MetaResult", "MetaSettings", "MetaUpdate", "StepContext", "StudentUpdate",
+           "UpdateResult", "kd_gradients", "meta_gradient", "scaled"]

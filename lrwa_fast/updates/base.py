@@ -3,6 +3,7 @@ it returns an :class:`~lrwa_fast.optim.UpdateResult`."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -10,17 +11,26 @@ from torch import Tensor, nn
 from torch.distributed import ProcessGroup
 
 from .. import ops
+from ..choices import KERNEL_BACKENDS, LOSS_KINDS
 from ..optim import UpdateResult
 from ..runtime.distributed import Ranks
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class KDLoss:
     """The configured distillation loss D(student logits, teacher logits) (fused kernel where available)."""
 
-    kind: str = "l1"
-    temperature: float = 1.0
-    backend: str | None = None  # None: $LRWA_FAST_BACKEND, see lrwa_fast.ops.dispatch
+    kind: str = "l1"  # "l1" | "kl" | "js" (lrwa_fast.ops.losses)
+    temperature: float = 1.0  # kl / js
+    backend: str = "auto"  # "auto": $LRWA_FAST_BACKEND, else by device (lrwa_fast.ops.dispatch)
+
+    def __post_init__(self) -> None:
+        if self.kind not in LOSS_KINDS:
+            raise ValueError(f"unknown loss kind {self.kind!r}; expected one of {LOSS_KINDS}")
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"temperature must be a positive finite number, got {self.temperature}")
+        if self.backend not in KERNEL_BACKENDS:
+            raise ValueError(f"unknown kernel backend {self.backend!r}; expected one of {KERNEL_BACKENDS}")
 
     def __call__(self, student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
         return ops.kd_loss(student_logits, teacher_logits, kind=self.kind, temperature=self.temperature,

@@ -37,7 +37,7 @@ BatchNorm (``bn_mode``), when the model is in training mode:
 In evaluation mode every pass uses the running statistics and nothing is updated. The model's
 ``.grad`` fields are never touched: gradients come back in :class:`MetaResult`.
 
-Data parallelism (``group``): each rank passes its shard of the acquisition and memory batches and
+Data parallelism (``ranks``): each rank passes its shard of the acquisition and memory batches and
 gets the gradient of the *global* J over the union of the shards. The inner step uses the globally
 averaged acquisition gradient, through a differentiable all-reduce in ``exact`` mode (so the
 second-order term sees the global inner step); ``finite_difference`` perturbs along the global
@@ -56,21 +56,52 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from torch.distributed import ProcessGroup
 from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .. import ops
-from ..choices import BN_MODES, META_GRADIENT_MODES
+from ..choices import BN_MODES, META_MODES
 from ..config import check_fd_args
 from ..optim import gradients, zeros_for_unused
 from ..runtime.distributed import Ranks
 from ..runtime.phases import phase
 from ..runtime.precision import compute_dtype, scaled, unscaled
+from .base import KDLoss
 
-MetaMode = Literal["exact", "first_order", "finite_difference"]
+MetaMode = Literal["exact", "first_order", "finite_difference", "none"]
 BNMode = Literal["acquire", "all", "retain_eval"]
 FDScheme = Literal["central", "one_sided"]
+Batch = tuple[Tensor, Tensor]  # samples and the teacher's logits on them
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetaSettings:
+    """The LRwA update's objective and how its gradient is computed (the config's ``meta_mode``,
+    ``inner_lr``, ``retain_weight``, ``joint_replay``, ``bn_mode``, ``fd_scheme`` and ``fd_epsilon``);
+    checked once, here, when built.
+
+    ``mode="none"`` means no meta term: :class:`~lrwa_fast.updates.MetaUpdate` then takes the acquisition
+    gradient alone (:func:`meta_gradient` refuses it). ``alignment=False`` skips the gradient cosine (a
+    reduction over every parameter), for steps whose metrics nobody reads.
+    """
+
+    mode: MetaMode = "exact"
+    inner_lr: float = 0.05  # α of the inner step
+    retain_weight: float = 1.0  # w in J = L_acq + w·L_ret(θ')
+    joint_replay: bool = False  # add L(θ; x_acq ∪ x_mem) to J, as the authors' code does
+    bn_mode: BNMode = "acquire"
+    fd_scheme: FDScheme = "central"  # finite_difference only
+    fd_epsilon: float | None = None  # finite_difference only; None: the rule in the module docstring
+    alignment: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in META_MODES:
+            raise ValueError(f"unknown meta mode {self.mode!r}; expected one of {META_MODES}")
+        if self.bn_mode not in BN_MODES:
+            raise ValueError(f"unknown bn_mode {self.bn_mode!r}; expected one of {BN_MODES}")
+        if not (self.inner_lr >= 0 and self.retain_weight >= 0):
+            raise ValueError(f"inner_lr and retain_weight must be >= 0, got {self.inner_lr} and {self.retain_weight}")
+        check_fd_args(self.fd_scheme, self.fd_epsilon)
 
 
 @dataclass
@@ -79,60 +110,41 @@ class MetaResult:
 
     ``grad_cosine`` is the cosine between ∇L_acq(θ) and ∇L_ret(θ'), the retention gradient at the
     inner-step weights (the first-order form of the paper's alignment term, which uses ∇L_ret(θ));
-    ``None`` when the call asked for no alignment.
+    ``None`` when the settings asked for no alignment.
     """
 
     grads: dict[str, Tensor]
     loss_acq: Tensor
     loss_ret: Tensor
     grad_cosine: Tensor | None
+    loss_joint: Tensor | None = None  # with joint_replay
 
 
-def meta_gradient(
-    model: nn.Module,
-    x_acq: Tensor,
-    t_acq: Tensor,
-    x_mem: Tensor,
-    t_mem: Tensor,
-    *,
-    inner_lr: float,
-    mode: MetaMode = "exact",
-    loss: str = "l1",
-    temperature: float = 1.0,
-    retain_weight: float = 1.0,
-    bn_mode: BNMode = "acquire",
-    backend: str | None = None,
-    alignment: bool = True,
-    fd_scheme: FDScheme = "central",
-    fd_epsilon: float | None = None,
-    group: ProcessGroup | None = None,
-    ranks: Ranks | None = None,
-    average: bool = True,
-    loss_scale: Tensor | None = None,
-) -> MetaResult:
-    """Gradient of J(θ) (see the module docstring) w.r.t. every trainable parameter of ``model``.
+L1 = KDLoss(kind="l1")  # meta_gradient's default loss, the authors'
 
-    ``alignment=False`` skips the gradient cosine (a reduction over every parameter), for steps
-    whose metrics nobody reads. ``fd_scheme`` and ``fd_epsilon`` apply to ``mode="finite_difference"``.
-    ``group`` (or its ``ranks``, e.g. a trainer's; not both): the inputs are this rank's shards and
-    the result is the gradient of the global J, identical on every rank, its losses the global ones.
-    ``average=False`` returns this rank's share instead (its mean over the ranks is the global
-    gradient), for a caller that adds terms of its own before one all-reduce; the cosine then pairs
-    the global acquisition gradient with this rank's retention gradient. ``loss_scale`` (fp16): every
-    backward runs on the scaled losses and the gradients come back multiplied by it (the losses and
-    the cosine do not).
+
+def meta_gradient(model: nn.Module, acquisition: Batch, memory: Batch, *, loss: KDLoss = L1,
+                  settings: MetaSettings = MetaSettings(), ranks: Ranks | None = None, average: bool = True,
+                  loss_scale: Tensor | None = None) -> MetaResult:
+    """Gradient of J(θ) (see the module docstring) w.r.t. every trainable parameter of ``model``, for the
+    fresh batch ``acquisition = (x_acq, t_acq)`` and the memory batch ``memory = (x_mem, t_mem)`` under the
+    distillation loss ``loss`` (its kind, temperature and kernel backend) and ``settings``.
+
+    ``ranks`` (e.g. ``Ranks(group)`` or a trainer's): the inputs are this rank's shards and the result is
+    the gradient of the global J, identical on every rank, its losses the global ones. ``average=False``
+    returns this rank's share instead (its mean over the ranks is the global gradient), for a caller that
+    adds terms of its own before one all-reduce; the cosine then pairs the global acquisition gradient
+    with this rank's retention gradient. ``loss_scale`` (fp16): every backward runs on the scaled losses
+    and the gradients come back multiplied by it (the losses and the cosine do not).
     """
-    _check_args(mode, bn_mode, inner_lr, retain_weight)
-    check_fd_args(fd_scheme, fd_epsilon)
+    if settings.mode == "none":
+        raise ValueError("meta_gradient computes a meta term; mode='none' is MetaUpdate's (no meta term)")
+    (x_acq, t_acq), (x_mem, t_mem) = acquisition, memory
     names, theta = _trainable(model)
-    ranks = _ranks(group, ranks)
-
-    def distance(student: Tensor, teacher: Tensor) -> Tensor:
-        return ops.kd_loss(student, teacher, kind=loss, temperature=temperature, backend=backend)
-
-    exact = mode == "exact"
+    ranks = ranks if ranks is not None else Ranks()
+    exact, inner_lr = settings.mode == "exact", settings.inner_lr
     with phase("acquisition forward"):
-        loss_acq = distance(model(x_acq), t_acq)
+        loss_acq = loss(model(x_acq), t_acq)
     with phase("acquisition backward"):
         g_acq = gradients(scaled(loss_acq, loss_scale), theta, create_graph=exact)
     with phase("inner update"):
@@ -140,28 +152,46 @@ def meta_gradient(
         theta_inner = _inner_step(theta, g_inner, inner_lr, differentiable=exact)
     if exact:
         with ranks.collective("the second-order backward"):
-            loss_ret, g_ret, outer = _retention_exact(model, names, theta, theta_inner, x_mem, t_mem, bn_mode,
-                                                      distance, loss_scale)
+            loss_ret, g_ret, outer = _retention_exact(model, names, theta, theta_inner, x_mem, t_mem,
+                                                      settings.bn_mode, loss, loss_scale)
     else:
-        loss_ret, g_ret = _retention_first_order(model, theta, theta_inner, x_mem, t_mem, bn_mode, distance,
+        loss_ret, g_ret = _retention_first_order(model, theta, theta_inner, x_mem, t_mem, settings.bn_mode, loss,
                                                  loss_scale)
         outer = g_ret
-        if mode == "finite_difference" and inner_lr != 0:
+        if settings.mode == "finite_difference" and inner_lr != 0:
             direction = unscaled(ranks.average(g_ret), loss_scale)  # v = ∇L_ret(θ'), global
             with phase("finite-difference passes"):
                 hv = _hessian_vector_fd(model, theta, g_acq, direction,
-                                        lambda: scaled(distance(model(x_acq), t_acq), loss_scale), fd_scheme,
-                                        fd_epsilon)
+                                        lambda: scaled(loss(model(x_acq), t_acq), loss_scale), settings.fd_scheme,
+                                        settings.fd_epsilon)
             outer = torch._foreach_add(g_ret, hv, alpha=-inner_lr)
     with phase("combine + alignment"):
         g_acq = [g.detach() for g in g_acq]
-        grads = torch._foreach_add(g_acq, outer, alpha=retain_weight)
+        grads = torch._foreach_add(g_acq, outer, alpha=settings.retain_weight)
         g_global = [g.detach() for g in g_inner] if ranks.enabled else g_acq
-        cosine = ops.grad_cosine(g_global, g_ret, backend=backend) if alignment else None
-    logged = [loss_acq.detach(), loss_ret.detach(), *([cosine] if cosine is not None else [])]
+        cosine = ops.grad_cosine(g_global, g_ret, backend=loss.backend) if settings.alignment else None
+    logged = {"acq": loss_acq.detach(), "ret": loss_ret.detach(), "cosine": cosine}
+    if settings.joint_replay:
+        logged["joint"], g_joint = joint_gradients(model, dict(zip(names, theta)), acquisition, memory, loss,
+                                                   settings.bn_mode, loss_scale)
+        grads = torch._foreach_add(grads, g_joint)
+    present = {k: v for k, v in logged.items() if v is not None}
     if average:
-        grads, logged = ranks.average_both(grads, logged)
-    return MetaResult(dict(zip(names, grads)), logged[0], logged[1], logged[2] if cosine is not None else None)
+        grads, values = ranks.average_both(grads, list(present.values()))
+        present = dict(zip(present, values))
+    return MetaResult(dict(zip(names, grads)), present["acq"], present["ret"], present.get("cosine"),
+                      present.get("joint"))
+
+
+def joint_gradients(model: nn.Module, params: dict[str, Tensor], acquisition: Batch, memory: Batch, loss: KDLoss,
+                    bn_mode: str, loss_scale: Tensor | None) -> tuple[Tensor, list[Tensor]]:
+    """The joint replay term L(θ; x_acq ∪ x_mem) at the current weights and its gradient (scaled by
+    ``loss_scale``): the authors' loss on the fresh and memory samples together; BatchNorm as the
+    retention pass (:func:`forward_for_pass`)."""
+    x, t = torch.cat([acquisition[0], memory[0]]), torch.cat([acquisition[1], memory[1]])
+    with phase("joint replay forward/backward"):
+        joint = loss(forward_for_pass(model, params, x, bn_mode), t)
+        return joint, gradients(scaled(joint, loss_scale), list(params.values()))
 
 
 Distance = Callable[[Tensor, Tensor], Tensor]
@@ -243,24 +273,6 @@ def _hessian_vector_fd(model: nn.Module, theta: list[Tensor], g_acq: list[Tensor
 
 def _global_norm(tensors: list[Tensor]) -> Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
-
-
-def _ranks(group: ProcessGroup | None, ranks: Ranks | None) -> Ranks:
-    """The ranks the meta-gradient is global over: ``ranks``, else ``group``'s (this process alone)."""
-    if ranks is None:
-        return Ranks(group)
-    if group is not None:
-        raise ValueError("meta_gradient takes a group or its ranks, not both")
-    return ranks
-
-
-def _check_args(mode: str, bn_mode: str, inner_lr: float, retain_weight: float) -> None:
-    if mode not in META_GRADIENT_MODES:
-        raise ValueError(f"unknown meta mode {mode!r}; expected one of {META_GRADIENT_MODES}")
-    if bn_mode not in BN_MODES:
-        raise ValueError(f"unknown bn_mode {bn_mode!r}; expected one of {BN_MODES}")
-    if inner_lr < 0 or retain_weight < 0:
-        raise ValueError(f"inner_lr and retain_weight must be >= 0, got {inner_lr} and {retain_weight}")
 
 
 def _trainable(model: nn.Module) -> tuple[list[str], list[Tensor]]:

@@ -64,7 +64,8 @@ def test_env_var_and_argument(monkeypatch):
     assert dispatch.requested_backend() == "auto"
     monkeypatch.setenv(dispatch.ENV_VAR, "torch")
     assert dispatch.requested_backend() == "torch"
-    assert dispatch.requested_backend("triton") == "triton"  # the argument overrides the variable
+    assert dispatch.requested_backend("triton") == "triton"  # a named backend overrides the variable
+    assert dispatch.requested_backend("auto") == dispatch.requested_backend(None) == "torch"  # auto defers to it
 
 
 @pytest.mark.parametrize("where", ["env", "argument"])

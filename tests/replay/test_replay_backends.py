@@ -322,7 +322,7 @@ def test_torch_chosen_by_env_var_falls_back_silently(monkeypatch, recwarn):
 
 
 def test_env_var_and_argument(monkeypatch):
-    """``backend=None`` (the default) reads the variable; an argument, ``auto`` included, overrides it."""
+    """``"auto"`` (the default) and ``None`` read the variable; a named backend overrides it."""
     monkeypatch.delenv(backends.ENV_VAR, raising=False)
     assert backends.requested_backend() == "auto"
     assert ReplayBuffer(4, (3,), 4).backend_name == make("auto").backend_name
@@ -336,7 +336,7 @@ def test_env_var_and_argument(monkeypatch):
         monkeypatch.setenv(backends.ENV_VAR, "cpp")
         assert ReplayBuffer(4, (3,), 4).backend_name == "cpp"
         monkeypatch.setenv(backends.ENV_VAR, "torch")
-        assert make("auto").backend_name == "cpp"
+        assert make("auto").backend_name == "torch" and make("cpp").backend_name == "cpp"
 
 
 @pytest.mark.parametrize("where", ["env", "argument"])

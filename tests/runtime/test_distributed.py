@@ -9,9 +9,9 @@ import signal
 import pytest
 import torch
 import workers as w
-from helpers import TorchrunJob
+from helpers import TorchrunJob, run_meta
 
-from lrwa_fast import DFADConfig, LRwAConfig, LRwATrainer, meta_gradient
+from lrwa_fast import DFADConfig, LRwAConfig, LRwATrainer
 from lrwa_fast.runtime.checkpoint import CheckpointError, list_checkpoints
 from lrwa_fast.testing import rank_values, run_local
 from lrwa_fast.training import DFADTrainer
@@ -91,7 +91,7 @@ def test_meta_gradient_with_a_group_is_the_gradient_on_the_union(tmp_path, mode)
     seed = int(torch.randint(0, 2**31, ()))
     a, b = rank_values(run_local(w.meta_gradient_on_shards, tmp_path, mode=mode, seed=seed))
     model, x_acq, t_acq, x_mem, t_mem = w.meta_problem(seed)
-    ref = meta_gradient(model, x_acq, t_acq, x_mem, t_mem, inner_lr=0.3, mode=mode, loss="kl", temperature=2.0,
+    ref = run_meta(model, (x_acq, t_acq, x_mem, t_mem), inner_lr=0.3, mode=mode, loss="kl", temperature=2.0,
                         retain_weight=0.7)
     assert_same(a, b)
     for name, g in ref.grads.items():

@@ -11,7 +11,7 @@ from helpers import SMALL, tiny_models
 
 from lrwa_fast import DFADConfig, DFADTrainer, LRwAConfig, LRwATrainer, OptimizerConfig, accuracy_evaluator
 from lrwa_fast.runtime.distributed import Ranks
-from lrwa_fast.training.generator_ema import GeneratorEMA
+from lrwa_fast.training.generator_ema import EMASettings, GeneratorEMA
 
 EVAL = dict(eval_every=2, progress=False)
 
@@ -39,7 +39,7 @@ def test_off_by_default_adds_no_part():
 def test_the_ema_follows_the_generator_by_its_decay():
     """One update: θ_ema = d·θ_ema + (1 − d)·θ, against a float64 computation."""
     _, _, generator = tiny_models()
-    ema = GeneratorEMA(generator, decay=0.9, share=0.5)
+    ema = GeneratorEMA(generator, EMASettings(decay=0.9, share=0.5))
     before = [p.detach().double().clone() for p in ema.module.parameters()]
     with torch.no_grad():
         for p in generator.parameters():
@@ -71,7 +71,7 @@ class FakeRanks(Ranks):
                                                         (5, 0.0, 1)])
 def test_the_last_share_of_the_global_batch_comes_from_the_ema(batch, share, world):
     live = Constant(1.0)
-    ema = GeneratorEMA(live, decay=0.5, share=share)
+    ema = GeneratorEMA(live, EMASettings(decay=0.5, share=share))
     with torch.no_grad():
         ema.module.value.fill_(2.0)
     rows = torch.cat([ema.generate(live, torch.zeros(batch // world, 4), batch, FakeRanks(r, world))

@@ -23,9 +23,9 @@ from lrwa_fast import (
     UpdateResult,
 )
 from lrwa_fast.config import OptimizerConfig
+from lrwa_fast.optim import UpdaterSettings
 from lrwa_fast.runtime.checkpoint import CheckpointError, atomic_save
-from lrwa_fast.runtime.guard import NonFiniteGuard
-from lrwa_fast.runtime.metrics import MetricAccumulator
+from lrwa_fast.runtime.services import Runtime, RuntimeSettings
 from lrwa_fast.training.progress import LineProgress, progress
 
 
@@ -87,10 +87,10 @@ def test_an_object_without_the_protocol_is_refused():
 
 
 def make_updater(policy: str, module: torch.nn.Module, clip: float = 0.0) -> Updater:
-    return Updater("student", list(module.parameters()), OptimizerConfig(lr=0.1, momentum=0.0, weight_decay=0.0,
-                                                                         schedule="constant"),
-                   10, guard=NonFiniteGuard(policy, defer=False), metrics=MetricAccumulator(), clip=clip,
-                   rollback=(module,))
+    optimizer = OptimizerConfig(lr=0.1, momentum=0.0, weight_decay=0.0, schedule="constant")
+    runtime = Runtime(RuntimeSettings(device="cpu", nonfinite=policy))
+    return Updater("student", list(module.parameters()), UpdaterSettings(optimizer=optimizer, horizon=10, clip=clip),
+                   runtime, rollback=(module,))
 
 
 def test_updater_rolls_back_batchnorm_statistics_of_a_skipped_update():
@@ -105,7 +105,8 @@ def test_updater_rolls_back_batchnorm_statistics_of_a_skipped_update():
         return UpdateResult(grads, {"loss": out.sum().detach()})
 
     with pytest.warns(RuntimeWarning, match="step skipped"):
-        assert updater.step(compute, "test step") is False
+        snapshot = updater.snapshot()
+        assert updater.apply(compute(), "test step", snapshot) is False
     assert all(torch.equal(a, b) for a, b in zip(before, net.buffers()))
     assert all(torch.equal(a, b) for a, b in zip(weights, net.parameters()))
     assert updater.guard.skipped == 1
@@ -113,7 +114,7 @@ def test_updater_rolls_back_batchnorm_statistics_of_a_skipped_update():
     moved = [b.clone() for b in net.buffers()]
     grads = [torch.full_like(p, float("nan")) for p in net.parameters()]
     assert updater.apply(UpdateResult(grads, {"loss": torch.tensor(0.0)}), "direct") is False
-    assert all(torch.equal(a, b) for a, b in zip(moved, net.buffers())), "apply alone rolls nothing back"
+    assert all(torch.equal(a, b) for a, b in zip(moved, net.buffers())), "without a snapshot nothing rolls back"
 
 
 def test_updater_clips_to_the_global_norm_and_logs_it():
@@ -217,11 +218,12 @@ def test_a_checkpoint_names_its_student_update(tmp_path):
 
 
 def test_an_update_carrying_a_memory_brings_it_to_the_trainer():
-    from lrwa_fast import MetaUpdate, ReplayBuffer, ReplayMemory
+    from lrwa_fast import BufferMemory, MetaSettings, MetaUpdate, ReplayBuffer
 
     teacher, student, gen = tiny_models()
-    memory = ReplayMemory(ReplayBuffer(64, (1, 8, 8), 10, seed=0), batch_size=8)
-    trainer = DFADTrainer(teacher, student, gen, DFADConfig(**SMALL), update=MetaUpdate(memory, inner_lr=0.05))
+    memory = BufferMemory(ReplayBuffer(64, (1, 8, 8), 10, seed=0), batch_size=8)
+    update = MetaUpdate(memory, MetaSettings(inner_lr=0.05))
+    trainer = DFADTrainer(teacher, student, gen, DFADConfig(**SMALL), update=update)
     assert trainer.memory is memory
     metrics = trainer.train(3, progress=False)["metrics"][-1]
     assert metrics["memory_fill"] == 48 and "loss_retain" in metrics

@@ -6,10 +6,10 @@ import copy
 
 import pytest
 import torch
-from helpers import SMALL, flat, tiny_models
+from helpers import SMALL, flat, run_meta, tiny_models
 from torch import nn
 
-from lrwa_fast import LRwAConfig, LRwATrainer, NonFiniteError, meta_gradient, ops
+from lrwa_fast import LRwAConfig, LRwATrainer, NonFiniteError, ops
 from lrwa_fast.ops.losses import kd_loss_reference
 from lrwa_fast.runtime.precision import autocast
 
@@ -34,9 +34,9 @@ def test_bf16_meta_gradient_stays_close_to_fp32_on_a_batchnorm_cnn(mode, bound):
     _, student, _ = models(seed)
     data = batches(seed)
     kwargs = dict(inner_lr=0.5, loss="kl", temperature=2.0)
-    reference = meta_gradient(copy.deepcopy(student), *data, mode="exact", **kwargs)
+    reference = run_meta(copy.deepcopy(student), data, mode="exact", **kwargs)
     with autocast("bf16", torch.device("cpu")):
-        low = meta_gradient(copy.deepcopy(student), *data, mode=mode, **kwargs)
+        low = run_meta(copy.deepcopy(student), data, mode=mode, **kwargs)
     assert all(g.dtype == torch.float32 for g in low.grads.values())  # fp32 master weights
     cosine = torch.nn.functional.cosine_similarity(flat(low.grads), flat(reference.grads), dim=0)
     assert cosine >= bound, (seed, float(cosine))
@@ -49,9 +49,9 @@ def test_a_loss_scale_multiplies_the_meta_gradient_and_nothing_else(mode):
     student = student.double()
     data = [t.double() for t in batches(seed)]
     kwargs = dict(inner_lr=0.3, mode=mode, loss="l1", retain_weight=0.5)
-    plain = meta_gradient(copy.deepcopy(student), *data, **kwargs)
+    plain = run_meta(copy.deepcopy(student), data, **kwargs)
     scale = torch.tensor(1024.0, dtype=torch.float64)
-    scaled = meta_gradient(copy.deepcopy(student), *data, loss_scale=scale, **kwargs)
+    scaled = run_meta(copy.deepcopy(student), data, loss_scale=scale, **kwargs)
     torch.testing.assert_close(flat(scaled.grads), 1024 * flat(plain.grads), rtol=1e-6, atol=1e-9)
     torch.testing.assert_close(scaled.loss_acq, plain.loss_acq, rtol=1e-12, atol=0)
     torch.testing.assert_close(scaled.loss_ret, plain.loss_ret, rtol=1e-12, atol=0)

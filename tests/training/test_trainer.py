@@ -198,7 +198,7 @@ def test_alignment_is_computed_only_in_iterations_whose_metrics_are_read(monkeyp
     asked = []
 
     def spy(*args, **kwargs):
-        asked.append(kwargs["alignment"])
+        asked.append(kwargs["settings"].alignment)
         return meta_gradient(*args, **kwargs)
 
     meta_gradient = meta_update.meta_gradient

@@ -18,10 +18,10 @@ import zlib
 
 import pytest
 import torch
-from helpers import flat, make_case
+from helpers import flat, make_case, run_meta
 from torch import nn
 
-from lrwa_fast import LRwAConfig, LRwATrainer, meta_gradient
+from lrwa_fast import LRwAConfig, LRwATrainer
 from lrwa_fast.models import Generator, SmallCNN
 
 F64_RTOL = 1e-6
@@ -34,8 +34,8 @@ def relative_error(actual, expected) -> float:
 
 
 def both(model, case, **kw):
-    exact = meta_gradient(copy.deepcopy(model), *case, mode="exact", **kw)
-    fd = meta_gradient(copy.deepcopy(model), *case, mode="finite_difference", **kw)
+    exact = run_meta(copy.deepcopy(model), case, mode="exact", **kw)
+    fd = run_meta(copy.deepcopy(model), case, mode="finite_difference", **kw)
     return exact, fd
 
 
@@ -47,7 +47,7 @@ def test_matches_exact_in_float64(kind, scheme, loss, temperature, retain_weight
     model, *case = make_case(kind, seed)
     kw = dict(inner_lr=0.3, loss=loss, temperature=temperature, retain_weight=retain_weight)
     exact, fd = both(model, case, fd_scheme=scheme, **kw)
-    first = meta_gradient(copy.deepcopy(model), *case, mode="first_order", **kw)
+    first = run_meta(copy.deepcopy(model), case, mode="first_order", **kw)
     assert relative_error(first, exact) > 1e-3, "the case must have a second-order term worth testing"
     assert relative_error(fd, exact) <= F64_RTOL
     torch.testing.assert_close(fd.loss_ret, exact.loss_ret, rtol=1e-13, atol=0)
@@ -76,10 +76,10 @@ def float32_bn_cnn(seed: int):
 def test_float32_error_on_a_batchnorm_cnn_is_bounded(scheme):
     model, case = float32_bn_cnn(seed=zlib.crc32(scheme.encode()) % 1000)
     kw = dict(inner_lr=0.5, loss="kl", temperature=2.0, retain_weight=1.0)
-    reference = meta_gradient(copy.deepcopy(model).double(), *(t.double() for t in case), mode="exact", **kw)
-    fd = meta_gradient(copy.deepcopy(model), *case, mode="finite_difference", fd_scheme=scheme, **kw)
-    exact32 = meta_gradient(copy.deepcopy(model), *case, mode="exact", **kw)
-    first = meta_gradient(copy.deepcopy(model), *case, mode="first_order", **kw)
+    reference = run_meta(copy.deepcopy(model).double(), tuple(t.double() for t in case), mode="exact", **kw)
+    fd = run_meta(copy.deepcopy(model), case, mode="finite_difference", fd_scheme=scheme, **kw)
+    exact32 = run_meta(copy.deepcopy(model), case, mode="exact", **kw)
+    first = run_meta(copy.deepcopy(model), case, mode="first_order", **kw)
     errors = {name: relative_error(r, reference) for name, r in (("fd", fd), ("exact", exact32), ("first", first))}
     print(f"float32 BN CNN, {scheme}: relative error to float64 exact {errors}")
     assert errors["fd"] <= F32_RTOL
@@ -90,7 +90,7 @@ def test_float32_error_on_a_batchnorm_cnn_is_bounded(scheme):
 def test_zero_inner_lr_gives_every_mode_the_same_gradient(kind):
     model, *case = make_case(kind, seed=21)
     kw = dict(inner_lr=0.0, loss="kl", temperature=1.5, retain_weight=0.4)
-    results = [meta_gradient(copy.deepcopy(model), *case, mode=mode, **kw)
+    results = [run_meta(copy.deepcopy(model), case, mode=mode, **kw)
                for mode in ("exact", "first_order", "finite_difference")]
     for other in results[1:]:
         assert relative_error(other, results[0]) <= 1e-13
@@ -101,8 +101,8 @@ def test_zero_inner_lr_gives_every_mode_the_same_gradient(kind):
 def test_running_statistics_as_after_exact(bn_mode, scheme):
     model, *case = make_case("bn_cnn", seed=8)
     exact_model, fd_model = copy.deepcopy(model), copy.deepcopy(model)
-    meta_gradient(exact_model, *case, inner_lr=0.2, mode="exact", bn_mode=bn_mode)
-    meta_gradient(fd_model, *case, inner_lr=0.2, mode="finite_difference", fd_scheme=scheme, bn_mode=bn_mode)
+    run_meta(exact_model, case, inner_lr=0.2, mode="exact", bn_mode=bn_mode)
+    run_meta(fd_model, case, inner_lr=0.2, mode="finite_difference", fd_scheme=scheme, bn_mode=bn_mode)
     for (name, a), b in zip(exact_model.named_buffers(), fd_model.buffers()):
         torch.testing.assert_close(b, a, rtol=0, atol=1e-15, msg=f"buffer {name}")
     assert all(p.grad is None for p in fd_model.parameters())
@@ -112,9 +112,9 @@ def test_running_statistics_as_after_exact(bn_mode, scheme):
 def test_epsilon_override_is_used():
     model, *case = make_case("mlp", seed=3)
     kw = dict(inner_lr=0.3, loss="kl", mode="finite_difference")
-    good = meta_gradient(copy.deepcopy(model), *case, fd_epsilon=1e-6, **kw)
-    coarse = meta_gradient(copy.deepcopy(model), *case, fd_epsilon=3.0, **kw)
-    exact = meta_gradient(copy.deepcopy(model), *case, inner_lr=0.3, loss="kl", mode="exact")
+    good = run_meta(copy.deepcopy(model), case, fd_epsilon=1e-6, **kw)
+    coarse = run_meta(copy.deepcopy(model), case, fd_epsilon=3.0, **kw)
+    exact = run_meta(copy.deepcopy(model), case, inner_lr=0.3, loss="kl", mode="exact")
     assert relative_error(good, exact) < 1e-6 < relative_error(coarse, exact)
 
 

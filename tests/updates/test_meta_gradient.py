@@ -8,10 +8,10 @@ import zlib
 
 import pytest
 import torch
-from helpers import flat, make_case
+from helpers import flat, make_case, run_meta
 from torch.func import functional_call
 
-from lrwa_fast import meta_gradient
+from lrwa_fast import KDLoss, MetaSettings, meta_gradient
 from lrwa_fast.ops.losses import kd_loss_reference
 
 FD_EPS = 1e-6
@@ -66,7 +66,7 @@ def assert_close_rel(actual, expected, rtol):
 def test_exact_matches_finite_differences(kind, loss):
     model, *case = make_case(kind, seed=zlib.crc32(f"{kind}-{loss}".encode()) % 1000)
     kw = dict(inner_lr=0.3, loss=loss, temperature=2.0, retain_weight=0.7)
-    result = meta_gradient(model, *case, mode="exact", **kw)
+    result = run_meta(model, case, mode="exact", **kw)
     fd = finite_difference_grad(model, case, **kw)
     assert_close_rel(result.grads, fd, FD_RTOL)
 
@@ -75,7 +75,7 @@ def test_exact_matches_finite_differences(kind, loss):
 def test_exact_matches_torch_func_autograd(kind):
     model, *case = make_case(kind, seed=11)
     kw = dict(inner_lr=0.2, loss="kl", temperature=3.0, retain_weight=1.3)
-    result = meta_gradient(model, *case, mode="exact", **kw)
+    result = run_meta(model, case, mode="exact", **kw)
     x_acq, t_acq, x_mem, t_mem = case
 
     def buffers():
@@ -100,19 +100,19 @@ def test_exact_matches_torch_func_autograd(kind):
 @pytest.mark.parametrize("kind", ["mlp", "bn_cnn"])
 def test_first_order_vs_exact(kind):
     model, *case = make_case(kind, seed=5)
-    exact = meta_gradient(model, *case, inner_lr=0.5, mode="exact", loss="kl")
-    first = meta_gradient(model, *case, inner_lr=0.5, mode="first_order", loss="kl")
+    exact = run_meta(model, case, inner_lr=0.5, mode="exact", loss="kl")
+    first = run_meta(model, case, inner_lr=0.5, mode="first_order", loss="kl")
     diff = (flat(exact.grads) - flat(first.grads)).norm() / flat(exact.grads).norm()
     assert diff > 1e-4, "the second-order term vanished"
-    exact0 = meta_gradient(model, *case, inner_lr=0.0, mode="exact", loss="kl")
-    first0 = meta_gradient(model, *case, inner_lr=0.0, mode="first_order", loss="kl")
+    exact0 = run_meta(model, case, inner_lr=0.0, mode="exact", loss="kl")
+    first0 = run_meta(model, case, inner_lr=0.0, mode="first_order", loss="kl")
     assert_close_rel(exact0.grads, first0.grads, 1e-13)
 
 
 @pytest.mark.parametrize("kind", ["mlp", "bn_cnn"])
 def test_first_order_is_acq_grad_plus_retention_grad_at_inner_weights(kind):
     model, x_acq, t_acq, x_mem, t_mem = make_case(kind, seed=2)
-    res = meta_gradient(model, x_acq, t_acq, x_mem, t_mem, inner_lr=0.4, mode="first_order",
+    res = run_meta(model, (x_acq, t_acq, x_mem, t_mem), inner_lr=0.4, mode="first_order",
                         loss="l1", retain_weight=2.0)
     params = dict(model.named_parameters())
     g_acq = torch.autograd.grad(kd_loss_reference(model(x_acq), t_acq, kind="l1"), list(params.values()))
@@ -134,8 +134,8 @@ def test_meta_term_reaches_the_student():
     differences of θ ↦ L_ret(θ − α∇L_acq(θ)).
     """
     model, *case = make_case("bn_cnn", seed=9)
-    with_ret = meta_gradient(model, *case, inner_lr=0.3, mode="exact", loss="l1", retain_weight=1.0)
-    without = meta_gradient(model, *case, inner_lr=0.3, mode="exact", loss="l1", retain_weight=0.0)
+    with_ret = run_meta(model, case, inner_lr=0.3, mode="exact", loss="l1", retain_weight=1.0)
+    without = run_meta(model, case, inner_lr=0.3, mode="exact", loss="l1", retain_weight=0.0)
     meta_term = {n: with_ret.grads[n] - without.grads[n] for n in with_ret.grads}
     assert flat(meta_term).norm() > 1e-3 * flat(without.grads).norm()
     kw = dict(inner_lr=0.3, loss="l1", temperature=1.0)
@@ -157,7 +157,7 @@ def test_batchnorm_buffers_updated_by_acquisition_only(bn_mode, mode):
     with torch.no_grad():
         reference(x_acq)
     params_before = [p.clone() for p in model.parameters()]
-    meta_gradient(model, x_acq, t_acq, x_mem, t_mem, inner_lr=0.1, bn_mode=bn_mode, mode=mode)
+    run_meta(model, (x_acq, t_acq, x_mem, t_mem), inner_lr=0.1, bn_mode=bn_mode, mode=mode)
     assert all(torch.equal(a, b) for a, b in zip(params_before, model.parameters())), "θ must be restored"
     for got, want in zip(model.buffers(), reference.buffers()):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-14)
@@ -170,7 +170,7 @@ def test_batchnorm_buffers_all_mode_counts_both_passes(mode):
     acquire_only = copy.deepcopy(model)
     with torch.no_grad():
         acquire_only(x_acq)
-    meta_gradient(model, x_acq, t_acq, x_mem, t_mem, inner_lr=0.1, bn_mode="all", mode=mode)
+    run_meta(model, (x_acq, t_acq, x_mem, t_mem), inner_lr=0.1, bn_mode="all", mode=mode)
     bn, ref = model[1], acquire_only[1]
     assert int(bn.num_batches_tracked) == 2
     assert not torch.allclose(bn.running_mean, ref.running_mean)
@@ -180,14 +180,14 @@ def test_eval_mode_leaves_buffers_untouched():
     model, *case = make_case("bn_cnn", seed=4)
     model.eval()
     before = _running_stats(model)
-    meta_gradient(model, *case, inner_lr=0.1)
+    run_meta(model, case, inner_lr=0.1)
     assert all(torch.equal(a, b) for a, b in zip(before, _running_stats(model)))
     assert not model.training
 
 
 def test_retain_eval_restores_training_flags():
     model, *case = make_case("bn_cnn", seed=4)
-    meta_gradient(model, *case, inner_lr=0.1, bn_mode="retain_eval")
+    run_meta(model, case, inner_lr=0.1, bn_mode="retain_eval")
     assert all(m.training for m in model.modules())
 
 
@@ -195,14 +195,14 @@ def test_retain_eval_restores_training_flags():
 def test_retain_eval_keeps_frozen_batchnorm_frozen(mode):
     model, *case = make_case("bn_cnn", seed=4)
     model[1].eval()
-    meta_gradient(model, *case, inner_lr=0.1, bn_mode="retain_eval", mode=mode)
+    run_meta(model, case, inner_lr=0.1, bn_mode="retain_eval", mode=mode)
     assert model.training and not model[1].training
 
 
 def test_frozen_parameters_are_skipped():
     model, *case = make_case("mlp", seed=6)
     model[0].bias.requires_grad_(False)
-    res = meta_gradient(model, *case, inner_lr=0.1)
+    res = run_meta(model, case, inner_lr=0.1)
     assert set(res.grads) == {n for n, p in model.named_parameters() if p.requires_grad}
 
 
@@ -210,15 +210,31 @@ def test_frozen_parameters_are_skipped():
     (dict(mode="second"), "meta mode"),
     (dict(bn_mode="x"), "bn_mode"),
     (dict(inner_lr=-1.0), "inner_lr"),
-    (dict(loss="mse"), "loss kind"),
+    (dict(retain_weight=float("nan")), "retain_weight"),
     (dict(mode="finite_difference", fd_scheme="forward"), "unknown fd_scheme 'forward'"),
     (dict(mode="finite_difference", fd_epsilon=0.0), "fd_epsilon must be a positive finite number"),
     (dict(mode="finite_difference", fd_epsilon=-1e-3), "fd_epsilon must be a positive finite number"),
     (dict(mode="finite_difference", fd_epsilon=float("nan")), "fd_epsilon must be a positive finite number"),
     (dict(mode="finite_difference", fd_epsilon=float("inf")), "fd_epsilon must be a positive finite number"),
 ])
-def test_bad_arguments(kwargs, match):
-    model, *case = make_case("mlp", seed=1)
-    args = dict(inner_lr=0.1) | kwargs
+def test_bad_settings_are_refused_when_built(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        meta_gradient(model, *case, **args)
+        MetaSettings(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(kind="mse"), "loss kind"), (dict(temperature=0.0), "temperature"),
+                                           (dict(backend="fast"), "backend")])
+def test_bad_losses_are_refused_when_built(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        KDLoss(**kwargs)
+
+
+def test_settings_are_built_by_keyword_only():
+    with pytest.raises(TypeError):
+        MetaSettings("exact", 0.1)  # type: ignore[misc]
+
+
+def test_mode_none_has_no_meta_gradient():
+    model, x_acq, t_acq, x_mem, t_mem = make_case("mlp", seed=1)
+    with pytest.raises(ValueError, match="mode='none'"):
+        meta_gradient(model, (x_acq, t_acq), (x_mem, t_mem), settings=MetaSettings(mode="none"))

@@ -1,13 +1,13 @@
 """The one place that chooses the replay-memory backend (an implementation of :class:`.base.ReplayBackend`).
 
-The backend is named by the buffer's ``backend`` argument (the config field ``memory_backend``) or,
-when that is ``None``, by the environment variable ``LRWA_FAST_MEMORY_BACKEND``; both accept
-``auto`` (default), ``torch``, ``cpp`` and ``cuda``:
+The backend is named by the buffer's ``backend`` argument (the config field ``memory_backend``):
+``torch``, ``cpp`` or ``cuda``, or ``auto`` (the default), which defers to the environment variable
+``LRWA_FAST_MEMORY_BACKEND`` when it is set (:mod:`lrwa_fast.runtime.envvars`):
 
 * ``torch``: the PyTorch reference, any device; the extension is not even imported.
 * ``cpp``: the compiled extension on CPU buffers; ``cuda``: its CUDA kernels on CUDA buffers.
-* ``auto``: ``cuda`` for CUDA buffers and ``cpp`` for CPU buffers when built, else ``torch``
-  (with one ``RuntimeWarning`` per process when the extension failed to import).
+* ``auto`` with the variable unset (or ``auto``): ``cuda`` for CUDA buffers and ``cpp`` for CPU buffers
+  when built, else ``torch`` (with one ``RuntimeWarning`` per process when the extension failed to import).
 
 All backends give identical results, so a buffer's state moves freely between them.
 """
@@ -27,8 +27,8 @@ IMPLEMENTATIONS: dict[str, ReplayBackend] = {"torch": torch_backend, "cpp": cpp_
 _NATIVE_DEVICE = {"cpp": "cpu", "cuda": "cuda"}
 
 
-def requested_backend(backend: str | None = None) -> str:
-    """The backend asked for: ``backend`` if given, else ``$LRWA_FAST_MEMORY_BACKEND``, else ``auto``."""
+def requested_backend(backend: str | None = "auto") -> str:
+    """The backend asked for: ``backend`` unless ``auto``, else ``$LRWA_FAST_MEMORY_BACKEND``, else ``auto``."""
     return envvars.requested(backend, ENV_VAR, MEMORY_BACKENDS)
 
 

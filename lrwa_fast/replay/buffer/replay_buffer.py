@@ -23,7 +23,7 @@ class ReplayBuffer:
     ``policy="reservoir"`` keeps every item offered with equal probability ``capacity / seen``;
     ``"fifo"`` keeps the newest ``capacity`` (:mod:`.writers`). Sampling is uniform over the filled
     slots (:mod:`.samplers`). All randomness is counter-based (Philox keyed by ``seed``), so results
-    are reproducible and the same across backends (:mod:`.backends`; ``backend=None`` reads
+    are reproducible and the same across backends (:mod:`.backends`; ``backend="auto"`` defers to
     ``LRWA_FAST_MEMORY_BACKEND``). Storing the teacher's logits saves a teacher forward per replay.
     ``dtype`` is the storage dtype (float16/bfloat16 halve the memory); samples come back in
     ``float32`` unless asked otherwise.
@@ -32,7 +32,7 @@ class ReplayBuffer:
     def __init__(self, capacity: int, sample_shape: tuple[int, ...] | torch.Size, num_classes: int, *,
                  policy: Policy = "reservoir", device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, seed: int | None = None,
-                 backend: str | None = None) -> None:
+                 backend: str = "auto") -> None:
         if not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"capacity must be an integer >= 1, got {capacity!r}")
         if policy not in MEMORY_POLICIES:
