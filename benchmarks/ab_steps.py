@@ -25,6 +25,7 @@ from types import ModuleType
 
 import torch
 
+from lrwa_fast.bench import cases as new_cases
 from lrwa_fast.bench import steps as new_bench
 
 VARIANTS = ("dfad_step", "lrwa_first_order", "lrwa_exact", "dfad_iteration", "lrwa_iteration")
@@ -59,7 +60,7 @@ def compare_case(old_bench: ModuleType, name: str, repeats: int, warmup: int,
                  variants: tuple[str, ...] = VARIANTS) -> list[dict[str, object]]:
     device = torch.device("cpu")
     old_fns = old_bench.step_functions(old_bench.CASES[name], device, variants)
-    new_fns = new_bench.step_functions(new_bench.CASES[name], device, variants)
+    new_fns = new_bench.step_functions(new_cases.CASES[name], device, variants)
     rows = []
     for variant in variants:
         for _ in range(warmup):

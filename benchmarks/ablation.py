@@ -14,7 +14,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lrwa_fast.apps.demo import DemoSettings, format_table, run_demo
+from lrwa_fast.apps.demo import demo_plan, format_table, run_demo
+from lrwa_fast.apps.runs import RunPlan
 
 L1 = {"loss": "l1", "adversarial_loss": "l1", "retain_weight": 1.0}
 R1 = {"retain_weight": 1.0}
@@ -73,11 +74,11 @@ def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def ablation_settings(names: list[str], iterations: int, eval_every: int, seeds: int) -> DemoSettings:
-    """Demo settings whose methods are the chosen variants."""
-    base = DemoSettings(iterations=iterations, eval_every=eval_every, seeds=seeds)
+def ablation_settings(names: list[str], iterations: int, eval_every: int, seeds: int) -> RunPlan:
+    """A demo plan whose methods are the chosen variants (of the digits demo's methods at its own length)."""
+    base = demo_plan("digits")
     methods = {name: merged(base.methods[VARIANTS[name][0]], VARIANTS[name][1]) for name in names}
-    return DemoSettings(iterations=iterations, eval_every=eval_every, seeds=seeds, methods=methods)
+    return RunPlan(iterations=iterations, eval_every=eval_every, seeds=seeds, methods=methods)
 
 
 def main(argv: list[str] | None = None) -> int:

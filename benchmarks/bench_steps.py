@@ -13,19 +13,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lrwa_fast.bench.cases import CASES, COMPILED_VARIANTS, ITERATION_VARIANTS, STEP_VARIANTS
 from lrwa_fast.bench.profiling import ProfilePlan, format_profile, profile
-from lrwa_fast.bench.steps import (
-    CASES,
-    COMPILED_VARIANTS,
-    ITERATION_VARIANTS,
-    STEP_VARIANTS,
-    bench,
-    format_results,
-    higher_available,
-    step_functions,
-)
+from lrwa_fast.bench.steps import bench, format_results, higher_available, step_functions
+from lrwa_fast.runtime.distributed import resolve_device
 from lrwa_fast.training.compiling import compile_unavailable_reason
-from lrwa_fast.training.trainer import resolve_device
 
 DEVICE = resolve_device("auto")
 CASE_NAMES = ["cnn", "wrn16_1"] + (["resnet18"] if DEVICE.type == "cuda" else [])

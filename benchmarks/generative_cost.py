@@ -13,7 +13,9 @@ import math
 
 import torch
 
-from lrwa_fast.bench.steps import CASES, ITERATION_VARIANTS, measure, step_functions, summarize_times
+from lrwa_fast.bench.cases import CASES, ITERATION_VARIANTS
+from lrwa_fast.bench.steps import step_functions
+from lrwa_fast.bench.timing import measure, summarize_times
 from lrwa_fast.replay.buffer import ReplayBuffer
 from lrwa_fast.replay.vae import default_vae
 

@@ -20,7 +20,8 @@ import argparse
 import json
 from pathlib import Path
 
-from lrwa_fast.bench.steps import COMPILED, bench, format_results
+from lrwa_fast.bench.cases import COMPILED
+from lrwa_fast.bench.steps import bench, format_results
 
 AT_MOST_X_DFAD = {"lrwa_first_order": 1.15, "lrwa_first_order+compile": 1.15}
 _FASTER_THAN_EXACT = {"lrwa_fd_central": 1.5, "lrwa_fd_one_sided": 2.0}

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from lrwa_fast import DFADConfig, LRwAConfig, LRwATrainer
-from lrwa_fast.bench.steps import CASES, META_VARIANTS, case_config, case_models
+from lrwa_fast.bench.cases import CASES, META_VARIANTS, case_config, case_models
 from lrwa_fast.testing import AllReduceTraffic, rank_values, run_local
 from lrwa_fast.training.trainer import DFADTrainer
 

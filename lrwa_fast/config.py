@@ -68,7 +68,7 @@ class DFADConfig:
     keep_checkpoints: int = 3  # how many recent checkpoints to keep
     seed: int = 0
     device: str = "auto"  # "auto" (cuda if available) | "cpu" | "cuda" | "cuda:1" ...
-    backend: str = "auto"  # fused kernels: "auto" | "torch" | "triton" (env LRWA_FAST_BACKEND)
+    backend: str = "auto"  # fused kernels: "torch" | "triton" | "auto" ($LRWA_FAST_BACKEND, else by device)
     compile_student: bool = False  # torch.compile the student in place (not with meta_mode="exact")
     dist_timeout: float = 600.0  # seconds a collective waits for the other ranks (torchrun runs) before failing
     precision: str = "fp32"  # "fp32" | "bf16" (autocast forwards, fp32 weights) | "fp16" (also loss scaling)
@@ -95,7 +95,7 @@ class LRwAConfig(DFADConfig):
     memory_insert_every: int = 1  # iterations between insertions
     memory_start: int = 0  # first iteration that inserts
     memory_dtype: str = "float32"  # storage dtype: "float32" | "float16" | "bfloat16"
-    memory_backend: str = "auto"  # "auto" | "torch" | "cpp" | "cuda" (env LRWA_FAST_MEMORY_BACKEND)
+    memory_backend: str = "auto"  # "torch" | "cpp" | "cuda" | "auto" ($LRWA_FAST_MEMORY_BACKEND, else the extension)
     inner_lr: float = 0.05  # α of the inner step θ' = θ − α∇L_acq
     meta_mode: str = "exact"  # "exact" | "first_order" | "finite_difference" | "none" (no meta term)
     fd_scheme: str = "central"  # finite_difference: "central" | "one_sided" (one pass fewer, less accurate)

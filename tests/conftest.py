@@ -1,16 +1,44 @@
-"""Session set-up that must come before any module imports Triton.
+"""Shared set-up and fixtures of the test suite.
 
 Without CUDA the Triton kernels are tested in Triton's interpreter on CPU tensors. Triton chooses
 interpreter or compiler when it decorates a function, its own library functions included, at
 import time; and importing ``torch._dynamo`` (as ``torch.compile`` does) imports Triton. So the
 choice is made here, before any test module is collected.
+
+Tests marked ``gpu`` need a CUDA device and are skipped, saying so, where there is none (one hook
+below); ``slow`` and ``distributed`` are described in ``pyproject.toml``.
 """
 
 from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
+
+from lrwa_fast import testing
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the ``gpu`` tests on a machine without CUDA."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def tiny_models():
+    """The factory of the smallest teacher, student and generator (:func:`lrwa_fast.testing.tiny_models`)."""
+    return testing.tiny_models
+
+
+@pytest.fixture
+def tiny_run() -> dict:
+    """Config fields of a run of 10 iterations on those models (a fresh copy per test)."""
+    return dict(testing.TINY_RUN)

@@ -1,6 +1,6 @@
-"""Helpers shared by the test modules (``import helpers``; pytest fixtures live in ``conftest.py``): the
-small models and configs most tests train, subprocess runners, torchrun jobs, reference cases and hostile
-files.
+"""Plain helpers shared by the test modules (``import helpers``): subprocess runners, the meta-gradient's
+reference cases, hostile files and a tiny ``distill`` config. Fixtures (the tiny models, the GPU marker)
+live in ``conftest.py``, the torchrun harness beside the tests that use it (``runtime/torchrun_job.py``).
 
 Not a test module: nothing here asserts on the library except :func:`assert_compiles`, which fails
 the calling test.
@@ -8,46 +8,22 @@ the calling test.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from lrwa_fast import KDLoss, MetaSettings, meta_gradient
-from lrwa_fast.models import Generator, SmallCNN, build_model
+from lrwa_fast.models import build_model
 from lrwa_fast.runtime.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-# The small run most trainer tests use (16 samples of 1×8×8, latent 8, 2 student steps, 10 iterations).
-SMALL = dict(batch_size=16, latent_dim=8, iterations=10, student_steps=2, device="cpu", seed=3)
-
-
-# ----------------------------------------------------------------- models
-def tiny_models(seed: int = 0, student_seed: int | None = None, *, channels: int = 1,
-                student_width: int = 4) -> tuple[nn.Module, nn.Module, nn.Module]:
-    """BatchNorm CNN teacher (width 8, from ``seed``), student (from ``seed + 1`` unless given) and a
-    generator of ``channels``×8×8 samples from latent 8, created after the student."""
-    torch.manual_seed(seed)
-    teacher = SmallCNN(10, channels, width=8)
-    torch.manual_seed(seed + 1 if student_seed is None else student_seed)
-    return teacher, SmallCNN(10, channels, width=student_width), Generator(8, channels=channels, img_size=8, ngf=8)
-
-
-def one_seed_models(seed: int = 0) -> tuple[nn.Module, nn.Module, nn.Module]:
-    """The :func:`tiny_models` architectures, all three created in a row from one ``seed``."""
-    torch.manual_seed(seed)
-    return SmallCNN(10, 1, width=8), SmallCNN(10, 1, width=4), Generator(8, channels=1, img_size=8, ngf=8)
 
 
 # ----------------------------------------------------------------- subprocesses
@@ -67,8 +43,8 @@ def resume_in_a_fresh_process(first, tmp_path: Path) -> dict:
     the end there and return the state it ends with."""
     first.save(tmp_path / "half.pt")
     code = textwrap.dedent(f"""
-        from helpers import tiny_models
         from lrwa_fast import LRwATrainer
+        from lrwa_fast.testing import tiny_models
         trainer = LRwATrainer.load({str(tmp_path / 'half.pt')!r}, *tiny_models())
         trainer.train(progress=False)
         trainer.save({str(tmp_path / 'resumed.pt')!r})
@@ -85,118 +61,6 @@ def assert_compiles(script: str) -> None:
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
                           check=False)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
-
-
-# ----------------------------------------------------------------- torchrun jobs
-class TorchrunJob:
-    """``torchrun --standalone --nproc_per_node=2 ARGS`` in its own session, one thread per process, its
-    output (the workers' too) in ``folder/torchrun.log``, under a deadline: ``with TorchrunJob(...) as
-    job``; on leaving, every process it started is killed (the workers run in sessions of their own)."""
-
-    def __init__(self, args: list[str], folder: Path, deadline_s: float = 90.0) -> None:
-        self.args, self.log, self.deadline = args, folder / "torchrun.log", time.monotonic() + deadline_s
-        self.marker = str(folder)  # in the command line of every process of the job
-        self.proc: subprocess.Popen | None = None
-        self.pids: set[int] = set()
-
-    def __enter__(self) -> TorchrunJob:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *self.args]
-        with self.log.open("w") as log:
-            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                         env=subprocess_env(OMP_NUM_THREADS="1"))
-        self.pids.add(self.proc.pid)
-        return self
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def left(self) -> float:
-        """Seconds to the deadline (``TimeoutError`` once it has passed)."""
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"torchrun {' '.join(self.args)} ran past its deadline:\n{self.output()[-3000:]}")
-        return left
-
-    def wait(self) -> int:
-        """torchrun's exit status."""
-        return self.proc.wait(timeout=self.left())
-
-    def wait_for(self, condition: Callable[[], bool]) -> None:
-        while not condition():
-            self.left()
-            time.sleep(0.05)
-
-    def workers(self) -> dict[int, int]:
-        """The pid of each rank, once torchrun has started both."""
-        ranks: dict[int | None, int] = {}
-        while not {0, 1} <= set(ranks):
-            self.left()
-            time.sleep(0.05)
-            ranks = {_rank_of(pid): pid for pid in _all_pids() if _stat(pid)[1:2] == [str(self.proc.pid)]}
-        self.pids.update(ranks[r] for r in (0, 1))
-        return {r: ranks[r] for r in (0, 1)}
-
-    def exit_statuses(self, pids: list[int]) -> list[int]:
-        """The exit statuses of orphaned workers, reaped here (:func:`child_subreaper`)."""
-        statuses = {}
-        while len(statuses) < len(pids):
-            for pid in set(pids) - set(statuses):
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    statuses[pid] = os.waitstatus_to_exitcode(status)
-            if len(statuses) < len(pids):
-                self.left()
-                time.sleep(0.05)
-        return [statuses[pid] for pid in pids]
-
-    def running(self) -> list[int]:
-        """The processes of the job still running (zombies are finished)."""
-        return [pid for pid in _all_pids() if self.marker in _read(pid, "cmdline") and _stat(pid)[:1] != ["Z"]]
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        for pid in self.running():
-            os.kill(pid, signal.SIGKILL)
-        self.proc.wait()
-        for pid in self.pids - {self.proc.pid}:  # orphans handed to this process by child_subreaper, all ended
-            if _stat(pid)[1:2] == [str(os.getpid())]:
-                with suppress(ChildProcessError):
-                    os.waitpid(pid, 0)
-
-
-@contextmanager
-def child_subreaper() -> Iterator[None]:
-    """Orphaned descendants (workers whose launcher died) become this process's children while inside, so
-    their exit status can be read and nothing outlives the test unseen (Linux ``PR_SET_CHILD_SUBREAPER``)."""
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    prctl(36, 1, 0, 0, 0)
-    try:
-        yield
-    finally:
-        prctl(36, 0, 0, 0, 0)
-
-
-def _all_pids() -> list[int]:
-    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
-
-
-def _read(pid: int, name: str) -> str:
-    try:
-        return (Path("/proc") / str(pid) / name).read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:  # gone meanwhile
-        return ""
-
-
-def _stat(pid: int) -> list[str]:
-    """The fields of ``/proc/PID/stat`` after the command's name: state, parent pid, ...; [] when gone."""
-    stat = _read(pid, "stat")
-    return stat[stat.rfind(")") + 2:].split()
-
-
-def _rank_of(pid: int) -> int | None:
-    ranks = [v.split("=", 1)[1] for v in _read(pid, "environ").split(" ") if v.startswith("RANK=")]
-    return int(ranks[0]) if ranks else None
 
 
 # ----------------------------------------------------------------- meta-gradient reference cases

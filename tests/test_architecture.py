@@ -56,6 +56,71 @@ def imported(path: Path) -> set[str]:
     return {name for name in found if name.split(".")[0] == "lrwa_fast"}
 
 
+def module_graph() -> dict[str, set[str]]:
+    """Each library module's imports of other library modules, as edges between modules: ``from P import n``
+    goes to ``P.n`` when that is a module, else to ``P`` (imports inside functions and under
+    ``TYPE_CHECKING`` included; a package is its ``__init__``)."""
+    modules = {dotted(p): p for p in library_modules()}
+
+    def target(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    def edges(path: Path) -> set[str]:
+        here = dotted(path).split(".")
+        package = here if path.stem == "__init__" else here[:-1]
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join([*package[: len(package) - node.level + 1], *([base] if base else [])])
+                names |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
+        return {t for t in map(target, names) if t is not None and t != dotted(path)}
+
+    return {name: edges(path) for name, path in modules.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        while work:
+            node, edges = work[-1]
+            nxt = next((e for e in edges if e not in index or e in stack), None)
+            if nxt is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        found.append(sorted(component))
+            elif nxt in index:
+                low[node] = min(low[node], index[nxt])
+            else:
+                index[nxt] = low[nxt] = len(index)
+                stack.append(nxt)
+                work.append((nxt, iter(sorted(graph[nxt]))))
+    return found
+
+
 def layer_of(name: str) -> int | None:
     """The layer of a dotted lrwa_fast name: its subpackage's or top module's; a public name of the package
     itself is the API, above every layer (``__version__`` aside); ``None`` for the package's own
@@ -95,6 +160,46 @@ def test_nothing_imports_from_a_layer_above_it(path):
     mine = layer_of(dotted(path))
     above = sorted(name for name in imported(path) if (layer_of(name) or -1) > mine)
     assert not above, f"{dotted(path)} (layer {mine}) imports {above}"
+
+
+def test_cycles_are_found_in_a_graph_that_has_them():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a", "e"}, "e": {"d"}, "f": set()}
+    assert sorted(cycles(graph)) == [["a", "b", "c"], ["d", "e"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_anywhere_in_the_library():
+    """Imports inside functions and under TYPE_CHECKING count: a cycle hidden there is still a cycle."""
+    graph = module_graph()
+    assert "lrwa_fast.training.trainer" in graph["lrwa_fast.training"]  # the graph sees the package imports
+    assert not cycles(graph)
+
+
+def defined_names(path: Path) -> set[str]:
+    """The names a module defines at its top level (functions, classes, assignments), not those it imports."""
+    names = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return names
+
+
+def test_benchmarks_import_names_from_the_modules_that_define_them():
+    """A package's ``__init__`` is its public API; from a module, a name is taken where it is written."""
+    modules = {dotted(p): p for p in library_modules()}
+    borrowed = []
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"))):
+            path = modules.get(node.module) if isinstance(node, ast.ImportFrom) and node.module else None
+            if path is None or path.stem == "__init__":
+                continue
+            defined = defined_names(path)
+            borrowed += [f"{script.name}: {node.module}.{a.name}" for a in node.names
+                         if a.name not in defined and f"{node.module}.{a.name}" not in modules]
+    assert not borrowed
 
 
 def test_the_test_harness_is_imported_by_no_library_module():

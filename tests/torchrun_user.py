@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 
 import torch.distributed as dist
-from helpers import tiny_models
 
 from lrwa_fast import LRwAConfig, LRwATrainer
+from lrwa_fast.testing import tiny_models
 
 out = sys.argv[1]
 dist.init_process_group("gloo")

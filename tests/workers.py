@@ -16,12 +16,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from helpers import SMALL as BASE
-from helpers import tiny_models as bn_models  # the BatchNorm models (seed 0, student seed 1)
 from torch import nn
 
 from lrwa_fast import DFADConfig, KDLoss, LRwAConfig, LRwATrainer, MetaSettings, Ranks, meta_gradient
 from lrwa_fast.models import SmallCNN
+from lrwa_fast.testing import TINY_RUN as BASE
+from lrwa_fast.testing import tiny_models as bn_models  # the BatchNorm models (seed 0, student seed 1)
 from lrwa_fast.training import DFADTrainer
 
 SMALL = dict(BASE, iterations=40, log_every=1)

@@ -13,6 +13,9 @@ import os
 import sys
 from pathlib import Path
 
+from ..bench.cases import CASES
+from ..choices import LOSS_KINDS, PRECISIONS
+from ..data.cifar import DATASETS
 from .embedded import BENCHMARKS
 from .study import DEFAULT_METHODS
 from .study import METHODS as STUDY_METHODS
@@ -75,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="resume from a checkpoint file, or the newest checkpoint in a folder")
     distill.add_argument("--quiet", action="store_true", help="no progress bar")
     teacher = sub.add_parser("teacher", help="train a CIFAR teacher (standard recipe; writes teacher.pt)")
-    teacher.add_argument("--dataset", required=True, choices=("cifar10", "cifar100"))
+    teacher.add_argument("--dataset", required=True, choices=tuple(DATASETS))
     teacher.add_argument("--data", required=True, help="CIFAR root, folder or .tar.gz")
     teacher.add_argument("--arch", default=None, help="model name (default resnet34)")
     teacher.add_argument("--out", required=True, help="folder for teacher.pt, report.json and checkpoints")
@@ -90,11 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     presets.add_argument("names", nargs="*", help="only these presets")
 
     bench = sub.add_parser("bench", help="step throughput: DFAD vs LRwA meta-steps vs higher")
-    bench.add_argument("--cases", default="cnn,wrn16_1", help="comma-separated: cnn, cnn32, wrn16_1, resnet18")
+    bench.add_argument("--cases", default="cnn,wrn16_1", help=f"comma-separated: {', '.join(CASES)}")
     bench.add_argument("--batch", type=int, default=None, help="acquisition batch (default: the case's)")
     bench.add_argument("--memory-batch", type=int, default=None, help="memory batch (default: the case's)")
-    bench.add_argument("--loss", default=None, choices=("l1", "kl", "js"), help="student loss (default l1)")
-    bench.add_argument("--precision", default=None, choices=("fp32", "bf16", "fp16"),
+    bench.add_argument("--loss", default=None, choices=LOSS_KINDS, help="student loss (default l1)")
+    bench.add_argument("--precision", default=None, choices=PRECISIONS,
                        help="mixed precision of the trainers (default fp32)")
     bench.add_argument("--full", action="store_true", help="the grid: batch {64, 256} × memory {16, 64}")
     bench.add_argument("--repeats", type=int, default=20)
@@ -113,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--plot", default="lrwa_runs/compare.png", help="where to draw the curves together")
 
     prof = sub.add_parser("profile", help="where a meta-step's time goes, next to a DFAD step")
-    prof.add_argument("--case", default="cnn", help="cnn, cnn32, wrn16_1 or resnet18")
+    prof.add_argument("--case", default="cnn", choices=tuple(CASES), help="the benchmark case")
     prof.add_argument("--batch", type=int, default=None)
     prof.add_argument("--memory-batch", type=int, default=None)
     prof.add_argument("--rounds", type=int, default=None,
@@ -196,21 +199,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from ..runtime.distributed import process_group_from_env
-    from .demo import DemoSettings, apply_method_overrides, check_settings, format_table, run_demo
+    from .demo import demo_plan, format_table, run_demo
     from .embedded import benchmark
+    from .runs import apply_method_overrides, check_plan
 
     if args.fast:
         teacher = dataclasses.replace(benchmark(args.benchmark).teacher, epochs=2)
-        settings = DemoSettings.for_benchmark(args.benchmark, iterations=6 if args.iterations is None else
-                                              args.iterations, eval_every=2, seeds=args.seeds, teacher=teacher)
+        plan = demo_plan(args.benchmark, iterations=6 if args.iterations is None else args.iterations, eval_every=2,
+                         seeds=args.seeds, teacher=teacher)
     else:
-        settings = DemoSettings.for_benchmark(args.benchmark, iterations=args.iterations, seeds=args.seeds)
+        plan = demo_plan(args.benchmark, iterations=args.iterations, seeds=args.seeds)
     if args.eval_every is not None:
-        settings.eval_every = args.eval_every
-    check_settings(settings, args.jobs)
-    apply_method_overrides(settings, args.overrides)
+        plan.eval_every = args.eval_every
+    check_plan(plan, args.jobs)
+    apply_method_overrides(plan, args.overrides)
     with process_group_from_env() as ranks:
-        report = run_demo(settings, Path(args.out), Path(args.cache_dir), progress=not args.quiet,
+        report = run_demo(plan, Path(args.out), Path(args.cache_dir), progress=not args.quiet,
                           resume=args.resume, jobs=args.jobs)
     if not ranks.is_main:
         return 0

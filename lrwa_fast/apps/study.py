@@ -1,7 +1,7 @@
 """``lrwa-fast study``: every mitigation of forgetting against DFAD on an embedded benchmark, paired by seed.
 
 Each seed trains every method from the same teacher and the same initial student and generator
-(:func:`~lrwa_fast.apps.demo.distill_once`), so a method's per-seed difference to DFAD is paired. The
+(:func:`~lrwa_fast.apps.runs.distill_once`), so a method's per-seed difference to DFAD is paired. The
 report gives per method the mean ± std over seeds of every statistic, and for each method the paired
 difference to DFAD with a 95% bootstrap confidence interval (``scipy.stats.bootstrap``, BCa, falling back
 to the percentile interval where BCa is undefined) and a verdict: ``better``, ``worse`` or
@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from ..runtime.checkpoint import atomic_write, atomic_write_text
-from .demo import STATS_FROM, DemoSettings, method_settings, run_all
 from .embedded import benchmark
 from .reports import STAT_KEYS, STAT_SCALE, environment, mean_std, summarize
+from .runs import STATS_FROM, RunPlan, method_settings, run_plan
 
 # The methods a study can run: trainer name and config fields over the benchmark's shared settings.
 # Settings are the library's defaults (LRwAConfig: exact, inner lr 0.05, retain weight 1, reservoir 2048,
@@ -77,16 +77,16 @@ class StudySettings:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
-    def runs(self) -> DemoSettings:
-        """The runs as the demo machinery takes them."""
+    def runs(self) -> RunPlan:
+        """The runs as the run engine takes them."""
         bench = benchmark(self.benchmark)
         length = bench.iterations if self.iterations is None else self.iterations
         methods = {m: method_settings(bench, METHODS[m][0], METHODS[m][1], length) for m in self.methods}
         changed = {k: v for k, v in (("seed", self.teacher_seed), ("epochs", self.teacher_epochs)) if v is not None}
         teacher = dataclasses.replace(bench.teacher, **changed)
         every = bench.eval_every if self.eval_every is None else self.eval_every
-        return DemoSettings.for_benchmark(self.benchmark, iterations=length, seeds=self.seeds, eval_every=every,
-                                          first_seed=self.first_seed, methods=methods, teacher=teacher)
+        return RunPlan.for_benchmark(self.benchmark, methods, iterations=length, seeds=self.seeds, eval_every=every,
+                                     first_seed=self.first_seed, teacher=teacher)
 
 
 def run_study(settings: StudySettings, out: Path, cache_dir: Path, *, jobs: int = 1, progress: bool = True,
@@ -100,7 +100,7 @@ def run_study(settings: StudySettings, out: Path, cache_dir: Path, *, jobs: int 
     settings.check()
     runs_settings = settings.runs()
     _claim(out, runs_settings, fresh)
-    runs, teacher_acc = run_all(runs_settings, out, cache_dir, progress, resume=not fresh, jobs=jobs)
+    runs, teacher_acc = run_plan(runs_settings, out, cache_dir, progress, resume=not fresh, jobs=jobs)
     report = study_report(settings, runs_settings, runs, teacher_acc, jobs)
     atomic_write_text(json.dumps(report, indent=2), out / "study.json")
     atomic_write_text(format_study(report) + "\n", out / "study.md")
@@ -108,7 +108,7 @@ def run_study(settings: StudySettings, out: Path, cache_dir: Path, *, jobs: int 
     return report
 
 
-def _claim(out: Path, runs: DemoSettings, fresh: bool) -> None:
+def _claim(out: Path, runs: RunPlan, fresh: bool) -> None:
     """Record the settings the runs in ``out`` belong to; refuse a folder holding another study's runs."""
     marker = out / "settings.json"
     mine = json.dumps(asdict(runs), sort_keys=True)
@@ -118,7 +118,7 @@ def _claim(out: Path, runs: DemoSettings, fresh: bool) -> None:
     atomic_write_text(mine, marker)
 
 
-def study_report(settings: StudySettings, runs_settings: DemoSettings, runs: list[dict[str, Any]],
+def study_report(settings: StudySettings, runs_settings: RunPlan, runs: list[dict[str, Any]],
                  teacher_acc: float, jobs: int) -> dict[str, Any]:
     """Per method: mean ± std of every statistic, the paired differences to DFAD and their verdicts."""
     summary = summarize(runs)

@@ -121,11 +121,12 @@ def test_bench_says_why_the_higher_column_is_empty(monkeypatch, capsys):
 
 def test_one_way_to_choose_the_trainer():
     from lrwa_fast import DFADTrainer, LRwATrainer
-    from lrwa_fast.apps.demo import DemoSettings, method_config
+    from lrwa_fast.apps.demo import demo_plan
+    from lrwa_fast.apps.runs import method_config
     from lrwa_fast.training.trainer import trainer_class
 
     assert trainer_class("lrwa") is LRwATrainer and trainer_class("dfad") is DFADTrainer
-    methods = DemoSettings().methods
+    methods = demo_plan().methods
     assert [method_config(m)[0] for m in methods.values()] == [LRwATrainer, DFADTrainer]
     with pytest.raises(ValueError, match="method must be one of \\['dfad', 'lrwa'\\], got 'maml'"):
         trainer_class("maml")

@@ -11,7 +11,7 @@ import torch
 
 from lrwa_fast import TrainingInterrupted
 from lrwa_fast.apps import embedded
-from lrwa_fast.apps.demo import distill_once
+from lrwa_fast.apps.runs import distill_once
 from lrwa_fast.apps.study import StudySettings
 from lrwa_fast.training.trainer import Trainer
 

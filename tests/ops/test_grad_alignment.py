@@ -26,7 +26,6 @@ pytest.importorskip("triton")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 RTOL = 2e-5
-gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def chunk() -> int:
@@ -243,7 +242,6 @@ def test_kernels_compile_for_sm90_without_a_gpu():
 
 
 @pytest.mark.gpu
-@gpu
 def test_gpu_resnet_like_lists():
     torch.manual_seed(0)
     shapes = [(64, 3, 3, 3), (64,), (64,), (128, 64, 3, 3), (256, 128, 3, 3), (512, 256, 3, 3),

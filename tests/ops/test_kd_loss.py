@@ -40,7 +40,6 @@ REDUCTIONS = ("mean", "sum", "none")
 RTOL_LOSS = {torch.float32: 2e-5, torch.float16: 3e-3, torch.bfloat16: 2e-2}
 RTOL_GRAD = {torch.float32: 1e-4, torch.float16: 3e-3, torch.bfloat16: 2e-2}
 FLOOR = {torch.float32: 1e-6, torch.float16: 1e-6, torch.bfloat16: 1e-5}
-gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def seed_of(*params: object) -> int:
@@ -334,7 +333,6 @@ def test_slow_many_rows_wide(kind):
 
 
 @pytest.mark.gpu
-@gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("shape", [(4096, 10), (4096, 1000), (1024, 32000), (64, 128000)])
 @pytest.mark.parametrize("kind", KINDS)

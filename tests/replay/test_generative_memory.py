@@ -9,13 +9,14 @@ import math
 
 import pytest
 import torch
-from helpers import resume_in_a_fresh_process, tiny_models
+from helpers import resume_in_a_fresh_process
 from torch import Tensor, nn
 
 from lrwa_fast import GeneratorLossWeights, LRwAConfig, LRwATrainer, NonFiniteError, OptimizerConfig
 from lrwa_fast.replay.generative_memory import GenerativeMemory
 from lrwa_fast.replay.vae import MLPVAE, ConvVAE, kl_divergence, reparameterise, vae_loss
 from lrwa_fast.runtime.phases import PhaseTimer
+from lrwa_fast.testing import tiny_models
 
 CONFIG = dict(batch_size=16, latent_dim=8, iterations=12, student_steps=2, device="cpu", seed=3,
               memory_batch_size=6, memory_kind="generative", vae_width=4, vae_latent_dim=5, vae_fresh_size=10,

@@ -9,7 +9,8 @@ import signal
 import pytest
 import torch
 import workers as w
-from helpers import TorchrunJob, run_meta
+from helpers import run_meta
+from torchrun_job import TorchrunJob
 
 from lrwa_fast import DFADConfig, LRwAConfig, LRwATrainer
 from lrwa_fast.runtime.checkpoint import CheckpointError, list_checkpoints

@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import TESTS, TorchrunJob, child_subreaper, write_distill_config
+from helpers import TESTS, write_distill_config
+from torchrun_job import TorchrunJob, child_subreaper
 
 from lrwa_fast.runtime.checkpoint import list_checkpoints
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import resume_in_a_fresh_process, subprocess_env, tiny_models
+from helpers import resume_in_a_fresh_process, subprocess_env
 
 from lrwa_fast import LRwAConfig, LRwATrainer
 from lrwa_fast.models import Generator, SmallCNN
@@ -30,7 +30,7 @@ from lrwa_fast.runtime.checkpoint import (
 CONFIG = dict(batch_size=16, latent_dim=8, iterations=12, student_steps=2, device="cpu", seed=3,
               memory_capacity=20, memory_insert_size=6, log_every=2)
 
-BUILD = "from helpers import tiny_models\n"
+BUILD = "from lrwa_fast.testing import tiny_models\n"
 
 
 def assert_same_state(a: dict, b: dict) -> None:
@@ -43,7 +43,7 @@ def assert_same_state(a: dict, b: dict) -> None:
     assert a["iteration"] == b["iteration"]
 
 
-def test_resume_in_a_fresh_process_is_bit_exact(tmp_path):
+def test_resume_in_a_fresh_process_is_bit_exact(tmp_path, tiny_models):
     straight = LRwATrainer(*tiny_models(), LRwAConfig(**CONFIG))
     straight.train(progress=False)
     first = LRwATrainer(*tiny_models(), LRwAConfig(**CONFIG))
@@ -51,7 +51,7 @@ def test_resume_in_a_fresh_process_is_bit_exact(tmp_path):
     assert_same_state(straight.state_dict(), resume_in_a_fresh_process(first, tmp_path))
 
 
-def test_rotation_keeps_the_newest(tmp_path):
+def test_rotation_keeps_the_newest(tmp_path, tiny_models):
     trainer = LRwATrainer(*tiny_models(), LRwAConfig(**CONFIG, checkpoint_dir=str(tmp_path), checkpoint_every=2,
                                                keep_checkpoints=2))
     trainer.train(7, progress=False)
@@ -109,7 +109,7 @@ def test_atomic_save_never_exposes_a_partial_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
 
 
-def test_sigint_finishes_the_step_writes_a_checkpoint_and_exits_non_zero(tmp_path):
+def test_sigint_finishes_the_step_writes_a_checkpoint_and_exits_non_zero(tmp_path, tiny_models):
     code = BUILD + textwrap.dedent(f"""
         import sys
         from lrwa_fast import LRwAConfig, LRwATrainer
@@ -143,7 +143,7 @@ def test_sigint_finishes_the_step_writes_a_checkpoint_and_exits_non_zero(tmp_pat
     assert resumed.iteration == stopped and resumed.step()["iteration"] == stopped + 1
 
 
-def test_truncated_checkpoint_is_refused_and_the_previous_one_still_loads(tmp_path):
+def test_truncated_checkpoint_is_refused_and_the_previous_one_still_loads(tmp_path, tiny_models):
     trainer = LRwATrainer(*tiny_models(), LRwAConfig(**CONFIG, checkpoint_dir=str(tmp_path), checkpoint_every=3))
     trainer.train(6, progress=False)
     newest = latest_checkpoint(tmp_path)
@@ -154,7 +154,7 @@ def test_truncated_checkpoint_is_refused_and_the_previous_one_still_loads(tmp_pa
     assert LRwATrainer.load(previous, *tiny_models()).iteration == 3
 
 
-def test_incompatible_checkpoints_say_what_differs(tmp_path):
+def test_incompatible_checkpoints_say_what_differs(tmp_path, tiny_models):
     trainer = LRwATrainer(*tiny_models(), LRwAConfig(**CONFIG))
     trainer.train(2, progress=False)
     path = trainer.save(tmp_path / "c.pt")
@@ -180,7 +180,7 @@ def test_incompatible_checkpoints_say_what_differs(tmp_path):
     assert resumed.iteration == 2
 
 
-def test_dfad_trainer_round_trip(tmp_path):
+def test_dfad_trainer_round_trip(tmp_path, tiny_models):
     from lrwa_fast import DFADConfig, DFADTrainer
 
     cfg = {k: v for k, v in CONFIG.items() if not k.startswith("memory")}
@@ -193,7 +193,7 @@ def test_dfad_trainer_round_trip(tmp_path):
         assert torch.equal(x, y)
 
 
-def test_model_fixture_is_deterministic():
+def test_model_fixture_is_deterministic(tiny_models):
     t1, s1, g1 = tiny_models()
     t2, s2, g2 = tiny_models()
     for m1, m2 in ((t1, t2), (s1, s2), (g1, g2)):
@@ -201,7 +201,7 @@ def test_model_fixture_is_deterministic():
     assert isinstance(s1, SmallCNN) and isinstance(g1, Generator)
 
 
-def test_checkpoint_from_another_device_type_is_refused(tmp_path):
+def test_checkpoint_from_another_device_type_is_refused(tmp_path, tiny_models):
     trainer = LRwATrainer(*tiny_models(), LRwAConfig(**CONFIG))
     state = trainer.state_dict()
     state["device_type"] = "cuda"
@@ -236,7 +236,7 @@ def test_cuda_rng_states_restore_onto_fewer_gpus(monkeypatch):
     assert restored == [(7, 0)]
 
 
-def test_a_generic_trainers_checkpoint_loads_into_the_named_trainer_and_back(tmp_path):
+def test_a_generic_trainers_checkpoint_loads_into_the_named_trainer_and_back(tmp_path, tiny_models):
     from lrwa_fast import DFADTrainer, Trainer
 
     trainer = Trainer(*tiny_models(), LRwAConfig(**CONFIG))

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import warnings
 
-import helpers
 import pytest
 import torch
 
-from lrwa_fast import DFADConfig, DFADTrainer, LRwAConfig, LRwATrainer
+from lrwa_fast import DFADConfig, DFADTrainer, LRwAConfig, LRwATrainer, testing
 from lrwa_fast.runtime import warn_once
 from lrwa_fast.training import compiling
 
-SMALL = dict(helpers.SMALL, batch_size=24)
+SMALL = dict(testing.TINY_RUN, batch_size=24)
 SMOOTH = dict(loss="kl", adversarial_loss="kl")  # L1's sign() would turn rounding into O(1/n) jumps
 
 
 def models():
-    return helpers.one_seed_models(1)
+    return testing.one_seed_models(1)
 
 
 def test_exact_meta_mode_is_refused():
@@ -73,7 +72,6 @@ def test_compiled_student_trains_as_the_eager_one(cls, config_cls, extra):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_compiled_student_trains_as_the_eager_one_on_cuda():
     extra = {"meta_mode": "first_order", "memory_insert_size": 8, "device": "cuda", "memory_backend": "auto"}
     _, eager = _final_parameters(LRwATrainer, LRwAConfig, **extra)

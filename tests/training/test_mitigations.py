@@ -7,7 +7,6 @@ import copy
 
 import pytest
 import torch
-from helpers import SMALL, tiny_models
 
 from lrwa_fast import DFADConfig, DFADTrainer, LRwAConfig, LRwATrainer, OptimizerConfig, accuracy_evaluator
 from lrwa_fast.runtime.distributed import Ranks
@@ -25,18 +24,18 @@ def evaluator(seed: int = 0):
     ("ema_decay", 1.0, r"ema_decay=1.0 \(must lie in \[0, 1\)\)"), ("ema_decay", -0.1, "ema_decay=-0.1"),
     ("ema_share", 1.5, r"ema_share=1.5 \(must lie in \[0, 1\]\)"), ("ema_share", -0.5, "ema_share=-0.5"),
     ("probe_every", -1, "probe_every=-1"), ("probe_size", 0, "probe_size=0")])
-def test_bad_values_are_refused_by_name(field, value, message):
+def test_bad_values_are_refused_by_name(field, value, message, tiny_models, tiny_run):
     with pytest.raises(ValueError, match=message):
-        DFADTrainer(*tiny_models(), DFADConfig(**SMALL, **{field: value}))
+        DFADTrainer(*tiny_models(), DFADConfig(**tiny_run, **{field: value}))
 
 
-def test_off_by_default_adds_no_part():
-    trainer = LRwATrainer(*tiny_models(), LRwAConfig(**SMALL))
+def test_off_by_default_adds_no_part(tiny_models, tiny_run):
+    trainer = LRwATrainer(*tiny_models(), LRwAConfig(**tiny_run))
     assert trainer.generator_ema is None and trainer.probes is None
     assert not {"generator_ema", "probes"} & set(trainer.parts())
 
 
-def test_the_ema_follows_the_generator_by_its_decay():
+def test_the_ema_follows_the_generator_by_its_decay(tiny_models):
     """One update: θ_ema = d·θ_ema + (1 − d)·θ, against a float64 computation."""
     _, _, generator = tiny_models()
     ema = GeneratorEMA(generator, EMASettings(decay=0.9, share=0.5))
@@ -80,9 +79,9 @@ def test_the_last_share_of_the_global_batch_comes_from_the_ema(batch, share, wor
     assert torch.equal(rows[:, 0], expected[: len(rows)])
 
 
-def test_mad_changes_the_student_batches_and_trains():
-    plain = DFADTrainer(*tiny_models(), DFADConfig(**SMALL))
-    mad = DFADTrainer(*tiny_models(), DFADConfig(**SMALL, ema_decay=0.9, ema_share=0.5))
+def test_mad_changes_the_student_batches_and_trains(tiny_models, tiny_run):
+    plain = DFADTrainer(*tiny_models(), DFADConfig(**tiny_run))
+    mad = DFADTrainer(*tiny_models(), DFADConfig(**tiny_run, ema_decay=0.9, ema_share=0.5))
     plain.train(3, progress=False)
     mad.train(3, progress=False)
     assert "generator_ema" in mad.parts() and "generator_ema" in mad.state_dict()
@@ -92,8 +91,8 @@ def test_mad_changes_the_student_batches_and_trains():
 
 
 @pytest.mark.parametrize("memory_kind", ["buffer", "generative"])
-def test_ema_and_probes_resume_bit_exactly(tmp_path, memory_kind):
-    cfg = LRwAConfig(**(SMALL | dict(iterations=8)), ema_decay=0.8, ema_share=0.25, probe_every=2, probe_size=6,
+def test_ema_and_probes_resume_bit_exactly(tmp_path, memory_kind, tiny_models, tiny_run):
+    cfg = LRwAConfig(**(tiny_run | dict(iterations=8)), ema_decay=0.8, ema_share=0.25, probe_every=2, probe_size=6,
                      memory_insert_size=8, memory_kind=memory_kind, vae_width=4, vae_fresh_size=8)
     straight = LRwATrainer(*tiny_models(), cfg)
     straight.train(evaluate=evaluator(), **EVAL)
@@ -125,13 +124,13 @@ def hand_forgetting(rows: list[list[float]]) -> list[float | None]:
     return out
 
 
-def test_forgetting_matches_a_hand_computation_on_a_recorded_run():
+def test_forgetting_matches_a_hand_computation_on_a_recorded_run(tiny_models, tiny_run):
     """A linear teacher labels pseudo-samples with many classes; a fast student and generator move enough
     for agreements to rise and fall."""
     _, student, generator = tiny_models()
     torch.manual_seed(0)
     teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
-    cfg = DFADConfig(**(SMALL | dict(iterations=12, batch_size=32)), probe_every=2, probe_size=16,
+    cfg = DFADConfig(**(tiny_run | dict(iterations=12, batch_size=32)), probe_every=2, probe_size=16,
                      generator_optimizer=OptimizerConfig(name="adam", lr=0.05, weight_decay=0.0, schedule="constant"),
                      student_optimizer=OptimizerConfig(lr=0.5, momentum=0.0, schedule="constant"))
     trainer = DFADTrainer(teacher, student, generator, cfg)
@@ -145,9 +144,9 @@ def test_forgetting_matches_a_hand_computation_on_a_recorded_run():
         assert 0.0 <= row[0] <= 1.0 and x.shape == (16, 1, 8, 8) and labels.shape == (16,)
 
 
-def test_probes_hold_the_teachers_labels_and_leave_training_unchanged():
-    plain = DFADTrainer(*tiny_models(), DFADConfig(**SMALL))
-    probed = DFADTrainer(*tiny_models(), DFADConfig(**SMALL, probe_every=3, probe_size=4))
+def test_probes_hold_the_teachers_labels_and_leave_training_unchanged(tiny_models, tiny_run):
+    plain = DFADTrainer(*tiny_models(), DFADConfig(**tiny_run))
+    probed = DFADTrainer(*tiny_models(), DFADConfig(**tiny_run, probe_every=3, probe_size=4))
     plain.train(evaluate=evaluator(), **EVAL)
     probed.train(evaluate=evaluator(), **EVAL)
     assert all(torch.equal(a, b) for a, b in zip(plain.student.state_dict().values(),

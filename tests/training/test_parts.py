@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT, SMALL, tiny_models
+from helpers import ROOT
 
 from lrwa_fast import (
     DFADConfig,
@@ -51,26 +51,26 @@ def distance_to_start(trainer, start):
     return float(torch.cat([(p.detach() - s).reshape(-1) for p, s in zip(trainer.student_params, start)]).norm())
 
 
-def test_docs_example_update_pulls_the_student_towards_its_start():
+def test_docs_example_update_pulls_the_student_towards_its_start(tiny_models, tiny_run):
     AnchoredKD = anchored_kd_class()
-    plain = DFADTrainer(*tiny_models(), DFADConfig(**SMALL))
+    plain = DFADTrainer(*tiny_models(), DFADConfig(**tiny_run))
     start = [p.detach().clone() for p in plain.student_params]
     plain.train(6, progress=False)
     teacher, student, gen = tiny_models()
-    anchored = DFADTrainer(teacher, student, gen, DFADConfig(**SMALL), update=AnchoredKD(student, 5.0))
+    anchored = DFADTrainer(teacher, student, gen, DFADConfig(**tiny_run), update=AnchoredKD(student, 5.0))
     assert isinstance(anchored.update, StudentUpdate)
     anchored.train(6, progress=False)
     assert distance_to_start(anchored, start) < 0.5 * distance_to_start(plain, start)
     assert anchored.history["metrics"][-1]["anchor_distance"] > 0
 
 
-def test_docs_example_update_state_resumes_bit_exactly(tmp_path):
+def test_docs_example_update_state_resumes_bit_exactly(tmp_path, tiny_models, tiny_run):
     AnchoredKD = anchored_kd_class()
     teacher, student, gen = tiny_models()
-    straight = DFADTrainer(teacher, student, gen, DFADConfig(**SMALL), update=AnchoredKD(student, 5.0))
+    straight = DFADTrainer(teacher, student, gen, DFADConfig(**tiny_run), update=AnchoredKD(student, 5.0))
     straight.train(progress=False)
     teacher, student, gen = tiny_models()
-    first = DFADTrainer(teacher, student, gen, DFADConfig(**SMALL), update=AnchoredKD(student, 5.0))
+    first = DFADTrainer(teacher, student, gen, DFADConfig(**tiny_run), update=AnchoredKD(student, 5.0))
     first.train(4, progress=False)
     path = first.save(tmp_path / "c.pt")
     teacher, student, gen = tiny_models(student_seed=7)  # other weights: the anchor must come from the checkpoint
@@ -81,9 +81,9 @@ def test_docs_example_update_state_resumes_bit_exactly(tmp_path):
         assert torch.equal(a, b)
 
 
-def test_an_object_without_the_protocol_is_refused():
+def test_an_object_without_the_protocol_is_refused(tiny_models, tiny_run):
     with pytest.raises(ValueError, match="StudentUpdate protocol"):
-        DFADTrainer(*tiny_models(), DFADConfig(**SMALL), update=lambda ctx, x, t: None)
+        DFADTrainer(*tiny_models(), DFADConfig(**tiny_run), update=lambda ctx, x, t: None)
 
 
 def make_updater(policy: str, module: torch.nn.Module, clip: float = 0.0) -> Updater:
@@ -129,8 +129,8 @@ def test_updater_clips_to_the_global_norm_and_logs_it():
     assert updater.metrics.read()["grad_norm_student"] == pytest.approx(norm, rel=1e-5)
 
 
-def test_every_part_has_its_own_state():
-    trainer = LRwATrainer(*tiny_models(), LRwAConfig(**SMALL, memory_insert_size=4))
+def test_every_part_has_its_own_state(tiny_models, tiny_run):
+    trainer = LRwATrainer(*tiny_models(), LRwAConfig(**tiny_run, memory_insert_size=4))
     trainer.train(3, progress=False)
     state = trainer.state_dict()
     assert set(trainer.parts()) == {"memory", "student", "generator", "student_updater", "generator_updater",
@@ -141,8 +141,8 @@ def test_every_part_has_its_own_state():
     assert state["guard"] == {"skipped": 0} and state["memory"]["writer"]["seen"] == 12
 
 
-def test_old_format_checkpoint_is_refused_naming_the_version(tmp_path):
-    trainer = LRwATrainer(*tiny_models(), LRwAConfig(**SMALL))
+def test_old_format_checkpoint_is_refused_naming_the_version(tmp_path, tiny_models, tiny_run):
+    trainer = LRwATrainer(*tiny_models(), LRwAConfig(**tiny_run))
     old = {**trainer.state_dict(), "format_version": 1}
     atomic_save(old, tmp_path / "old.pt")
     with pytest.raises(CheckpointError, match=r"format version 1 \(written by lrwa_fast 0\.1.*reads format "
@@ -150,13 +150,13 @@ def test_old_format_checkpoint_is_refused_naming_the_version(tmp_path):
         LRwATrainer.load(tmp_path / "old.pt", *tiny_models())
 
 
-def test_checkpoint_with_a_memory_does_not_load_into_a_trainer_without_one(tmp_path):
-    trainer = LRwATrainer(*tiny_models(), LRwAConfig(**SMALL))
+def test_checkpoint_with_a_memory_does_not_load_into_a_trainer_without_one(tmp_path, tiny_models, tiny_run):
+    trainer = LRwATrainer(*tiny_models(), LRwAConfig(**tiny_run))
     state = trainer.state_dict()
     state["trainer"] = "DFADTrainer"
     atomic_save(state, tmp_path / "c.pt")
     with pytest.raises(CheckpointError, match="has a replay memory and this trainer has none"):
-        DFADTrainer.load(tmp_path / "c.pt", *tiny_models(), config=DFADConfig(**SMALL))
+        DFADTrainer.load(tmp_path / "c.pt", *tiny_models(), config=DFADConfig(**tiny_run))
 
 
 def test_progress_in_a_log_is_plain_lines_at_a_tenth_of_the_work():
@@ -173,8 +173,8 @@ def test_progress_in_a_log_is_plain_lines_at_a_tenth_of_the_work():
     assert "loss_student=0.0125" in lines[-1]
 
 
-def test_training_progress_written_to_a_pipe_is_plain(monkeypatch, capsys):
-    trainer = DFADTrainer(*tiny_models(), DFADConfig(**(SMALL | dict(iterations=40, student_steps=1))))
+def test_training_progress_written_to_a_pipe_is_plain(monkeypatch, capsys, tiny_models, tiny_run):
+    trainer = DFADTrainer(*tiny_models(), DFADConfig(**(tiny_run | dict(iterations=40, student_steps=1))))
     trainer.train(progress=True)
     err = capsys.readouterr().err
     assert "\r" not in err and 1 <= len(err.splitlines()) <= 11
@@ -198,53 +198,52 @@ def test_nothing_outside_the_trainer_modules_uses_its_private_members():
     assert not [hit for f in files for hit in _private_trainer_accesses(f)]
 
 
-def test_kd_update_is_the_default_student_update():
-    trainer = DFADTrainer(*tiny_models(), DFADConfig(**SMALL))
+def test_kd_update_is_the_default_student_update(tiny_models, tiny_run):
+    trainer = DFADTrainer(*tiny_models(), DFADConfig(**tiny_run))
     assert isinstance(trainer.update, KDUpdate) and trainer.memory is None
 
 
-def test_a_checkpoint_names_its_student_update(tmp_path):
+def test_a_checkpoint_names_its_student_update(tmp_path, tiny_models, tiny_run):
     AnchoredKD = anchored_kd_class()
     teacher, student, gen = tiny_models()
-    path = DFADTrainer(teacher, student, gen, DFADConfig(**SMALL), update=AnchoredKD(student, 1.0)).save(
+    path = DFADTrainer(teacher, student, gen, DFADConfig(**tiny_run), update=AnchoredKD(student, 1.0)).save(
         tmp_path / "anchored.pt")
     with pytest.raises(CheckpointError, match="written with the student update AnchoredKD, and this trainer "
                                               "uses KDUpdate"):
         DFADTrainer.load(path, *tiny_models())
-    plain = DFADTrainer(*tiny_models(), DFADConfig(**SMALL)).save(tmp_path / "plain.pt")
+    plain = DFADTrainer(*tiny_models(), DFADConfig(**tiny_run)).save(tmp_path / "plain.pt")
     teacher, student, gen = tiny_models()
     with pytest.raises(CheckpointError, match="written with the student update KDUpdate"):
         DFADTrainer.load(plain, teacher, student, gen, update=AnchoredKD(student, 1.0))
 
 
-def test_an_update_carrying_a_memory_brings_it_to_the_trainer():
+def test_an_update_carrying_a_memory_brings_it_to_the_trainer(tiny_models, tiny_run):
     from lrwa_fast import BufferMemory, MetaSettings, MetaUpdate, ReplayBuffer
 
     teacher, student, gen = tiny_models()
     memory = BufferMemory(ReplayBuffer(64, (1, 8, 8), 10, seed=0), batch_size=8)
     update = MetaUpdate(memory, MetaSettings(inner_lr=0.05))
-    trainer = DFADTrainer(teacher, student, gen, DFADConfig(**SMALL), update=update)
+    trainer = DFADTrainer(teacher, student, gen, DFADConfig(**tiny_run), update=update)
     assert trainer.memory is memory
     metrics = trainer.train(3, progress=False)["metrics"][-1]
     assert metrics["memory_fill"] == 48 and "loss_retain" in metrics
     assert "memory" in trainer.state_dict()
 
 
-def test_lrwa_trainer_takes_another_update_and_keeps_its_memory():
+def test_lrwa_trainer_takes_another_update_and_keeps_its_memory(tiny_models, tiny_run):
     AnchoredKD = anchored_kd_class()
     teacher, student, gen = tiny_models()
-    trainer = LRwATrainer(teacher, student, gen, LRwAConfig(**SMALL), update=AnchoredKD(student, 1.0))
+    trainer = LRwATrainer(teacher, student, gen, LRwAConfig(**tiny_run), update=AnchoredKD(student, 1.0))
     trainer.train(2, progress=False)
     assert isinstance(trainer.update, AnchoredKD) and len(trainer.memory) == 32
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("mode", ["first_order", "exact", "finite_difference"])
-def test_a_whole_cuda_iteration_never_synchronises(mode):
+def test_a_whole_cuda_iteration_never_synchronises(mode, tiny_models, tiny_run):
     """Between metric reads an iteration (generator, student meta-steps, memory draw and insert)
     leaves the host free: any implicit device sync raises under sync debug mode "error"."""
-    cfg = LRwAConfig(**(SMALL | dict(device="cuda", log_every=10**6, iterations=100)), meta_mode=mode,
+    cfg = LRwAConfig(**(tiny_run | dict(device="cuda", log_every=10**6, iterations=100)), meta_mode=mode,
                      memory_insert_size=8)
     trainer = LRwATrainer(*tiny_models(), cfg)
     trainer.step()

@@ -6,14 +6,15 @@ import copy
 
 import pytest
 import torch
-from helpers import SMALL, flat, run_meta, tiny_models
+from helpers import flat, run_meta
 from torch import nn
 
 from lrwa_fast import LRwAConfig, LRwATrainer, NonFiniteError, ops
 from lrwa_fast.ops.losses import kd_loss_reference
 from lrwa_fast.runtime.precision import autocast
+from lrwa_fast.testing import TINY_RUN, tiny_models
 
-CONFIG = dict(SMALL, memory_capacity=20, memory_insert_size=6)
+CONFIG = dict(TINY_RUN, memory_capacity=20, memory_insert_size=6)
 
 
 def models(seed: int = 0) -> tuple[nn.Module, nn.Module, nn.Module]:

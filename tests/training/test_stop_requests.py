@@ -8,7 +8,7 @@ import signal
 import subprocess
 
 import pytest
-from helpers import tiny_models, write_distill_config
+from helpers import write_distill_config
 
 from lrwa_fast import LRwAConfig, LRwATrainer, TrainingInterrupted
 from lrwa_fast.apps.cli import main
@@ -36,7 +36,7 @@ def test_the_launcher_is_the_parent_under_torchrun_only(monkeypatch):
     assert started.gone()
 
 
-def test_a_gone_launcher_stops_training_after_the_step_with_a_checkpoint(tmp_path, launcher_gone):
+def test_a_gone_launcher_stops_training_after_the_step_with_a_checkpoint(tmp_path, launcher_gone, tiny_models):
     cfg = LRwAConfig(batch_size=16, latent_dim=8, iterations=100, student_steps=1, device="cpu",
                      checkpoint_dir=str(tmp_path))
     trainer = LRwATrainer(*tiny_models(), cfg)

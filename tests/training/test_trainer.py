@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import math
 
-import helpers
 import pytest
 import torch
 from torch import nn
 
-from lrwa_fast import DFADConfig, DFADTrainer, LRwAConfig, LRwATrainer, NonFiniteError
+from lrwa_fast import DFADConfig, DFADTrainer, LRwAConfig, LRwATrainer, NonFiniteError, testing
 from lrwa_fast.models import Generator, SmallCNN
 
-SMALL = {k: v for k, v in helpers.SMALL.items() if k != "seed"}  # the default seed 0
-demo_models = helpers.one_seed_models
+SMALL = {k: v for k, v in testing.TINY_RUN.items() if k != "seed"}  # the default seed 0
+demo_models = testing.one_seed_models
 
 
 class VectorGenerator(nn.Module):
