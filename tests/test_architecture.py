@@ -39,20 +39,26 @@ def dotted(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported(path: Path) -> set[str]:
-    """The ``lrwa_fast`` modules (or their attributes) a file imports, anywhere in it, as dotted names."""
+def imports(path: Path) -> list[tuple[str, list[str]]]:
+    """Every import of a file, anywhere in it, as (absolute module, names taken from it; empty for
+    ``import module``)."""
     here = dotted(path).split(".")
     package = here if path.stem == "__init__" else here[:-1]
-    found = set()
+    found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
+            found += [(a.name, []) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                anchor = package[: len(package) - node.level + 1]
-                base = ".".join([*anchor, *([base] if base else [])])
-            found |= {f"{base}.{a.name}" for a in node.names} | {base}
+                base = ".".join([*package[: len(package) - node.level + 1], *([base] if base else [])])
+            found.append((base, [a.name for a in node.names]))
+    return found
+
+
+def imported(path: Path) -> set[str]:
+    """The ``lrwa_fast`` modules (or their attributes) a file imports, anywhere in it, as dotted names."""
+    found = {f"{base}.{name}" for base, names in imports(path) for name in names} | {b for b, _ in imports(path)}
     return {name for name in found if name.split(".")[0] == "lrwa_fast"}
 
 
@@ -68,17 +74,8 @@ def module_graph() -> dict[str, set[str]]:
         return name or None
 
     def edges(path: Path) -> set[str]:
-        here = dotted(path).split(".")
-        package = here if path.stem == "__init__" else here[:-1]
-        names = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    base = ".".join([*package[: len(package) - node.level + 1], *([base] if base else [])])
-                names |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
+        names = {f"{base}.{n}" if f"{base}.{n}" in modules else base for base, taken in imports(path)
+                 for n in taken or [""]}
         return {t for t in map(target, names) if t is not None and t != dotted(path)}
 
     return {name: edges(path) for name, path in modules.items()}

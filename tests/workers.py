@@ -175,4 +175,4 @@ class PoisonOnRankOne:
 def skip_on_one_rank(rank: int, world: int, out: Path) -> dict[str, Any]:
     trainer = DFADTrainer(*bn_models(), DFADConfig(**SMALL, nonfinite="skip"), update=PoisonOnRankOne())
     trainer.train(3, progress=False)
-    return {"skipped": trainer.guard.skipped, **training_state(trainer)}
+    return {"skipped": trainer.runtime.guard.skipped, **training_state(trainer)}

@@ -36,8 +36,7 @@ from ..optim import Updater, UpdateResult, gradients
 from ..replay import Memory, build_memory
 from ..runtime import checkpoint as ckpt
 from ..runtime.distributed import Ranks
-from ..runtime.guard import NonFiniteGuard
-from ..runtime.metrics import MetricAccumulator, forgetting_at
+from ..runtime.metrics import forgetting_at
 from ..runtime.phases import phase
 from ..runtime.precision import scaled
 from ..runtime.randomness import RandomStreams
@@ -112,16 +111,6 @@ class Trainer:
         return self.runtime.ranks
 
     @property
-    def guard(self) -> NonFiniteGuard:
-        """The runtime's non-finite policy."""
-        return self.runtime.guard
-
-    @property
-    def metrics(self) -> MetricAccumulator:
-        """The runtime's device-side metric accumulator."""
-        return self.runtime.metrics
-
-    @property
     def checkpoint_name(self) -> str:
         """The trainer its checkpoints name: the pinned trainer of its config's method, so a ``Trainer``'s
         checkpoint loads into ``LRwATrainer`` (or ``DFADTrainer``) and back."""
@@ -170,7 +159,7 @@ class Trainer:
         loop_settings = self.settings.loop
         self.student.train()
         self.generator.train()
-        skips_before = self.guard.skipped
+        skips_before = self.runtime.guard.skipped
         for _ in range(loop_settings.generator_steps):
             self.generator_step()
         for k in range(loop_settings.student_steps):
@@ -179,7 +168,7 @@ class Trainer:
             with phase("buffer average"):
                 self.ranks.average_buffers_((self.student, self.generator))
         for observer in self.observers:
-            observer.end_of_iteration(self.iteration, clean=self.guard.skipped == skips_before)
+            observer.end_of_iteration(self.iteration, clean=self.runtime.guard.skipped == skips_before)
         self.student_updater.advance_schedule()
         if loop_settings.generator_steps:
             self.generator_updater.advance_schedule()
@@ -187,8 +176,8 @@ class Trainer:
         self.iteration += 1
         if not read:
             return {}
-        self.guard.check()
-        metrics = {"iteration": self.iteration, **self.metrics.read(), **self._host_metrics()}
+        self.runtime.guard.check()
+        metrics = {"iteration": self.iteration, **self.runtime.metrics.read(), **self._host_metrics()}
         self.history["metrics"].append(metrics)
         return metrics
 
@@ -200,7 +189,7 @@ class Trainer:
         extra = self.memory.metrics() if self.memory is not None else {}
         if self.runtime.loss_scaling:
             extra["scaler_skips"] = self.student_updater.scaler.skips + self.generator_updater.scaler.skips
-        return {"lr": self.student_updater.lr, "skipped_steps": self.guard.skipped, **extra}
+        return {"lr": self.student_updater.lr, "skipped_steps": self.runtime.guard.skipped, **extra}
 
     def fresh_batch(self) -> tuple[Tensor, Tensor]:
         """A batch of pseudo-samples (a share from the EMA generator under MAD) and the teacher's logits on
@@ -266,7 +255,7 @@ class Trainer:
         loop.run(self, total, evaluate=record, eval_every=eval_every, checkpoint_dir=checkpoints.directory,
                  checkpoint_every=checkpoints.every, progress=progress, name=name, unit="iteration",
                  resume_hint=f"{name}.load or --resume {{path}}")
-        self.guard.check()
+        self.runtime.guard.check()
         self.history["evaluations"] = self.ranks.broadcast(self.history["evaluations"])  # rank 0's
         return self.history
 
@@ -307,7 +296,7 @@ class Trainer:
         parts: dict[str, Stateful | None] = {
             "memory": self.memory, "student": self.student, "generator": self.generator,
             "student_updater": self.student_updater, "generator_updater": self.generator_updater,
-            "guard": self.guard, "metrics": self.metrics, "random": self.random, "update": self.update,
+            "guard": self.runtime.guard, "metrics": self.runtime.metrics, "random": self.random, "update": self.update,
             "generator_ema": self.generator_ema, "probes": self.probes,  # the config switches these on
         }
         return {name: part for name, part in parts.items() if part is not None}

@@ -237,7 +237,7 @@ def test_generator_prior_terms_run():
 def test_deferred_check_names_the_first_bad_step():
     """The CUDA path (no sync per step) exercised on the CPU: the error comes at the next read."""
     trainer = DFADTrainer(*demo_models(), DFADConfig(**(SMALL | dict(log_every=3)), generator_steps=0))
-    trainer.guard.defer = True
+    trainer.runtime.guard.defer = True
     trainer.step()
     poison(trainer.student)
     trainer.step()
