@@ -24,6 +24,7 @@ constexpr int kPhiloxRounds = 10;
 constexpr uint32_t kStreamReservoir = 1;
 constexpr uint32_t kStreamSample = 2;
 constexpr uint32_t kStreamPermute = 3;
+constexpr uint32_t kStreamEntry = 4;
 
 // First output word of Philox4x32-10 for counter (c0, c1, c2, c3) and 64-bit key.
 LRWA_HD uint32_t philox_u32(uint64_t key, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3) {
@@ -64,6 +65,12 @@ LRWA_HD int64_t slot_for_item(bool reservoir, uint64_t key, int64_t item, int64_
 // Slot of draw number `draw` when sampling with replacement from `fill` slots.
 LRWA_HD int64_t draw_with_replacement(uint64_t key, int64_t draw, int64_t fill) {
   return below(philox_at(key, draw, 0, kStreamSample), static_cast<uint64_t>(fill));
+}
+
+// First slot of whole-entry draw number `call`: one of the fill / entry full entries of `entry`
+// consecutive slots, chosen uniformly.
+LRWA_HD int64_t entry_start(uint64_t key, int64_t call, int64_t fill, int64_t entry) {
+  return below(philox_at(key, call, 0, kStreamEntry), static_cast<uint64_t>(fill / entry)) * entry;
 }
 
 // Sort key of `slot` in call number `call` without replacement: ((philox >> 1) << 32) | slot.

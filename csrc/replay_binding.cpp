@@ -52,11 +52,14 @@ void check_batch(const at::Tensor& store_x, const at::Tensor& store_logits, cons
 }
 
 void check_draw(const at::Tensor& store_x, const at::Tensor& store_logits, const at::Tensor& out_x,
-                const at::Tensor& out_logits, int64_t fill, bool replace) {
+                const at::Tensor& out_logits, int64_t fill, bool replace, int64_t entry) {
   const int64_t n = out_x.dim() >= 1 ? out_x.size(0) : 0;
   TORCH_CHECK_VALUE(fill >= 1 && fill <= store_x.size(0), "fill must be in [1, capacity], got ", fill);
   TORCH_CHECK_VALUE(n >= 1, "outputs must have n >= 1 rows, got ", n);
   TORCH_CHECK_VALUE(replace || n <= fill, "cannot draw ", n, " distinct items from ", fill);
+  TORCH_CHECK_VALUE(entry >= 0, "entry must be >= 0, got ", entry);
+  TORCH_CHECK_VALUE(entry == 0 || (n == entry && fill >= entry), "a whole-entry draw takes n = entry = ", entry,
+                    " rows from at least one full entry, got n = ", n, " and fill = ", fill);
   TORCH_CHECK_VALUE(out_x.dim() == store_x.dim() && out_x.sizes().slice(1) == store_x.sizes().slice(1),
                     "out_x must have shape (n, ", store_x.sizes().slice(1), "), got ", out_x.sizes());
   TORCH_CHECK_VALUE(out_logits.dim() == 2 && out_logits.size(0) == n && out_logits.size(1) == store_logits.size(1),
@@ -108,14 +111,15 @@ void insert_cuda(const at::Tensor& store_x, const at::Tensor& store_logits, cons
 }
 
 at::Tensor sample_cuda(const at::Tensor& store_x, const at::Tensor& store_logits, const at::Tensor& out_x,
-                       const at::Tensor& out_logits, int64_t fill, bool replace, uint64_t seed, int64_t counter) {
+                       const at::Tensor& out_logits, int64_t fill, bool replace, uint64_t seed, int64_t counter,
+                       int64_t entry) {
   const c10::cuda::CUDAGuard guard(store_x.device());
   at::Tensor slots = at::empty({out_x.size(0)}, store_x.options().dtype(at::kLong));
   size_t bytes = 0;
-  check_cuda(lrwa_cuda_sample_scratch_bytes(fill, replace, &bytes), "sample scratch query");
+  check_cuda(lrwa_cuda_sample_scratch_bytes(fill, replace || entry > 0, &bytes), "sample scratch query");
   at::Tensor scratch = at::empty({static_cast<int64_t>(bytes)}, store_x.options().dtype(at::kByte));
   check_cuda(lrwa_cuda_sample(as_matrix(store_x), as_matrix(store_logits), as_matrix(out_x),
-                              as_matrix(out_logits), slots.data_ptr<int64_t>(), fill, replace, seed, counter,
+                              as_matrix(out_logits), slots.data_ptr<int64_t>(), fill, replace, seed, counter, entry,
                               scratch.data_ptr(), bytes, c10::cuda::getCurrentCUDAStream().stream()),
              "sample");
   return slots;
@@ -145,14 +149,17 @@ void insert(const at::Tensor& store_x, const at::Tensor& store_logits, const at:
 }
 
 at::Tensor sample(const at::Tensor& store_x, const at::Tensor& store_logits, const at::Tensor& out_x,
-                  const at::Tensor& out_logits, int64_t fill, bool replace, uint64_t seed, int64_t counter) {
+                  const at::Tensor& out_logits, int64_t fill, bool replace, uint64_t seed, int64_t counter,
+                  int64_t entry) {
   check_storage(store_x, store_logits);
-  check_draw(store_x, store_logits, out_x, out_logits, fill, replace);
+  check_draw(store_x, store_logits, out_x, out_logits, fill, replace, entry);
   check_device(store_x);
 #ifdef LRWA_WITH_CUDA
-  if (store_x.is_cuda()) return sample_cuda(store_x, store_logits, out_x, out_logits, fill, replace, seed, counter);
+  if (store_x.is_cuda()) {
+    return sample_cuda(store_x, store_logits, out_x, out_logits, fill, replace, seed, counter, entry);
+  }
 #endif
-  return lrwa::sample_cpu(store_x, store_logits, out_x, out_logits, fill, replace, seed, counter);
+  return lrwa::sample_cpu(store_x, store_logits, out_x, out_logits, fill, replace, seed, counter, entry);
 }
 
 // Philox4x32-10 first words for counters (c0[i], c1, c2, c3) on the CPU (to test philox.h).
@@ -181,9 +188,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("insert", &insert, "Insert a batch into the storage under fifo or reservoir", py::arg("store_x"),
         py::arg("store_logits"), py::arg("inserted_at"), py::arg("x"), py::arg("logits"), py::arg("reservoir"),
         py::arg("seen"), py::arg("seed"), py::arg("step"), no_gil);
-  m.def("sample", &sample, "Draw n = len(out_x) slots, gather their rows into out_x / out_logits, return the slots",
+  m.def("sample", &sample,
+        "Draw n = len(out_x) slots (entry > 0: one whole entry of n = entry slots), gather their rows into "
+        "out_x / out_logits, return the slots",
         py::arg("store_x"), py::arg("store_logits"), py::arg("out_x"), py::arg("out_logits"), py::arg("fill"),
-        py::arg("replace"), py::arg("seed"), py::arg("counter"), no_gil);
+        py::arg("replace"), py::arg("seed"), py::arg("counter"), py::arg("entry") = 0, no_gil);
   m.def("philox_u32", &philox_u32, "First Philox4x32-10 word per counter", py::arg("key"), py::arg("c0"),
         py::arg("c1") = 0, py::arg("c2") = 0, py::arg("c3") = 0, no_gil);
 }

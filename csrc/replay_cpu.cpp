@@ -88,7 +88,13 @@ void smallest_keys(int64_t* slots, int64_t n, int64_t fill, uint64_t seed, int64
   for (int64_t i = 0; i < n; ++i) slots[i] = static_cast<int64_t>(keys[i] & 0xFFFFFFFFu);
 }
 
-void draw_slots(int64_t* slots, int64_t n, int64_t fill, bool replace, uint64_t seed, int64_t counter) {
+void draw_slots(int64_t* slots, int64_t n, int64_t fill, bool replace, uint64_t seed, int64_t counter,
+                int64_t entry) {
+  if (entry > 0) {
+    const int64_t start = entry_start(seed, counter, fill, entry);
+    for (int64_t i = 0; i < n; ++i) slots[i] = start + i;
+    return;
+  }
   if (!replace) return smallest_keys(slots, n, fill, seed, counter);
   at::parallel_for(0, n, kDrawGrain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) slots[i] = draw_with_replacement(seed, counter + i, fill);
@@ -108,11 +114,12 @@ void insert_cpu(const at::Tensor& store_x, const at::Tensor& store_logits, const
 }
 
 at::Tensor sample_cpu(const at::Tensor& store_x, const at::Tensor& store_logits, const at::Tensor& out_x,
-                      const at::Tensor& out_logits, int64_t fill, bool replace, uint64_t seed, int64_t counter) {
+                      const at::Tensor& out_logits, int64_t fill, bool replace, uint64_t seed, int64_t counter,
+                      int64_t entry) {
   const int64_t n = out_x.size(0);
   at::Tensor slots = at::empty({n}, store_x.options().dtype(at::kLong));
   int64_t* idx = slots.mutable_data_ptr<int64_t>();
-  draw_slots(idx, n, fill, replace, seed, counter);
+  draw_slots(idx, n, fill, replace, seed, counter, entry);
   std::vector<RowMove> moves(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) moves[i] = {idx[i], i};
   copy_rows(store_x, out_x, moves);

@@ -141,6 +141,12 @@ __global__ void draw_with_replacement_kernel(int64_t n, int64_t fill, uint64_t s
   if (i < n) slots[i] = lrwa::draw_with_replacement(seed, counter + i, fill);
 }
 
+__global__ void draw_entry_kernel(int64_t n, int64_t fill, uint64_t seed, int64_t call, int64_t entry,
+                                  int64_t* slots) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) slots[i] = lrwa::entry_start(seed, call, fill, entry) + i;
+}
+
 __global__ void permutation_keys_kernel(int64_t fill, uint64_t seed, int64_t call, uint64_t* keys) {
   const int64_t s = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (s < fill) keys[s] = lrwa::permutation_key(seed, s, call);
@@ -210,12 +216,15 @@ extern "C" cudaError_t lrwa_cuda_sample_scratch_bytes(int64_t fill, int replace,
 
 extern "C" cudaError_t lrwa_cuda_sample(lrwa_matrix store_x, lrwa_matrix store_logits, lrwa_matrix out_x,
                                         lrwa_matrix out_logits, int64_t* slots, int64_t fill, int replace,
-                                        uint64_t seed, int64_t counter, void* scratch, size_t scratch_bytes,
-                                        cudaStream_t stream) {
+                                        uint64_t seed, int64_t counter, int64_t entry, void* scratch,
+                                        size_t scratch_bytes, cudaStream_t stream) {
   const int64_t n = out_x.rows;
   if (n == 0) return cudaSuccess;
   cudaError_t err = cudaSuccess;
-  if (replace) {
+  if (entry > 0) {
+    draw_entry_kernel<<<grid_1d(n), kThreads, 0, stream>>>(n, fill, seed, counter, entry, slots);
+    err = cudaGetLastError();
+  } else if (replace) {
     draw_with_replacement_kernel<<<grid_1d(n), kThreads, 0, stream>>>(n, fill, seed, counter, slots);
     err = cudaGetLastError();
   } else {

@@ -33,12 +33,14 @@ cudaError_t lrwa_cuda_insert(lrwa_matrix store_x, lrwa_matrix store_logits, int6
 cudaError_t lrwa_cuda_sample_scratch_bytes(int64_t fill, int replace, size_t* bytes);
 
 /* Draws n = out_x.rows slots among the first `fill` (with replacement: draw numbers counter to
- * counter + n - 1; without: call number `counter`), writes them to `slots` (n int64) and gathers
- * those rows of store_x / store_logits into out_x / out_logits, converting to their dtype.
- * `scratch` holds lrwa_cuda_sample_scratch_bytes(fill, replace) bytes. */
+ * counter + n - 1; without: call number `counter`; entry > 0: the n = entry consecutive slots of one
+ * whole entry, call number `counter`), writes them to `slots` (n int64) and gathers those rows of
+ * store_x / store_logits into out_x / out_logits, converting to their dtype.
+ * `scratch` holds lrwa_cuda_sample_scratch_bytes(fill, replace) bytes (none for an entry). */
 cudaError_t lrwa_cuda_sample(lrwa_matrix store_x, lrwa_matrix store_logits, lrwa_matrix out_x,
                              lrwa_matrix out_logits, int64_t* slots, int64_t fill, int replace, uint64_t seed,
-                             int64_t counter, void* scratch, size_t scratch_bytes, cudaStream_t stream);
+                             int64_t counter, int64_t entry, void* scratch, size_t scratch_bytes,
+                             cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -16,9 +16,10 @@ OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")  # OptimizerConfig.name: lrwa_fast
 SCHEDULES: tuple[str, ...] = ("cosine", "constant")  # OptimizerConfig.schedule
 MEMORY_KINDS: tuple[str, ...] = ("buffer", "generative")  # memory_kind: lrwa_fast.replay
 MEMORY_POLICIES: tuple[str, ...] = ("reservoir", "fifo")  # memory_policy: lrwa_fast.replay.buffer.writers
+MEMORY_DRAWS: tuple[str, ...] = ("uniform", "entry")  # memory_draw: lrwa_fast.replay.buffer.samplers
 MEMORY_DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")  # memory_dtype
 MEMORY_BACKENDS: tuple[str, ...] = ("auto", "torch", "cpp", "cuda")  # memory_backend: lrwa_fast.replay.buffer
 META_GRADIENT_MODES: tuple[str, ...] = ("exact", "first_order", "finite_difference")  # meta_gradient(mode=)
 META_MODES: tuple[str, ...] = (*META_GRADIENT_MODES, "none")  # meta_mode: lrwa_fast.updates.MetaUpdate
-BN_MODES: tuple[str, ...] = ("acquire", "all", "retain_eval")  # bn_mode
+BN_MODES: tuple[str, ...] = ("acquire", "all", "retain_eval", "joint")  # bn_mode
 FD_SCHEMES: tuple[str, ...] = ("central", "one_sided")  # fd_scheme

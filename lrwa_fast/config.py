@@ -91,18 +91,21 @@ class LRwAConfig(DFADConfig):
     memory_capacity: int = 2048  # samples kept
     memory_batch_size: int = 32  # memory samples per student step
     memory_policy: str = "reservoir"  # "reservoir" | "fifo"
+    memory_draw: str = "uniform"  # "uniform" (memory_batch_size of all stored samples) | "entry" (one whole insertion)
     memory_insert_size: int = 32  # samples inserted per insertion: the first of the last fresh batch (≤ batch)
     memory_insert_every: int = 1  # iterations between insertions
     memory_start: int = 0  # first iteration that inserts
     memory_dtype: str = "float32"  # storage dtype: "float32" | "float16" | "bfloat16"
     memory_backend: str = "auto"  # "torch" | "cpp" | "cuda" | "auto" ($LRWA_FAST_MEMORY_BACKEND, else the extension)
-    inner_lr: float = 0.05  # α of the inner step θ' = θ − α∇L_acq
+    inner_lr: float = 0.05  # α of the inner step θ' = θ − α(∇L_acq + λθ)
+    inner_weight_decay: float = 0.0  # λ of the inner step (the authors' inner SGD: 5e-4)
+    acquire_weight: float = 1.0  # a in J = a·L_acq + w·L_ret(θ') (the authors' outer loss has none: 0)
     meta_mode: str = "exact"  # "exact" | "first_order" | "finite_difference" | "none" (no meta term)
     fd_scheme: str = "central"  # finite_difference: "central" | "one_sided" (one pass fewer, less accurate)
     fd_epsilon: float | None = None  # finite_difference step ε; None = the dtype/‖θ‖ rule (updates.meta_gradient)
-    retain_weight: float = 1.0  # w in J = L_acq + w·L_ret(θ')
+    retain_weight: float = 1.0  # w in J = a·L_acq + w·L_ret(θ')
     joint_replay: bool = False  # add L(θ; x_acq ∪ x_mem), as in the authors' code
-    bn_mode: str = "acquire"  # BatchNorm in the meta step: "acquire" | "all" | "retain_eval"
+    bn_mode: str = "acquire"  # BatchNorm in the meta step: "acquire" | "all" | "retain_eval" | "joint" (joint pass)
     memory_kind: str = "buffer"  # "buffer" (stored samples, memory_* fields) | "generative" (a VAE, vae_* fields)
     # Generative memory. Defaults: the authors' Ours-2 run (gaurav104/LRA src/configs/Ours-2.json; the VAE update in
     # src/agents/predfkd_meta.py, the draw in src/agents/base.py distill_knowledge_meta7; PRE-DFKD's main.py has
@@ -217,6 +220,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "nonfinite": choices.NONFINITE_POLICIES,
     "backend": choices.KERNEL_BACKENDS,
     "memory_policy": choices.MEMORY_POLICIES,
+    "memory_draw": choices.MEMORY_DRAWS,
     "memory_dtype": choices.MEMORY_DTYPES,
     "memory_backend": choices.MEMORY_BACKENDS,
     "meta_mode": choices.META_MODES,
@@ -229,7 +233,8 @@ _POSITIVE = ("batch_size", "latent_dim", "iterations", "student_steps", "log_eve
              "memory_capacity", "memory_batch_size", "memory_insert_size", "memory_insert_every",
              "temperature", "adversarial_temperature", "dist_timeout", "vae_width", "vae_steps", "vae_fresh_size",
              "probe_size")
-_NON_NEGATIVE = ("generator_steps", "checkpoint_every", "memory_start", "inner_lr", "retain_weight", "probe_every",
+_NON_NEGATIVE = ("generator_steps", "checkpoint_every", "memory_start", "inner_lr", "inner_weight_decay",
+                 "acquire_weight", "retain_weight", "probe_every",
                  "grad_clip", "vae_latent_dim", "vae_kl_weight", "vae_teacher_weight", "vae_refine_steps",
                  "vae_refine_lr")
 
@@ -253,6 +258,26 @@ def _optimizer_problems(name: str, opt: dict[str, Any]) -> list[str]:
     if not 0 <= opt["momentum"] < 1 or not all(0 <= b < 1 for b in opt["betas"]):
         problems.append(f"{name}: momentum and betas must lie in [0, 1), got {opt['momentum']} and "
                         f"{list(opt['betas'])}")
+    return problems
+
+
+def _memory_draw_problems(values: dict[str, Any]) -> list[str]:
+    """Whole-entry draws need entries that stay whole: FIFO slots, a capacity of whole entries, draws of one."""
+    if values.get("memory_draw") != "entry" or values.get("memory_kind") != "buffer":
+        return []
+    problems = []
+    if values["memory_policy"] != "fifo":
+        problems.append("memory_draw='entry' needs memory_policy='fifo' (a reservoir breaks insertions apart)")
+    size = values["memory_insert_size"]
+    if size > 0 and values["memory_capacity"] % size:
+        problems.append(f"memory_draw='entry' needs memory_capacity ({values['memory_capacity']}) to hold whole "
+                        f"entries of memory_insert_size ({size})")
+    if values["memory_batch_size"] != size:
+        problems.append(f"memory_draw='entry' draws one entry: memory_batch_size ({values['memory_batch_size']}) "
+                        f"must equal memory_insert_size ({size})")
+    if size > values["batch_size"]:
+        problems.append(f"memory_insert_size ({size}) must not exceed batch_size ({values['batch_size']}): an entry "
+                        "is the first samples of one fresh batch")
     return problems
 
 
@@ -284,6 +309,10 @@ def validate(config: DFADConfig) -> None:
             check_fd_args(values["fd_scheme"], values["fd_epsilon"])
         except ValueError as err:
             problems.append(str(err))
+    problems += _memory_draw_problems(values)
+    if values.get("bn_mode") == "joint" and not values.get("joint_replay"):
+        problems.append("bn_mode='joint' updates the BatchNorm statistics in the joint replay pass: it needs "
+                        "joint_replay=True")
     if values["compile_student"] and values.get("meta_mode") == "exact":
         problems.append("compile_student=True with meta_mode='exact': compiled graphs have no double "
                         "backward (use meta_mode='first_order', or compile_student=False)")

@@ -58,8 +58,11 @@ def train_lrwa(rank: int, world: int, out: Path, iterations: int, mode: str = "e
     extra = {"ema": {k: v.clone() for k, v in trainer.generator_ema.module.state_dict().items()
                      if v.is_floating_point() and "running" not in k}} if trainer.generator_ema else {}
     probes = {"probes": trainer.probes.iterations} if trainer.probes else {}
+    buffer = getattr(trainer.memory, "buffer", None)
+    draws = {"sampler": buffer.sampler.state_dict(), "last_draw": buffer.sample_with_indices(
+        buffer.sampler.size)[2]} if buffer is not None and buffer.draw == "entry" else {}
     return {**training_state(trainer), "latent": trainer.random.latent(16, 8), "memory": len(trainer.memory),
-            "metrics": trainer.history["metrics"][-1], **extra, **probes}
+            "metrics": trainer.history["metrics"][-1], **extra, **probes, **draws}
 
 
 def train_dfad_bn_free(rank: int, world: int, out: Path, iterations: int) -> dict[str, Any]:
@@ -68,13 +71,14 @@ def train_dfad_bn_free(rank: int, world: int, out: Path, iterations: int) -> dic
     return training_state(trainer)
 
 
-def meta_gradient_on_shards(rank: int, world: int, out: Path, mode: str, seed: int) -> dict[str, Any]:
+def meta_gradient_on_shards(rank: int, world: int, out: Path, mode: str, seed: int,
+                            **terms: Any) -> dict[str, Any]:
     model, x_acq, t_acq, x_mem, t_mem = meta_problem(seed)
     n_acq, n_mem = x_acq.shape[0] // world, x_mem.shape[0] // world
     shard = slice(rank * n_acq, (rank + 1) * n_acq), slice(rank * n_mem, (rank + 1) * n_mem)
     res = meta_gradient(model, (x_acq[shard[0]], t_acq[shard[0]]), (x_mem[shard[1]], t_mem[shard[1]]),
                         loss=KDLoss(kind="kl", temperature=2.0),
-                        settings=MetaSettings(inner_lr=0.3, mode=mode, retain_weight=0.7),
+                        settings=MetaSettings(inner_lr=0.3, mode=mode, retain_weight=0.7, **terms),
                         ranks=Ranks(dist.group.WORLD))
     return {"grads": res.grads, "loss_acq": res.loss_acq, "loss_ret": res.loss_ret}
 

@@ -22,12 +22,13 @@ class BufferSettings:
     capacity: int = 2048  # samples kept
     batch_size: int = 32  # samples drawn per retention batch
     policy: str = "reservoir"  # "reservoir" | "fifo"
+    draw: str = "uniform"  # "uniform": batch_size of all stored samples | "entry": one whole insertion (fifo)
     insert_size: int = 32  # samples inserted per insertion: the first of the iteration's last fresh batch
     insert_every: int = 1  # iterations between insertions
     start: int = 0  # first iteration that inserts
     dtype: str = "float32"  # storage dtype
     backend: str = "auto"  # "auto" ($LRWA_FAST_MEMORY_BACKEND, else the extension where built) | torch | cpp | cuda
-    seed: int = 0  # the Philox key of rank 0 (the others derive theirs)
+    seed: int = 0  # the Philox key of rank 0 (the others derive theirs; whole-entry draws share it)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ def build_memory(settings: MemorySettings | None, runtime: Runtime, *, teacher: 
     the built-in one for the sample shape); ``None`` without settings (DFAD).
 
     Sizes in the settings are global: this rank's memory holds 1/W of the capacity, draws 1/W of the
-    memory batch and has a random stream of its own (:func:`rank_seed`).
+    memory batch and has a random stream of its own (:func:`rank_seed`); with whole-entry draws the ranks
+    share one key, so together they draw one whole global insertion.
     """
     if not isinstance(settings, GenerativeSettings) and vae is not None:
         kind = "a buffer memory" if settings is not None else "no memory"
@@ -38,12 +39,13 @@ def build_memory(settings: MemorySettings | None, runtime: Runtime, *, teacher: 
                                     fresh_size=ranks.local_size(settings.fresh_size, "vae_fresh_size"))
         vae = vae if vae is not None else default_vae(tuple(sample_shape), settings.latent_dim, settings.width)
         return GenerativeMemory(vae, teacher, sample_shape, local, runtime)
+    insert = ranks.local_size(settings.insert_size, "memory_insert_size")
+    entries = settings.draw == "entry"  # every rank draws the same entry (one key): its shard of one insertion
     buffer = ReplayBuffer(ranks.local_size(settings.capacity, "memory_capacity"), sample_shape, num_classes,
                           policy=settings.policy, device=runtime.device, dtype=getattr(torch, settings.dtype),
-                          seed=seed, backend=settings.backend)
-    schedule = InsertSchedule(ranks.local_size(settings.insert_size, "memory_insert_size"), settings.insert_every,
-                              settings.start)
-    return BufferMemory(buffer, batch, schedule)
+                          seed=settings.seed if entries else seed, backend=settings.backend, draw=settings.draw,
+                          entry_size=insert if entries else None)
+    return BufferMemory(buffer, batch, InsertSchedule(insert, settings.insert_every, settings.start))
 
 
 def rank_seed(seed: int, rank: int) -> int:

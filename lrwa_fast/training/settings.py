@@ -94,15 +94,17 @@ def memory_settings(cfg: DFADConfig) -> MemorySettings | None:
                                   latent_dim=cfg.vae_latent_dim or cfg.latent_dim, width=cfg.vae_width,
                                   optimizer=cfg.vae_optimizer, horizon=cfg.iterations, seed=cfg.seed)
     return BufferSettings(capacity=cfg.memory_capacity, batch_size=cfg.memory_batch_size, policy=cfg.memory_policy,
-                          insert_size=cfg.memory_insert_size, insert_every=cfg.memory_insert_every,
-                          start=cfg.memory_start, dtype=cfg.memory_dtype, backend=cfg.memory_backend, seed=cfg.seed)
+                          draw=cfg.memory_draw, insert_size=cfg.memory_insert_size,
+                          insert_every=cfg.memory_insert_every, start=cfg.memory_start, dtype=cfg.memory_dtype,
+                          backend=cfg.memory_backend, seed=cfg.seed)
 
 
 def meta_settings(cfg: DFADConfig) -> MetaSettings | None:
     """LRwA's update of an :class:`~lrwa_fast.LRwAConfig`; none for DFAD (plain KD)."""
     if not isinstance(cfg, LRwAConfig):
         return None
-    return MetaSettings(mode=cfg.meta_mode, inner_lr=cfg.inner_lr, retain_weight=cfg.retain_weight,
+    return MetaSettings(mode=cfg.meta_mode, inner_lr=cfg.inner_lr, inner_weight_decay=cfg.inner_weight_decay,
+                        acquire_weight=cfg.acquire_weight, retain_weight=cfg.retain_weight,
                         joint_replay=cfg.joint_replay, bn_mode=cfg.bn_mode, fd_scheme=cfg.fd_scheme,
                         fd_epsilon=cfg.fd_epsilon)
 

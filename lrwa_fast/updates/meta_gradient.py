@@ -1,16 +1,21 @@
 """The LRwA student update as a pure function of the student's parameters (``torch.func``).
 
-Objective, for parameters θ, inner learning rate α and retain weight w::
+Objective, for parameters θ, inner learning rate α, inner weight decay λ, acquisition weight a and
+retain weight w::
 
     L_acq(θ)  = D(S_θ(x_acq), t_acq)                 knowledge acquisition (fresh samples)
-    θ'        = θ − α ∇L_acq(θ)                       inner step
+    θ'        = θ − α (∇L_acq(θ) + λ θ)               inner step (one SGD step with weight decay)
     L_ret(θ') = D(S_θ'(x_mem), t_mem)                 knowledge retention (memory samples)
-    J(θ)      = L_acq(θ) + w · L_ret(θ')
+    J(θ)      = a · L_acq(θ) + w · L_ret(θ')  [+ D(S_θ(x_acq ∪ x_mem), t_acq ∪ t_mem)  with joint_replay]
 
-``mode="exact"`` returns ∇J = ∇L_acq + w (I − α H_acq) ∇L_ret(θ'), back-propagating through the
-inner step (second order); ``mode="first_order"`` drops the Hessian term;
-``mode="finite_difference"`` keeps it, with H_acq·v (v = ∇L_ret(θ')) from acquisition gradients
-at perturbed weights instead of a double backward (as DARTS does):
+The defaults (λ = 0, a = 1, no joint term) are the paper's objective; the authors' released step is
+λ = 5e-4, a = 0 with the joint term (their outer loss has no separate acquisition term).
+
+``mode="exact"`` returns ∇J = a ∇L_acq + w ((1 − αλ) I − α H_acq) ∇L_ret(θ'), back-propagating through
+the inner step (second order); ``mode="first_order"`` drops the Hessian term (it treats ∇L_acq in θ' as
+a constant, so the decay's factor 1 − αλ stays); ``mode="finite_difference"`` keeps it, with H_acq·v
+(v = ∇L_ret(θ')) from acquisition gradients at perturbed weights instead of a double backward (as
+DARTS does):
 
 * ``fd_scheme="central"``: H·v ≈ (∇L_acq(θ + εv) − ∇L_acq(θ − εv)) / 2ε, error O(ε²);
 * ``fd_scheme="one_sided"``: H·v ≈ (∇L_acq(θ + εv) − ∇L_acq(θ)) / ε, error O(ε), one pass fewer
@@ -33,6 +38,9 @@ BatchNorm (``bn_mode``), when the model is in training mode:
 * ``"all"``: both passes use batch statistics and both update the running statistics.
 * ``"retain_eval"``: the retention pass normalises with the running statistics (as at test time)
   and updates nothing; the acquisition pass behaves as in ``"acquire"``.
+* ``"joint"`` (with ``joint_replay``): every pass uses batch statistics and only the joint pass (at θ,
+  on fresh and memory samples together) updates the running statistics: the authors' released step,
+  whose inner loop (``higher``) works on copies of the buffers.
 
 In evaluation mode every pass uses the running statistics and nothing is updated. The model's
 ``.grad`` fields are never touched: gradients come back in :class:`MetaResult`.
@@ -69,7 +77,7 @@ from ..runtime.precision import compute_dtype, scaled, unscaled
 from .base import KDLoss
 
 MetaMode = Literal["exact", "first_order", "finite_difference", "none"]
-BNMode = Literal["acquire", "all", "retain_eval"]
+BNMode = Literal["acquire", "all", "retain_eval", "joint"]
 FDScheme = Literal["central", "one_sided"]
 Batch = tuple[Tensor, Tensor]  # samples and the teacher's logits on them
 
@@ -77,8 +85,8 @@ Batch = tuple[Tensor, Tensor]  # samples and the teacher's logits on them
 @dataclass(frozen=True, kw_only=True)
 class MetaSettings:
     """The LRwA update's objective and how its gradient is computed (the config's ``meta_mode``,
-    ``inner_lr``, ``retain_weight``, ``joint_replay``, ``bn_mode``, ``fd_scheme`` and ``fd_epsilon``);
-    checked once, here, when built.
+    ``inner_lr``, ``inner_weight_decay``, ``acquire_weight``, ``retain_weight``, ``joint_replay``,
+    ``bn_mode``, ``fd_scheme`` and ``fd_epsilon``); checked once, here, when built.
 
     ``mode="none"`` means no meta term: :class:`~lrwa_fast.updates.MetaUpdate` then takes the acquisition
     gradient alone (:func:`meta_gradient` refuses it). ``alignment=False`` skips the gradient cosine (a
@@ -87,7 +95,9 @@ class MetaSettings:
 
     mode: MetaMode = "exact"
     inner_lr: float = 0.05  # α of the inner step
-    retain_weight: float = 1.0  # w in J = L_acq + w·L_ret(θ')
+    inner_weight_decay: float = 0.0  # λ of the inner step θ' = θ − α(∇L_acq + λθ) (the authors': 5e-4)
+    acquire_weight: float = 1.0  # a in J = a·L_acq + w·L_ret(θ') (the authors': 0)
+    retain_weight: float = 1.0  # w in J = a·L_acq + w·L_ret(θ')
     joint_replay: bool = False  # add L(θ; x_acq ∪ x_mem) to J, as the authors' code does
     bn_mode: BNMode = "acquire"
     fd_scheme: FDScheme = "central"  # finite_difference only
@@ -99,8 +109,14 @@ class MetaSettings:
             raise ValueError(f"unknown meta mode {self.mode!r}; expected one of {META_MODES}")
         if self.bn_mode not in BN_MODES:
             raise ValueError(f"unknown bn_mode {self.bn_mode!r}; expected one of {BN_MODES}")
-        if not (self.inner_lr >= 0 and self.retain_weight >= 0):
-            raise ValueError(f"inner_lr and retain_weight must be >= 0, got {self.inner_lr} and {self.retain_weight}")
+        negative = [f"{k}={getattr(self, k)!r}" for k in ("inner_lr", "inner_weight_decay", "acquire_weight",
+                                                          "retain_weight") if not getattr(self, k) >= 0]
+        if negative:
+            raise ValueError(f"{', '.join(negative)}: inner_lr, inner_weight_decay, acquire_weight and "
+                             "retain_weight must be >= 0")
+        if self.bn_mode == "joint" and not self.joint_replay:
+            raise ValueError("bn_mode='joint' updates the BatchNorm statistics in the joint replay pass: it needs "
+                             "joint_replay=True")
         check_fd_args(self.fd_scheme, self.fd_epsilon)
 
 
@@ -142,14 +158,17 @@ def meta_gradient(model: nn.Module, acquisition: Batch, memory: Batch, *, loss: 
     (x_acq, t_acq), (x_mem, t_mem) = acquisition, memory
     names, theta = _trainable(model)
     ranks = ranks if ranks is not None else Ranks()
-    exact, inner_lr = settings.mode == "exact", settings.inner_lr
+    exact, inner_lr, decay = settings.mode == "exact", settings.inner_lr, settings.inner_weight_decay
     with phase("acquisition forward"):
-        loss_acq = loss(model(x_acq), t_acq)
+        joint_statistics = settings.bn_mode == "joint"  # then this pass leaves the statistics to the joint one
+        outputs = forward_for_pass(model, dict(zip(names, theta)), x_acq, update_buffers=False) \
+            if joint_statistics else model(x_acq)
+        loss_acq = loss(outputs, t_acq)
     with phase("acquisition backward"):
         g_acq = gradients(scaled(loss_acq, loss_scale), theta, create_graph=exact)
     with phase("inner update"):
         g_inner = unscaled(ranks.average_differentiable(g_acq) if exact else ranks.average(g_acq), loss_scale)
-        theta_inner = _inner_step(theta, g_inner, inner_lr, differentiable=exact)
+        theta_inner = _inner_step(theta, g_inner, inner_lr, decay, differentiable=exact)
     if exact:
         with ranks.collective("the second-order backward"):
             loss_ret, g_ret, outer = _retention_exact(model, names, theta, theta_inner, x_mem, t_mem,
@@ -157,17 +176,18 @@ def meta_gradient(model: nn.Module, acquisition: Batch, memory: Batch, *, loss: 
     else:
         loss_ret, g_ret = _retention_first_order(model, theta, theta_inner, x_mem, t_mem, settings.bn_mode, loss,
                                                  loss_scale)
-        outer = g_ret
+        outer = g_ret if decay == 0 else torch._foreach_mul(g_ret, 1 - inner_lr * decay)  # dθ'/dθ without H
         if settings.mode == "finite_difference" and inner_lr != 0:
             direction = unscaled(ranks.average(g_ret), loss_scale)  # v = ∇L_ret(θ'), global
             with phase("finite-difference passes"):
                 hv = _hessian_vector_fd(model, theta, g_acq, direction,
                                         lambda: scaled(loss(model(x_acq), t_acq), loss_scale), settings.fd_scheme,
                                         settings.fd_epsilon)
-            outer = torch._foreach_add(g_ret, hv, alpha=-inner_lr)
+            outer = torch._foreach_add(outer, hv, alpha=-inner_lr)
     with phase("combine + alignment"):
         g_acq = [g.detach() for g in g_acq]
-        grads = torch._foreach_add(g_acq, outer, alpha=settings.retain_weight)
+        weighted = g_acq if settings.acquire_weight == 1 else torch._foreach_mul(g_acq, settings.acquire_weight)
+        grads = torch._foreach_add(weighted, outer, alpha=settings.retain_weight)
         g_global = [g.detach() for g in g_inner] if ranks.enabled else g_acq
         cosine = ops.grad_cosine(g_global, g_ret, backend=loss.backend) if settings.alignment else None
     logged = {"acq": loss_acq.detach(), "ret": loss_ret.detach(), "cosine": cosine}
@@ -186,11 +206,11 @@ def meta_gradient(model: nn.Module, acquisition: Batch, memory: Batch, *, loss: 
 def joint_gradients(model: nn.Module, params: dict[str, Tensor], acquisition: Batch, memory: Batch, loss: KDLoss,
                     bn_mode: str, loss_scale: Tensor | None) -> tuple[Tensor, list[Tensor]]:
     """The joint replay term L(θ; x_acq ∪ x_mem) at the current weights and its gradient (scaled by
-    ``loss_scale``): the authors' loss on the fresh and memory samples together; BatchNorm as the
-    retention pass (:func:`forward_for_pass`)."""
+    ``loss_scale``): the authors' loss on the fresh and memory samples together; it updates the BatchNorm
+    statistics under ``bn_mode`` ``"all"`` and ``"joint"``."""
     x, t = torch.cat([acquisition[0], memory[0]]), torch.cat([acquisition[1], memory[1]])
     with phase("joint replay forward/backward"):
-        joint = loss(forward_for_pass(model, params, x, bn_mode), t)
+        joint = loss(forward_for_pass(model, params, x, update_buffers=bn_mode in ("all", "joint")), t)
         return joint, gradients(scaled(joint, loss_scale), list(params.values()))
 
 
@@ -202,7 +222,8 @@ def _retention_exact(model: nn.Module, names: list[str], theta: list[Tensor], th
                      loss_scale: Tensor | None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
     """L_ret(θ'), ∇L_ret at θ', and its pull-back (I − αH)∇L_ret to θ through the inner step."""
     with phase("retention forward"), _retention_context(model, bn_mode):
-        loss_ret = distance(forward_for_pass(model, dict(zip(names, theta_inner)), x_mem, bn_mode), t_mem)
+        params = dict(zip(names, theta_inner))
+        loss_ret = distance(forward_for_pass(model, params, x_mem, update_buffers=bn_mode == "all"), t_mem)
     with phase("retention backward"):
         g_ret = gradients(scaled(loss_ret, loss_scale), theta_inner)
     with phase("second-order backward"):
@@ -282,21 +303,34 @@ def _trainable(model: nn.Module) -> tuple[list[str], list[Tensor]]:
     return [n for n, _ in pairs], [p for _, p in pairs]
 
 
-def _inner_step(theta: list[Tensor], grads: list[Tensor], lr: float, *, differentiable: bool) -> list[Tensor]:
-    """θ' = θ − lr·g in one multi-tensor op: a graph node of θ (exact) or constants (first order)."""
-    if differentiable:
-        return list(torch._foreach_add(theta, grads, alpha=-lr))
-    with torch.no_grad():
-        return list(torch._foreach_add([p.detach() for p in theta], grads, alpha=-lr))
+def _inner_step(theta: list[Tensor], grads: list[Tensor], lr: float, decay: float, *,
+                differentiable: bool) -> list[Tensor]:
+    """θ' = θ − lr·(g + decay·θ) (one SGD step with weight decay, as ``torch.optim.SGD`` takes it) in
+    multi-tensor ops: a graph node of θ (exact) or constants (first order)."""
+    with torch.set_grad_enabled(differentiable and torch.is_grad_enabled()):
+        base = theta if differentiable else [p.detach() for p in theta]
+        step = grads if decay == 0 else torch._foreach_add(grads, base, alpha=decay)
+        return list(torch._foreach_add(base, step, alpha=-lr))
 
 
-def forward_for_pass(model: nn.Module, params: dict[str, Tensor], x: Tensor, bn_mode: str) -> Tensor:
-    """Forward at ``params``; buffers are the model's own only when a non-acquisition pass may
-    update them (``bn_mode="all"``), copies otherwise."""
-    if bn_mode == "all" or not model.training:
+def forward_for_pass(model: nn.Module, params: dict[str, Tensor], x: Tensor, *, update_buffers: bool) -> Tensor:
+    """Forward at ``params``; buffers are the model's own when the pass may update them (``update_buffers``),
+    copies otherwise."""
+    if update_buffers or not model.training:
         return functional_call(model, params, (x,))
     buffers = {n: b.clone() for n, b in model.named_buffers()}
     return functional_call(model, (params, buffers), (x,))
+
+
+@contextmanager
+def keeping_buffers(model: nn.Module, keep: bool) -> Iterator[None]:
+    """With ``keep``, a forward inside leaves the model's buffers (BatchNorm running statistics) as they were."""
+    kept = [(b, b.clone()) for b in model.buffers()] if keep and model.training else []
+    try:
+        yield
+    finally:
+        for buffer, value in kept:
+            buffer.copy_(value)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ from ..optim import UpdateResult
 from ..replay import Memory
 from .base import StepContext
 from .kd import kd_gradients, refuse_state
-from .meta_gradient import MetaSettings, joint_gradients, meta_gradient
+from .meta_gradient import MetaSettings, joint_gradients, keeping_buffers, meta_gradient
 
 
 class MetaUpdate:
@@ -45,13 +45,20 @@ class MetaUpdate:
 
     def _acquisition_only(self, ctx: StepContext, fresh: tuple[Tensor, Tensor],
                           memory: tuple[Tensor, Tensor]) -> UpdateResult:
-        """No meta term: the KD gradient on the fresh batch, plus the joint replay term when it is on."""
-        result = kd_gradients(ctx, *fresh)
-        if not self.settings.joint_replay:
-            return result
-        joint, g_joint = joint_gradients(ctx.student, dict(zip(ctx.names, ctx.params)), fresh, memory, ctx.loss,
-                                         self.settings.bn_mode, ctx.loss_scale)
-        return UpdateResult(torch._foreach_add(result.grads, g_joint), {**result.logged, "loss_joint": joint})
+        """No meta term: the KD gradient on the fresh batch weighted by ``acquire_weight`` (skipped at 0), plus
+        the joint replay term when it is on."""
+        settings, grads, logged = self.settings, None, {}
+        if settings.acquire_weight or not settings.joint_replay:
+            with keeping_buffers(ctx.student, settings.bn_mode == "joint"):
+                kd = kd_gradients(ctx, *fresh)
+            grads = kd.grads if settings.acquire_weight == 1 else torch._foreach_mul(kd.grads, settings.acquire_weight)
+            logged = kd.logged
+        if settings.joint_replay:
+            joint, g_joint = joint_gradients(ctx.student, dict(zip(ctx.names, ctx.params)), fresh, memory, ctx.loss,
+                                             settings.bn_mode, ctx.loss_scale)
+            grads = g_joint if grads is None else torch._foreach_add(grads, g_joint)
+            logged = {**logged, "loss_joint": joint}
+        return UpdateResult(grads, logged)
 
     def state_dict(self) -> dict[str, Any]:
         """The memory is a part of its own; the update keeps no other state."""

@@ -205,7 +205,7 @@ def test_a_skipped_vae_update_restores_its_batchnorm_buffers():
     with pytest.warns(RuntimeWarning):
         memory.observe(x * float("nan"), t)
         memory.end_of_iteration(0, clean=True)
-    assert tr.guard.skipped == 1 and memory.updates == 0
+    assert tr.runtime.guard.skipped == 1 and memory.updates == 0
     assert all(torch.equal(a, b) for a, b in zip(buffers, memory.vae.buffers()))
 
 

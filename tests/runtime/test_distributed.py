@@ -50,6 +50,21 @@ def test_ranks_hold_identical_weights_buffers_and_optimiser_states(tmp_path, mod
     assert a["metrics"] == b["metrics"]  # logged values are the global ones
 
 
+def test_the_authors_recipe_on_two_ranks_keeps_them_identical_and_draws_one_entry(tmp_path):
+    """Inner weight decay, no acquisition term, joint replay with its BatchNorm statistics, whole-entry draws
+    from a FIFO memory: the ranks stay identical and draw the same entry of their shards (one global entry)."""
+    recipe = dict(AUTHORS_TERMS, inner_lr=0.9, bn_mode="joint", memory_policy="fifo", memory_draw="entry",
+                  memory_capacity=24, memory_insert_size=8, memory_batch_size=8, loss="l1")
+    for mode in ("exact", "first_order"):
+        (tmp_path / mode).mkdir()
+        a, b = rank_values(run_local(w.train_lrwa, tmp_path / mode, iterations=4, mode=mode, **recipe))
+        assert_same({k: a[k] for k in SHARED}, {k: b[k] for k in SHARED})
+        assert a["memory"] == b["memory"] == 12 and a["metrics"] == b["metrics"]
+        assert a["sampler"] == b["sampler"] and a["sampler"]["calls"] > 0
+        assert torch.equal(a["last_draw"], b["last_draw"])  # the same slots: the same entry on both ranks
+        assert a["last_draw"][0] % 4 == 0 and torch.equal(a["last_draw"], a["last_draw"][0] + torch.arange(4))
+
+
 def test_ranks_with_mad_and_probes_stay_identical(tmp_path):
     """The EMA generator's share is of the global batch (rank 1 here draws only EMA rows); weights and the
     EMA stay identical on both ranks, and each keeps probes of its own shard."""
@@ -87,13 +102,17 @@ def test_dfad_on_two_processes_follows_the_one_process_trajectory(tmp_path):
     assert_same(a["generator"], single.generator.state_dict(), atol=2e-6, where="generator")
 
 
+AUTHORS_TERMS = dict(inner_weight_decay=5e-4, acquire_weight=0.0, joint_replay=True)  # the authors' step
+
+
 @pytest.mark.parametrize("mode", ["exact", "first_order", "finite_difference"])
-def test_meta_gradient_with_a_group_is_the_gradient_on_the_union(tmp_path, mode):
+@pytest.mark.parametrize("terms", [{}, AUTHORS_TERMS], ids=["paper", "authors"])
+def test_meta_gradient_with_a_group_is_the_gradient_on_the_union(tmp_path, mode, terms):
     seed = int(torch.randint(0, 2**31, ()))
-    a, b = rank_values(run_local(w.meta_gradient_on_shards, tmp_path, mode=mode, seed=seed))
+    a, b = rank_values(run_local(w.meta_gradient_on_shards, tmp_path, mode=mode, seed=seed, **terms))
     model, x_acq, t_acq, x_mem, t_mem = w.meta_problem(seed)
     ref = run_meta(model, (x_acq, t_acq, x_mem, t_mem), inner_lr=0.3, mode=mode, loss="kl", temperature=2.0,
-                        retain_weight=0.7)
+                   retain_weight=0.7, **terms)
     assert_same(a, b)
     for name, g in ref.grads.items():
         assert torch.allclose(a["grads"][name], g, rtol=1e-6, atol=1e-9), name

@@ -238,3 +238,96 @@ def test_mode_none_has_no_meta_gradient():
     model, x_acq, t_acq, x_mem, t_mem = make_case("mlp", seed=1)
     with pytest.raises(ValueError, match="mode='none'"):
         meta_gradient(model, (x_acq, t_acq), (x_mem, t_mem), settings=MetaSettings(mode="none"))
+
+
+# ----------------------------------------------------------------- the authors' step: inner weight decay,
+# no separate acquisition term, the joint replay term, BatchNorm statistics from the joint pass only
+def authors_objective(model, case, *, inner_lr, decay, acquire, retain, joint, first_order, kind="l1", temperature=1.0):
+    """J(θ) of the module docstring as a function of θ for torch.func (buffers copied, so nothing is updated);
+    ``first_order``: the inner gradient is a constant (``torch.func`` sees it detached)."""
+    x_acq, t_acq, x_mem, t_mem = case
+
+    def forward(p, x):
+        return functional_call(model, (p, {n: b.clone() for n, b in model.named_buffers()}), (x,))
+
+    def dist(s, t):
+        return kd_loss_reference(s, t, kind=kind, temperature=temperature)
+
+    def l_acq(p):
+        return dist(forward(p, x_acq), t_acq)
+
+    def big_j(p):
+        g = torch.func.grad(l_acq)(p)
+        if first_order:
+            g = {n: v.detach() for n, v in g.items()}
+        inner = {n: p[n] - inner_lr * (g[n] + decay * p[n]) for n in p}
+        total = acquire * l_acq(p) + retain * dist(forward(inner, x_mem), t_mem)
+        if joint:
+            total = total + dist(forward(p, torch.cat([x_acq, x_mem])), torch.cat([t_acq, t_mem]))
+        return total
+
+    return big_j
+
+
+AUTHORS = [dict(decay=5e-4, acquire=0.0, retain=1.0, joint=True), dict(decay=0.3, acquire=0.4, retain=0.7, joint=False),
+           dict(decay=0.05, acquire=1.0, retain=1.3, joint=True)]
+
+
+@pytest.mark.parametrize("kind", ["mlp", "bn_cnn"])
+@pytest.mark.parametrize("terms", AUTHORS, ids=["authors", "strong-decay", "with-acquisition"])
+@pytest.mark.parametrize("mode", ["exact", "first_order"])
+def test_weight_decay_and_weights_match_a_float64_reference(kind, terms, mode):
+    model, *case = make_case(kind, seed=zlib.crc32(f"{kind}-{terms}-{mode}".encode()) % 1000)
+    kw = dict(inner_lr=0.9 if terms["acquire"] == 0 else 0.3, loss="kl", temperature=2.0)
+    result = run_meta(model, case, mode=mode, inner_weight_decay=terms["decay"], acquire_weight=terms["acquire"],
+                      retain_weight=terms["retain"], joint_replay=terms["joint"], **kw)
+    reference = authors_objective(model, case, inner_lr=kw["inner_lr"], decay=terms["decay"], acquire=terms["acquire"],
+                                  retain=terms["retain"], joint=terms["joint"], first_order=mode == "first_order",
+                                  kind="kl", temperature=2.0)
+    expected = torch.func.grad(reference)({n: p.detach() for n, p in model.named_parameters()})
+    assert_close_rel(result.grads, expected, 1e-12)
+
+
+@pytest.mark.parametrize("scheme", ["central", "one_sided"])
+@pytest.mark.parametrize("terms", AUTHORS, ids=["authors", "strong-decay", "with-acquisition"])
+def test_weight_decay_finite_differences_match_exact(terms, scheme):
+    model, *case = make_case("bn_cnn", seed=13)
+    kw = dict(inner_lr=0.5, loss="kl", temperature=2.0, inner_weight_decay=terms["decay"],
+              acquire_weight=terms["acquire"], retain_weight=terms["retain"], joint_replay=terms["joint"])
+    exact = run_meta(copy.deepcopy(model), case, mode="exact", **kw)
+    fd = run_meta(copy.deepcopy(model), case, mode="finite_difference", fd_scheme=scheme, **kw)
+    first = run_meta(copy.deepcopy(model), case, mode="first_order", **kw)
+    error = (flat(fd.grads) - flat(exact.grads)).norm() / flat(exact.grads).norm()
+    assert error <= 1e-6 < (flat(first.grads) - flat(exact.grads)).norm() / flat(exact.grads).norm()
+
+
+def test_no_decay_and_full_acquisition_are_the_paper_objective_bit_for_bit():
+    model, *case = make_case("bn_cnn", seed=21)
+    plain = run_meta(copy.deepcopy(model), case, inner_lr=0.3, loss="kl")
+    explicit = run_meta(copy.deepcopy(model), case, inner_lr=0.3, loss="kl", inner_weight_decay=0.0,
+                        acquire_weight=1.0)
+    assert all(torch.equal(a, b) for a, b in zip(plain.grads.values(), explicit.grads.values()))
+
+
+@pytest.mark.parametrize("mode", ["exact", "first_order", "finite_difference"])
+def test_joint_bn_mode_updates_the_statistics_in_the_joint_pass_only(mode):
+    model, x_acq, t_acq, x_mem, t_mem = make_case("bn_cnn", seed=3)
+    reference = copy.deepcopy(model)
+    with torch.no_grad():
+        reference(torch.cat([x_acq, x_mem]))
+    res = run_meta(model, (x_acq, t_acq, x_mem, t_mem), inner_lr=0.1, mode=mode, bn_mode="joint", joint_replay=True)
+    assert res.loss_joint is not None
+    bn = model[1]
+    assert int(bn.num_batches_tracked) == 1
+    for got, want in zip(model.buffers(), reference.buffers()):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(inner_weight_decay=-1e-4), "inner_weight_decay"),
+    (dict(acquire_weight=float("nan")), "acquire_weight"),
+    (dict(bn_mode="joint"), "joint_replay=True"),
+])
+def test_the_authors_terms_are_checked_when_built(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MetaSettings(**kwargs)

@@ -25,6 +25,7 @@ class ReplayBackend(Protocol):
         items ``seen, seen + 1, ...`` (Philox key ``seed``), stamping ``inserted_at`` with ``step``."""
 
     def sample(self, storage: TensorStorage, out_x: Tensor, out_logits: Tensor, *, fill: int, replace: bool,
-               seed: int, counter: int) -> Tensor:
+               seed: int, counter: int, entry: int = 0) -> Tensor:
         """Draw ``len(out_x)`` slots of the first ``fill`` as the uniform sampler does for key ``seed`` and
-        ``counter``, gather their rows into ``out_x`` / ``out_logits`` (converting dtype), return the slots."""
+        ``counter`` (``entry > 0``: the ``entry`` slots of one whole entry, as the entry sampler does), gather
+        their rows into ``out_x`` / ``out_logits`` (converting dtype), return the slots."""

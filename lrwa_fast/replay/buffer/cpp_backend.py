@@ -22,13 +22,13 @@ def insert(storage: TensorStorage, x: Tensor, logits: Tensor, *, policy: str, se
 
 
 def sample(storage: TensorStorage, out_x: Tensor, out_logits: Tensor, *, fill: int, replace: bool, seed: int,
-           counter: int) -> Tensor:
+           counter: int, entry: int = 0) -> Tensor:
     """Draw ``len(out_x)`` slots, gather their rows into ``out_x`` / ``out_logits``; return the slots.
 
     The extension writes through raw pointers, so the outputs' version counters are bumped here:
     a graph that saved the previous contents then refuses to back-propagate, as after ``copy_``.
     """
-    slots = _ext.require().sample(storage.x, storage.logits, out_x, out_logits, fill, replace, seed, counter)
+    slots = _ext.require().sample(storage.x, storage.logits, out_x, out_logits, fill, replace, seed, counter, entry)
     for t in (out_x, out_logits):
         torch.autograd.graph.increment_version(t)
     return slots

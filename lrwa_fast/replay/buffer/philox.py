@@ -15,6 +15,7 @@ draw                   index (c0, c1)           c2    c3
 reservoir slot         item number              0     1
 sample with repl.      draw number              0     2
 sample w/o repl. key   slot                     call  3
+whole-entry draw       call number              0     4
 =====================  =======================  ====  ====
 """
 
@@ -31,6 +32,7 @@ ROUNDS = 10
 STREAM_RESERVOIR = 1
 STREAM_SAMPLE = 2
 STREAM_PERMUTE = 3
+STREAM_ENTRY = 4
 
 
 def _mulhilo(constant: int, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -8,9 +8,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from ...choices import MEMORY_POLICIES
+from ...choices import MEMORY_DRAWS, MEMORY_POLICIES
 from .backends import resolve_backend
-from .samplers import UniformSampler
+from .samplers import EntrySampler, UniformSampler
 from .storage import TensorStorage
 from .writers import WRITERS
 
@@ -22,7 +22,9 @@ class ReplayBuffer:
 
     ``policy="reservoir"`` keeps every item offered with equal probability ``capacity / seen``;
     ``"fifo"`` keeps the newest ``capacity`` (:mod:`.writers`). Sampling is uniform over the filled
-    slots (:mod:`.samplers`). All randomness is counter-based (Philox keyed by ``seed``), so results
+    slots, or with ``draw="entry"`` one whole stored insertion of ``entry_size`` samples per draw (FIFO only,
+    every ``add`` then of ``entry_size`` samples: :mod:`.samplers`). All randomness is counter-based
+    (Philox keyed by ``seed``), so results
     are reproducible and the same across backends (:mod:`.backends`; ``backend="auto"`` defers to
     ``LRWA_FAST_MEMORY_BACKEND``). Storing the teacher's logits saves a teacher forward per replay.
     ``dtype`` is the storage dtype (float16/bfloat16 halve the memory); samples come back in
@@ -32,11 +34,12 @@ class ReplayBuffer:
     def __init__(self, capacity: int, sample_shape: tuple[int, ...] | torch.Size, num_classes: int, *,
                  policy: Policy = "reservoir", device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, seed: int | None = None,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", draw: str = "uniform", entry_size: int | None = None) -> None:
         if not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"capacity must be an integer >= 1, got {capacity!r}")
         if policy not in MEMORY_POLICIES:
             raise ValueError(f"unknown policy {policy!r}; expected one of {MEMORY_POLICIES}")
+        _check_draw(draw, entry_size, policy, capacity)
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
         if not dtype.is_floating_point:
@@ -51,12 +54,17 @@ class ReplayBuffer:
         self.storage = TensorStorage.allocate(capacity, self.sample_shape, num_classes, where, dtype)
         self.device = self.storage.x.device  # with its index ("cuda:0"), as every tensor on it reports
         self.writer = WRITERS[policy](key)
-        self.sampler = UniformSampler(key)
+        self.sampler = UniformSampler(key) if draw == "uniform" else EntrySampler(key, entry_size)
 
     @property
     def policy(self) -> str:
         """The writer's insertion policy, ``"reservoir"`` or ``"fifo"``."""
         return self.writer.policy
+
+    @property
+    def draw(self) -> str:
+        """The sampler's kind: ``"uniform"`` or ``"entry"`` (whole insertions)."""
+        return self.sampler.kind
 
     @property
     def seed(self) -> int:
@@ -75,7 +83,7 @@ class ReplayBuffer:
 
     @property
     def draws(self) -> int:
-        """Items drawn with replacement in the buffer's life."""
+        """Items drawn with replacement (or in whole entries) in the buffer's life."""
         return self.sampler.draws
 
     @property
@@ -89,16 +97,20 @@ class ReplayBuffer:
 
     def __repr__(self) -> str:
         return (f"ReplayBuffer(capacity={self.capacity}, fill={len(self)}, seen={self.seen}, "
-                f"policy={self.policy!r}, sample_shape={self.sample_shape}, "
+                f"policy={self.policy!r}, draw={self.draw!r}, sample_shape={self.sample_shape}, "
                 f"num_classes={self.num_classes}, device={self.device}, backend={self.backend_name!r})")
 
     def add(self, x: Tensor, teacher_logits: Tensor, *, step: int | None = None) -> None:
         """Offer a batch ``x`` (``(B, *sample_shape)``) with its teacher logits ``(B, num_classes)``.
 
-        ``step`` is recorded per slot (default: the number of earlier ``add`` calls).
+        ``step`` is recorded per slot (default: the number of earlier ``add`` calls). With whole-entry draws
+        every batch is one entry of ``entry_size`` samples.
         Raises ``ValueError`` on bad input; the buffer is then unchanged.
         """
         self._check_batch(x, teacher_logits)
+        if isinstance(self.sampler, EntrySampler) and x.shape[0] != self.sampler.size:
+            raise ValueError(f"this buffer draws whole entries of {self.sampler.size} samples: add batches of "
+                             f"{self.sampler.size}, got {x.shape[0]}")
         self.writer.write(self._backend, self.storage, x.detach(), teacher_logits.detach(), step)
 
     def empty_sample(self, n: int, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
@@ -189,6 +201,9 @@ class ReplayBuffer:
         """
         expected = self._shape_state()
         parts = {"writer": state.get("writer", state), "sampler": state.get("sampler", state)}
+        if parts["sampler"].get("kind", "uniform") != self.draw:
+            raise ValueError(f"replay state draws {parts['sampler'].get('kind', 'uniform')!r}, this buffer "
+                             f"draws {self.draw!r} (memory_draw)")
         missing = [k for k in (*expected, *self.storage.tensors()) if k not in state]
         missing += [f"{part}.{k}" for part, owner in (("writer", self.writer), ("sampler", self.sampler))
                     for k in owner.state_dict() if k not in parts[part]]
@@ -213,3 +228,18 @@ class ReplayBuffer:
         """The fields a saved state must match to load into this buffer."""
         return {"capacity": self.capacity, "sample_shape": self.sample_shape,
                 "num_classes": self.num_classes, "policy": self.policy}
+
+
+def _check_draw(draw: str, entry_size: int | None, policy: str, capacity: int) -> None:
+    """``ValueError`` unless ``draw`` is known and, for whole entries, FIFO slots hold whole entries."""
+    if draw not in MEMORY_DRAWS:
+        raise ValueError(f"unknown draw {draw!r}; expected one of {MEMORY_DRAWS}")
+    if draw == "uniform":
+        if entry_size is not None:
+            raise ValueError("entry_size goes with draw='entry'")
+        return
+    if not isinstance(entry_size, int) or entry_size < 1:
+        raise ValueError(f"draw='entry' needs entry_size, an integer >= 1, got {entry_size!r}")
+    if policy != "fifo" or capacity % entry_size:
+        raise ValueError(f"draw='entry' needs policy='fifo' and a capacity of whole entries, got policy={policy!r}, "
+                         f"capacity {capacity} and entry_size {entry_size}")

@@ -1,8 +1,9 @@
 """Replay-memory backend in plain PyTorch (any device): the reference every other backend must equal.
 
-Implements :class:`.base.ReplayBackend` with the writers' and the sampler's reference rules
-(:meth:`.writers.Writer.assign_slots`, :meth:`.samplers.UniformSampler.indices`), then one scatter
-of the surviving rows or one gather of the drawn ones.
+Implements :class:`.base.ReplayBackend` with the writers' and the samplers' reference rules
+(:meth:`.writers.Writer.assign_slots`, :meth:`.samplers.UniformSampler.indices`,
+:meth:`.samplers.EntrySampler.indices`), then one scatter of the surviving rows or one gather of the
+drawn ones.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .samplers import UniformSampler
+from .samplers import EntrySampler, UniformSampler
 from .storage import TensorStorage
 from .writers import WRITERS
 
@@ -25,10 +26,14 @@ def insert(storage: TensorStorage, x: Tensor, logits: Tensor, *, policy: str, se
 
 
 def sample(storage: TensorStorage, out_x: Tensor, out_logits: Tensor, *, fill: int, replace: bool, seed: int,
-           counter: int) -> Tensor:
-    """Draw ``len(out_x)`` slots, gather their rows into ``out_x`` / ``out_logits``; return the slots."""
-    idx = UniformSampler.indices(fill, out_x.shape[0], replace=replace, seed=seed, counter=counter,
-                                 device=storage.x.device)
+           counter: int, entry: int = 0) -> Tensor:
+    """Draw ``len(out_x)`` slots (``entry > 0``: one whole entry), gather their rows into ``out_x`` /
+    ``out_logits``; return the slots."""
+    device = storage.x.device
+    if entry:
+        idx = EntrySampler.indices(fill, entry, seed=seed, counter=counter, device=device)
+    else:
+        idx = UniformSampler.indices(fill, out_x.shape[0], replace=replace, seed=seed, counter=counter, device=device)
     _gather_into(storage.x, idx, out_x)
     _gather_into(storage.logits, idx, out_logits)
     return idx
