@@ -1,27 +1,26 @@
 """Named, complete distillation setups for CIFAR (``lrwa-fast distill --preset NAME``), each setting with
 its source: the paper, the authors' configuration file, a peer project, or this library.
 
-The authors' LRwA run (gaurav104/LRA ``src/configs/Ours-1.json`` read by ``src/agents/predfkd_meta_memory.py``):
-400 epochs of 72 iterations, each 1 generator and 10 student steps on batches of 512, evaluated once
-per epoch. Their memory keeps 10 batches of 64 images (FIFO), pushes the first 64 images of the last
-fresh batch after epochs 0, 5, 10, ... and replays one stored batch of 64 per student step; here that is
-a FIFO memory of 10 × 64 samples, 64 inserted every 5 × 72 iterations from iteration 71 on, 64 drawn per
-step. What cannot be expressed exactly is listed in each preset's ``notes``.
+The authors' LRwA run is :mod:`.recipe` (gaurav104/LRA ``src/configs/Ours-1.json`` read by
+``src/agents/predfkd_meta_memory.py``): 400 epochs of 72 iterations, each 1 generator and 10 student steps
+on batches of 512, evaluated once per epoch; a FIFO memory of 10 entries of 64 samples, one written every
+5 × 72 iterations from iteration 71 on, one whole entry replayed per step. What cannot be expressed exactly
+is listed in each preset's ``notes``.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import apply_overrides, from_dict, set_nested, to_dict, validate
 from ..data.cifar import dataset_spec
 from ..training import trainer_class
+from . import recipe
 from .distill import DistillConfig
+from .recipe import ITERATIONS_PER_EPOCH
 
-EPOCHS, ITERATIONS_PER_EPOCH = 400, 72  # authors: max_epoch 400, 36 * (1024 // batch_size) iterations
 AUTHORS = "authors (gaurav104/LRA src/configs/Ours-1.json)"
 PAPER = "paper (Patel, Mopuri & Qiu, CVPR 2023)"
 LIBRARY = "this library"
@@ -40,27 +39,13 @@ class Preset:
 
 
 def _shared_trainer() -> dict[str, Any]:
-    """Settings both methods share in the authors' runs: budget, losses, optimisers, generator objective."""
-    return {
-        "batch_size": 512, "latent_dim": 1000, "iterations": EPOCHS * ITERATIONS_PER_EPOCH,
-        "generator_steps": 1, "student_steps": 10, "loss": "l1",
-        "adversarial_loss": "js", "adversarial_temperature": 3.0,
-        "generator_weights": {"adversarial": 1.0, "one_hot": 1.0, "balance": 5 / math.log(10), "activation": 0.1,
-                              "bn_prior": 0.0},
-        "student_optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4,
-                              "schedule": "cosine"},
-        "generator_optimizer": {"name": "adam", "lr": 0.02, "betas": [0.9, 0.999], "weight_decay": 0.0,
-                                "schedule": "constant"},
-        "seed": 1, "checkpoint_every": 10 * ITERATIONS_PER_EPOCH,
-    }
+    """Settings both methods share in the authors' runs (:func:`.recipe.shared`) and this library's run details."""
+    return {**recipe.shared(), "seed": 1, "checkpoint_every": 10 * ITERATIONS_PER_EPOCH}
 
 
 def _lrwa_trainer() -> dict[str, Any]:
-    """The authors' LRwA step and memory schedule in this library's options."""
-    return {**_shared_trainer(), "memory_policy": "fifo", "memory_capacity": 10 * 64, "memory_insert_size": 64,
-            "memory_insert_every": 5 * ITERATIONS_PER_EPOCH, "memory_start": ITERATIONS_PER_EPOCH - 1,
-            "memory_batch_size": 64, "inner_lr": 0.9, "meta_mode": "exact", "retain_weight": 1.0,
-            "joint_replay": True, "bn_mode": "acquire"}
+    """The authors' LRwA step and memory schedule (:func:`.recipe.lrwa`)."""
+    return {**recipe.lrwa(), "seed": 1, "checkpoint_every": 10 * ITERATIONS_PER_EPOCH}
 
 
 _SHARED_SOURCES = {
@@ -81,20 +66,17 @@ _SHARED_SOURCES = {
 }
 _LRWA_SOURCES = {
     "trainer.memory_*": AUTHORS + ": memory_capacity 10 batches of batch_size // 8 = 64, pushed when "
-    "epoch % 5 == 0, one batch of 64 replayed per student step",
-    "trainer.inner_lr": AUTHORS + ": lr_S_in 0.9",
-    "trainer.joint_replay": AUTHORS + ": outer loss adds L1 on cat(fresh, memory) at the current weights",
+    "epoch % 5 == 0 (FIFO), one whole stored batch of 64 replayed per student step (memory_draw='entry')",
+    "trainer.inner_lr, inner_weight_decay": AUTHORS + ": lr_S_in 0.9, the inner SGD's weight decay 5e-4 (its "
+    "momentum 0.9 has no effect on one step)",
+    "trainer.acquire_weight, retain_weight, joint_replay": AUTHORS + ": outer loss L1(S_θ'(memory)) + "
+    "L1(S_θ(cat(fresh, memory))), no separate acquisition term",
+    "trainer.bn_mode": AUTHORS + ": higher's inner loop runs on copies of the buffers, so only the joint pass "
+    "(student(cat(fresh, memory))) updates the BatchNorm statistics (bn_mode='joint')",
     "trainer.meta_mode": LIBRARY + ": the exact meta-gradient (the authors' higher call sends none, "
     "see README 'What differs')",
-    "trainer.bn_mode": LIBRARY + " (default)",
 }
 _LRWA_NOTES = (
-    "memory: the authors replay one whole stored batch of 64; here 64 samples are drawn uniformly from all "
-    "stored ones",
-    "objective: the authors' outer loss is L_ret(θ') + L(θ; fresh ∪ memory); here J = L_acq(θ) + L_ret(θ') + "
-    "L(θ; fresh ∪ memory), so fresh samples weigh more",
-    "inner step: the authors' inner SGD also applies weight decay 5e-4 (momentum has no effect on one step); "
-    "here θ' = θ − 0.9 ∇L_acq without decay",
     "schedules: the authors step the student's cosine once per epoch (T_max 400 epochs); here once per "
     "iteration over the same horizon",
     "memory logits: the authors recompute the teacher on memory samples every step; here they are stored "

@@ -8,9 +8,12 @@ import math
 import pytest
 import torch
 
+from lrwa_fast import LRwAConfig
+from lrwa_fast.apps import recipe
 from lrwa_fast.apps.cli import main
 from lrwa_fast.apps.presets import PRESETS, get_preset, resolve_preset, resolved_dict
 from lrwa_fast.apps.teacher import save_teacher
+from lrwa_fast.config import from_dict, to_dict
 from lrwa_fast.data.cifar import dataset_spec
 from lrwa_fast.models import build_model
 from lrwa_fast.testing.cifar_files import write_synthetic_cifar
@@ -67,6 +70,14 @@ def test_lrwa_presets_express_the_authors_schedule():
     # FIFO of 10 batches of 64, one pushed after epochs 0, 5, 10, ... (end of iteration 71, 431, ...)
     assert (t["memory_policy"], t["memory_capacity"], t["memory_insert_size"]) == ("fifo", 640, 64)
     assert (t["memory_start"], t["memory_insert_every"], t["memory_batch_size"]) == (71, 360, 64)
+    # one whole stored batch per draw, the inner SGD's weight decay, no separate acquisition term, BatchNorm
+    # statistics from the joint pass only
+    assert (t["memory_draw"], t["inner_weight_decay"], t["acquire_weight"], t["bn_mode"]) == ("entry", 5e-4, 0.0,
+                                                                                              "joint")
+    notes = " ".join(get_preset("cifar100-resnet34-resnet18").notes)
+    assert "weight decay" not in notes and "whole stored batch" not in notes and "objective" not in notes
+    from_recipe = to_dict(from_dict(LRwAConfig, recipe.lrwa()))
+    assert {k: t[k] for k in recipe.lrwa()} == {k: from_recipe[k] for k in recipe.lrwa()}  # defined once
     w = t["generator_weights"]
     assert (w["one_hot"], w["activation"], w["adversarial"]) == (1.0, 0.1, 1.0)
     assert w["balance"] == pytest.approx(5 / math.log(10))

@@ -1,5 +1,6 @@
-"""lrwa-fast study: clear errors before any work, paired differences and verdicts against a hand-made set of
-runs, the bootstrap interval against scipy's, and an end-to-end smoke run that resumes."""
+"""lrwa-fast study: clear errors before any work, paired differences, detectable differences and verdicts against
+a hand-made set of runs, the bootstrap interval against scipy's, the authors' recipe fitted by its rules, and
+end-to-end smoke runs (the library's methods, the authors' four, a sweep) that resume."""
 
 from __future__ import annotations
 
@@ -9,23 +10,31 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from lrwa_fast.apps import recipe
 from lrwa_fast.apps.cli import main
+from lrwa_fast.apps.embedded import benchmark
 from lrwa_fast.apps.study import (
     METHODS,
     StudySettings,
     bootstrap_interval,
+    comparisons,
+    detectable_difference,
     format_study,
+    method_fields,
     paired_differences,
     run_study,
     t_interval,
     verdict,
 )
+from lrwa_fast.apps.sweep import Sweep, check_sweep, parse_sweep, run_sweep
 
 
 @pytest.mark.parametrize(("settings", "message"), [
     (StudySettings(seeds=1), "at least 2 seeds"),
     (StudySettings(methods=["dfad", "maml"]), r"unknown method\(s\) \['maml'\]"),
-    (StudySettings(methods=["lrwa", "mad"]), "include it in --methods"),
+    (StudySettings(methods=["lrwa", "mad"]), "lrwa needs dfad; mad needs dfad"),
+    (StudySettings(methods=["dfad", "authors"]), "authors needs authors_dfad"),
+    (StudySettings(overrides={"generator_optimizer.lr": -1.0}), r"generator_optimizer: lr and weight_decay"),
     (StudySettings(benchmark="cifar10"), "unknown benchmark 'cifar10'"),
     (StudySettings(iterations=0), "iterations must be >= 1"),
 ])
@@ -69,6 +78,50 @@ def test_a_verdict_needs_the_t_interval_too():
     assert row["verdict"] == "not distinguishable"
 
 
+def test_the_detectable_difference_is_the_power_formula():
+    """(t_0.975 + t_0.80)·s/√n with n − 1 degrees of freedom: for n = 10 and s = 3 points about 3.0 points (the
+    figure REFERENCE.md quotes), for n = 5 about 5.0."""
+    for n, expected in ((10, 3.0), (5, 5.0)):
+        values = list(np.random.default_rng(n).normal(0.0, 1.0, size=n))
+        scaled = [3 * v / np.std(values, ddof=1) for v in values]  # spread exactly 3
+        assert detectable_difference(scaled) == pytest.approx(expected, abs=0.1)
+    runs = runs_of({"dfad": [0.5, 0.6, 0.7], "m": [0.52, 0.61, 0.74]}, {"dfad": [0.1] * 3, "m": [0.1] * 3})
+    row = paired_differences(runs, "m")["mean"]
+    assert row["detectable"] == pytest.approx(detectable_difference([0.02, 0.01, 0.04]))
+
+
+def test_each_method_is_compared_with_its_twin_and_the_meta_steps_with_the_released_one():
+    pairs = comparisons(["dfad", "lrwa", "authors_dfad", "authors", "authors_released", "authors_fo"])
+    assert pairs == [("lrwa", "dfad"), ("authors", "authors_dfad"), ("authors_released", "authors_dfad"),
+                     ("authors_fo", "authors_dfad"), ("authors", "authors_released"),
+                     ("authors_fo", "authors_released")]
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist1d"])
+def test_the_authors_recipe_is_fitted_by_its_rules(name):
+    """Rules of lrwa_fast.apps.recipe: the benchmark's models, batch, latent, length, probes; the memory's writes
+    at the same fractions of the run; everything else the recipe's. The twins differ only where they must."""
+    bench = benchmark(name)
+    shared = bench.shared(bench.iterations)
+    twin, authors = (method_fields(bench, m, bench.iterations) for m in ("authors_dfad", "authors"))
+    released = method_fields(bench, "authors_released", bench.iterations)
+    entry = shared["batch_size"] // 8
+    assert (authors["batch_size"], authors["latent_dim"], authors["probe_every"]) == (
+        shared["batch_size"], shared["latent_dim"], shared["probe_every"])
+    assert (authors["memory_capacity"], authors["memory_insert_size"], authors["memory_batch_size"]) == (
+        10 * entry, entry, entry)
+    assert authors["memory_insert_every"] == int(bench.iterations / 80 + 0.5)
+    assert authors["memory_start"] == int(bench.iterations / 400 + 0.5) - 1
+    assert (authors["student_steps"], authors["loss"], authors["inner_lr"], authors["inner_weight_decay"],
+            authors["acquire_weight"], authors["bn_mode"], authors["memory_draw"]) == (
+        10, "l1", 0.9, 5e-4, 0.0, "joint", "entry")
+    assert authors["generator_optimizer"]["lr"] == 0.02 and authors["student_optimizer"]["schedule"] == "cosine"
+    shared_keys = set(recipe.shared()) - {"iterations"}
+    assert {k: twin[k] for k in shared_keys} == {k: authors[k] for k in shared_keys}
+    assert {k: v for k, v in released.items() if k != "meta_mode"} == {
+        k: v for k, v in authors.items() if k != "meta_mode"}
+
+
 def test_a_method_that_always_loses_is_worse():
     runs = runs_of({"dfad": [0.7, 0.72, 0.69], "bad": [0.6, 0.61, 0.58]},
                    {"dfad": [0.1, 0.1, 0.1], "bad": [0.3, 0.25, 0.35]})
@@ -94,10 +147,11 @@ def test_a_fast_study_runs_end_to_end_and_resumes(tmp_path):
     assert main(args) == 0
     report = json.loads((tmp_path / "out" / "study.json").read_text())
     assert list(report["summary"]) == ["dfad", "lrwa_fo", "mad", "joint"]
-    assert {"lrwa_fo", "mad", "joint"} == set(report["paired_vs_dfad"])
-    for row in report["paired_vs_dfad"].values():
-        assert row["mean"]["verdict"] in ("better", "worse", "not distinguishable")
-        assert len(row["mean"]["differences"]) == 2
+    assert [(r["method"], r["reference"]) for r in report["comparisons"]] == [
+        ("lrwa_fo", "dfad"), ("mad", "dfad"), ("joint", "dfad")]
+    for row in report["comparisons"]:
+        assert row["statistics"]["mean"]["verdict"] in ("better", "worse", "not distinguishable")
+        assert len(row["statistics"]["mean"]["differences"]) == 2 and row["statistics"]["mean"]["detectable"] > 0
     assert all(r["forgetting"] and r["stats"]["forgetting"] is not None for r in report["runs"])
     assert report["summary"]["mad"]["forgetting"]["n"] == 2
     assert all((tmp_path / "out" / name).stat().st_size > 0 for name in ("study.md", "curves.png", "forgetting.png"))
@@ -107,4 +161,69 @@ def test_a_fast_study_runs_end_to_end_and_resumes(tmp_path):
     assert main(args) == 0  # the finished runs are reused, not run again
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out" / "runs").iterdir()} == before
     assert main([*args[:-1], "--seeds", "3", "--quiet"]) == 2, "another study's runs are refused"
-    assert "|" in format_study(report) and len(METHODS) >= 8
+    assert "| detectable |" in format_study(report) and len(METHODS) >= 12
+
+
+def test_the_authors_methods_run_end_to_end(tmp_path):
+    """The smoke version of the authors' study: the four methods, 2 seeds, 6 iterations on the digits."""
+    out = tmp_path / "out"
+    args = ["study", "--benchmark", "digits", "--fast", "--seeds", "2", "--methods",
+            "authors_dfad,authors,authors_released,authors_fo", "--out", str(out), "--cache-dir", str(tmp_path / "c"),
+            "--quiet"]
+    assert main(args) == 0
+    report = json.loads((out / "study.json").read_text())
+    assert [(r["method"], r["reference"]) for r in report["comparisons"]] == [
+        ("authors", "authors_dfad"), ("authors_released", "authors_dfad"), ("authors_fo", "authors_dfad"),
+        ("authors", "authors_released"), ("authors_fo", "authors_released")]
+    assert report["runs_settings"]["methods"]["authors"]["memory_draw"] == "entry"
+    assert all(len(r["accuracy"]) == 3 for r in report["runs"])
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("generator_optimizer.lr", "must look like KEY=V1,V2"),
+    ("generator_optimizer.lr=1e-3", "two values or more"),
+    ("generator_optimizer.lr=1e-3,1e-3", "given twice"),
+    ("iterations=10,20", "the study sets iterations itself"),
+])
+def test_a_malformed_sweep_is_refused(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_sweep(text)
+
+
+@pytest.mark.parametrize(("sweep", "message"), [
+    (Sweep("generator_optimizer.learning_rate", (1e-3, 3e-3)), r"unknown config key\(s\)"),
+    (Sweep("generator_optimizer.lr", (1e-3, "fast")), "generator_optimizer.lr=fast: .*must be a number"),
+    (Sweep("student_optimizer.lr", (0.1, -1.0)), "student_optimizer.lr=-1.0: .*lr and weight_decay must be >= 0"),
+    (Sweep("memory_capacity", (64, 128)), r"unknown config key\(s\) \['memory_capacity'\] for DFADConfig"),
+])
+def test_bad_sweep_keys_and_values_are_refused_before_any_work(tmp_path, sweep, message):
+    settings = StudySettings(benchmark="digits", methods=["dfad", "lrwa"], seeds=2)
+    with pytest.raises(ValueError, match=message):
+        check_sweep(settings, sweep)
+    with pytest.raises(ValueError, match=message):
+        run_sweep(settings, sweep, tmp_path / "out", tmp_path / "cache")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_the_cli_refuses_a_bad_sweep_with_exit_2(tmp_path, capsys):
+    assert main(["study", "--sweep", "nope=1,2", "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path)]) == 2
+    assert "--sweep nope=1" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_a_fast_sweep_runs_every_value_with_the_same_seeds_and_teacher(tmp_path):
+    out = tmp_path / "out"
+    args = ["study", "--benchmark", "digits", "--fast", "--seeds", "2", "--methods", "dfad,lrwa_fo",
+            "--sweep", "generator_optimizer.lr=1e-3,3e-3", "--out", str(out), "--cache-dir", str(tmp_path / "c"),
+            "--quiet"]
+    assert main(args) == 0
+    report = json.loads((out / "sweep.json").read_text())
+    assert report["values"] == [1e-3, 3e-3] and report["folders"] == ["generator_optimizer.lr=0.001",
+                                                                       "generator_optimizer.lr=0.003"]
+    studies = [json.loads((out / f / "study.json").read_text()) for f in report["folders"]]
+    assert [s["runs_settings"]["methods"]["dfad"]["generator_optimizer"]["lr"] for s in studies] == [1e-3, 3e-3]
+    assert studies[0]["teacher"] == studies[1]["teacher"]
+    assert {r["seed"] for r in studies[0]["runs"]} == {r["seed"] for r in studies[1]["runs"]} == {0, 1}
+    assert [(p["value"], p["method"], p["twin"]) for p in report["points"]] == [(1e-3, "lrwa_fo", True),
+                                                                                (3e-3, "lrwa_fo", True)]
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| 0.001 | lrwa_fo |" in (out / "sweep.md").read_text()
