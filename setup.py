@@ -18,6 +18,8 @@ from setuptools.command.build_ext import build_ext
 
 EXTRAS = {
     "test": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", "higher"],
+    "docs": ["sphinx>=7", "myst-parser>=3", "furo"],
+    "release": ["build", "twine", "wheel"],
     "triton": ["triton>=3.0"],
     "higher": ["higher"],
 }
@@ -63,7 +65,7 @@ else:
 
 setup(
     name="lrwa_fast",
-    version="0.3.0",
+    version="0.4.0",
     description="Data-free knowledge distillation with the LRwA meta-learned student update",
     long_description=Path("README.md").read_text(encoding="utf-8") if Path("README.md").exists() else "",
     long_description_content_type="text/markdown",

@@ -36,8 +36,8 @@ step extension 30 python -c "from lrwa_fast.replay.buffer import _ext; assert _e
 step gpu_tests 150 python -m pytest -q -m gpu tests
 step step_bench 120 python -m lrwa_fast bench --cases resnet18 --repeats 10 --json "$work/bench.json"
 step bf16_bench 90 python -m lrwa_fast bench --cases resnet18 --precision bf16 --repeats 10 --json "$work/bench_bf16.json"
-step fd_table 60 python benchmarks/meta_cost.py --cases resnet18 --loss kl --repeats 10 --device cuda \
-  --json "$work/meta_cost_kl.json"
+step fd_table 60 python -m lrwa_fast bench --cases resnet18 --loss kl --batch 128 --memory-batch 32 --repeats 10 \
+  --no-iterations --device cuda --json "$work/bench_fd_kl.json"
 step two_rank_tests 90 python -m pytest -q -m distributed tests
 step replay_table 45 python benchmarks/replay_table.py --json "$work/replay.json"
 step kernel_table 120 python benchmarks/kernel_table.py --json "$work/kernels.json"

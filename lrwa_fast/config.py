@@ -25,9 +25,9 @@ class OptimizerConfig:
     """An optimiser and its learning-rate schedule (stepped once per iteration)."""
 
     name: str = "sgd"  # "sgd" | "adam"
-    lr: float = 0.1
+    lr: float = 0.1  # learning rate (at the start of the schedule)
     momentum: float = 0.9  # SGD only
-    weight_decay: float = 5e-4
+    weight_decay: float = 5e-4  # L2 penalty (SGD) / weight decay (Adam)
     betas: tuple[float, float] = (0.5, 0.999)  # Adam only
     schedule: str = "cosine"  # "constant" | "cosine" (to 0 over the run's iterations)
 
@@ -55,10 +55,10 @@ class DFADConfig:
     loss: str = "l1"  # student loss: "l1" | "kl" | "js"
     temperature: float = 1.0  # for kl / js
     adversarial_loss: str = "l1"  # generator's discrepancy: "l1" | "kl" | "js"
-    adversarial_temperature: float = 1.0
-    generator_weights: GeneratorLossWeights = field(default_factory=GeneratorLossWeights)
-    student_optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    generator_optimizer: OptimizerConfig = field(
+    adversarial_temperature: float = 1.0  # for kl / js
+    generator_weights: GeneratorLossWeights = field(default_factory=GeneratorLossWeights)  # the generator's loss terms
+    student_optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)  # SGD 0.1, momentum 0.9, cosine
+    generator_optimizer: OptimizerConfig = field(  # Adam 1e-3, cosine
         default_factory=lambda: OptimizerConfig(name="adam", lr=1e-3, weight_decay=0.0, schedule="cosine"))
     grad_clip: float = 0.0  # max global gradient norm of the student; 0 = off
     nonfinite: str = "raise"  # non-finite loss or gradient: "raise" | "skip" (step skipped, counted)
@@ -66,7 +66,7 @@ class DFADConfig:
     checkpoint_every: int = 0  # iterations between checkpoints in train(); 0 = off
     checkpoint_dir: str = ""  # where train() writes checkpoints ("" = off)
     keep_checkpoints: int = 3  # how many recent checkpoints to keep
-    seed: int = 0
+    seed: int = 0  # the latent codes' stream and the memory's key (the models are initialised by the caller)
     device: str = "auto"  # "auto" (cuda if available) | "cpu" | "cuda" | "cuda:1" ...
     backend: str = "auto"  # fused kernels: "torch" | "triton" | "auto" ($LRWA_FAST_BACKEND, else by device)
     compile_student: bool = False  # torch.compile the student in place (not with meta_mode="exact")

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--jobs", type=int, default=1, help="parallel runs (processes, one thread each)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    study = sub.add_parser("study", help="every mitigation against DFAD on an embedded benchmark, paired by seed")
+    study = sub.add_parser("study", help="every mitigation of forgetting against its twin without memory on an "
+                                            "embedded benchmark, paired by seed (--sweep: at each value of a setting)")
     study.add_argument("--benchmark", default="mnist1d", choices=BENCHMARK_NAMES)
     study.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                        help=f"comma-separated, each with its twin (dfad, authors_dfad), of {', '.join(STUDY_METHODS)} "

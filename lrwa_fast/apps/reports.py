@@ -186,9 +186,12 @@ def load_run(folder: str | Path) -> dict[str, Any]:
 
 
 def mean_std(stat: dict[str, float], scale: float = 1.0) -> str:
-    """``mean ± std`` of a :func:`summarize` statistic, times ``scale``, to two decimals (``—`` when unknown)."""
+    """``mean ± std`` of a :func:`summarize` statistic, times ``scale``, to two decimals; the value alone for one
+    seed (a spread of one value says nothing); ``—`` when unknown."""
     if stat["mean"] is None:
         return "—"
+    if stat.get("n", 2) < 2:
+        return f"{scale * stat['mean']:.2f}"
     return f"{scale * stat['mean']:.2f} ± {scale * stat['std']:.2f}"
 
 

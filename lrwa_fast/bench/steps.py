@@ -236,7 +236,37 @@ def format_results(results: list[dict[str, Any]]) -> str:
             lines.append(f"| {result['name']} | {name} | {s['median_ms']:.2f} | {spread} | " + " | ".join(cells) + " |")
     lines.append("× DFAD: a step's ratio to the DFAD step, an iteration's (1 generator + "
                  f"{DFADConfig.student_steps} student steps) to the DFAD iteration.")
-    return "\n".join([*lines, "", _format_gradients(results)])
+    targets = [line for result in results for line in target_verdicts(result)]
+    return "\n".join([*lines, "", _format_gradients(results), *(["", "Targets:", *targets] if targets else [])])
+
+
+# The CPU targets of the meta step: first order within 15% of a DFAD step; finite differences 1.5× (central) and
+# 2× (one-sided) faster than exact, per student step and per meta-gradient (compiled variants: the same targets,
+# against the eager exact mode, the only one there is).
+AT_MOST_X_DFAD = {"lrwa_first_order": 1.15, "lrwa_first_order" + COMPILED: 1.15}
+AT_LEAST_X_FASTER_THAN_EXACT = {name + suffix: target for suffix in ("", COMPILED)
+                                for name, target in (("lrwa_fd_central", 1.5), ("lrwa_fd_one_sided", 2.0))}
+
+
+def target_verdicts(result: dict[str, Any]) -> list[str]:
+    """One line per target the result can be judged on: the measured ratio and whether it meets the target."""
+    lines, variants, alone = [], result["variants"], result["meta_gradient"]
+    for name, target in AT_MOST_X_DFAD.items():
+        if name in variants:
+            ratio = variants[name]["vs_dfad_step"]
+            lines.append(f"{result['name']}: {name} = {ratio:.2f}× DFAD step "
+                         f"({'meets' if ratio <= target else 'misses'} the ≤ {target}× target)")
+    for name, target in AT_LEAST_X_FASTER_THAN_EXACT.items():
+        if name not in variants or "exact_speedup" not in variants[name]:
+            continue
+        step, row = variants[name]["exact_speedup"], alone.get(name, {})
+        gradient = row.get("gradient_exact_speedup")
+        per_gradient = "" if gradient is None else (f" and {gradient:.2f}× per meta-gradient "
+                                                     f"({'meets' if gradient >= target else 'misses'})")
+        lines.append(f"{result['name']}: {name}, relative error {row.get('error_vs_exact', float('nan')):.1e}, is "
+                     f"{step:.2f}× faster than exact per student step ({'meets' if step >= target else 'misses'})"
+                     f"{per_gradient}; target ≥ {target}×")
+    return lines
 
 
 def _loss_line(results: list[dict[str, Any]]) -> str:

@@ -15,7 +15,7 @@ TINY_RUN: dict[str, object] = dict(batch_size=16, latent_dim=8, iterations=10, s
 def tiny_models(seed: int = 0, student_seed: int | None = None, *, channels: int = 1,
                 student_width: int = 4) -> tuple[nn.Module, nn.Module, nn.Module]:
     """BatchNorm CNN teacher (width 8, from ``seed``), student (from ``seed + 1`` unless given) and a generator of
-    ``channels``×8×8 samples from latent 8, created after the student."""
+    ``channels`` × 8 × 8 samples from latent 8, created after the student."""
     torch.manual_seed(seed)
     teacher = SmallCNN(10, channels, width=8)
     torch.manual_seed(seed + 1 if student_seed is None else student_seed)

@@ -94,3 +94,14 @@ def test_compare_names_a_folder_without_report(tmp_path):
     assert f"{tmp_path / 'report.json'!s}' does not exist" in result.stderr and "Traceback" not in result.stderr
     (tmp_path / "report.json").write_text("{not json")
     assert main(["compare", str(tmp_path)]) == 2
+
+
+def test_one_seed_shows_its_value_without_a_spread():
+    from lrwa_fast.apps.reports import mean_std, summarize
+
+    runs = [{"method": "m", "seed": 0, "wall_time_s": 3.0, "stats": {"final": 0.5, "best": 0.6, "mean": 0.55,
+                                                                      "variance": 0.0, "max_drop": 0.1}}]
+    one = summarize(runs)["m"]
+    assert mean_std(one["mean"], 100) == "55.00" and mean_std(one["forgetting"]) == "—"
+    two = summarize([*runs, {**runs[0], "seed": 1, "stats": {**runs[0]["stats"], "mean": 0.65}}])["m"]
+    assert mean_std(two["mean"], 100) == "60.00 ± 5.00"

@@ -164,6 +164,7 @@ def test_a_fast_study_runs_end_to_end_and_resumes(tmp_path):
     assert "| detectable |" in format_study(report) and len(METHODS) >= 12
 
 
+@pytest.mark.slow
 def test_the_authors_methods_run_end_to_end(tmp_path):
     """The smoke version of the authors' study: the four methods, 2 seeds, 6 iterations on the digits."""
     out = tmp_path / "out"
@@ -210,6 +211,7 @@ def test_the_cli_refuses_a_bad_sweep_with_exit_2(tmp_path, capsys):
     assert "--sweep nope=1" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_a_fast_sweep_runs_every_value_with_the_same_seeds_and_teacher(tmp_path):
     out = tmp_path / "out"
     args = ["study", "--benchmark", "digits", "--fast", "--seeds", "2", "--methods", "dfad,lrwa_fo",

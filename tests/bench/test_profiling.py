@@ -30,6 +30,7 @@ def block(total: float, **phases: float) -> dict:
     return {"total_ms": total, "phases_ms": {**phases, "other": 0.0}, "calls": {}}
 
 
+@pytest.mark.slow
 def test_blocks_run_round_robin_in_rotated_order(monkeypatch):
     stepped: list[Trainer] = []
     original = Trainer.step
@@ -52,6 +53,7 @@ def test_blocks_run_round_robin_in_rotated_order(monkeypatch):
     assert order == [*range(n), *range(1, n), 0, *range(2, n), 0, 1]
 
 
+@pytest.mark.slow
 def test_the_configured_schedule_by_default_and_as_told():
     default = profile("cnn", "cpu", ProfilePlan(rounds=1, block_warmup=0, warmup=0), overrides=TINY)
     cfg = DFADConfig()
@@ -66,6 +68,7 @@ def test_the_configured_schedule_by_default_and_as_told():
     assert calls["generator step"] == 2 and calls["student forward"] == 1
 
 
+@pytest.mark.slow
 def test_the_report_has_medians_quartiles_and_the_a_a_pair():
     report = profile("cnn", "cpu", ProfilePlan(rounds=3, block_warmup=0, warmup=0, student_steps=1), overrides=TINY)
     assert list(report["variants"]) == NAMES, "the A/A twin right after DFAD"

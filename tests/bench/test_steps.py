@@ -41,3 +41,18 @@ def test_rows_compare_with_their_own_kind():
     assert alike("kd_gradient", "lrwa_exact (kl)") == "kd_gradient (kl)"
     assert alike("dfad_step", "lrwa_exact+compile") == "dfad_step+compile"
     assert alike("dfad_step", "lrwa_exact") == "dfad_step"
+
+
+def test_the_targets_are_judged_under_the_table():
+    from lrwa_fast.bench.steps import target_verdicts
+
+    result = {"name": "cnn", "variants": {"lrwa_first_order": {"vs_dfad_step": 1.2},
+                                          "lrwa_fd_central": {"exact_speedup": 1.6},
+                                          "lrwa_fd_one_sided+compile": {"exact_speedup": 1.9}},
+              "meta_gradient": {"lrwa_fd_central": {"error_vs_exact": 1e-3, "gradient_exact_speedup": 1.4},
+                                "lrwa_fd_one_sided+compile": {"error_vs_exact": 2e-3, "gradient_exact_speedup": 2.5}}}
+    lines = target_verdicts(result)
+    assert lines[0] == "cnn: lrwa_first_order = 1.20× DFAD step (misses the ≤ 1.15× target)"
+    assert "1.60× faster than exact per student step (meets) and 1.40× per meta-gradient (misses)" in lines[1]
+    assert "1.90× faster than exact per student step (misses) and 2.50× per meta-gradient (meets)" in lines[2]
+    assert len(lines) == 3

@@ -168,3 +168,14 @@ def test_the_config_names_what_breaks_whole_entries(fields, match, tiny_models):
             "memory_batch_size": 4, "joint_replay": True, "bn_mode": "joint"}
     with pytest.raises(ValueError, match=match):
         LRwATrainer(*tiny_models(), LRwAConfig(**{**base, **fields}))
+
+
+def test_the_released_step_is_the_recipe_with_its_meta_term_weighted_zero(tiny_models):
+    """authors_released (meta_mode="none") computes what the authors' code computes: the recipe's step with a
+    meta term that sends nothing (here: weighted 0 in the first-order mode); the weights agree bit for bit."""
+    released = LRwATrainer(*tiny_models(), recipe_config(meta_mode="none"))
+    zero_meta = LRwATrainer(*tiny_models(), recipe_config(meta_mode="first_order", retain_weight=0.0))
+    for trainer in (released, zero_meta):
+        trainer.train(progress=False)
+    for a, b in zip(released.student.state_dict().values(), zero_meta.student.state_dict().values()):
+        assert torch.equal(a, b)

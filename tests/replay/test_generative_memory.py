@@ -217,6 +217,7 @@ def assert_same_memory(a: dict, b: dict) -> None:
     assert (a["updates"], a["seen"]) == (b["updates"], b["seen"])
 
 
+@pytest.mark.slow
 def test_resume_in_a_fresh_process_is_bit_exact(tmp_path):
     straight = trainer(iterations=8)
     straight.train(progress=False)
@@ -229,6 +230,7 @@ def test_resume_in_a_fresh_process_is_bit_exact(tmp_path):
     assert want["history"] == got["history"] and want["iteration"] == got["iteration"]
 
 
+@pytest.mark.slow
 def test_memory_is_constant_whatever_the_run_length():
     tr = trainer()
 

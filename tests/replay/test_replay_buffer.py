@@ -72,6 +72,7 @@ def test_reservoir_batched_equals_one_by_one():
     assert torch.equal(batched.storage.logits, single.storage.logits)
 
 
+@pytest.mark.slow
 def test_reservoir_keeps_every_item_with_equal_probability():
     """Over many independent buffers, each of 60 items ends up in a 10-slot memory equally often."""
     n_items, capacity, trials = 60, 10, 1500

@@ -41,6 +41,7 @@ def assert_same(a, b, atol: float = 0.0, where: str = "") -> None:
         assert a == b, where
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["exact", "finite_difference"])
 def test_ranks_hold_identical_weights_buffers_and_optimiser_states(tmp_path, mode):
     a, b = rank_values(run_local(w.train_lrwa, tmp_path, iterations=4, mode=mode))
@@ -50,6 +51,7 @@ def test_ranks_hold_identical_weights_buffers_and_optimiser_states(tmp_path, mod
     assert a["metrics"] == b["metrics"]  # logged values are the global ones
 
 
+@pytest.mark.slow
 def test_the_authors_recipe_on_two_ranks_keeps_them_identical_and_draws_one_entry(tmp_path):
     """Inner weight decay, no acquisition term, joint replay with its BatchNorm statistics, whole-entry draws
     from a FIFO memory: the ranks stay identical and draw the same entry of their shards (one global entry)."""
@@ -65,6 +67,7 @@ def test_the_authors_recipe_on_two_ranks_keeps_them_identical_and_draws_one_entr
         assert a["last_draw"][0] % 4 == 0 and torch.equal(a["last_draw"], a["last_draw"][0] + torch.arange(4))
 
 
+@pytest.mark.slow
 def test_ranks_with_mad_and_probes_stay_identical(tmp_path):
     """The EMA generator's share is of the global batch (rank 1 here draws only EMA rows); weights and the
     EMA stay identical on both ranks, and each keeps probes of its own shard."""
@@ -77,6 +80,7 @@ def test_ranks_with_mad_and_probes_stay_identical(tmp_path):
     assert a["probes"] == b["probes"] == [0, 2]
 
 
+@pytest.mark.slow
 def test_ranks_with_generative_memories_stay_identical_and_train_their_own_vae(tmp_path):
     a, b = rank_values(run_local(w.train_lrwa, tmp_path, iterations=3, mode="first_order", memory_kind="generative",
                               vae_width=8, vae_fresh_size=8))
@@ -84,6 +88,7 @@ def test_ranks_with_generative_memories_stay_identical_and_train_their_own_vae(t
     assert a["memory"] == b["memory"] > 0  # each VAE has learned from its rank's samples
 
 
+@pytest.mark.slow
 def test_latent_codes_are_slices_of_the_one_process_draw(tmp_path):
     a, b = rank_values(run_local(w.train_lrwa, tmp_path, iterations=1, mode="first_order"))
     single = LRwATrainer(*w.bn_models(), LRwAConfig(**w.LRWA, meta_mode="first_order"))
@@ -93,6 +98,7 @@ def test_latent_codes_are_slices_of_the_one_process_draw(tmp_path):
     assert torch.equal(union, single.random.latent(16, 8))
 
 
+@pytest.mark.slow
 def test_dfad_on_two_processes_follows_the_one_process_trajectory(tmp_path):
     a, b = rank_values(run_local(w.train_dfad_bn_free, tmp_path, iterations=3))
     single = DFADTrainer(*w.bn_free_models(), DFADConfig(**w.SMALL))
@@ -105,7 +111,8 @@ def test_dfad_on_two_processes_follows_the_one_process_trajectory(tmp_path):
 AUTHORS_TERMS = dict(inner_weight_decay=5e-4, acquire_weight=0.0, joint_replay=True)  # the authors' step
 
 
-@pytest.mark.parametrize("mode", ["exact", "first_order", "finite_difference"])
+@pytest.mark.parametrize("mode", [pytest.param("exact", marks=pytest.mark.slow), "first_order",
+                                  pytest.param("finite_difference", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("terms", [{}, AUTHORS_TERMS], ids=["paper", "authors"])
 def test_meta_gradient_with_a_group_is_the_gradient_on_the_union(tmp_path, mode, terms):
     seed = int(torch.randint(0, 2**31, ()))
@@ -120,6 +127,7 @@ def test_meta_gradient_with_a_group_is_the_gradient_on_the_union(tmp_path, mode,
     torch.testing.assert_close(a["loss_ret"], ref.loss_ret, rtol=1e-12, atol=0)
 
 
+@pytest.mark.slow
 def test_checkpoint_in_two_processes_resumes_bit_exactly_in_two_fresh_ones(tmp_path):
     first = rank_values(run_local(w.checkpoint_then_resume, tmp_path, phase="first"))
     assert len(list_checkpoints(tmp_path / "ckpt")) == 1  # one file, by rank 0
@@ -129,12 +137,14 @@ def test_checkpoint_in_two_processes_resumes_bit_exactly_in_two_fresh_ones(tmp_p
         assert_same({k: v for k, v in first[r].items() if k != "path"}, resumed[r])
 
 
+@pytest.mark.slow
 def test_another_world_size_is_refused_naming_both(tmp_path):
     rank_values(run_local(w.checkpoint_then_resume, tmp_path, phase="first"))
     with pytest.raises(CheckpointError, match=r"written by 2 process\(es\) and this run has 1"):
         LRwATrainer.load(tmp_path / "ckpt" / "ckpt-00000003.pt", *w.bn_models())
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_rank_stops_both_after_the_same_iteration_with_one_checkpoint(tmp_path):
     results = run_local(w.train_until_signalled, tmp_path, on_start=w.signal_rank_one(signal.SIGTERM))
     assert [r["error"] for r in results] == ["TrainingInterrupted"] * 2, results
@@ -143,6 +153,7 @@ def test_sigterm_to_one_rank_stops_both_after_the_same_iteration_with_one_checkp
     assert [p.name for p in list_checkpoints(tmp_path / "ckpt")] == [f"ckpt-{int(iterations.pop()):08d}.pt"]
 
 
+@pytest.mark.slow
 def test_a_killed_rank_makes_the_other_exit_with_a_clear_error(tmp_path):
     results = run_local(w.train_until_signalled, tmp_path, on_start=w.kill_rank_one, timeout_s=20.0)
     assert results[1] is None  # killed before it could report
@@ -150,6 +161,7 @@ def test_a_killed_rank_makes_the_other_exit_with_a_clear_error(tmp_path):
     assert "rank 0 of 2" in results[0]["message"] and "peer process" in results[0]["message"]
 
 
+@pytest.mark.slow
 def test_no_trainer_keeps_a_reference_to_the_default_group(tmp_path):
     # a group kept alive past destroy_process_group() or into interpreter exit aborts the process (Gloo)
     a, b = rank_values(run_local(w.references_to_the_group, tmp_path))
@@ -162,6 +174,7 @@ def test_batch_sizes_not_divisible_by_the_world_are_refused(tmp_path):
     assert all(r["error"] == "ValueError" and "batch_size=15 is global" in r["message"] for r in results)
 
 
+@pytest.mark.slow
 def test_the_demo_runs_under_torchrun_and_rank_zero_writes_the_report(tmp_path):
     with TorchrunJob(["-m", "lrwa_fast", "demo", "--fast", "--quiet", "--out", str(tmp_path / "out"),
                       "--cache-dir", str(tmp_path / "cache")], tmp_path, deadline_s=60.0) as job:
@@ -172,6 +185,7 @@ def test_the_demo_runs_under_torchrun_and_rank_zero_writes_the_report(tmp_path):
     assert job.output().count("| LRwA |") == 1  # printed by rank 0 only
 
 
+@pytest.mark.slow
 def test_teacher_training_on_two_ranks_keeps_them_identical_and_rank_zero_writes(tmp_path):
     from lrwa_fast.testing.cifar_files import write_synthetic_cifar
 
@@ -183,6 +197,7 @@ def test_teacher_training_on_two_ranks_keeps_them_identical_and_rank_zero_writes
     assert_same(written, a["model"])  # the run is reproducible, and rank 0 wrote what the ranks hold
 
 
+@pytest.mark.slow
 def test_a_non_finite_gradient_on_one_rank_is_skipped_by_every_rank(tmp_path):
     a, b = rank_values(run_local(w.skip_on_one_rank, tmp_path))
     assert a["skipped"] == b["skipped"] == 2  # both student steps of iteration 1, on both ranks

@@ -43,6 +43,7 @@ def assert_same_state(a: dict, b: dict) -> None:
     assert a["iteration"] == b["iteration"]
 
 
+@pytest.mark.slow
 def test_resume_in_a_fresh_process_is_bit_exact(tmp_path, tiny_models):
     straight = LRwATrainer(*tiny_models(), LRwAConfig(**CONFIG))
     straight.train(progress=False)

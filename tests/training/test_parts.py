@@ -30,14 +30,14 @@ from lrwa_fast.training.progress import LineProgress, progress
 
 
 def anchored_kd_class():
-    spec = importlib.util.spec_from_file_location("custom_update", ROOT / "docs" / "custom_update.py")
+    spec = importlib.util.spec_from_file_location("custom_update", ROOT / "docs" / "examples" / "custom_update.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.AnchoredKD
 
 
 def test_docs_example_update_is_short_and_uses_public_names_only():
-    source = (ROOT / "docs" / "custom_update.py").read_text()
+    source = (ROOT / "docs" / "examples" / "custom_update.py").read_text()
     tree = ast.parse(source)
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef))
     assert cls.end_lineno - cls.lineno + 1 < 30

@@ -1,6 +1,7 @@
 """A custom student update: KD plus an L2 pull towards the student's initial weights.
 
-Public names only. Use: DFADTrainer(teacher, student, generator, config, update=AnchoredKD(student, 1e-2))
+Public names only (the documentation's "custom update" example). Use:
+DFADTrainer(teacher, student, generator, config, update=AnchoredKD(student, 1e-2))
 """
 
 import torch

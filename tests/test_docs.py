@@ -1,0 +1,61 @@
+"""The documentation as a newcomer meets it: the README fits a few screens, every Python example of the README
+and the getting-started page runs as written, the generated configuration reference lists every field, and
+the error catalogue quotes the messages the library gives."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import re
+import subprocess
+import sys
+
+import pytest
+from helpers import ROOT, subprocess_env
+
+from lrwa_fast import DFADConfig, LRwAConfig, OptimizerConfig
+from lrwa_fast.config import validate
+
+PAGES = [ROOT / "README.md", ROOT / "docs" / "getting-started.md"]
+
+
+def python_blocks(path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+
+
+def test_the_readme_fits_a_few_screens():
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 200
+
+
+@pytest.mark.parametrize(("page", "index"), [(p, i) for p in PAGES for i in range(len(python_blocks(p)))],
+                         ids=lambda v: v.name if hasattr(v, "name") else str(v))
+def test_every_python_example_runs_as_written(tmp_path, page, index):
+    """In a fresh interpreter, from an empty folder (files an example writes land there), the repository on the
+    path as it is from the repository root."""
+    code = python_blocks(page)[index]
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=subprocess_env(), capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_the_configuration_reference_lists_every_field_with_its_comment():
+    spec = importlib.util.spec_from_file_location("lrwa_reference", ROOT / "docs" / "_ext" / "lrwa_reference.py")
+    reference = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reference)
+    table = "\n".join(reference.config_table(LRwAConfig))
+    for f in dataclasses.fields(LRwAConfig):
+        assert f"``{f.name}``" in table, f.name
+    assert "λ of the inner step" in table and "``'exact'``" in table
+    assert "``OptimizerConfig(name='adam', lr=0.001, weight_decay=0.0)``" in table
+    assert "learning rate" in "\n".join(reference.config_table(OptimizerConfig))
+
+
+@pytest.mark.parametrize("fields", [dict(inner_lr=-1, meta_mode="second"), dict(memory_draw="entry"),
+                                    dict(bn_mode="joint"), dict(precision="fp8"),
+                                    dict(ema_decay=1.0, ema_share=1.5, probe_every=-1)])
+def test_the_error_catalogue_quotes_what_the_library_says(fields):
+    catalogue = (ROOT / "docs" / "errors.md").read_text(encoding="utf-8")
+    cls = LRwAConfig if set(fields) & {"inner_lr", "memory_draw", "bn_mode", "meta_mode"} else DFADConfig
+    with pytest.raises(ValueError) as caught:
+        validate(cls(**fields))
+    assert f"`{caught.value}`" in catalogue
