@@ -74,7 +74,7 @@ def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def ablation_settings(names: list[str], iterations: int, eval_every: int, seeds: int) -> RunPlan:
+def ablation_plan(names: list[str], iterations: int, eval_every: int, seeds: int) -> RunPlan:
     """A demo plan whose methods are the chosen variants (of the digits demo's methods at its own length)."""
     base = demo_plan("digits")
     methods = {name: merged(base.methods[VARIANTS[name][0]], VARIANTS[name][1]) for name in names}
@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {list(VARIANTS)}")
-    settings = ablation_settings(names, args.iterations, args.eval_every, args.seeds)
-    report = run_demo(settings, Path(args.out), Path(args.cache_dir), progress=args.jobs == 1,
+    plan = ablation_plan(names, args.iterations, args.eval_every, args.seeds)
+    report = run_demo(plan, Path(args.out), Path(args.cache_dir), progress=args.jobs == 1,
                       resume=not args.fresh, jobs=args.jobs)
     text = format_table(report)
     (Path(args.out) / "ablation.md").write_text(text + "\n", encoding="utf-8")

@@ -19,7 +19,7 @@ MEMORY_POLICIES: tuple[str, ...] = ("reservoir", "fifo")  # memory_policy: lrwa_
 MEMORY_DRAWS: tuple[str, ...] = ("uniform", "entry")  # memory_draw: lrwa_fast.replay.buffer.samplers
 MEMORY_DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")  # memory_dtype
 MEMORY_BACKENDS: tuple[str, ...] = ("auto", "torch", "cpp", "cuda")  # memory_backend: lrwa_fast.replay.buffer
-META_GRADIENT_MODES: tuple[str, ...] = ("exact", "first_order", "finite_difference")  # meta_gradient(mode=)
+META_GRADIENT_MODES: tuple[str, ...] = ("exact", "first_order", "finite_difference")  # MetaSettings(mode=)
 META_MODES: tuple[str, ...] = (*META_GRADIENT_MODES, "none")  # meta_mode: lrwa_fast.updates.MetaUpdate
 BN_MODES: tuple[str, ...] = ("acquire", "all", "retain_eval", "joint")  # bn_mode
 FD_SCHEMES: tuple[str, ...] = ("central", "one_sided")  # fd_scheme

@@ -58,11 +58,13 @@ def train_lrwa(rank: int, world: int, out: Path, iterations: int, mode: str = "e
     extra = {"ema": {k: v.clone() for k, v in trainer.generator_ema.module.state_dict().items()
                      if v.is_floating_point() and "running" not in k}} if trainer.generator_ema else {}
     probes = {"probes": trainer.probes.iterations} if trainer.probes else {}
+    vae = {"vae": {k: v.detach().clone() for k, v in trainer.memory.vae.named_parameters()}} \
+        if hasattr(trainer.memory, "vae") else {}
     buffer = getattr(trainer.memory, "buffer", None)
     draws = {"sampler": buffer.sampler.state_dict(), "last_draw": buffer.sample_with_indices(
         buffer.sampler.size)[2]} if buffer is not None and buffer.draw == "entry" else {}
     return {**training_state(trainer), "latent": trainer.random.latent(16, 8), "memory": len(trainer.memory),
-            "metrics": trainer.history["metrics"][-1], **extra, **probes, **draws}
+            "metrics": trainer.history["metrics"][-1], **extra, **probes, **draws, **vae}
 
 
 def train_dfad_bn_free(rank: int, world: int, out: Path, iterations: int) -> dict[str, Any]:

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--quiet", action="store_true", help="no progress")
 
     distill = sub.add_parser("distill", help="distil your own teacher (config file or preset)")
-    distill.add_argument("--config", help="JSON or YAML file (see README)")
+    distill.add_argument("--config", help="JSON or YAML file (docs/cli.md: the distill config file)")
     distill.add_argument("--preset", help="a named setup (lrwa-fast presets lists them)")
     distill.add_argument("--data", default="", help="with --preset: CIFAR root, folder or .tar.gz")
     distill.add_argument("--teacher", default="", help="with --preset: the teacher's file (teacher.pt)")
@@ -253,8 +253,10 @@ def _study(args: argparse.Namespace) -> int:
 
 
 def _distill(args: argparse.Namespace) -> int:
-    from ..config import DFADConfig, load_config
+    from ..config import from_dict, load_config
     from ..runtime.distributed import process_group_from_env
+    from ..training import trainer_class
+    from ..training.settings import runtime_settings
     from .distill import DistillConfig, run_distill
     from .presets import resolve_preset
 
@@ -267,7 +269,8 @@ def _distill(args: argparse.Namespace) -> int:
     else:
         spec = resolve_preset(args.preset, data=args.data, teacher=args.teacher, out=args.out,
                               overrides=args.overrides)
-    with process_group_from_env(float(spec.trainer.get("dist_timeout", DFADConfig.dist_timeout))):
+    trainer_config = from_dict(trainer_class(spec.method).config_class, spec.trainer, prefix="trainer.")
+    with process_group_from_env(runtime_settings(trainer_config).dist_timeout):
         summary = run_distill(spec, progress=not args.quiet, resume=args.resume)
     if summary:
         print(summary)

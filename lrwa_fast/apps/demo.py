@@ -18,7 +18,7 @@ from .embedded import benchmark
 from .reports import STAT_KEYS, STAT_SCALE, mean_std, plot_curves, summarize
 from .runs import STATS_FROM, RunPlan, method_settings, run_plan
 
-# The digits demo's LRwA settings (chosen from the ablation, see README); on other benchmarks LRwAConfig's.
+# The digits demo's LRwA settings (chosen from the ablation, docs/results.md); on other benchmarks LRwAConfig's.
 DIGITS_LRWA = dict(memory_capacity=2048, memory_batch_size=32, memory_insert_size=32, memory_insert_every=1,
                    memory_start=0, memory_policy="reservoir", inner_lr=0.05, meta_mode="exact", retain_weight=0.25,
                    bn_mode="acquire")
@@ -39,15 +39,15 @@ def demo_plan(name: str = "digits", *, iterations: int | None = None, **fields: 
     return RunPlan.for_benchmark(name, demo_methods(name, length), iterations=length, **fields)
 
 
-def run_demo(settings: RunPlan, out_dir: Path, cache_dir: Path, progress: bool = True,
+def run_demo(plan: RunPlan, out_dir: Path, cache_dir: Path, progress: bool = True,
              resume: bool = False, jobs: int = 1) -> dict[str, Any]:
     """:func:`~lrwa_fast.apps.runs.run_plan`, then write ``report.json`` and ``accuracy.png`` into ``out_dir``
     (rank 0)."""
-    runs, teacher_acc = run_plan(settings, out_dir, cache_dir, progress, resume, jobs)
+    runs, teacher_acc = run_plan(plan, out_dir, cache_dir, progress, resume, jobs)
     ranks = Ranks.current()
-    report = {"settings": to_dict(settings), "benchmark": settings.benchmark,
-              "teacher": {"arch": settings.teacher.arch, "test_accuracy": teacher_acc},
-              "student_arch": benchmark(settings.benchmark).student_arch, "stats_from_fraction": STATS_FROM,
+    report = {"plan": to_dict(plan), "benchmark": plan.benchmark,
+              "teacher": {"arch": plan.teacher.arch, "test_accuracy": teacher_acc},
+              "student_arch": benchmark(plan.benchmark).student_arch, "stats_from_fraction": STATS_FROM,
               "torch": torch.__version__, "threads": torch.get_num_threads(), "jobs": jobs,
               "runs": runs, "summary": summarize(runs)}
     if not ranks.is_main:

@@ -1,7 +1,7 @@
 """The embedded benchmarks (no download, no data to bring): scikit-learn's 8×8 digits and MNIST-1D.
 
 Each names its data, its teacher's recipe (trained once, then cached), its student and generator, and
-the settings every method shares on it (tuned on DFAD alone, then frozen; README "Where retention
+the settings every method shares on it (tuned on DFAD alone, then frozen; docs/results.md "Where retention
 matters" says how). The teacher trains through the one loop (:mod:`lrwa_fast.training.loop`): progress,
 and a SIGINT that stops after an epoch with a checkpoint the next call continues from.
 """
@@ -72,7 +72,7 @@ def _shift_digits(x: Tensor, rng: torch.Generator) -> Tensor:
 
 
 def _digits_shared(iterations: int) -> dict[str, Any]:
-    """The digits demo's settings (KL for both methods, from the ablation in the README)."""
+    """The digits demo's settings (KL for both methods, from the ablation in docs/results.md)."""
     return dict(batch_size=64, latent_dim=64, iterations=iterations, generator_steps=1, student_steps=5,
                 loss="kl", adversarial_loss="kl", generator_weights=GeneratorLossWeights(adversarial=1.0),
                 student_optimizer=OptimizerConfig(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4),
@@ -81,7 +81,7 @@ def _digits_shared(iterations: int) -> dict[str, Any]:
 
 
 def _mnist1d_shared(iterations: int) -> dict[str, Any]:
-    """MNIST-1D's settings, chosen on DFAD alone so that it visibly forgets (README): KL for both, constant
+    """MNIST-1D's settings, chosen on DFAD alone so that it visibly forgets (docs/results.md): KL for both, constant
     learning rates (a cosine schedule hides the oscillation at the end), a generator three times faster
     than the digits'."""
     return dict(batch_size=64, latent_dim=32, iterations=iterations, generator_steps=1, student_steps=5,

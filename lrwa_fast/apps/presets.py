@@ -38,14 +38,17 @@ class Preset:
     notes: tuple[str, ...] = ()
 
 
+_RUN = {"seed": 1, "checkpoint_every": 10 * ITERATIONS_PER_EPOCH}  # the authors' seed; a checkpoint every 10 epochs
+
+
 def _shared_trainer() -> dict[str, Any]:
-    """Settings both methods share in the authors' runs (:func:`.recipe.shared`) and this library's run details."""
-    return {**recipe.shared(), "seed": 1, "checkpoint_every": 10 * ITERATIONS_PER_EPOCH}
+    """Settings both methods share in the authors' runs (:func:`.recipe.shared`)."""
+    return {**recipe.shared(), **_RUN}
 
 
 def _lrwa_trainer() -> dict[str, Any]:
     """The authors' LRwA step and memory schedule (:func:`.recipe.lrwa`)."""
-    return {**recipe.lrwa(), "seed": 1, "checkpoint_every": 10 * ITERATIONS_PER_EPOCH}
+    return {**recipe.lrwa(), **_RUN}
 
 
 _SHARED_SOURCES = {
@@ -74,7 +77,7 @@ _LRWA_SOURCES = {
     "trainer.bn_mode": AUTHORS + ": higher's inner loop runs on copies of the buffers, so only the joint pass "
     "(student(cat(fresh, memory))) updates the BatchNorm statistics (bn_mode='joint')",
     "trainer.meta_mode": LIBRARY + ": the exact meta-gradient (the authors' higher call sends none, "
-    "see README 'What differs')",
+    "see docs/concepts.md 'The authors' recipe')",
 }
 _LRWA_NOTES = (
     "schedules: the authors step the student's cosine once per epoch (T_max 400 epochs); here once per "

@@ -39,7 +39,6 @@ def method_settings(bench: Benchmark, method: str, overrides: dict[str, Any], it
     return {"method": method, **to_dict(cls(**bench.shared(iterations), **overrides))}
 
 
-
 @dataclass
 class RunPlan:
     """Every method × every seed on an embedded benchmark, and everything those runs depend on (written into
@@ -58,7 +57,7 @@ class RunPlan:
     def for_benchmark(cls, name: str, methods: dict[str, dict[str, Any]], *, iterations: int | None = None,
                       **fields: Any) -> RunPlan:
         """``methods`` on benchmark ``name``, with its run length (unless ``iterations``), evaluation interval,
-        teacher and generator; ``fields``: other settings."""
+        teacher and generator; ``fields``: the plan's other fields."""
         bench = benchmark(name)
         length = bench.iterations if iterations is None else iterations
         defaults = dict(iterations=length, eval_every=bench.eval_every, teacher=bench.teacher,
@@ -70,7 +69,7 @@ class RunPlan:
 
 
 def distill_once(method: str, method_cfg: dict[str, Any], teacher: nn.Module, data: LabelledSplit,
-                 settings: RunPlan, seed: int, progress: bool,
+                 plan: RunPlan, seed: int, progress: bool,
                  run_dir: Path | None = None) -> dict[str, Any]:
     """One data-free run of ``method`` with ``seed``; returns its accuracy and forgetting curves and wall time
     (a resumed run's includes the time up to its checkpoint, kept as each evaluation's ``elapsed_s``).
@@ -78,14 +77,14 @@ def distill_once(method: str, method_cfg: dict[str, Any], teacher: nn.Module, da
     With ``run_dir`` the run checkpoints there every ``eval_every`` iterations and resumes from
     the newest checkpoint it finds.
     """
-    overrides: dict[str, Any] = {"seed": seed, "iterations": settings.iterations}
+    overrides: dict[str, Any] = {"seed": seed, "iterations": plan.iterations}
     if run_dir is not None:
-        overrides |= {"checkpoint_dir": str(run_dir), "checkpoint_every": settings.eval_every, "keep_checkpoints": 1}
+        overrides |= {"checkpoint_dir": str(run_dir), "checkpoint_every": plan.eval_every, "keep_checkpoints": 1}
     trainer_cls, cfg = method_config({**method_cfg, **overrides})
-    bench = benchmark(settings.benchmark)
+    bench = benchmark(plan.benchmark)
     torch.manual_seed(seed)  # the same initial student and generator for every method of a seed
     student = bench.student()
-    generator = bench.generator(cfg.latent_dim, settings.generator_ngf)
+    generator = bench.generator(cfg.latent_dim, plan.generator_ngf)
     latest = latest_checkpoint(run_dir) if run_dir is not None else None
     if latest is not None:
         trainer = trainer_cls.load(latest, teacher, student, generator, cfg)
@@ -99,7 +98,7 @@ def distill_once(method: str, method_cfg: dict[str, Any], teacher: nn.Module, da
         scores["elapsed_s"] = before + time.perf_counter() - start
 
     history = trainer.train(evaluate=accuracy_evaluator(data.x_test, data.y_test),
-                            eval_every=settings.eval_every, progress=progress, on_evaluation=stamp)
+                            eval_every=plan.eval_every, progress=progress, on_evaluation=stamp)
     wall = before + time.perf_counter() - start
     report = curve_report(history["evaluations"], trainer.probes, from_fraction=STATS_FROM)
     return {"method": method, "seed": seed, **report, "wall_time_s": wall,
@@ -108,16 +107,16 @@ def distill_once(method: str, method_cfg: dict[str, Any], teacher: nn.Module, da
 
 def _run_job(job: tuple[str, int, RunPlan, Path, Path, bool]) -> dict[str, Any]:
     """Run (or resume, or reload when finished) one method/seed; results are written atomically."""
-    method, seed, settings, out_dir, cache_dir, progress = job
+    method, seed, plan, out_dir, cache_dir, progress = job
     name = f"{method}-seed{seed}".replace(" ", "_").replace(",", "").replace("/", "_")
     result_path = out_dir / "runs" / f"{name}.json"
     ranks = Ranks.current()
     if ranks.from_main(result_path.exists):  # rank 0 decides: it alone writes the results
         return json.loads(result_path.read_text(encoding="utf-8"))
-    bench = benchmark(settings.benchmark)
+    bench = benchmark(plan.benchmark)
     data = bench.load(cache_dir)
-    teacher, _ = cached_teacher(bench, data, cache_dir, torch.device("cpu"), settings=settings.teacher)
-    result = distill_once(method, settings.methods[method], teacher, data, settings, seed, progress,
+    teacher, _ = cached_teacher(bench, data, cache_dir, torch.device("cpu"), settings=plan.teacher)
+    result = distill_once(method, plan.methods[method], teacher, data, plan, seed, progress,
                           run_dir=out_dir / "checkpoints" / name)
     if ranks.is_main:
         atomic_write_text(json.dumps(result), result_path)
@@ -129,17 +128,17 @@ def _run_job_single_thread(job: tuple[str, int, RunPlan, Path, Path, bool]) -> d
     return _run_job(job)
 
 
-def check_plan(settings: RunPlan, jobs: int) -> None:
+def check_plan(plan: RunPlan, jobs: int) -> None:
     """Refuse a plan that cannot run, before any work."""
-    if min(settings.iterations, settings.eval_every, settings.seeds) < 1:
-        raise ValueError(f"iterations, eval_every and seeds must be >= 1, got {settings.iterations}, "
-                         f"{settings.eval_every} and {settings.seeds}")
-    benchmark(settings.benchmark)
+    if min(plan.iterations, plan.eval_every, plan.seeds) < 1:
+        raise ValueError(f"iterations, eval_every and seeds must be >= 1, got {plan.iterations}, "
+                         f"{plan.eval_every} and {plan.seeds}")
+    benchmark(plan.benchmark)
     if jobs > 1 and Ranks.current().enabled:
         raise ValueError("--jobs > 1 runs separate processes and cannot be combined with torchrun")
 
 
-def run_plan(settings: RunPlan, out_dir: Path, cache_dir: Path, progress: bool = True, resume: bool = False,
+def run_plan(plan: RunPlan, out_dir: Path, cache_dir: Path, progress: bool = True, resume: bool = False,
              jobs: int = 1) -> tuple[list[dict[str, Any]], float]:
     """Train (or load) the teacher, then run (or reload) every method for every seed; returns the runs (seed
     by seed) and the teacher's test accuracy.
@@ -149,18 +148,18 @@ def run_plan(settings: RunPlan, out_dir: Path, cache_dir: Path, progress: bool =
     ``jobs > 1`` runs that many processes with one thread each, each run's end reported as it comes.
     Under torchrun every run is data-parallel over the ranks and rank 0 alone writes files.
     """
-    check_plan(settings, jobs)
+    check_plan(plan, jobs)
     ranks = Ranks.current()
-    bench = benchmark(settings.benchmark)
+    bench = benchmark(plan.benchmark)
     with ranks.main_first("training the benchmark's teacher"):
         if not resume and ranks.is_main:
             for folder in ("runs", "checkpoints"):
                 shutil.rmtree(out_dir / folder, ignore_errors=True)
         data = bench.load(cache_dir)
-        _, teacher_acc = cached_teacher(bench, data, cache_dir, torch.device("cpu"), settings=settings.teacher,
+        _, teacher_acc = cached_teacher(bench, data, cache_dir, torch.device("cpu"), settings=plan.teacher,
                                         progress=progress)
-    work = [(m, s, settings, out_dir, cache_dir, progress and jobs == 1)
-            for s in settings.seed_list() for m in settings.methods]
+    work = [(m, s, plan, out_dir, cache_dir, progress and jobs == 1)
+            for s in plan.seed_list() for m in plan.methods]
     if jobs == 1:
         runs = []
         for i, job in enumerate(work):
@@ -186,22 +185,22 @@ def _indexed_job(item: tuple[int, tuple[str, int, RunPlan, Path, Path, bool]]) -
 
 
 def method_config(method_cfg: dict[str, Any]) -> tuple[type[Trainer], DFADConfig]:
-    """The trainer class named by a demo method's ``method`` key and its typed config (the other keys)."""
+    """The trainer class named by a run method's ``method`` key and its typed config (the other keys)."""
     fields = dict(method_cfg)
     if "method" not in fields:
-        raise ValueError(f"a demo method needs a 'method' key ('lrwa' or 'dfad'), got keys {sorted(fields)}")
+        raise ValueError(f"a run's method needs a 'method' key ('lrwa' or 'dfad'), got keys {sorted(fields)}")
     cls = trainer_class(fields.pop("method"))
     return cls, from_dict(cls.config_class, fields)
 
 
-def apply_method_overrides(settings: RunPlan, overrides: list[str]) -> None:
+def apply_method_overrides(plan: RunPlan, overrides: list[str]) -> None:
     """Apply ``METHOD.key[.sub]=value`` overrides to the methods' configs, validating the result."""
     for item in overrides:
         key, value = parse_override(item)
         method, _, path = key.partition(".")
-        if not path or method not in settings.methods:
+        if not path or method not in plan.methods:
             raise ValueError(f"override {item!r} must look like METHOD.key=value with METHOD in "
-                             f"{sorted(settings.methods)}")
-        set_nested(settings.methods[method], path.split("."), value)
-    for cfg in settings.methods.values():
+                             f"{sorted(plan.methods)}")
+        set_nested(plan.methods[method], path.split("."), value)
+    for cfg in plan.methods.values():
         validate(method_config(cfg)[1])

@@ -271,7 +271,8 @@ def verdict(low: float, high: float, direction: int) -> str:
 
 
 def format_study(report: dict[str, Any]) -> str:
-    """The study's tables: statistics per method, then the paired differences to DFAD with their verdicts."""
+    """The study's tables: statistics per method, then each comparison's paired differences (each method against
+    its twin, the meta steps against the released one) with their detectable differences and verdicts."""
     s, teacher = report["settings"], report["teacher"]
     runs = report["runs_settings"]
     changed = "".join(f"; {k}={v}" for k, v in s.get("overrides", {}).items())

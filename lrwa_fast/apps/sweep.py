@@ -97,6 +97,8 @@ def sweep_report(settings: StudySettings, sweep: Sweep, studies: list[dict[str, 
     for value, study in zip(sweep.values, studies):
         for row in study["comparisons"]:
             twin = study["summary"][row["reference"]]
+            if twin["forgetting"]["mean"] is None:  # no probes: nothing to plot against
+                continue
             points.append({"value": value, "method": row["method"], "reference": row["reference"],
                            "twin": METHODS[row["method"]].twin == row["reference"],
                            "reference_forgetting": twin["forgetting"]["mean"], "reference_mean": twin["mean"]["mean"],
@@ -115,9 +117,10 @@ def format_sweep(report: dict[str, Any]) -> str:
              f"| {report['key']} | method | vs | twin's forgetting % | twin's μ[acc] % | Δ μ[acc] % | verdict | "
              "Δ forgetting % | verdict |", "|---|---|---|---|---|---|---|---|---|"]
     for p in report["points"]:
+        mean, forgetting = p["mean"], p["forgetting"]
         lines.append(f"| {p['value']} | {p['method']} | {p['reference']} | {100 * p['reference_forgetting']:.2f} | "
-                     f"{100 * p['reference_mean']:.2f} | {_cell(p['mean'], 'mean')} | {p['mean'].get('verdict')} | "
-                     f"{_cell(p['forgetting'], 'forgetting')} | {p['forgetting'].get('verdict')} |")
+                     f"{100 * p['reference_mean']:.2f} | {_cell(mean, 'mean')} | {mean.get('verdict') or '—'} | "
+                     f"{_cell(forgetting, 'forgetting')} | {forgetting.get('verdict') or '—'} |")
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ from ..optim import gradients
 from ..runtime.distributed import resolve_device
 from ..runtime.precision import autocast
 from ..training import DFADTrainer, LRwATrainer, Trainer
-from ..updates import KDLoss, MetaSettings, meta_gradient
+from ..updates import meta_gradient
 from .cases import (
     CASES,
     COMPILABLE,
@@ -45,20 +45,21 @@ from .timing import measure, summarize_times
 
 
 class HigherMetaStep:
-    """The authors' meta-step written with ``higher`` (inner SGD via ``diffopt``, teacher logits
-    recomputed on the memory samples), with ``copy_initial_weights=False`` so the meta-gradient is
-    real. Objective as ours: ``L_acq(θ) + L_ret(θ')``."""
+    """The paper's meta-step written with ``higher`` as the authors' code writes it (inner SGD via
+    ``diffopt``, teacher logits recomputed on the memory samples), with ``copy_initial_weights=False`` so
+    the meta-gradient is real, on the library's default objective ``L_acq(θ) + w·L_ret(θ')``: the peer
+    implementation of the same gradient, for timing."""
 
     def __init__(self, trainer: LRwATrainer) -> None:
         import higher
 
         self.higher, self.trainer = higher, trainer
-        self.inner_opt = torch.optim.SGD(trainer.student.parameters(), lr=trainer.config.inner_lr)
+        self.inner_opt = torch.optim.SGD(trainer.student.parameters(), lr=trainer.settings.meta.inner_lr)
 
     def __call__(self) -> None:
-        tr, cfg = self.trainer, self.trainer.config
+        tr, meta = self.trainer, self.trainer.settings.meta
         x, t = tr.fresh_batch()
-        x_mem, _ = tr.memory.buffer.sample(cfg.memory_batch_size)
+        x_mem, _ = tr.memory.buffer.sample(tr.memory.batch_size)
         with torch.no_grad():
             t_mem = tr.teacher(x_mem)
         optimizer = tr.student_updater.optimizer
@@ -68,7 +69,7 @@ class HigherMetaStep:
             loss_acq = tr.kd_loss(fmodel(x), t)
             diffopt.step(loss_acq)
             loss_ret = tr.kd_loss(fmodel(x_mem), t_mem)
-            (loss_acq + cfg.retain_weight * loss_ret).backward()
+            (loss_acq + meta.retain_weight * loss_ret).backward()
         optimizer.step()
 
 
@@ -196,7 +197,7 @@ def _gradient_functions(trainer: LRwATrainer, batch: tuple[torch.Tensor, ...], v
                         suffix: str) -> dict[str, Callable[[], list[torch.Tensor]]]:
     """``kd_gradient`` and one meta-gradient call per variant on ``batch`` with ``trainer``'s student,
     under the case's precision; every call starts from the same BatchNorm buffers."""
-    student, cfg = trainer.student.train(), trainer.config
+    student, precision = trainer.student.train(), trainer.settings.runtime.precision
     x, t, x_mem, t_mem = batch
     buffers = copy.deepcopy(list(student.buffers()))
     params = [p for p in student.parameters() if p.requires_grad]
@@ -204,16 +205,16 @@ def _gradient_functions(trainer: LRwATrainer, batch: tuple[torch.Tensor, ...], v
     def restored() -> AbstractContextManager[Any]:
         for live, saved in zip(student.buffers(), buffers):
             live.copy_(saved)
-        return autocast(cfg.precision, trainer.device)
+        return autocast(precision, trainer.device)
 
     def variant(meta: dict[str, str]) -> Callable[[], list[torch.Tensor]]:
-        settings = MetaSettings(mode=meta["meta_mode"], inner_lr=cfg.inner_lr, retain_weight=cfg.retain_weight,
-                                fd_scheme=meta.get("fd_scheme", "central"), alignment=False)
+        settings = dataclasses.replace(trainer.settings.meta, mode=meta["meta_mode"],
+                                       fd_scheme=meta.get("fd_scheme", "central"), alignment=False)
 
         def run() -> list[torch.Tensor]:
             with restored():
-                return list(meta_gradient(student, (x, t), (x_mem, t_mem), loss=KDLoss(kind=cfg.loss,
-                                          temperature=cfg.temperature), settings=settings).grads.values())
+                return list(meta_gradient(student, (x, t), (x_mem, t_mem), loss=trainer.kd_loss,
+                                          settings=settings).grads.values())
         return run
 
     def kd_gradient() -> list[torch.Tensor]:

@@ -1,9 +1,10 @@
 """From gradients to new weights, in one place: non-finite policy (with the BatchNorm rollback of a
 skipped step), gradient clipping, optimiser and learning-rate schedule, and the data-parallel average.
 
-Every update of a trainer goes through :meth:`Updater.step`: under data parallelism this is where
-the gradients and logged values are averaged over the ranks, in one all-reduce, so every rank sees
-the same values, takes the same non-finite decision and the same optimiser step.
+Every update of a trainer goes through :meth:`Updater.apply` (after a :meth:`Updater.snapshot` of what
+the update's computation may change): under data parallelism this is where the gradients and logged
+values are averaged over the ranks, in one all-reduce, so every rank sees the same values, takes the
+same non-finite decision and the same optimiser step.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import OptimizerConfig
+from ..runtime.distributed import Ranks
 from ..runtime.guard import all_finite
 from ..runtime.phases import phase
 from ..runtime.precision import LossScaler
@@ -32,9 +34,10 @@ class UpdaterSettings:
     horizon: int  # iterations of the run: the cosine schedule reaches 0 there
     clip: float = 0.0  # max global gradient norm; 0 = off
     loss_scaling: bool = False  # fp16: scale losses before their backward (:class:`LossScaler`)
+    averaged: bool = True  # average over the runtime's ranks (False: each rank updates its own copy, e.g. a VAE)
 
 
-BufferSnapshot = list[tuple[Tensor, Tensor]]
+BufferSnapshot = Sequence[tuple[Tensor, Tensor]]
 
 
 class Updater:
@@ -43,18 +46,19 @@ class Updater:
     The runtime's guard decides on non-finite updates and its metrics receive the logged values and the
     gradient norm (as ``grad_norm_<name>``); its phases are ``finite check (<name>)`` and ``optimizer
     (<name>)``, so each updater's share shows in a profile. Gradients and logged values are averaged over the
-    runtime's ranks. ``rollback`` lists the modules whose buffers (BatchNorm statistics) an update's
-    computation may change: take a :meth:`snapshot` before it, and :meth:`apply` restores them when it
-    skips the update (``nonfinite="skip"``). With loss scaling (fp16), :attr:`loss_scale` is the factor
-    losses are multiplied by before their backward; the gradients are unscaled here, and an overflow skips
-    the step (counted by the scaler) instead of meeting the non-finite policy (until the scale has fallen
-    to 1: a step still non-finite then meets the policy).
+    runtime's ranks (unless ``settings.averaged`` is off). ``rollback`` lists the modules whose buffers
+    (BatchNorm statistics) an update's computation may change: take a :meth:`snapshot` before it, and
+    :meth:`apply` restores them when it skips the update (``nonfinite="skip"``). With loss scaling (fp16),
+    :attr:`loss_scale` is the factor losses are multiplied by before their backward; the gradients are
+    unscaled here, and an overflow skips the step (counted by the scaler) instead of meeting the non-finite
+    policy (until the scale has fallen to 1: a step still non-finite then meets the policy).
     """
 
     def __init__(self, name: str, params: Sequence[Tensor], settings: UpdaterSettings, runtime: Runtime, *,
                  rollback: Sequence[nn.Module] = ()) -> None:
         self.name, self.params, self.clip = name, list(params), settings.clip
-        self.guard, self.metrics, self.ranks = runtime.guard, runtime.metrics, runtime.ranks
+        self.guard, self.metrics = runtime.guard, runtime.metrics
+        self.ranks = runtime.ranks if settings.averaged else Ranks()  # Ranks(): this process alone
         self.rollback = list(rollback)
         self.optimizer, self.schedule = build_optimizer(self.params, settings.optimizer, settings.horizon)
         self.scaler = LossScaler(settings.loss_scaling, self.params[0].device)

@@ -67,8 +67,8 @@ class GenerativeMemory:
         check_vae(self.vae, tuple(sample_shape), self.rng)
         self.teacher, self.settings = teacher, settings
         params = [p for p in self.vae.parameters() if p.requires_grad]
-        self.updater = Updater("vae", params, UpdaterSettings(optimizer=settings.optimizer, horizon=settings.horizon),
-                               runtime, rollback=(self.vae,))
+        own = UpdaterSettings(optimizer=settings.optimizer, horizon=settings.horizon, averaged=False)  # per rank
+        self.updater = Updater("vae", params, own, runtime, rollback=(self.vae,))
         self.updates, self.seen = 0, 0
         self._pending: list[tuple[Tensor, Tensor]] = []
 

@@ -24,7 +24,7 @@ class RuntimeSettings:
     backend: str = "auto"  # fused kernels: "auto" ($LRWA_FAST_BACKEND, else by device) | "torch" | "triton"
     precision: str = "fp32"  # "fp32" | "bf16" | "fp16" (bf16 plus loss scaling)
     nonfinite: str = "raise"  # a non-finite loss or gradient: "raise" | "skip"
-    dist_timeout: float = DEFAULT_TIMEOUT_S  # seconds a collective waits (the CLI's process group)
+    dist_timeout: float = DEFAULT_TIMEOUT_S  # seconds a collective waits: the process group the CLI initialises
 
     def __post_init__(self) -> None:
         problems = [f"{name}={value!r} (expected one of {options})" for name, value, options in
@@ -47,11 +47,6 @@ class Runtime:
         self.backend, self.precision = self.settings.backend, self.settings.precision
         self.guard = NonFiniteGuard(self.settings.nonfinite, defer=self.device.type == "cuda")
         self.metrics = MetricAccumulator(self.device)
-
-    @property
-    def loss_scaling(self) -> bool:
-        """Whether losses are scaled before their backward (fp16)."""
-        return self.precision == "fp16"
 
     def autocast(self) -> AbstractContextManager[Any]:
         """The autocast context of the precision on the device (disabled for fp32)."""

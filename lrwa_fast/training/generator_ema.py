@@ -23,8 +23,8 @@ class EMASettings:
 
     def __post_init__(self) -> None:
         if not 0 <= self.decay < 1 or not 0 <= self.share <= 1:
-            raise ValueError(f"ema_decay must lie in [0, 1) and ema_share in [0, 1], got {self.decay} and "
-                             f"{self.share}")
+            raise ValueError(f"decay (ema_decay) must lie in [0, 1) and share (ema_share) in [0, 1], got "
+                             f"{self.decay} and {self.share}")
 
 
 class GeneratorEMA:

@@ -24,7 +24,8 @@ class ProbeSettings:
 
     def __post_init__(self) -> None:
         if self.every < 1 or self.size < 1:
-            raise ValueError(f"probe_every and probe_size must be >= 1, got {self.every} and {self.size}")
+            raise ValueError(f"every (probe_every) and size (probe_size) must be >= 1, got {self.every} and "
+                             f"{self.size}")
 
 
 class ForgettingProbes:

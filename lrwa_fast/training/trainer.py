@@ -187,7 +187,7 @@ class Trainer:
 
     def _host_metrics(self) -> dict[str, float]:
         extra = self.memory.metrics() if self.memory is not None else {}
-        if self.runtime.loss_scaling:
+        if self.student_updater.scaler.enabled:  # fp16
             extra["scaler_skips"] = self.student_updater.scaler.skips + self.generator_updater.scaler.skips
         return {"lr": self.student_updater.lr, "skipped_steps": self.runtime.guard.skipped, **extra}
 

@@ -25,6 +25,8 @@ class KDLoss:
     backend: str = "auto"  # "auto": $LRWA_FAST_BACKEND, else by device (lrwa_fast.ops.dispatch)
 
     def __post_init__(self) -> None:
+        if self.backend is None:  # None meant "auto" before 0.4; it still does
+            object.__setattr__(self, "backend", "auto")
         if self.kind not in LOSS_KINDS:
             raise ValueError(f"unknown loss kind {self.kind!r}; expected one of {LOSS_KINDS}")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):

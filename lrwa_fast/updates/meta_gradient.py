@@ -220,7 +220,7 @@ Distance = Callable[[Tensor, Tensor], Tensor]
 def _retention_exact(model: nn.Module, names: list[str], theta: list[Tensor], theta_inner: list[Tensor],
                      x_mem: Tensor, t_mem: Tensor, bn_mode: str, distance: Distance,
                      loss_scale: Tensor | None) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-    """L_ret(θ'), ∇L_ret at θ', and its pull-back (I − αH)∇L_ret to θ through the inner step."""
+    """L_ret(θ'), ∇L_ret at θ', and its pull-back ((1 − αλ)I − αH)∇L_ret to θ through the inner step."""
     with phase("retention forward"), _retention_context(model, bn_mode):
         params = dict(zip(names, theta_inner))
         loss_ret = distance(forward_for_pass(model, params, x_mem, update_buffers=bn_mode == "all"), t_mem)
@@ -252,19 +252,16 @@ def _holding(model: nn.Module, params: list[Tensor], values: list[Tensor], *, ke
     are dropped on entry and exit, or a forward inside would run on the old values.
     """
     saved = [p.data for p in params]
-    buffers = list(model.buffers())
-    kept = [b.clone() for b in buffers] if keep_buffers and model.training else []
-    for p, v in zip(params, values):
-        p.data = v
-    torch.clear_autocast_cache()
-    try:
-        yield
-    finally:
-        for p, v in zip(params, saved):
+    with keeping_buffers(model, keep_buffers):
+        for p, v in zip(params, values):
             p.data = v
         torch.clear_autocast_cache()
-        for b, k in zip(buffers, kept):
-            b.copy_(k)
+        try:
+            yield
+        finally:
+            for p, v in zip(params, saved):
+                p.data = v
+            torch.clear_autocast_cache()
 
 
 def _hessian_vector_fd(model: nn.Module, theta: list[Tensor], g_acq: list[Tensor], v: list[Tensor],

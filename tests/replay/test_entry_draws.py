@@ -121,10 +121,16 @@ def test_bad_adds_draws_and_states_are_refused_and_change_nothing():
     with pytest.raises(ValueError, match="takes the entry's 3 samples"):
         buf.sample(2)
     uniform = ReplayBuffer(12, (2, 1), 4, policy="fifo", dtype=torch.float64)
-    with pytest.raises(ValueError, match="draws 'entry', this buffer draws 'uniform'"):
+    with pytest.raises(ValueError, match="draws 'entry' entries of 3, this buffer draws 'uniform'"):
         uniform.load_state_dict(before)
-    with pytest.raises(ValueError, match="draws 'uniform', this buffer draws 'entry'"):
+    with pytest.raises(ValueError, match="draws 'uniform', this buffer draws 'entry' entries of 3"):
         buf.load_state_dict(uniform.state_dict())
+    other_size = ReplayBuffer(12, (2, 1), 4, policy="fifo", dtype=torch.float64, draw="entry", entry_size=6)
+    other_size.add(*insertion(1, size=6))
+    kept = other_size.state_dict()
+    with pytest.raises(ValueError, match="draws 'entry' entries of 3, this buffer draws 'entry' entries of 6"):
+        other_size.load_state_dict(before)
+    assert torch.equal(other_size.state_dict()["x"], kept["x"]), "a refused state changes nothing"
     after = buf.state_dict()
     assert after["sampler"] == before["sampler"] and torch.equal(after["x"], before["x"])
 

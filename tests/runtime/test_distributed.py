@@ -86,6 +86,7 @@ def test_ranks_with_generative_memories_stay_identical_and_train_their_own_vae(t
                               vae_width=8, vae_fresh_size=8))
     assert_same({k: a[k] for k in SHARED}, {k: b[k] for k in SHARED})
     assert a["memory"] == b["memory"] > 0  # each VAE has learned from its rank's samples
+    assert any(not torch.equal(a["vae"][k], b["vae"][k]) for k in a["vae"]), "each rank trains its own VAE (weights)"
 
 
 @pytest.mark.slow

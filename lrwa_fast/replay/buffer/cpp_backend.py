@@ -28,7 +28,8 @@ def sample(storage: TensorStorage, out_x: Tensor, out_logits: Tensor, *, fill: i
     The extension writes through raw pointers, so the outputs' version counters are bumped here:
     a graph that saved the previous contents then refuses to back-propagate, as after ``copy_``.
     """
-    slots = _ext.require().sample(storage.x, storage.logits, out_x, out_logits, fill, replace, seed, counter, entry)
+    ext, args = _ext.require(), (storage.x, storage.logits, out_x, out_logits, fill, replace, seed, counter)
+    slots = ext.sample(*args, entry) if entry else ext.sample(*args)  # an extension built before 0.4 has no entry
     for t in (out_x, out_logits):
         torch.autograd.graph.increment_version(t)
     return slots

@@ -121,7 +121,8 @@ class ReplayBuffer:
     def sample(self, n: int, rng: torch.Generator | None = None, *, replace: bool = True,
                dtype: torch.dtype = torch.float32,
                out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-        """``n`` uniformly drawn ``(x, teacher_logits)``, with or without replacement.
+        """``n`` drawn ``(x, teacher_logits)``: uniformly, with or without replacement, or (``draw="entry"``)
+        one whole stored entry of ``n = entry_size`` (``replace`` does not apply).
 
         ``rng`` (optional) supplies this call's Philox key; otherwise the buffer's seed is
         used with an advancing counter. ``out``: pre-allocated ``(x, logits)`` of shapes
@@ -201,9 +202,11 @@ class ReplayBuffer:
         """
         expected = self._shape_state()
         parts = {"writer": state.get("writer", state), "sampler": state.get("sampler", state)}
-        if parts["sampler"].get("kind", "uniform") != self.draw:
-            raise ValueError(f"replay state draws {parts['sampler'].get('kind', 'uniform')!r}, this buffer "
-                             f"draws {self.draw!r} (memory_draw)")
+        saved, mine = ((parts["sampler"].get("kind", "uniform"), parts["sampler"].get("size")),
+                       (self.draw, getattr(self.sampler, "size", None)))
+        if saved != mine:
+            raise ValueError(f"replay state draws {_draw_name(*saved)}, this buffer draws {_draw_name(*mine)} "
+                             "(memory_draw)")
         missing = [k for k in (*expected, *self.storage.tensors()) if k not in state]
         missing += [f"{part}.{k}" for part, owner in (("writer", self.writer), ("sampler", self.sampler))
                     for k in owner.state_dict() if k not in parts[part]]
@@ -243,3 +246,7 @@ def _check_draw(draw: str, entry_size: int | None, policy: str, capacity: int) -
     if policy != "fifo" or capacity % entry_size:
         raise ValueError(f"draw='entry' needs policy='fifo' and a capacity of whole entries, got policy={policy!r}, "
                          f"capacity {capacity} and entry_size {entry_size}")
+
+
+def _draw_name(draw: str, size: int | None) -> str:
+    return repr(draw) if size is None else f"{draw!r} entries of {size}"

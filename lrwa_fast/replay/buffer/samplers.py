@@ -135,5 +135,3 @@ class EntrySampler:
                              f"{state.get('size')}), this buffer draws whole entries of {self.size}")
         self.seed, self.calls = int(state["seed"]), int(state["calls"])
 
-
-SAMPLERS = {"uniform": UniformSampler, "entry": EntrySampler}
