@@ -27,6 +27,22 @@ def test_the_readme_fits_a_few_screens():
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 200
 
 
+VERDICT = re.compile(r"^\**(better|worse|not distinguishable)\**$")
+
+
+def test_every_verdict_in_the_readme_carries_its_detectable_difference():
+    """A verdict without the difference the seeds could have detected reads as more than it is."""
+    rows = [line.split("|")[1:-1] for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+            if line.startswith("|")]
+    verdicts = 0
+    for cells in rows:
+        for i, cell in enumerate(c.strip() for c in cells):
+            if VERDICT.match(cell):
+                verdicts += 1
+                assert re.fullmatch(r"±\d+\.\d+", cells[i - 1].strip()), cells
+    assert verdicts >= 10
+
+
 @pytest.mark.parametrize(("page", "index"), [(p, i) for p in PAGES for i in range(len(python_blocks(p)))],
                          ids=lambda v: v.name if hasattr(v, "name") else str(v))
 def test_every_python_example_runs_as_written(tmp_path, page, index):
