@@ -12,6 +12,7 @@ below); ``slow`` and ``distributed`` are described in ``pyproject.toml``.
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 import torch
@@ -42,3 +43,13 @@ def tiny_models():
 def tiny_run() -> dict:
     """Config fields of a run of 10 iterations on those models (a fresh copy per test)."""
     return dict(testing.TINY_RUN)
+
+
+@pytest.fixture
+def sigint_delivered():
+    """SIGINT handled as in a terminal's foreground job, for the tests that send it: a job started in the
+    background by a non-interactive shell inherits SIGINT ignored, and the trainer keeps an ignored signal
+    ignored. Restored after the test."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

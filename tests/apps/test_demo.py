@@ -34,7 +34,7 @@ def run(digits_run, run_dir):
 
 
 @pytest.mark.slow
-def test_a_resumed_run_matches_and_counts_its_earlier_time(digits_run, tmp_path, monkeypatch):
+def test_a_resumed_run_matches_and_counts_its_earlier_time(digits_run, tmp_path, monkeypatch, sigint_delivered):
     straight = run(digits_run, tmp_path / "straight")
     assert straight["iterations"] == [2, 4, 6] and straight["resumed_from"] is None
     step = Trainer.step

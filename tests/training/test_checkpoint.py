@@ -3,6 +3,7 @@ refusal of corrupt or incompatible checkpoints."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -110,7 +111,28 @@ def test_atomic_save_never_exposes_a_partial_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
 
 
-def test_sigint_finishes_the_step_writes_a_checkpoint_and_exits_non_zero(tmp_path, tiny_models):
+def test_an_ignored_sigint_stays_ignored(tmp_path, tiny_models, tiny_run, monkeypatch):
+    """A run started with SIGINT ignored (nohup, a background job of a script) is not stopped by it."""
+    trainer = LRwATrainer(*tiny_models(), LRwAConfig(**tiny_run, checkpoint_dir=str(tmp_path)))
+    step = LRwATrainer.step
+
+    def interrupted_at_iteration_2(self):
+        metrics = step(self)
+        if self.iteration == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return metrics
+
+    monkeypatch.setattr(LRwATrainer, "step", interrupted_at_iteration_2)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        trainer.train(progress=False)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert trainer.iteration == tiny_run["iterations"]
+
+
+def test_sigint_finishes_the_step_writes_a_checkpoint_and_exits_non_zero(tmp_path, tiny_models, sigint_delivered):
     code = BUILD + textwrap.dedent(f"""
         import sys
         from lrwa_fast import LRwAConfig, LRwATrainer
@@ -129,7 +151,7 @@ def test_sigint_finishes_the_step_writes_a_checkpoint_and_exits_non_zero(tmp_pat
     """)
     env = subprocess_env()
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+                            text=True, env=env)  # inherits the fixture's SIGINT disposition: not ignored
     proc.stdout.readline()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
