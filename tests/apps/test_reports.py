@@ -105,3 +105,17 @@ def test_one_seed_shows_its_value_without_a_spread():
     assert mean_std(one["mean"], 100) == "55.00" and mean_std(one["forgetting"]) == "—"
     two = summarize([*runs, {**runs[0], "seed": 1, "stats": {**runs[0]["stats"], "mean": 0.65}}])["m"]
     assert mean_std(two["mean"], 100) == "60.00 ± 5.00"
+
+
+def test_the_demo_table_gives_the_reference_no_difference_with_itself():
+    from lrwa_fast.apps.demo import format_table
+    from lrwa_fast.apps.reports import summarize
+
+    stats = {"final": 0.5, "best": 0.6, "mean": 0.55, "variance": 0.0, "max_drop": 0.1}
+    runs = [{"method": "DFAD", "seed": 0, "wall_time_s": 1.0, "stats": stats},
+            {"method": "LRwA", "seed": 0, "wall_time_s": 2.0, "stats": {**stats, "mean": 0.5625}}]
+    report = {"teacher": {"arch": "cnn", "test_accuracy": 0.99}, "student_arch": "cnn_small",
+              "stats_from_fraction": 0.5, "summary": summarize(runs)}
+    rows = {line.split(" | ")[0]: line.split(" | ")[-2] for line in format_table(report).splitlines()
+            if line.startswith("| DFAD") or line.startswith("| LRwA")}
+    assert rows == {"| DFAD": "—", "| LRwA": "+1.25"}
