@@ -53,3 +53,22 @@ def sigint_delivered():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def sigint_after(monkeypatch):
+    """``sigint_after(cls, n)`` makes ``cls.step`` send this process SIGINT once its ``iteration`` reaches ``n``;
+    ``monkeypatch.undo()`` (or the test's end) puts the step back."""
+
+    def patch(cls: type, iteration: int) -> None:
+        step = cls.step
+
+        def step_then_interrupt(self):
+            metrics = step(self)
+            if self.iteration == iteration:
+                os.kill(os.getpid(), signal.SIGINT)
+            return metrics
+
+        monkeypatch.setattr(cls, "step", step_then_interrupt)
+
+    return patch

@@ -3,9 +3,6 @@ uninterrupted run computes, and its wall time counts the part before the interru
 
 from __future__ import annotations
 
-import os
-import signal
-
 import pytest
 import torch
 
@@ -34,21 +31,14 @@ def run(digits_run, run_dir):
 
 
 @pytest.mark.slow
-def test_a_resumed_run_matches_and_counts_its_earlier_time(digits_run, tmp_path, monkeypatch, sigint_delivered):
+def test_a_resumed_run_matches_and_counts_its_earlier_time(digits_run, tmp_path, monkeypatch, sigint_delivered,
+                                                          sigint_after):
     straight = run(digits_run, tmp_path / "straight")
     assert straight["iterations"] == [2, 4, 6] and straight["resumed_from"] is None
-    step = Trainer.step
-
-    def interrupted_at_iteration_4(self):
-        metrics = step(self)
-        if self.iteration == 4:
-            os.kill(os.getpid(), signal.SIGINT)
-        return metrics
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "step", interrupted_at_iteration_4)
-        with pytest.raises(TrainingInterrupted):
-            run(digits_run, tmp_path / "resumed")
+    sigint_after(Trainer, 4)
+    with pytest.raises(TrainingInterrupted):
+        run(digits_run, tmp_path / "resumed")
+    monkeypatch.undo()
     checkpoint = torch.load(tmp_path / "resumed" / "ckpt-00000004.pt", weights_only=False)
     before = checkpoint["history"]["evaluations"][-1]["elapsed_s"]
     resumed = run(digits_run, tmp_path / "resumed")

@@ -5,8 +5,6 @@ bit-exactly."""
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
 
 import pytest
 import torch
@@ -26,22 +24,14 @@ def digits(epochs: int, batch_size: int = 256, seed: int = 0):
     return bench, bench.load(None), dataclasses.replace(bench.teacher, epochs=epochs, batch_size=batch_size, seed=seed)
 
 
-def test_an_interrupted_teacher_resumes_bit_exactly(tmp_path, monkeypatch, sigint_delivered):
+def test_an_interrupted_teacher_resumes_bit_exactly(tmp_path, monkeypatch, sigint_delivered, sigint_after):
     bench, data, settings = digits(epochs=3)
     straight, acc = embedded.cached_teacher(bench, data, tmp_path / "straight", CPU, settings=settings)
-    step = embedded.CachedTeacherRun.step
-
-    def interrupted_after_the_first_epoch(self):
-        metrics = step(self)
-        if self.iteration == 1:
-            os.kill(os.getpid(), signal.SIGINT)
-        return metrics
-
-    monkeypatch.setattr(embedded.CachedTeacherRun, "step", interrupted_after_the_first_epoch)
+    sigint_after(embedded.CachedTeacherRun, 1)
     with pytest.raises(TrainingInterrupted, match="SIGINT received: stopped after epoch 1") as stopped:
         embedded.cached_teacher(bench, data, tmp_path / "resumed", CPU, settings=settings)
     assert stopped.value.path.exists()
-    monkeypatch.setattr(embedded.CachedTeacherRun, "step", step)
+    monkeypatch.undo()
     resumed, resumed_acc = embedded.cached_teacher(bench, data, tmp_path / "resumed", CPU, settings=settings)
     assert all(torch.equal(a, b) for a, b in zip(weights(straight), weights(resumed)))
     assert resumed_acc == acc and not stopped.value.path.parent.exists(), "the checkpoint goes once the cache is filled"

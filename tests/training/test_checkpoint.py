@@ -3,7 +3,6 @@ refusal of corrupt or incompatible checkpoints."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -111,18 +110,10 @@ def test_atomic_save_never_exposes_a_partial_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
 
 
-def test_an_ignored_sigint_stays_ignored(tmp_path, tiny_models, tiny_run, monkeypatch):
+def test_an_ignored_sigint_stays_ignored(tmp_path, tiny_models, tiny_run, sigint_after):
     """A run started with SIGINT ignored (nohup, a background job of a script) is not stopped by it."""
     trainer = LRwATrainer(*tiny_models(), LRwAConfig(**tiny_run, checkpoint_dir=str(tmp_path)))
-    step = LRwATrainer.step
-
-    def interrupted_at_iteration_2(self):
-        metrics = step(self)
-        if self.iteration == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-        return metrics
-
-    monkeypatch.setattr(LRwATrainer, "step", interrupted_at_iteration_2)
+    sigint_after(LRwATrainer, 2)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         trainer.train(progress=False)
