@@ -56,9 +56,9 @@ def sigint_delivered():
 
 
 @pytest.fixture
-def sigint_after(monkeypatch):
-    """``sigint_after(cls, n)`` makes ``cls.step`` send this process SIGINT once its ``iteration`` reaches ``n``;
-    ``monkeypatch.undo()`` (or the test's end) puts the step back."""
+def sigint_after(monkeypatch, sigint_delivered):
+    """``sigint_after(cls, n)`` makes ``cls.step`` send this process SIGINT (delivered, see above) once its
+    ``iteration`` reaches ``n``; ``monkeypatch.undo()`` (or the test's end) puts the step back."""
 
     def patch(cls: type, iteration: int) -> None:
         step = cls.step

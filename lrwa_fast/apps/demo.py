@@ -71,7 +71,12 @@ def format_table(report: dict[str, Any], reference: str = "DFAD") -> str:
              f"avg forgetting % | Δμ vs {reference} | wall s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for method, stats in summary.items():
         cells = [mean_std(stats[k], STAT_SCALE[k]) for k in STAT_KEYS]
-        delta = "" if ref is None else "—" if method == reference else f"{100 * (stats['mean']['mean'] - ref):+.2f}"
+        if ref is None:
+            delta = ""
+        elif method == reference:
+            delta = "—"  # its difference with itself
+        else:
+            delta = f"{100 * (stats['mean']['mean'] - ref):+.2f}"
         lines.append(f"| {method} | {stats['final']['n']} | " + " | ".join(cells) + f" | {delta} | "
                      f"{mean_std(stats['wall_time_s'])} |")
     return "\n".join(lines)

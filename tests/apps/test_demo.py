@@ -31,8 +31,7 @@ def run(digits_run, run_dir):
 
 
 @pytest.mark.slow
-def test_a_resumed_run_matches_and_counts_its_earlier_time(digits_run, tmp_path, monkeypatch, sigint_delivered,
-                                                          sigint_after):
+def test_a_resumed_run_matches_and_counts_its_earlier_time(digits_run, tmp_path, monkeypatch, sigint_after):
     straight = run(digits_run, tmp_path / "straight")
     assert straight["iterations"] == [2, 4, 6] and straight["resumed_from"] is None
     sigint_after(Trainer, 4)

@@ -24,7 +24,7 @@ def digits(epochs: int, batch_size: int = 256, seed: int = 0):
     return bench, bench.load(None), dataclasses.replace(bench.teacher, epochs=epochs, batch_size=batch_size, seed=seed)
 
 
-def test_an_interrupted_teacher_resumes_bit_exactly(tmp_path, monkeypatch, sigint_delivered, sigint_after):
+def test_an_interrupted_teacher_resumes_bit_exactly(tmp_path, monkeypatch, sigint_after):
     bench, data, settings = digits(epochs=3)
     straight, acc = embedded.cached_teacher(bench, data, tmp_path / "straight", CPU, settings=settings)
     sigint_after(embedded.CachedTeacherRun, 1)
