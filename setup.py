@@ -18,7 +18,7 @@ from setuptools.command.build_ext import build_ext
 
 EXTRAS = {
     "test": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", "higher"],
-    "docs": ["sphinx>=7", "myst-parser>=3", "furo"],
+    "docs": ["sphinx>=7", "docutils", "myst-parser>=3", "furo"],
     "release": ["build", "twine", "wheel"],
     "triton": ["triton>=3.0"],
     "higher": ["higher"],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import re
+import runpy
 import subprocess
 import sys
 
@@ -55,7 +56,8 @@ def test_every_python_example_runs_as_written(tmp_path, page, index):
 
 
 def test_the_configuration_reference_lists_every_field_with_its_comment():
-    spec = importlib.util.spec_from_file_location("lrwa_reference", ROOT / "docs" / "_ext" / "lrwa_reference.py")
+    """Read from the tables' module, which needs no docs toolchain (the Sphinx directive renders the same lines)."""
+    spec = importlib.util.spec_from_file_location("lrwa_tables", ROOT / "docs" / "_ext" / "lrwa_tables.py")
     reference = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(reference)
     table = "\n".join(reference.config_table(LRwAConfig))
@@ -75,3 +77,27 @@ def test_the_error_catalogue_quotes_what_the_library_says(fields):
     with pytest.raises(ValueError) as caught:
         validate(cls(**fields))
     assert f"`{caught.value}`" in catalogue
+
+
+def _readme_command(which: str) -> str:
+    reader = runpy.run_path(str(ROOT / ".ci" / "readme_command"))
+    return reader["command"]((ROOT / "README.md").read_text(encoding="utf-8"), which)
+
+
+def test_ci_runs_the_readmes_two_commands_as_written():
+    """CI reads both set-up commands from the README (``.ci/readme_command``) and runs each in a fresh virtual
+    environment: the test command as it is, the demo command with ``--fast``."""
+    tests, demo = _readme_command("tests"), _readme_command("demo")
+    assert '-e ".[test]"' in tests and tests.endswith("python -m pytest")
+    assert " -e . " in demo and demo.endswith("lrwa-fast demo")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "readme tests .venv-ci" in ci and "readme demo .venv-demo --fast" in ci
+    assert "python3 -m venv" in ci and "system-site-packages" not in ci.replace("no system site-packages", "")
+
+
+def test_the_readme_command_reader_refuses_a_block_of_two_lines():
+    reader = runpy.run_path(str(ROOT / ".ci" / "readme_command"))
+    with pytest.raises(SystemExit, match="one command line"):
+        reader["command"]("**Run the tests**\n\n```bash\npip install x\npython -m pytest\n```\n", "tests")
+    with pytest.raises(SystemExit, match="no '\\*\\*Run the demo\\*\\*' heading"):
+        reader["command"]("nothing here", "demo")

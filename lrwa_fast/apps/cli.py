@@ -153,7 +153,7 @@ def _bench(args: argparse.Namespace) -> int:
     print(format_results(results))
     if not higher_available():
         print("\nThe 'higher / ours' column is empty: the `higher` package is not installed, so the "
-              "higher_exact baseline was not run (pip install higher==0.2.1).")
+              "higher_exact baseline was not run (pip install 'lrwa_fast[higher]').")
     if args.json:
         _write_json(Path(args.json), {"command": "lrwa-fast bench", "results": results})
     return 0

@@ -97,7 +97,8 @@ def kernels() -> ModuleType:
 def _fallback() -> Literal["torch"]:
     """Warn (once per process) that the kernels were wanted but Triton is unusable."""
     warn_once("triton", f"lrwa_fast: Triton is unavailable ({_state['cause'] or 'import failed'}); "
-                        "using the PyTorch reference path", stacklevel=3)
+                        "using the PyTorch reference path (pip install 'lrwa_fast[triton]' for the kernels)",
+              stacklevel=3)
     return "torch"
 
 
