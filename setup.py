@@ -17,11 +17,12 @@ from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 EXTRAS = {
-    "test": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", "higher"],
+    "test": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", "higher", "submitit>=1.5"],
     "docs": ["sphinx>=7", "docutils", "myst-parser>=3", "furo"],
     "release": ["build", "twine", "wheel"],
     "triton": ["triton>=3.0"],
     "higher": ["higher"],
+    "slurm": ["submitit>=1.5"],
 }
 
 

@@ -5,14 +5,16 @@ interpreter or compiler when it decorates a function, its own library functions 
 import time; and importing ``torch._dynamo`` (as ``torch.compile`` does) imports Triton. So the
 choice is made here, before any test module is collected.
 
-Tests marked ``gpu`` need a CUDA device and are skipped, saying so, where there is none (one hook
-below); ``slow`` and ``distributed`` are described in ``pyproject.toml``.
+Tests marked ``gpu`` need a CUDA device and ``slurm`` a running Slurm cluster (``bash .ci/slurm up``); each
+is skipped, saying so, where there is none (one hook below); ``slow`` and ``distributed`` are described in
+``pyproject.toml``.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 
 import pytest
 import torch
@@ -24,13 +26,29 @@ from lrwa_fast import testing
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip the ``gpu`` tests on a machine without CUDA."""
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA device")
+    """Skip the ``gpu`` tests on a machine without CUDA, the ``slurm`` tests where no Slurm cluster answers."""
+    needs = {"gpu": None if torch.cuda.is_available() else "needs a CUDA device"}
+    if any(item.get_closest_marker("slurm") for item in items):
+        needs["slurm"] = _no_slurm()
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        for marker, reason in needs.items():
+            if reason and item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def _no_slurm() -> str | None:
+    """Why the ``slurm`` tests cannot run here, or ``None`` when a cluster with an idle or busy node answers."""
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        return "needs submitit (pip install -e '.[test]')"
+    try:
+        done = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"needs a running Slurm cluster (bash .ci/slurm up): {err}"
+    if done.returncode != 0 or not {"idle", "mixed", "allocated"} & set(done.stdout.split()):
+        return f"needs a running Slurm cluster (bash .ci/slurm up): sinfo says {(done.stdout + done.stderr).strip()!r}"
+    return None
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from ..bench.cases import CASES
 from ..choices import LOSS_KINDS, PRECISIONS
 from ..data.cifar import DATASETS
 from .embedded import BENCHMARKS
-from .study import DEFAULT_METHODS
+from .study import DEFAULT_METHODS, StudySettings
 from .study import METHODS as STUDY_METHODS
 
 BENCHMARK_NAMES = tuple(BENCHMARKS)
@@ -70,6 +71,27 @@ def build_parser() -> argparse.ArgumentParser:
                             "and sweep.png")
     study.add_argument("--fast", action="store_true", help="tiny budget (smoke test): 6 iterations, a 2-epoch teacher")
     study.add_argument("--quiet", action="store_true", help="no progress")
+    study.add_argument("--executor", default="local", choices=("local", "slurm"),
+                       help="where the runs run: here (--jobs processes) or on a Slurm cluster through submitit "
+                            "(the teacher's job, then the runs as one job array that depends on it)")
+    study.add_argument("--slurm", default="", metavar="KEY=VALUE,...",
+                       help="each Slurm job's resources and site settings: partition, time (minutes or D-H:M:S), "
+                            "gpus_per_task, cpus_per_task, mem, account, qos, constraint")
+    study.add_argument("--slurm-setup", action="append", default=[], metavar="LINE",
+                       help="a line each Slurm job runs first, e.g. 'module load cuda' (repeatable)")
+    study.add_argument("--slurm-array-parallelism", type=int, default=256,
+                       help="how many of the runs' array tasks run at once")
+    study.add_argument("--no-wait", action="store_true",
+                       help="with --executor slurm: submit, print the job ids and exit; the same command again, or "
+                            "--collect OUT, reports the runs' states and aggregates once all have finished")
+    study.add_argument("--collect", default=None, metavar="OUT",
+                       help="report the study in OUT from its folders: the runs' states (finished, pending, "
+                            "running, failed with their logs), and the report once all have finished")
+    study.add_argument("--plan", default=None, metavar="OUT",
+                       help="from the finished (pilot) study in OUT (its folder or study.json): per comparison, the "
+                            "paired seeds needed to detect each --delta with 80%% power, and what they cost")
+    study.add_argument("--delta", default="1,2.5", metavar="D1,D2,...",
+                       help="with --plan: the differences to detect, in points of μ[acc] (and of forgetting)")
 
     distill = sub.add_parser("distill", help="distil your own teacher (config file or preset)")
     distill.add_argument("--config", help="JSON or YAML file (docs/cli.md: the distill config file)")
@@ -185,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..runtime.distributed import PeerFailure
     from ..runtime.guard import NonFiniteError
     from ..training import TrainingInterrupted
+    from .slurm import ClusterUnavailable
 
     args = build_parser().parse_args(argv)
     try:
@@ -197,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     except PeerFailure as err:
         print(f"lrwa-fast: error: {err}", file=sys.stderr)
         return 1
-    except (ValueError, NonFiniteError, OSError, yaml.YAMLError) as err:
+    except (ValueError, NonFiniteError, OSError, yaml.YAMLError, ClusterUnavailable) as err:
         print(f"lrwa-fast: error: {err}", file=sys.stderr)
         return 2
 
@@ -229,26 +252,72 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _study(args: argparse.Namespace) -> int:
-    from .study import StudySettings, format_study, run_study
+    from .slurm import SlurmSettings
+    from .study import StudyIncomplete, collect_study, run_study
+    from .study_report import format_study
     from .sweep import format_sweep, parse_sweep, run_sweep
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("lrwa-fast study runs its runs as separate processes (--jobs), not under torchrun")
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    settings = StudySettings(benchmark=args.benchmark, methods=methods, seeds=args.seeds, first_seed=args.first_seed,
-                             iterations=6 if args.fast and args.iterations is None else args.iterations,
-                             teacher_seed=args.teacher_seed,
-                             eval_every=2 if args.fast else None, teacher_epochs=2 if args.fast else None)
-    out, cache, quiet = Path(args.out), Path(args.cache_dir), args.quiet
-    if args.sweep is not None:
-        report = run_sweep(settings, parse_sweep(args.sweep), out, cache, jobs=args.jobs, progress=not quiet,
-                           fresh=args.fresh)
-        print(format_sweep(report))
-        print(f"\nwrote {out / 'sweep.json'}, sweep.md and sweep.png, and a study per value in {out}")
+    if args.plan is not None:
+        return _study_plan(args)
+    slurm = None
+    if args.executor == "slurm":
+        slurm = SlurmSettings.parse(args.slurm, args.slurm_setup, args.slurm_array_parallelism)
+    elif args.slurm or args.slurm_setup or args.no_wait:
+        raise ValueError("--slurm, --slurm-setup and --no-wait go with --executor slurm")
+    try:
+        if args.collect is not None:
+            return _print_study(collect_study(Path(args.collect)), Path(args.collect))
+        settings = _study_settings(args)
+        out, cache, quiet = Path(args.out), Path(args.cache_dir), args.quiet
+        options = dict(jobs=args.jobs, progress=not quiet, fresh=args.fresh, slurm=slurm, wait=not args.no_wait)
+        if args.sweep is not None:
+            report = run_sweep(settings, parse_sweep(args.sweep), out, cache, **options)
+            if report is not None:
+                print(format_sweep(report))
+                print(f"\nwrote {out / 'sweep.json'}, sweep.md and sweep.png, and a study per value in {out}")
+            return 0
+        report = run_study(settings, out, cache, **options)
+    except StudyIncomplete as err:
+        print(f"lrwa-fast: the study has not finished:\n{err}", file=sys.stderr)
+        return 1 if err.failed else 0
+    if report is None:
+        print(f"submitted; collect with: lrwa-fast study --collect {out}")
         return 0
-    report = run_study(settings, out, cache, jobs=args.jobs, progress=not quiet, fresh=args.fresh)
     print(format_study(report))
+    return _print_study(report, out, printed=True)
+
+
+def _study_settings(args: argparse.Namespace) -> StudySettings:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    return StudySettings(benchmark=args.benchmark, methods=methods, seeds=args.seeds, first_seed=args.first_seed,
+                         iterations=6 if args.fast and args.iterations is None else args.iterations,
+                         teacher_seed=args.teacher_seed,
+                         eval_every=2 if args.fast else None, teacher_epochs=2 if args.fast else None)
+
+
+def _print_study(report: dict, out: Path, printed: bool = False) -> int:
+    from .study_report import format_study
+
+    if not printed:
+        print(format_study(report))
     print(f"\nwrote {out / 'study.json'}, study.md, curves.png and forgetting.png")
+    return 0
+
+
+def _study_plan(args: argparse.Namespace) -> int:
+    from .study_report import format_plan
+
+    path = Path(args.plan)
+    path = path / "study.json" if path.is_dir() else path
+    if not path.exists():
+        raise ValueError(f"--plan: {path} is missing (run or collect the pilot study first)")
+    deltas = [float(d) for d in args.delta.split(",") if d.strip()]
+    if not deltas or min(deltas) <= 0:
+        raise ValueError(f"--delta must be positive differences in points, got {args.delta!r}")
+    parallel = args.slurm_array_parallelism if args.executor == "slurm" else args.jobs
+    print(format_plan(json.loads(path.read_text(encoding="utf-8")), deltas, parallel))
     return 0
 
 

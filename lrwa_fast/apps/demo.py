@@ -15,8 +15,9 @@ from ..config import to_dict
 from ..runtime.checkpoint import atomic_write_text
 from ..runtime.distributed import Ranks
 from .embedded import benchmark
+from .executors import run_plan
 from .reports import STAT_KEYS, STAT_SCALE, mean_std, plot_curves, summarize
-from .runs import STATS_FROM, RunPlan, method_settings, run_plan
+from .runs import STATS_FROM, RunPlan, method_settings
 
 # The digits demo's LRwA settings (chosen from the ablation, docs/results.md); on other benchmarks LRwAConfig's.
 DIGITS_LRWA = dict(memory_capacity=2048, memory_batch_size=32, memory_insert_size=32, memory_insert_every=1,

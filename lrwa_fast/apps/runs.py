@@ -1,5 +1,6 @@
-"""The run engine behind ``lrwa-fast demo``, ``lrwa-fast study`` and ``benchmarks/ablation.py``: every method ×
-every seed of a :class:`RunPlan` on an embedded benchmark (:mod:`.embedded`), paired by seed.
+"""The runs behind ``lrwa-fast demo``, ``lrwa-fast study`` and ``benchmarks/ablation.py``: every method × every
+seed of a :class:`RunPlan` on an embedded benchmark (:mod:`.embedded`), paired by seed, and one such run
+(:func:`distill_once`); :mod:`.units` makes each a unit of work, :mod:`.executors` runs them.
 
 The benchmark's teacher is trained on its real training split (cached on disk), then students are
 distilled from it without data, with each method for the same iterations and seeds (the same initial
@@ -10,8 +11,6 @@ unfinished ones checkpoint and resume.
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +21,11 @@ from torch import nn
 
 from ..config import DFADConfig, from_dict, parse_override, set_nested, to_dict, validate
 from ..data import LabelledSplit
-from ..runtime.checkpoint import atomic_write_text, latest_checkpoint
+from ..runtime.checkpoint import latest_checkpoint
 from ..runtime.distributed import Ranks
 from ..runtime.metrics import accuracy_evaluator, curve_statistics
 from ..training import Trainer, trainer_class
-from .embedded import Benchmark, TeacherRecipe, benchmark, cached_teacher
+from .embedded import Benchmark, TeacherRecipe, benchmark
 from .reports import curve_report
 
 STATS_FROM = 0.5  # μ, σ² and largest drop over the second half of the evaluations
@@ -105,29 +104,6 @@ def distill_once(method: str, method_cfg: dict[str, Any], teacher: nn.Module, da
             "resumed_from": str(latest) if latest else None, "stats_all": curve_statistics(report["accuracy"])}
 
 
-def _run_job(job: tuple[str, int, RunPlan, Path, Path, bool]) -> dict[str, Any]:
-    """Run (or resume, or reload when finished) one method/seed; results are written atomically."""
-    method, seed, plan, out_dir, cache_dir, progress = job
-    name = f"{method}-seed{seed}".replace(" ", "_").replace(",", "").replace("/", "_")
-    result_path = out_dir / "runs" / f"{name}.json"
-    ranks = Ranks.current()
-    if ranks.from_main(result_path.exists):  # rank 0 decides: it alone writes the results
-        return json.loads(result_path.read_text(encoding="utf-8"))
-    bench = benchmark(plan.benchmark)
-    data = bench.load(cache_dir)
-    teacher, _ = cached_teacher(bench, data, cache_dir, torch.device("cpu"), settings=plan.teacher)
-    result = distill_once(method, plan.methods[method], teacher, data, plan, seed, progress,
-                          run_dir=out_dir / "checkpoints" / name)
-    if ranks.is_main:
-        atomic_write_text(json.dumps(result), result_path)
-    return result
-
-
-def _run_job_single_thread(job: tuple[str, int, RunPlan, Path, Path, bool]) -> dict[str, Any]:
-    torch.set_num_threads(1)
-    return _run_job(job)
-
-
 def check_plan(plan: RunPlan, jobs: int) -> None:
     """Refuse a plan that cannot run, before any work."""
     if min(plan.iterations, plan.eval_every, plan.seeds) < 1:
@@ -136,52 +112,6 @@ def check_plan(plan: RunPlan, jobs: int) -> None:
     benchmark(plan.benchmark)
     if jobs > 1 and Ranks.current().enabled:
         raise ValueError("--jobs > 1 runs separate processes and cannot be combined with torchrun")
-
-
-def run_plan(plan: RunPlan, out_dir: Path, cache_dir: Path, progress: bool = True, resume: bool = False,
-             jobs: int = 1) -> tuple[list[dict[str, Any]], float]:
-    """Train (or load) the teacher, then run (or reload) every method for every seed; returns the runs (seed
-    by seed) and the teacher's test accuracy.
-
-    Finished runs are kept in ``out_dir/runs`` and unfinished ones checkpoint in
-    ``out_dir/checkpoints``; ``resume=True`` reuses both, otherwise they are cleared first.
-    ``jobs > 1`` runs that many processes with one thread each, each run's end reported as it comes.
-    Under torchrun every run is data-parallel over the ranks and rank 0 alone writes files.
-    """
-    check_plan(plan, jobs)
-    ranks = Ranks.current()
-    bench = benchmark(plan.benchmark)
-    with ranks.main_first("training the benchmark's teacher"):
-        if not resume and ranks.is_main:
-            for folder in ("runs", "checkpoints"):
-                shutil.rmtree(out_dir / folder, ignore_errors=True)
-        data = bench.load(cache_dir)
-        _, teacher_acc = cached_teacher(bench, data, cache_dir, torch.device("cpu"), settings=plan.teacher,
-                                        progress=progress)
-    work = [(m, s, plan, out_dir, cache_dir, progress and jobs == 1)
-            for s in plan.seed_list() for m in plan.methods]
-    if jobs == 1:
-        runs = []
-        for i, job in enumerate(work):
-            if progress:
-                print(f"[{i + 1}/{len(work)}] {job[0]}, seed {job[1]}", flush=True)
-            runs.append(_run_job(job))
-        return runs, teacher_acc
-    import multiprocessing as mp
-
-    with mp.get_context("spawn").Pool(jobs) as pool:
-        done = {}
-        for k, (i, run) in enumerate(pool.imap_unordered(_indexed_job, list(enumerate(work)))):
-            done[i] = run
-            if progress:
-                print(f"[{k + 1}/{len(work)}] done: {run['method']}, seed {run['seed']}, mean accuracy "
-                      f"{100 * run['stats']['mean']:.1f}%, {run['wall_time_s']:.0f} s", flush=True)
-    return [done[i] for i in range(len(work))], teacher_acc
-
-
-def _indexed_job(item: tuple[int, tuple[str, int, RunPlan, Path, Path, bool]]) -> tuple[int, dict[str, Any]]:
-    index, job = item
-    return index, _run_job_single_thread(job)
 
 
 def method_config(method_cfg: dict[str, Any]) -> tuple[type[Trainer], DFADConfig]:

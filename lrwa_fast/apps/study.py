@@ -1,5 +1,7 @@
 """``lrwa-fast study``: every mitigation of forgetting against its own method without memory, on an embedded
-benchmark, paired by seed.
+benchmark, paired by seed; run here (:class:`~lrwa_fast.apps.executors.LocalExecutor`) or on a Slurm cluster
+(:mod:`.slurm`), and reported from the study folder's finished runs (:mod:`.units`) by :mod:`.statistics` and
+:mod:`.study_report`.
 
 Each seed trains every method from the same teacher and the same initial student and generator
 (:func:`~lrwa_fast.apps.runs.distill_once`), so a method's per-seed difference to its twin is paired: the
@@ -20,19 +22,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import warnings
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..config import set_nested, to_dict, validate
-from ..runtime.checkpoint import atomic_write, atomic_write_text
+from ..runtime.checkpoint import atomic_write_text
 from . import recipe
 from .embedded import Benchmark, benchmark
-from .reports import STAT_KEYS, STAT_SCALE, environment, mean_std, summarize
-from .runs import STATS_FROM, RunPlan, method_config, method_settings, run_plan
+from .executors import run_plan
+from .reports import environment, summarize
+from .runs import STATS_FROM, RunPlan, method_config, method_settings
+from .slurm import RECORD, SlurmExecutor, SlurmSettings, UnitState, check_cluster, format_states, unit_states
+from .statistics import CONFIDENCE, POWER, paired_differences
+from .study_report import write_study
+from .units import TEACHER_RESULT, RunUnit, TeacherUnit, finished_runs, load_plan, plan_units, teacher_accuracy
 
 
 @dataclass(frozen=True)
@@ -71,10 +76,6 @@ EXTRA_PAIRS = (("authors", "authors_released"), ("authors_fo", "authors_released
 # The default study: every mitigation, the generative memory with the exact and the first-order meta-gradient
 # (lrwa_gen_fd, the most expensive, is there on request), so that the MNIST-1D study fits an hour on 2 cores.
 DEFAULT_METHODS = ("dfad", "joint", "lrwa", "lrwa_fd", "lrwa_fo", "lrwa_gen", "lrwa_gen_fo", "mad")
-VERDICTS = {"mean": 1, "forgetting": -1}  # statistic → +1 when higher is better, -1 when lower is
-CONFIDENCE = 0.95
-POWER = 0.80  # of the detectable difference
-RESAMPLES = 10_000
 
 
 def method_fields(bench: Benchmark, name: str, iterations: int, overrides: dict[str, Any] | None = None
@@ -146,26 +147,86 @@ class StudySettings:
                                      first_seed=self.first_seed, teacher=teacher)
 
 
+STUDY_SETTINGS = "study_settings.json"  # the StudySettings of the runs in a study folder (beside settings.json)
+
+
+class StudyIncomplete(RuntimeError):
+    """Some units of a study have not finished: the message lists their states and logs; ``failed`` says
+    whether any ended without a result (rather than still waiting or running)."""
+
+    def __init__(self, message: str, failed: bool) -> None:
+        super().__init__(message)
+        self.failed = failed
+
+
 def run_study(settings: StudySettings, out: Path, cache_dir: Path, *, jobs: int = 1, progress: bool = True,
-              fresh: bool = False) -> dict[str, Any]:
+              fresh: bool = False, slurm: SlurmSettings | None = None, wait: bool = True, poll_s: float = 10.0
+              ) -> dict[str, Any] | None:
     """Run (or resume) the study into ``out``; write ``study.json``, ``study.md``, ``curves.png`` and
     ``forgetting.png``; return the report.
 
     Finished runs are kept in ``out/runs`` and reused when the study is run again with the same settings
-    (unfinished ones resume from their checkpoints); other settings are refused unless ``fresh``.
+    (unfinished ones resume from their checkpoints); other settings are refused unless ``fresh``. Locally
+    (``slurm=None``) the runs go to ``jobs`` processes; with ``slurm`` the units still to do are submitted
+    to Slurm, then (``wait``) their end is awaited, else ``None`` is returned at once. Raises
+    :class:`StudyIncomplete` when a unit ends without a result.
     """
     settings.check()
-    runs_settings = settings.runs()
-    _claim(out, runs_settings, fresh)
-    runs, teacher_acc = run_plan(runs_settings, out, cache_dir, progress, resume=not fresh, jobs=jobs)
-    report = study_report(settings, runs_settings, runs, teacher_acc, jobs)
-    atomic_write_text(json.dumps(report, indent=2), out / "study.json")
-    atomic_write_text(format_study(report) + "\n", out / "study.md")
-    plot_study(report, out)
+    plan = settings.runs()
+    if slurm is None:
+        _claim(out, settings, plan, fresh)
+        runs, teacher_acc = run_plan(plan, out, cache_dir, progress, resume=not fresh, jobs=jobs)
+        return _report(settings, plan, runs, teacher_acc, out, executor="local", jobs=jobs)
+    check_cluster()
+    teacher, units = plan_units(plan, out, cache_dir)
+    if fresh:
+        _discard(out, teacher, units)
+    _claim(out, settings, plan, fresh)
+    executor = SlurmExecutor(slurm)
+    states = executor.submit(out, teacher, units)
+    if progress:
+        print(format_states(states), flush=True)
+    if not wait:
+        return None
+    states = executor.wait(out, teacher, units, poll_s=poll_s, progress=progress)
+    return _finish(settings, plan, out, units, states, executor="slurm", jobs=slurm.array_parallelism)
+
+
+def collect_study(out: Path) -> dict[str, Any]:
+    """The report of the study in ``out`` from its folders alone (written there too), or
+    :class:`StudyIncomplete` naming the units not finished, with their states and logs."""
+    settings, plan = load_study(out)
+    teacher, units = plan_units(plan, out, Path())
+    states = unit_states(out, [teacher, *units])
+    return _finish(settings, plan, out, units, states, executor="slurm" if (out / RECORD).exists() else "local",
+                   jobs=None)
+
+
+def load_study(out: Path) -> tuple[StudySettings, RunPlan]:
+    """The settings of the study in ``out`` (``study_settings.json``) and of its runs (``settings.json``)."""
+    path = out / STUDY_SETTINGS
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: {str(out)!r} holds no study of this version")
+    return StudySettings(**json.loads(path.read_text(encoding="utf-8"))), load_plan(out)
+
+
+def _finish(settings: StudySettings, plan: RunPlan, out: Path, units: list[RunUnit], states: list[UnitState], *,
+            executor: str, jobs: int | None) -> dict[str, Any]:
+    runs = finished_runs(units)
+    if runs is None or not (out / TEACHER_RESULT).exists():
+        raise StudyIncomplete(format_states(states), failed=any(s.failed for s in states)
+                              or not any(s.live for s in states))
+    return _report(settings, plan, runs, teacher_accuracy(out), out, executor=executor, jobs=jobs)
+
+
+def _report(settings: StudySettings, plan: RunPlan, runs: list[dict[str, Any]], teacher_acc: float, out: Path,
+            *, executor: str, jobs: int | None) -> dict[str, Any]:
+    report = study_report(settings, plan, runs, teacher_acc, jobs) | {"executor": executor}
+    write_study(report, out)
     return report
 
 
-def _claim(out: Path, runs: RunPlan, fresh: bool) -> None:
+def _claim(out: Path, settings: StudySettings, runs: RunPlan, fresh: bool) -> None:
     """Record the settings the runs in ``out`` belong to; refuse a folder holding another study's runs."""
     marker = out / "settings.json"
     mine = json.dumps(asdict(runs), sort_keys=True)
@@ -173,10 +234,23 @@ def _claim(out: Path, runs: RunPlan, fresh: bool) -> None:
         raise ValueError(f"{str(out)!r} holds the runs of a study with other settings; use another --out, or "
                          "--fresh to discard them")
     atomic_write_text(mine, marker)
+    atomic_write_text(json.dumps(asdict(settings), sort_keys=True), out / STUDY_SETTINGS)
+
+
+def _discard(out: Path, teacher: TeacherUnit, units: list[RunUnit]) -> None:
+    """``--fresh`` with Slurm: forget the finished units and the job record, unless a job still waits or runs."""
+    live = [s for s in unit_states(out, [teacher, *units]) if s.live]
+    if live:
+        raise ValueError(f"--fresh: {len(live)} job(s) of the study in {str(out)!r} still wait or run (e.g. "
+                         f"{live[0].name}, job {live[0].job_id}); scancel them first")
+    for name in ("runs", "checkpoints"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in (TEACHER_RESULT, RECORD):
+        (out / name).unlink(missing_ok=True)
 
 
 def study_report(settings: StudySettings, runs_settings: RunPlan, runs: list[dict[str, Any]],
-                 teacher_acc: float, jobs: int) -> dict[str, Any]:
+                 teacher_acc: float, jobs: int | None) -> dict[str, Any]:
     """Per method: mean ± std of every statistic; per comparison: the paired differences and their verdicts."""
     paired = [{"method": m, "reference": r, "statistics": paired_differences(runs, m, r)}
               for m, r in comparisons(settings.methods)]
@@ -196,153 +270,3 @@ def probe_cost(runs: list[dict[str, Any]]) -> dict[str, float]:
     return {"probe_seconds": probes, "wall_seconds": wall, "share": probes / wall if wall > 0 else 0.0}
 
 
-def paired_differences(runs: list[dict[str, Any]], method: str, reference: str = "dfad"
-                       ) -> dict[str, dict[str, Any]]:
-    """Per statistic: the method's per-seed differences to ``reference``, their mean, 95% intervals, the
-    smallest difference detectable from their spread and (μ[acc], forgetting) the verdict."""
-    by_seed = {(r["method"], r["seed"]): r for r in runs}
-    seeds = sorted(s for m, s in by_seed if m == method and (reference, s) in by_seed)
-    out = {}
-    for key in (*STAT_KEYS, "wall_time_s"):
-        values = [_stat(by_seed[(method, s)], key) - _stat(by_seed[(reference, s)], key) for s in seeds
-                  if _stat(by_seed[(method, s)], key) is not None and _stat(by_seed[(reference, s)], key) is not None]
-        if len(values) < 2:
-            out[key] = {"differences": values, "mean": None, "interval": None, "verdict": None}
-            continue
-        low, high = bootstrap_interval(values)
-        t_low, t_high = t_interval(values)
-        row = {"differences": values, "mean": float(np.mean(values)), "interval": [low, high],
-               "t_interval": [t_low, t_high], "detectable": detectable_difference(values)}
-        if key in VERDICTS:
-            row["verdict"] = verdict(min(low, t_low), max(high, t_high), VERDICTS[key])  # both must exclude 0
-        out[key] = row
-    return out
-
-
-def detectable_difference(values: list[float], confidence: float = CONFIDENCE, power: float = POWER) -> float:
-    """The smallest true paired difference a two-sided paired t test at level 1 − ``confidence`` detects with
-    probability ``power``, for the spread of ``values``: (t_{1−α/2} + t_power) · s / √n, n − 1 degrees of
-    freedom."""
-    from scipy import stats
-
-    data = np.asarray(values, dtype=np.float64)
-    n = len(data)
-    return float((stats.t.ppf(0.5 + confidence / 2, n - 1) + stats.t.ppf(power, n - 1)) * data.std(ddof=1)
-                 / np.sqrt(n))
-
-
-def _stat(run: dict[str, Any], key: str) -> float | None:
-    return run["wall_time_s"] if key == "wall_time_s" else run["stats"].get(key)
-
-
-def bootstrap_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """The bootstrap confidence interval of the mean of ``values`` (BCa; percentile where BCa is undefined,
-    e.g. when all values are equal); fixed resampling seed, so a report is reproducible."""
-    from scipy import stats
-
-    data = np.asarray(values, dtype=np.float64)
-    if np.ptp(data) == 0:
-        return float(data[0]), float(data[0])
-    for method in ("BCa", "percentile"):
-        with np.errstate(all="ignore"):
-            result = stats.bootstrap((data,), np.mean, confidence_level=confidence, n_resamples=RESAMPLES,
-                                     method=method, rng=np.random.default_rng(0))
-        low, high = result.confidence_interval
-        if np.isfinite(low) and np.isfinite(high):
-            return float(low), float(high)
-    raise RuntimeError("the bootstrap interval is undefined for these values")  # pragma: no cover
-
-
-def t_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """The paired t confidence interval of the mean of ``values`` (zero width when they are all equal)."""
-    from scipy import stats
-
-    data = np.asarray(values, dtype=np.float64)
-    half = stats.t.ppf(0.5 + confidence / 2, len(data) - 1) * data.std(ddof=1) / np.sqrt(len(data))
-    return float(data.mean() - half), float(data.mean() + half)
-
-
-def verdict(low: float, high: float, direction: int) -> str:
-    """``better`` / ``worse`` when ``[low, high]`` excludes 0 (``direction``: +1 higher is better, -1 lower); the
-    study passes the span of the bootstrap and the t interval, which excludes 0 only when both do."""
-    if low > 0 or high < 0:
-        return "better" if (low > 0) == (direction > 0) else "worse"
-    return "not distinguishable"
-
-
-def format_study(report: dict[str, Any]) -> str:
-    """The study's tables: statistics per method, then each comparison's paired differences (each method against
-    its twin, the meta steps against the released one) with their detectable differences and verdicts."""
-    s, teacher = report["settings"], report["teacher"]
-    runs = report["runs_settings"]
-    changed = "".join(f"; {k}={v}" for k, v in s.get("overrides", {}).items())
-    lines = [f"Study on {s['benchmark']}{changed}: {len(s['methods'])} methods × {s['seeds']} seeds "
-             f"({runs['first_seed']}..{runs['first_seed'] + s['seeds'] - 1}), {runs['iterations']} iterations; "
-             f"teacher {teacher['arch']} (seed {teacher['seed']}) {100 * teacher['test_accuracy']:.2f}%, student "
-             f"{report['student_arch']}; μ, σ² and largest drop over the second half of the evaluations; average "
-             "forgetting on the probes at the last evaluation; mean ± std over seeds",
-             "", "| method | final % | best % | μ[acc] % | σ²[acc] ×1e-4 | largest drop % | avg forgetting % | "
-             "wall s |", "|---|---|---|---|---|---|---|---|"]
-    for method, stats in report["summary"].items():
-        cells = " | ".join(mean_std(stats[k], STAT_SCALE[k]) for k in STAT_KEYS)
-        lines.append(f"| {method} | {cells} | {mean_std(stats['wall_time_s'])} |")
-    cost = report["probe_cost"]
-    lines += ["", f"Measuring forgetting took {cost['probe_seconds']:.1f} s of the runs' {cost['wall_seconds']:.0f} s "
-              f"({100 * cost['share']:.2f}%)."]
-    lines += ["", f"Paired differences (mean over seeds, {int(100 * report['confidence'])}% bootstrap interval), the "
-              f"smallest difference detectable with {int(100 * report['power'])}% power from their spread, and the "
-              "verdict:", "",
-              "| method | vs | Δ μ[acc] % | detectable | verdict | Δ avg forgetting % | detectable | verdict | "
-              "Δ final % | Δ σ² ×1e-4 |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for row in report["comparisons"]:
-        diff = row["statistics"]
-        cells = [_difference(diff["mean"], "mean"), _detectable(diff["mean"], "mean"),
-                 diff["mean"].get("verdict") or "—", _difference(diff["forgetting"], "forgetting"),
-                 _detectable(diff["forgetting"], "forgetting"), diff["forgetting"].get("verdict") or "—",
-                 _difference(diff["final"], "final"), _difference(diff["variance"], "variance")]
-        lines.append(f"| {row['method']} | {row['reference']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def _detectable(row: dict[str, Any], key: str) -> str:
-    return "—" if row.get("detectable") is None else f"±{STAT_SCALE[key] * row['detectable']:.2f}"
-
-
-def _difference(row: dict[str, Any], key: str) -> str:
-    if row["mean"] is None:
-        return "—"
-    scale = STAT_SCALE[key]
-    low, high = row["interval"]
-    return f"{scale * row['mean']:+.2f} [{scale * low:+.2f}, {scale * high:+.2f}]"
-
-
-def plot_study(report: dict[str, Any], out: Path) -> None:
-    """``curves.png``: mean test accuracy per method with a ±1 std band over seeds; ``forgetting.png``: the
-    mean average forgetting on the probes at each evaluation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    for name, key, label in (("curves.png", "accuracy", "test accuracy"),
-                             ("forgetting.png", "forgetting", "average forgetting on the probes")):
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        for method in report["summary"]:
-            mine = [r for r in report["runs"] if r["method"] == method]
-            curves = np.array([[np.nan if v is None else v for v in r[key]] for r in mine], dtype=np.float64)
-            if curves.size == 0 or len({len(r[key]) for r in mine}) != 1:
-                continue
-            with warnings.catch_warnings():  # no forgetting is defined before a probe's second evaluation
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mean, std = np.nanmean(curves, axis=0), np.nanstd(curves, axis=0)
-            x = mine[0]["iterations"]
-            ax.plot(x, mean, label=method, linewidth=1.5)
-            ax.fill_between(x, mean - std, mean + std, alpha=0.15)
-        ax.set_xlabel("iteration")
-        ax.set_ylabel(label)
-        ax.set_title(f"{report['settings']['benchmark']}: {label}, mean ± std over {report['settings']['seeds']} seeds")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, ncol=3)
-        fig.tight_layout()
-        atomic_write(out / name, lambda fh, fig=fig: fig.savefig(fh, format="png", dpi=120))
-        plt.close(fig)

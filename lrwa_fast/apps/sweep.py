@@ -72,17 +72,20 @@ def check_sweep(settings: StudySettings, sweep: Sweep) -> None:
             raise ValueError(f"--sweep {sweep.key}={value}: {err}") from None
 
 
-def run_sweep(settings: StudySettings, sweep: Sweep, out: Path, cache_dir: Path, *, jobs: int = 1,
-              progress: bool = True, fresh: bool = False) -> dict[str, Any]:
-    """The study at every value (``out/KEY=VALUE``), then ``sweep.json``, ``sweep.md`` and ``sweep.png`` in
-    ``out``; returns the sweep's report."""
+def run_sweep(settings: StudySettings, sweep: Sweep, out: Path, cache_dir: Path, *, progress: bool = True,
+              **options: Any) -> dict[str, Any] | None:
+    """The study at every value (``out/KEY=VALUE``; ``options``: :func:`~lrwa_fast.apps.study.run_study`'s), then
+    ``sweep.json``, ``sweep.md`` and ``sweep.png`` in ``out``; returns the sweep's report (``None`` when the
+    studies were only submitted)."""
     check_sweep(settings, sweep)
     studies = []
     for value in sweep.values:
         if progress:
             print(f"== {sweep.key}={value}", flush=True)
         studies.append(run_study(value_settings(settings, sweep, value), out / sweep.folder(value), cache_dir,
-                                 jobs=jobs, progress=progress, fresh=fresh))
+                                 progress=progress, **options))
+    if any(study is None for study in studies):
+        return None
     report = sweep_report(settings, sweep, studies)
     atomic_write_text(json.dumps(report, indent=2), out / "sweep.json")
     atomic_write_text(format_sweep(report) + "\n", out / "sweep.md")

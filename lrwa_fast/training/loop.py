@@ -23,6 +23,9 @@ from .progress import progress as progress_display
 
 DEFAULT_INTERRUPT_DIR = "lrwa_runs/interrupted"
 LAUNCHER_GONE = signal.SIGHUP  # the stop request a rank makes when its launcher has exited (the "hang-up")
+# Signals that stop training after the current step with a checkpoint: Ctrl-C, termination (a preemption),
+# and SIGUSR2, which submitit asks Slurm to send before a job's time limit.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
 
 class TrainingInterrupted(RuntimeError):
@@ -52,7 +55,7 @@ def run(job: Job, steps: int, *, evaluate: Callable[[], dict[str, float]] | None
 
     ``evaluate()`` (rank 0 only; the job records its result) runs after every ``eval_every``-th
     step and after the last; then, when ``checkpoint_dir`` and ``checkpoint_every`` are set, a
-    checkpoint is written every ``checkpoint_every`` steps and after the last. SIGINT/SIGTERM stop
+    checkpoint is written every ``checkpoint_every`` steps and after the last. SIGINT/SIGTERM/SIGUSR2 stop
     after the current step with a checkpoint (in ``checkpoint_dir``, else
     :data:`DEFAULT_INTERRUPT_DIR`) and raise :class:`TrainingInterrupted`, whose message ends with
     ``resume_hint`` (``{path}``: the checkpoint's); a second SIGINT stops at once. So does the exit
@@ -109,8 +112,8 @@ def _shown(metrics: dict[str, float], scores: dict[str, float]) -> dict[str, str
 
 
 class StopRequests:
-    """Turn SIGINT/SIGTERM into a flag checked between steps (a second SIGINT stops at once); the exit of
-    the torchrun launcher counts as a request too (:meth:`requested`).
+    """Turn :data:`STOP_SIGNALS` into a flag checked between steps (a second SIGINT stops at once); the exit
+    of the torchrun launcher counts as a request too (:meth:`requested`).
 
     Only in the main thread (Python delivers signals there), and not for signals set to be ignored.
     """
@@ -121,7 +124,7 @@ class StopRequests:
 
     def __enter__(self) -> StopRequests:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 if signal.getsignal(sig) is not signal.SIG_IGN:
                     self._previous[sig] = signal.signal(sig, self._handle)
         return self

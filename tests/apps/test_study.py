@@ -13,19 +13,9 @@ from scipy import stats
 from lrwa_fast.apps import recipe
 from lrwa_fast.apps.cli import main
 from lrwa_fast.apps.embedded import benchmark
-from lrwa_fast.apps.study import (
-    METHODS,
-    StudySettings,
-    bootstrap_interval,
-    comparisons,
-    detectable_difference,
-    format_study,
-    method_fields,
-    paired_differences,
-    run_study,
-    t_interval,
-    verdict,
-)
+from lrwa_fast.apps.statistics import bootstrap_interval, detectable_difference, paired_differences, t_interval, verdict
+from lrwa_fast.apps.study import METHODS, StudySettings, comparisons, method_fields, run_study
+from lrwa_fast.apps.study_report import format_study
 from lrwa_fast.apps.sweep import Sweep, check_sweep, parse_sweep, run_sweep
 
 
