@@ -4,17 +4,34 @@ end-to-end smoke runs (the library's methods, the authors' four, a sweep) that r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
+from helpers import ROOT
 from scipy import stats
 
 from lrwa_fast.apps import recipe
 from lrwa_fast.apps.cli import main
 from lrwa_fast.apps.embedded import benchmark
-from lrwa_fast.apps.statistics import bootstrap_interval, detectable_difference, paired_differences, t_interval, verdict
-from lrwa_fast.apps.study import METHODS, StudySettings, comparisons, method_fields, run_study
+from lrwa_fast.apps.statistics import (
+    bootstrap_interval,
+    detectable_difference,
+    paired_differences,
+    seeds_needed,
+    t_interval,
+    verdict,
+)
+from lrwa_fast.apps.study import (
+    METHODS,
+    StudyIncomplete,
+    StudySettings,
+    collect_study,
+    comparisons,
+    method_fields,
+    run_study,
+)
 from lrwa_fast.apps.study_report import format_study
 from lrwa_fast.apps.sweep import Sweep, check_sweep, parse_sweep, run_sweep
 
@@ -152,6 +169,11 @@ def test_a_fast_study_runs_end_to_end_and_resumes(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out" / "runs").iterdir()} == before
     assert main([*args[:-1], "--seeds", "3", "--quiet"]) == 2, "another study's runs are refused"
     assert "| detectable |" in format_study(report) and len(METHODS) >= 12
+    (tmp_path / "out" / "study.json").unlink()
+    collected = collect_study(tmp_path / "out")  # from the folders alone, by another process or machine
+    assert {k: collected[k] for k in ("summary", "comparisons", "runs", "teacher")} == \
+        {k: report[k] for k in ("summary", "comparisons", "runs", "teacher")}
+    assert json.loads((tmp_path / "out" / "study.json").read_text())["comparisons"] == report["comparisons"]
 
 
 @pytest.mark.slow
@@ -219,3 +241,55 @@ def test_a_fast_sweep_runs_every_value_with_the_same_seeds_and_teacher(tmp_path)
                                                                                 (3e-3, "lrwa_fo", True)]
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert "| 0.001 | lrwa_fo |" in (out / "sweep.md").read_text()
+
+
+def _detectable_at(n: int, spread: float) -> float:
+    return (stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)) * spread / np.sqrt(n)
+
+
+@pytest.mark.parametrize(("spread", "delta"), [(3.0, 2.0), (6.64, 2.0), (4.49, 2.5), (0.5, 4.0), (1.0, 0.1),
+                                               (3.0, 1e9)])
+def test_seeds_needed_is_the_fewest_the_power_formula_allows(spread, delta):
+    n = seeds_needed(spread, delta)
+    assert _detectable_at(n, spread) <= delta and (n == 2 or _detectable_at(n - 1, spread) > delta)
+
+
+def test_seeds_needed_at_a_pilots_own_detectable_difference_is_the_pilots_seed_count():
+    values = list(np.random.default_rng(5).normal(0.02, 0.05, size=10))
+    assert seeds_needed(float(np.std(values, ddof=1)), detectable_difference(values) * (1 + 1e-9)) == 10
+    assert seeds_needed(3.0, 2.0) == 20  # REFERENCE: s = 3 points, 20 seeds detect about 2.0
+
+
+def test_the_plan_of_the_mnist1d_authors_study_follows_the_power_formula_on_its_spreads(capsys):
+    pilot = ROOT / "docs" / "results" / "authors_mnist1d.json"
+    assert main(["study", "--plan", str(pilot), "--delta", "2,2.5", "--jobs", "2"]) == 0
+    shown = capsys.readouterr().out
+    report = json.loads(pilot.read_text())
+    hours = {m: report["summary"][m]["wall_time_s"]["mean"] / 3600 for m in report["summary"]}
+    for row in report["comparisons"]:
+        spread = 100 * float(np.std(row["statistics"]["mean"]["differences"], ddof=1))
+        for delta in (2.0, 2.5):
+            n = next(k for k in range(2, 10_000) if _detectable_at(k, spread) <= delta)
+            cost = n * (hours[row["method"]] + hours[row["reference"]]) / 2
+            assert (f"| {row['method']} | {row['reference']} | μ[acc] | {spread:.2f} | {delta:g} | {n} | {n - 10} | "
+                    f"{2 * n} | {cost:.2f} |") in shown
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--plan", "nowhere"], "nowhere is missing"), (["--collect", "nowhere"], "holds no study"),
+    (["--plan", str(ROOT / "docs" / "results" / "authors_mnist1d.json"), "--delta", "0"], "--delta must be positive"),
+])
+def test_plan_and_collect_refuse_what_is_not_a_study(argv, message, capsys):
+    assert main(["study", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_collecting_an_unfinished_local_study_lists_what_is_missing(tmp_path):
+    settings = StudySettings(benchmark="digits", methods=["dfad", "joint"], seeds=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "settings.json").write_text(json.dumps(dataclasses.asdict(settings.runs())))
+    (out / "study_settings.json").write_text(json.dumps(dataclasses.asdict(settings)))
+    with pytest.raises(StudyIncomplete, match="5 not run") as caught:
+        collect_study(out)
+    assert caught.value.failed and "dfad-seed1: not run" in str(caught.value)
