@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import signal
@@ -25,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from ..runtime.checkpoint import atomic_write_text
 from ..training.loop import TrainingInterrupted
@@ -138,6 +141,8 @@ class Requeueable:
         self.unit = unit
 
     def __call__(self) -> Any:
+        if os.environ.get("SLURM_CPUS_PER_TASK"):  # the threads the job was given (--slurm cpus_per_task=N)
+            torch.set_num_threads(int(os.environ["SLURM_CPUS_PER_TASK"]))
         try:
             return self.unit()
         except TrainingInterrupted as stop:

@@ -100,3 +100,13 @@ def test_the_requeued_job_runs_the_same_unit():
 ])
 def test_unit_states_are_live_or_failed(state, live, failed):
     assert (UnitState("u", state).live, UnitState("u", state).failed) == (live, failed)
+
+
+def test_a_slurm_job_uses_the_threads_it_was_given(monkeypatch):
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    try:
+        assert Requeueable(torch.get_num_threads)() == 1
+    finally:
+        torch.set_num_threads(before)
