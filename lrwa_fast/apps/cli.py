@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..bench.cases import CASES
 from ..choices import LOSS_KINDS, PRECISIONS
+from ..config import parse_override
 from ..data.cifar import DATASETS
 from .embedded import BENCHMARKS
 from .study import DEFAULT_METHODS, StudySettings
@@ -71,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "and sweep.png")
     study.add_argument("--fast", action="store_true", help="tiny budget (smoke test): 6 iterations, a 2-epoch teacher")
     study.add_argument("--quiet", action="store_true", help="no progress")
+    study.add_argument("--preset", default="",
+                       help="a CIFAR LRwA preset (lrwa-fast presets): the study on your --data and --teacher "
+                            "instead of --benchmark (the authors' methods are the preset and its DFAD twin)")
+    study.add_argument("--data", default="", help="with --preset: CIFAR root, folder or .tar.gz")
+    study.add_argument("--teacher", default="", help="with --preset: the teacher's file (teacher.pt)")
+    study.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="a setting every method shares, e.g. batch_size=256 (repeatable; with --preset, "
+                            "generator.KEY for the generator)")
     study.add_argument("--executor", default="local", choices=("local", "slurm"),
                        help="where the runs run: here (--jobs processes) or on a Slurm cluster through submitit "
                             "(the teacher's job, then the runs as one job array that depends on it)")
@@ -291,10 +300,13 @@ def _study(args: argparse.Namespace) -> int:
 
 def _study_settings(args: argparse.Namespace) -> StudySettings:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    overrides = dict(parse_override(item) for item in args.overrides)
     return StudySettings(benchmark=args.benchmark, methods=methods, seeds=args.seeds, first_seed=args.first_seed,
                          iterations=6 if args.fast and args.iterations is None else args.iterations,
-                         teacher_seed=args.teacher_seed,
-                         eval_every=2 if args.fast else None, teacher_epochs=2 if args.fast else None)
+                         teacher_seed=args.teacher_seed, overrides=overrides,
+                         eval_every=2 if args.fast else None,
+                         teacher_epochs=2 if args.fast and not args.preset else None,
+                         preset=args.preset, data=args.data, teacher=args.teacher)
 
 
 def _print_study(report: dict, out: Path, printed: bool = False) -> int:

@@ -139,7 +139,7 @@ def run_distill(spec: DistillConfig, progress: bool = True, resume: str | None =
     ``accuracy.png`` into ``output_dir``; return a summary line (data-parallel: rank 0 evaluates,
     writes and summarises; the other ranks return ``""``)."""
     trainer, teacher_meta = build_trainer(spec, resume)
-    evaluate, normalisation = _evaluator(spec, teacher_meta, trainer.device)
+    evaluate, normalisation = evaluator(spec, teacher_meta, trainer.device)
     if not trainer.ranks.is_main:
         trainer.train(evaluate=evaluate, eval_every=spec.eval_every, progress=False)
         return ""
@@ -186,7 +186,7 @@ def _report(spec: DistillConfig, trainer: Trainer, teacher_meta: dict[str, Any],
     }
 
 
-def _evaluator(spec: DistillConfig, teacher_meta: dict[str, Any], device: torch.device
+def evaluator(spec: DistillConfig, teacher_meta: dict[str, Any], device: torch.device
                ) -> tuple[Callable[[nn.Module], dict[str, float]] | None, dict[str, Any]]:
     """The evaluation callback (CIFAR test split on the device, or ``eval_data``) and the normalisation used."""
     if spec.dataset:

@@ -16,7 +16,7 @@ import torch
 
 from ..runtime.distributed import Ranks
 from .runs import RunPlan, check_plan
-from .units import RunUnit, plan_units
+from .units import Unit, plan_units
 
 
 class LocalExecutor:
@@ -28,7 +28,7 @@ class LocalExecutor:
             raise ValueError(f"jobs must be >= 1, got {jobs}")
         self.jobs, self.progress = jobs, progress
 
-    def run(self, units: list[RunUnit]) -> list[dict[str, Any]]:
+    def run(self, units: list[Unit]) -> list[dict[str, Any]]:
         """Every unit's result, in the units' order."""
         if self.jobs == 1:
             runs = []
@@ -49,7 +49,7 @@ class LocalExecutor:
         return [done[i] for i in range(len(units))]
 
 
-def _indexed_unit(item: tuple[int, RunUnit]) -> tuple[int, dict[str, Any]]:
+def _indexed_unit(item: tuple[int, Unit]) -> tuple[int, dict[str, Any]]:
     index, unit = item
     torch.set_num_threads(1)
     return index, unit()
@@ -66,8 +66,15 @@ def run_plan(plan: RunPlan, out_dir: Path, cache_dir: Path, progress: bool = Tru
     Under torchrun every run is data-parallel over the ranks and rank 0 alone writes files.
     """
     check_plan(plan, jobs)
-    ranks = Ranks.current()
     teacher, units = plan_units(plan, out_dir, cache_dir, progress=progress, run_progress=progress and jobs == 1)
+    return run_units(teacher, units, out_dir, jobs=jobs, progress=progress, resume=resume)
+
+
+def run_units(teacher: Unit, units: list[Unit], out_dir: Path, *, jobs: int = 1, progress: bool = True,
+              resume: bool = False) -> tuple[list[dict[str, Any]], float]:
+    """The teacher unit (rank 0 first under torchrun), then the run units here; ``resume=False`` clears the
+    finished and unfinished runs of ``out_dir`` first. Returns the runs' results and the teacher's accuracy."""
+    ranks = Ranks.current()
     with ranks.main_first("training the benchmark's teacher"):
         if not resume and ranks.is_main:
             for folder in ("runs", "checkpoints"):

@@ -12,6 +12,7 @@ unfinished ones checkpoint and resume.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,13 @@ class RunPlan:
     def seed_list(self) -> list[int]:
         return list(range(self.first_seed, self.first_seed + self.seeds))
 
+    @property
+    def student_arch(self) -> str:
+        return benchmark(self.benchmark).student_arch
+
+    def teacher_summary(self) -> dict[str, Any]:
+        return {"arch": self.teacher.arch, "seed": self.teacher.seed}
+
 
 def distill_once(method: str, method_cfg: dict[str, Any], teacher: nn.Module, data: LabelledSplit,
                  plan: RunPlan, seed: int, progress: bool,
@@ -89,6 +97,15 @@ def distill_once(method: str, method_cfg: dict[str, Any], teacher: nn.Module, da
         trainer = trainer_cls.load(latest, teacher, student, generator, cfg)
     else:
         trainer = trainer_cls(teacher, student, generator, cfg)
+    return run_result(method, seed, trainer, accuracy_evaluator(data.x_test, data.y_test), plan.eval_every,
+                      progress, latest)
+
+
+def run_result(method: str, seed: int, trainer: Trainer, evaluate: Callable[[nn.Module], dict[str, float]],
+               eval_every: int, progress: bool, resumed_from: Path | None) -> dict[str, Any]:
+    """Train ``trainer`` to its end and return a study run's result: the accuracy and forgetting curves, their
+    statistics and the wall time (a resumed run's includes the time up to its checkpoint, kept as each
+    evaluation's ``elapsed_s``)."""
     earlier = trainer.history["evaluations"]
     before = float(earlier[-1].get("elapsed_s", 0.0)) if earlier else 0.0  # the run's time up to its checkpoint
     start = time.perf_counter()
@@ -96,12 +113,12 @@ def distill_once(method: str, method_cfg: dict[str, Any], teacher: nn.Module, da
     def stamp(scores: dict[str, Any]) -> None:  # recorded, so a resumed run's wall time counts the earlier part
         scores["elapsed_s"] = before + time.perf_counter() - start
 
-    history = trainer.train(evaluate=accuracy_evaluator(data.x_test, data.y_test),
-                            eval_every=plan.eval_every, progress=progress, on_evaluation=stamp)
+    history = trainer.train(evaluate=evaluate, eval_every=eval_every, progress=progress, on_evaluation=stamp)
     wall = before + time.perf_counter() - start
     report = curve_report(history["evaluations"], trainer.probes, from_fraction=STATS_FROM)
     return {"method": method, "seed": seed, **report, "wall_time_s": wall,
-            "resumed_from": str(latest) if latest else None, "stats_all": curve_statistics(report["accuracy"])}
+            "resumed_from": str(resumed_from) if resumed_from else None,
+            "stats_all": curve_statistics(report["accuracy"])}
 
 
 def check_plan(plan: RunPlan, jobs: int) -> None:

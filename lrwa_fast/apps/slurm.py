@@ -31,7 +31,7 @@ import torch
 
 from ..runtime.checkpoint import atomic_write_text
 from ..training.loop import TrainingInterrupted
-from .units import RunUnit, TeacherUnit
+from .units import Unit
 
 RECORD = "slurm.json"
 LOGS = "slurm"
@@ -137,7 +137,7 @@ class Requeueable:
     back to submitit, which calls :meth:`checkpoint`, requeues the job and exits; the requeued job runs the
     same unit, which resumes."""
 
-    def __init__(self, unit: TeacherUnit | RunUnit) -> None:
+    def __init__(self, unit: Unit) -> None:
         self.unit = unit
 
     def __call__(self) -> Any:
@@ -182,7 +182,7 @@ class SlurmExecutor:
     def __init__(self, settings: SlurmSettings) -> None:
         self.settings = settings
 
-    def submit(self, out: Path, teacher: TeacherUnit, units: list[RunUnit]) -> list[UnitState]:
+    def submit(self, out: Path, teacher: Unit, units: list[Unit]) -> list[UnitState]:
         """Submit what is neither finished nor waiting or running in Slurm already: the teacher (then the runs
         depend on its job), and the runs as one array; returns every unit's state after submitting."""
         check_cluster()
@@ -199,7 +199,7 @@ class SlurmExecutor:
             self._submit(out, todo, record, dependency=f"afterok:{after}" if after else None)
         return unit_states(out, [teacher, *units])
 
-    def _submit(self, out: Path, units: Sequence[TeacherUnit | RunUnit], record: dict[str, Any],
+    def _submit(self, out: Path, units: Sequence[Unit], record: dict[str, Any],
                 dependency: str | None) -> list[Any]:
         submitit = submitit_module()
         executor = submitit.SlurmExecutor(folder=out / LOGS / "%j", max_num_timeout=self.settings.max_requeues)
@@ -217,7 +217,7 @@ class SlurmExecutor:
         _write_record(out, record)
         return jobs
 
-    def wait(self, out: Path, teacher: TeacherUnit, units: list[RunUnit], *, poll_s: float = 10.0,
+    def wait(self, out: Path, teacher: Unit, units: list[Unit], *, poll_s: float = 10.0,
              progress: bool = True) -> list[UnitState]:
         """Poll until no unit is waiting or running; the states then."""
         shown = None
@@ -232,7 +232,7 @@ class SlurmExecutor:
             time.sleep(poll_s)
 
 
-def unit_states(out: Path, units: Sequence[TeacherUnit | RunUnit]) -> list[UnitState]:
+def unit_states(out: Path, units: Sequence[Unit]) -> list[UnitState]:
     """Each unit's state (see :class:`UnitState`); Slurm is asked only about unfinished units' newest jobs."""
     record = _read_record(out)
     known = record["units"]

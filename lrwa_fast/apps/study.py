@@ -30,14 +30,18 @@ from typing import Any
 from ..config import set_nested, to_dict, validate
 from ..runtime.checkpoint import atomic_write_text
 from . import recipe
-from .embedded import Benchmark, benchmark
-from .executors import run_plan
+from .cifar_study import KIND as CIFAR
+from .cifar_study import CifarPlan, check_overrides, check_preset, cifar_units
+from .cifar_study import method_config as cifar_method
+from .embedded import Benchmark, TeacherRecipe, benchmark
+from .executors import run_units
+from .presets import get_preset
 from .reports import environment, summarize
-from .runs import STATS_FROM, RunPlan, method_config, method_settings
+from .runs import STATS_FROM, RunPlan, check_plan, method_config, method_settings
 from .slurm import RECORD, SlurmExecutor, SlurmSettings, UnitState, check_cluster, format_states, unit_states
 from .statistics import CONFIDENCE, POWER, paired_differences
 from .study_report import write_study
-from .units import TEACHER_RESULT, RunUnit, TeacherUnit, finished_runs, load_plan, plan_units, teacher_accuracy
+from .units import TEACHER_RESULT, Unit, finished_runs, plan_units, teacher_accuracy
 
 
 @dataclass(frozen=True)
@@ -116,10 +120,25 @@ class StudySettings:
     teacher_seed: int | None = None  # None: the benchmark's teacher
     teacher_epochs: int | None = None  # None: the benchmark's recipe (fewer for smoke tests)
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted config key -> value, for every method
+    preset: str = ""  # a CIFAR LRwA preset: the study on the user's data and teacher instead of the benchmark
+    data: str = ""  # with preset: the CIFAR root, folder or .tar.gz
+    teacher: str = ""  # with preset: the teacher's file (teacher.pt)
+
+    @property
+    def target(self) -> str:
+        """What the study is on: the preset, else the benchmark."""
+        return self.preset or self.benchmark
 
     def check(self) -> None:
         """Refuse what cannot be studied, before any work."""
-        benchmark(self.benchmark)
+        if self.preset:
+            check_preset(self.preset, self.data, self.teacher)
+            if self.teacher_seed is not None or self.teacher_epochs is not None:
+                raise ValueError("--teacher-seed goes with an embedded benchmark; a preset's study takes --teacher")
+        elif self.data or self.teacher:
+            raise ValueError("--data and --teacher go with --preset")
+        else:
+            benchmark(self.benchmark)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ValueError(f"unknown method(s) {unknown}; expected a comma-separated list of {list(METHODS)}")
@@ -135,8 +154,10 @@ class StudySettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         self.runs()  # every method's config, overrides applied, is valid
 
-    def runs(self) -> RunPlan:
+    def runs(self) -> RunPlan | CifarPlan:
         """The runs as the run engine takes them."""
+        if self.preset:
+            return self._preset_runs()
         bench = benchmark(self.benchmark)
         length = bench.iterations if self.iterations is None else self.iterations
         methods = {m: method_fields(bench, m, length, self.overrides) for m in self.methods}
@@ -145,6 +166,16 @@ class StudySettings:
         every = bench.eval_every if self.eval_every is None else self.eval_every
         return RunPlan.for_benchmark(self.benchmark, methods, iterations=length, seeds=self.seeds, eval_every=every,
                                      first_seed=self.first_seed, teacher=teacher)
+
+    def _preset_runs(self) -> CifarPlan:
+        base = get_preset(self.preset).spec
+        length = base["trainer"]["iterations"] if self.iterations is None else self.iterations
+        data, teacher = str(Path(self.data).resolve()), str(Path(self.teacher).resolve())
+        check_overrides([METHODS[m].trainer for m in self.methods], self.overrides)
+        methods = {m: cifar_method(self.preset, METHODS[m].trainer, METHODS[m].fields, METHODS[m].base == "authors",
+                                   data, teacher, length, self.overrides) for m in self.methods}
+        return CifarPlan(self.preset, data, teacher, length, self.eval_every or base["eval_every"], self.seeds,
+                         self.first_seed, methods)
 
 
 STUDY_SETTINGS = "study_settings.json"  # the StudySettings of the runs in a study folder (beside settings.json)
@@ -175,10 +206,13 @@ def run_study(settings: StudySettings, out: Path, cache_dir: Path, *, jobs: int 
     plan = settings.runs()
     if slurm is None:
         _claim(out, settings, plan, fresh)
-        runs, teacher_acc = run_plan(plan, out, cache_dir, progress, resume=not fresh, jobs=jobs)
+        teacher, units = study_units(plan, out, cache_dir, progress=progress, run_progress=progress and jobs == 1)
+        if isinstance(plan, RunPlan):
+            check_plan(plan, jobs)
+        runs, teacher_acc = run_units(teacher, units, out, jobs=jobs, progress=progress, resume=not fresh)
         return _report(settings, plan, runs, teacher_acc, out, executor="local", jobs=jobs)
     check_cluster()
-    teacher, units = plan_units(plan, out, cache_dir)
+    teacher, units = study_units(plan, out, cache_dir)
     if fresh:
         _discard(out, teacher, units)
     _claim(out, settings, plan, fresh)
@@ -196,7 +230,7 @@ def collect_study(out: Path) -> dict[str, Any]:
     """The report of the study in ``out`` from its folders alone (written there too), or
     :class:`StudyIncomplete` naming the units not finished, with their states and logs."""
     settings, plan = load_study(out)
-    teacher, units = plan_units(plan, out, Path())
+    teacher, units = study_units(plan, out, Path())
     states = unit_states(out, [teacher, *units])
     return _finish(settings, plan, out, units, states, executor="slurm" if (out / RECORD).exists() else "local",
                    jobs=None)
@@ -207,10 +241,29 @@ def load_study(out: Path) -> tuple[StudySettings, RunPlan]:
     path = out / STUDY_SETTINGS
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: {str(out)!r} holds no study of this version")
-    return StudySettings(**json.loads(path.read_text(encoding="utf-8"))), load_plan(out)
+    settings, plan = StudySettings(**json.loads(path.read_text(encoding="utf-8"))), _load_plan(out)
+    plan.methods = {m: plan.methods[m] for m in settings.methods}  # the study's order (settings.json sorts keys)
+    return settings, plan
 
 
-def _finish(settings: StudySettings, plan: RunPlan, out: Path, units: list[RunUnit], states: list[UnitState], *,
+def _load_plan(out: Path) -> RunPlan | CifarPlan:
+    """The plan recorded in ``out/settings.json``: a CIFAR study's, or an embedded benchmark's."""
+    fields = json.loads((out / "settings.json").read_text(encoding="utf-8"))
+    if fields.get("kind") == CIFAR:
+        return CifarPlan.from_dict(fields)
+    return RunPlan(**{**fields, "teacher": TeacherRecipe(**fields["teacher"])})
+
+
+def study_units(plan: RunPlan | CifarPlan, out: Path, cache: Path, *, progress: bool = False,
+                run_progress: bool = False) -> tuple[Unit, list[Unit]]:
+    """The teacher unit and the run units of ``plan``."""
+    if isinstance(plan, CifarPlan):
+        return cifar_units(plan, out, run_progress=run_progress)
+    return plan_units(plan, out, cache, progress=progress, run_progress=run_progress)
+
+
+def _finish(settings: StudySettings, plan: RunPlan | CifarPlan, out: Path, units: list[Unit],
+            states: list[UnitState], *,
             executor: str, jobs: int | None) -> dict[str, Any]:
     runs = finished_runs(units)
     if runs is None or not (out / TEACHER_RESULT).exists():
@@ -219,14 +272,14 @@ def _finish(settings: StudySettings, plan: RunPlan, out: Path, units: list[RunUn
     return _report(settings, plan, runs, teacher_accuracy(out), out, executor=executor, jobs=jobs)
 
 
-def _report(settings: StudySettings, plan: RunPlan, runs: list[dict[str, Any]], teacher_acc: float, out: Path,
-            *, executor: str, jobs: int | None) -> dict[str, Any]:
+def _report(settings: StudySettings, plan: RunPlan | CifarPlan, runs: list[dict[str, Any]], teacher_acc: float,
+            out: Path, *, executor: str, jobs: int | None) -> dict[str, Any]:
     report = study_report(settings, plan, runs, teacher_acc, jobs) | {"executor": executor}
     write_study(report, out)
     return report
 
 
-def _claim(out: Path, settings: StudySettings, runs: RunPlan, fresh: bool) -> None:
+def _claim(out: Path, settings: StudySettings, runs: RunPlan | CifarPlan, fresh: bool) -> None:
     """Record the settings the runs in ``out`` belong to; refuse a folder holding another study's runs."""
     marker = out / "settings.json"
     mine = json.dumps(asdict(runs), sort_keys=True)
@@ -237,7 +290,7 @@ def _claim(out: Path, settings: StudySettings, runs: RunPlan, fresh: bool) -> No
     atomic_write_text(json.dumps(asdict(settings), sort_keys=True), out / STUDY_SETTINGS)
 
 
-def _discard(out: Path, teacher: TeacherUnit, units: list[RunUnit]) -> None:
+def _discard(out: Path, teacher: Unit, units: list[Unit]) -> None:
     """``--fresh`` with Slurm: forget the finished units and the job record, unless a job still waits or runs."""
     live = [s for s in unit_states(out, [teacher, *units]) if s.live]
     if live:
@@ -249,15 +302,15 @@ def _discard(out: Path, teacher: TeacherUnit, units: list[RunUnit]) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def study_report(settings: StudySettings, runs_settings: RunPlan, runs: list[dict[str, Any]],
+def study_report(settings: StudySettings, runs_settings: RunPlan | CifarPlan, runs: list[dict[str, Any]],
                  teacher_acc: float, jobs: int | None) -> dict[str, Any]:
     """Per method: mean ± std of every statistic; per comparison: the paired differences and their verdicts."""
     paired = [{"method": m, "reference": r, "statistics": paired_differences(runs, m, r)}
               for m, r in comparisons(settings.methods)]
-    return {"kind": "study", "settings": asdict(settings), "runs_settings": asdict(runs_settings),
-            "teacher": {"arch": runs_settings.teacher.arch, "seed": runs_settings.teacher.seed,
-                        "test_accuracy": teacher_acc},
-            "student_arch": benchmark(settings.benchmark).student_arch, "stats_from_fraction": STATS_FROM,
+    return {"kind": "study", "target": settings.target, "settings": asdict(settings),
+            "runs_settings": asdict(runs_settings),
+            "teacher": {**runs_settings.teacher_summary(), "test_accuracy": teacher_acc},
+            "student_arch": runs_settings.student_arch, "stats_from_fraction": STATS_FROM,
             "confidence": CONFIDENCE, "power": POWER, "summary": summarize(runs), "comparisons": paired,
             "jobs": jobs, "wall_time_s": sum(r["wall_time_s"] for r in runs), "probe_cost": probe_cost(runs),
             "runs": runs, **environment()}

@@ -22,15 +22,24 @@ def write_study(report: dict[str, Any], out: Path) -> None:
     plot_study(report, out)
 
 
+def target(report: dict[str, Any]) -> str:
+    """What a study (or sweep) report is on: its CIFAR preset, else its embedded benchmark."""
+    return report["settings"].get("preset") or report["settings"]["benchmark"]
+
+
+def _origin(teacher: dict[str, Any]) -> str:
+    return f"seed {teacher['seed']}" if "seed" in teacher else f"from {teacher['checkpoint']}"
+
+
 def format_study(report: dict[str, Any]) -> str:
     """The study's tables: statistics per method, then each comparison's paired differences (each method against
     its twin, the meta steps against the released one) with their detectable differences and verdicts."""
     s, teacher = report["settings"], report["teacher"]
     runs = report["runs_settings"]
     changed = "".join(f"; {k}={v}" for k, v in s.get("overrides", {}).items())
-    lines = [f"Study on {s['benchmark']}{changed}: {len(s['methods'])} methods × {s['seeds']} seeds "
+    lines = [f"Study on {target(report)}{changed}: {len(s['methods'])} methods × {s['seeds']} seeds "
              f"({runs['first_seed']}..{runs['first_seed'] + s['seeds'] - 1}), {runs['iterations']} iterations; "
-             f"teacher {teacher['arch']} (seed {teacher['seed']}) {100 * teacher['test_accuracy']:.2f}%, student "
+             f"teacher {teacher['arch']} ({_origin(teacher)}) {100 * teacher['test_accuracy']:.2f}%, student "
              f"{report['student_arch']}; μ, σ² and largest drop over the second half of the evaluations; average "
              "forgetting on the probes at the last evaluation; mean ± std over seeds",
              "", "| method | final % | best % | μ[acc] % | σ²[acc] ×1e-4 | largest drop % | avg forgetting % | "
@@ -92,7 +101,7 @@ def plot_study(report: dict[str, Any], out: Path) -> None:
             ax.fill_between(x, mean - std, mean + std, alpha=0.15)
         ax.set_xlabel("iteration")
         ax.set_ylabel(label)
-        ax.set_title(f"{report['settings']['benchmark']}: {label}, mean ± std over {report['settings']['seeds']} seeds")
+        ax.set_title(f"{target(report)}: {label}, mean ± std over {report['settings']['seeds']} seeds")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, ncol=3)
         fig.tight_layout()
@@ -107,7 +116,7 @@ def format_plan(report: dict[str, Any], deltas: list[float], parallel: int) -> s
     whole study at the largest count."""
     summary, methods = report["summary"], list(report["summary"])
     hours = {m: summary[m]["wall_time_s"]["mean"] / 3600 for m in methods}
-    lines = [f"Plan from the pilot study of {report['settings']['benchmark']} ({report['settings']['seeds']} seeds): "
+    lines = [f"Plan from the pilot study of {target(report)} ({report['settings']['seeds']} seeds): "
              f"paired seeds to detect each Δ with {int(100 * report['power'])}% power at the "
              f"{round(100 * (1 - report['confidence']))}% level, from the pilot's spread of the paired "
              f"differences; runs and hours with {parallel} run(s) at a time", "",

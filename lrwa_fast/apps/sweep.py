@@ -16,6 +16,7 @@ import yaml
 from ..runtime.checkpoint import atomic_write, atomic_write_text
 from .reports import STAT_SCALE, environment
 from .study import METHODS, StudySettings, run_study
+from .study_report import target
 
 OWNED_BY_THE_STUDY = ("seed", "iterations", "checkpoint_dir", "checkpoint_every", "keep_checkpoints")
 
@@ -114,7 +115,7 @@ def sweep_report(settings: StudySettings, sweep: Sweep, studies: list[dict[str, 
 def format_sweep(report: dict[str, Any]) -> str:
     """One row per value and comparison: the twin's forgetting and μ[acc], then the paired differences."""
     s = report["settings"]
-    lines = [f"Sweep of {report['key']} over {report['values']} on {s['benchmark']}: {len(s['methods'])} methods × "
+    lines = [f"Sweep of {report['key']} over {report['values']} on {target(report)}: {len(s['methods'])} methods × "
              f"{s['seeds']} seeds (the same seeds and teacher at every value); Δ = method − twin, paired by seed, "
              "[95% bootstrap interval], ± detectable difference (80% power)", "",
              f"| {report['key']} | method | vs | twin's forgetting % | twin's μ[acc] % | Δ μ[acc] % | verdict | "
@@ -162,7 +163,7 @@ def plot_sweep(report: dict[str, Any], path: Path) -> None:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"{report['settings']['benchmark']}: sweep of {report['key']}, mean over "
+    fig.suptitle(f"{target(report)}: sweep of {report['key']}, mean over "
                  f"{report['settings']['seeds']} paired seeds, 95% t intervals")
     fig.tight_layout()
     atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120))

@@ -15,7 +15,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -27,8 +27,55 @@ from .runs import RunPlan, distill_once
 TEACHER_RESULT = "teacher.json"
 
 
+class Unit(Protocol):
+    """What an executor needs of a unit: a name, where its result goes, whether it is there, and a call that
+    produces it (resuming from the unit's own folder); a run unit also has its ``method`` and ``seed``."""
+
+    name: str
+    out_dir: str
+    cache_dir: str
+
+    @property
+    def result_path(self) -> Path: ...
+
+    def finished(self) -> bool: ...
+
+    def __call__(self) -> Any: ...
+
+
+class InFolder:
+    """Where a unit keeps what it leaves in the study folder ``out_dir``: its result (``teacher.json`` for the
+    teacher, ``runs/<name>.json`` for a run) and its checkpoints (``checkpoints/<name>/``)."""
+
+    out_dir: str
+    name: str
+
+    @property
+    def result_path(self) -> Path:
+        out = Path(self.out_dir)
+        return out / TEACHER_RESULT if self.name == "teacher" else out / "runs" / f"{self.name}.json"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.out_dir) / "checkpoints" / self.name
+
+    def finished(self) -> bool:
+        return self.result_path.exists()
+
+
+class RunInFolder(InFolder):
+    """A run unit's place: named after its method and seed."""
+
+    method: str
+    seed: int
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"{self.method}-seed{self.seed}".replace(" ", "_").replace(",", "").replace("/", "_")
+
+
 @dataclass(frozen=True)
-class TeacherUnit:
+class TeacherUnit(InFolder):
     """Train (or load from the cache) a benchmark's teacher; record its test accuracy in ``out/teacher.json``."""
 
     benchmark: str
@@ -38,13 +85,6 @@ class TeacherUnit:
     progress: bool = False
 
     name = "teacher"
-
-    @property
-    def result_path(self) -> Path:
-        return Path(self.out_dir) / TEACHER_RESULT
-
-    def finished(self) -> bool:
-        return self.result_path.exists()
 
     def __call__(self) -> float:
         """The teacher's test accuracy (training it first when the cache has none)."""
@@ -60,7 +100,7 @@ class TeacherUnit:
 
 
 @dataclass(frozen=True)
-class RunUnit:
+class RunUnit(RunInFolder):
     """One method with one seed of a :class:`~lrwa_fast.apps.runs.RunPlan`: resumed from its newest checkpoint
     (``out/checkpoints/<name>``), its result written atomically to ``out/runs/<name>.json`` (a finished run is
     read back, not run again)."""
@@ -71,21 +111,6 @@ class RunUnit:
     out_dir: str
     cache_dir: str
     progress: bool = False
-
-    @property
-    def name(self) -> str:
-        return f"{self.method}-seed{self.seed}".replace(" ", "_").replace(",", "").replace("/", "_")
-
-    @property
-    def result_path(self) -> Path:
-        return Path(self.out_dir) / "runs" / f"{self.name}.json"
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return Path(self.out_dir) / "checkpoints" / self.name
-
-    def finished(self) -> bool:
-        return self.result_path.exists()
 
     def __call__(self) -> dict[str, Any]:
         """The run's result (curves, statistics, wall time)."""
@@ -111,7 +136,7 @@ def plan_units(plan: RunPlan, out: Path, cache: Path, *, progress: bool = False,
     return teacher, runs
 
 
-def finished_runs(units: list[RunUnit]) -> list[dict[str, Any]] | None:
+def finished_runs(units: list[Unit]) -> list[dict[str, Any]] | None:
     """Every unit's result read from its folder, in the units' order; ``None`` while any is unfinished."""
     if not all(u.finished() for u in units):
         return None
@@ -124,12 +149,3 @@ def teacher_accuracy(out: Path) -> float:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: the teacher unit of this study has not finished")
     return float(json.loads(path.read_text(encoding="utf-8"))["test_accuracy"])
-
-
-def load_plan(out: Path) -> RunPlan:
-    """The :class:`~lrwa_fast.apps.runs.RunPlan` recorded in ``out/settings.json``."""
-    path = out / "settings.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: {str(out)!r} holds no study")
-    fields = json.loads(path.read_text(encoding="utf-8"))
-    return RunPlan(**{**fields, "teacher": TeacherRecipe(**fields["teacher"])})
