@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lrwa_fast.apps.demo import demo_plan, format_table, run_demo
-from lrwa_fast.apps.runs import RunPlan
+from lrwa_fast.apps.runs import RunPlan, method_config, method_dict
 
 L1 = {"loss": "l1", "adversarial_loss": "l1", "retain_weight": 1.0}
 R1 = {"retain_weight": 1.0}
@@ -77,7 +77,8 @@ def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 def ablation_plan(names: list[str], iterations: int, eval_every: int, seeds: int) -> RunPlan:
     """A demo plan whose methods are the chosen variants (of the digits demo's methods at its own length)."""
     base = demo_plan("digits")
-    methods = {name: merged(base.methods[VARIANTS[name][0]], VARIANTS[name][1]) for name in names}
+    methods = {name: method_config(merged(method_dict(base.methods[VARIANTS[name][0]]), VARIANTS[name][1]))[1]
+               for name in names}
     return RunPlan(iterations=iterations, eval_every=eval_every, seeds=seeds, methods=methods)
 
 

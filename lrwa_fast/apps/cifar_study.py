@@ -24,7 +24,7 @@ from ..runtime.checkpoint import atomic_write_text, latest_checkpoint
 from ..training import trainer_class
 from .distill import DistillConfig, build_trainer, evaluator, load_model
 from .presets import PRESETS, resolve_preset
-from .runs import run_result
+from .runs import RunResult, run_result
 from .units import InFolder, RunInFolder
 
 KIND = "cifar"
@@ -54,6 +54,10 @@ class CifarPlan:
 
     def teacher_summary(self) -> dict[str, Any]:
         return {"arch": next(iter(self.methods.values())).teacher.arch, "checkpoint": self.teacher}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as plain JSON values."""
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, fields: dict[str, Any]) -> CifarPlan:
@@ -133,7 +137,7 @@ class CifarRunUnit(RunInFolder):
     cache_dir: str = ""
     progress: bool = False
 
-    def __call__(self) -> dict[str, Any]:
+    def __call__(self) -> RunResult:
         if self.finished():
             return json.loads(self.result_path.read_text(encoding="utf-8"))
         base = self.plan.methods[self.method]

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ..config import to_dict
+from ..config import DFADConfig
 from ..runtime.checkpoint import atomic_write_text
 from ..runtime.distributed import Ranks
 from .embedded import benchmark
@@ -25,7 +25,7 @@ DIGITS_LRWA = dict(memory_capacity=2048, memory_batch_size=32, memory_insert_siz
                    bn_mode="acquire")
 
 
-def demo_methods(name: str, iterations: int) -> dict[str, dict[str, Any]]:
+def demo_methods(name: str, iterations: int) -> dict[str, DFADConfig]:
     """The demo's two methods on benchmark ``name``: LRwA and DFAD."""
     bench = benchmark(name)
     lrwa = DIGITS_LRWA if name == "digits" else {}
@@ -46,7 +46,7 @@ def run_demo(plan: RunPlan, out_dir: Path, cache_dir: Path, progress: bool = Tru
     (rank 0)."""
     runs, teacher_acc = run_plan(plan, out_dir, cache_dir, progress, resume, jobs)
     ranks = Ranks.current()
-    report = {"plan": to_dict(plan), "benchmark": plan.benchmark,
+    report = {"plan": plan.to_dict(), "benchmark": plan.benchmark,
               "teacher": {"arch": plan.teacher.arch, "test_accuracy": teacher_acc},
               "student_arch": benchmark(plan.benchmark).student_arch, "stats_from_fraction": STATS_FROM,
               "torch": torch.__version__, "threads": torch.get_num_threads(), "jobs": jobs,

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from ..runtime.distributed import Ranks
-from .runs import RunPlan, check_plan
+from .runs import RunPlan, RunResult, check_plan
 from .units import Unit, plan_units
 
 
@@ -28,7 +27,7 @@ class LocalExecutor:
             raise ValueError(f"jobs must be >= 1, got {jobs}")
         self.jobs, self.progress = jobs, progress
 
-    def run(self, units: list[Unit]) -> list[dict[str, Any]]:
+    def run(self, units: list[Unit]) -> list[RunResult]:
         """Every unit's result, in the units' order."""
         if self.jobs == 1:
             runs = []
@@ -49,14 +48,14 @@ class LocalExecutor:
         return [done[i] for i in range(len(units))]
 
 
-def _indexed_unit(item: tuple[int, Unit]) -> tuple[int, dict[str, Any]]:
+def _indexed_unit(item: tuple[int, Unit]) -> tuple[int, RunResult]:
     index, unit = item
     torch.set_num_threads(1)
     return index, unit()
 
 
 def run_plan(plan: RunPlan, out_dir: Path, cache_dir: Path, progress: bool = True, resume: bool = False,
-             jobs: int = 1) -> tuple[list[dict[str, Any]], float]:
+             jobs: int = 1) -> tuple[list[RunResult], float]:
     """Train (or load) the teacher, then run (or reload) every method for every seed; returns the runs (seed
     by seed) and the teacher's test accuracy.
 
@@ -67,17 +66,21 @@ def run_plan(plan: RunPlan, out_dir: Path, cache_dir: Path, progress: bool = Tru
     """
     check_plan(plan, jobs)
     teacher, units = plan_units(plan, out_dir, cache_dir, progress=progress, run_progress=progress and jobs == 1)
-    return run_units(teacher, units, out_dir, jobs=jobs, progress=progress, resume=resume)
+    if not resume and Ranks.current().is_main:
+        clear_runs(out_dir)
+    return run_units(teacher, units, jobs=jobs, progress=progress)
 
 
-def run_units(teacher: Unit, units: list[Unit], out_dir: Path, *, jobs: int = 1, progress: bool = True,
-              resume: bool = False) -> tuple[list[dict[str, Any]], float]:
-    """The teacher unit (rank 0 first under torchrun), then the run units here; ``resume=False`` clears the
-    finished and unfinished runs of ``out_dir`` first. Returns the runs' results and the teacher's accuracy."""
-    ranks = Ranks.current()
-    with ranks.main_first("training the benchmark's teacher"):
-        if not resume and ranks.is_main:
-            for folder in ("runs", "checkpoints"):
-                shutil.rmtree(out_dir / folder, ignore_errors=True)
+def clear_runs(out_dir: Path) -> None:
+    """Forget the finished and unfinished runs in ``out_dir`` (``runs/``, ``checkpoints/``)."""
+    for folder in ("runs", "checkpoints"):
+        shutil.rmtree(out_dir / folder, ignore_errors=True)
+
+
+def run_units(teacher: Unit, units: list[Unit], *, jobs: int = 1, progress: bool = True
+              ) -> tuple[list[RunResult], float]:
+    """The teacher unit (rank 0 first under torchrun), then the run units here; returns the runs' results and
+    the teacher's accuracy."""
+    with Ranks.current().main_first("training the benchmark's teacher"):
         teacher_acc = teacher()
     return LocalExecutor(jobs, progress).run(units), teacher_acc

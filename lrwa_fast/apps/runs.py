@@ -11,11 +11,12 @@ unfinished ones checkpoint and resume.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import nn
@@ -26,17 +27,43 @@ from ..runtime.checkpoint import latest_checkpoint
 from ..runtime.distributed import Ranks
 from ..runtime.metrics import accuracy_evaluator, curve_statistics
 from ..training import Trainer, trainer_class
+from ..training.trainer import METHODS as TRAINERS
 from .embedded import Benchmark, TeacherRecipe, benchmark
 from .reports import curve_report
 
 STATS_FROM = 0.5  # μ, σ² and largest drop over the second half of the evaluations
 
 
-def method_settings(bench: Benchmark, method: str, overrides: dict[str, Any], iterations: int) -> dict[str, Any]:
-    """A method's config as a plain dict (``method`` key first): the benchmark's shared settings, then
-    ``overrides``."""
-    cls = trainer_class(method).config_class
-    return {"method": method, **to_dict(cls(**bench.shared(iterations), **overrides))}
+class RunResult(TypedDict, total=False):
+    """What one run leaves (``runs/<name>.json``) and what reports and statistics read."""
+
+    method: str
+    seed: int
+    iterations: list[int]  # the evaluated iterations
+    accuracy: list[float]  # the test accuracy at each
+    stats: dict[str, float | None]  # final, best, mean, variance, max_drop (from STATS_FROM on), forgetting
+    stats_all: dict[str, float]  # the same over every evaluation
+    forgetting: list[float | None]  # the average forgetting on the probes at each evaluation
+    average_forgetting: float | None
+    probe_agreement: list[list[float]]
+    forgetting_probes: dict[str, Any] | str
+    wall_time_s: float  # a resumed run's includes the time up to its checkpoint
+    resumed_from: str | None  # the checkpoint the run resumed from, if any
+
+
+def method_settings(bench: Benchmark, method: str, overrides: dict[str, Any], iterations: int) -> DFADConfig:
+    """A method's typed config: the benchmark's shared settings, then ``overrides`` (its own fields)."""
+    return trainer_class(method).config_class(**bench.shared(iterations), **overrides)
+
+
+def method_name(config: DFADConfig) -> str:
+    """The method (``"dfad"``, ``"lrwa"``) whose trainer takes ``config``."""
+    return next(name for name, trainer in TRAINERS.items() if trainer.config_class is type(config))
+
+
+def method_dict(config: DFADConfig) -> dict[str, Any]:
+    """A method's config as a plain dict, ``method`` key first (what ``settings.json`` and reports hold)."""
+    return {"method": method_name(config), **to_dict(config)}
 
 
 @dataclass
@@ -47,14 +74,14 @@ class RunPlan:
     iterations: int = 600
     eval_every: int = 20
     seeds: int = 1
-    methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> config dict with a "method" key
+    methods: dict[str, DFADConfig] = field(default_factory=dict)  # name -> its typed config (LRwAConfig for LRwA)
     teacher: TeacherRecipe = field(default_factory=TeacherRecipe)
     generator_ngf: int = 32
     benchmark: str = "digits"
     first_seed: int = 0  # seeds first_seed, first_seed + 1, ...
 
     @classmethod
-    def for_benchmark(cls, name: str, methods: dict[str, dict[str, Any]], *, iterations: int | None = None,
+    def for_benchmark(cls, name: str, methods: dict[str, DFADConfig], *, iterations: int | None = None,
                       **fields: Any) -> RunPlan:
         """``methods`` on benchmark ``name``, with its run length (unless ``iterations``), evaluation interval,
         teacher and generator; ``fields``: the plan's other fields."""
@@ -67,6 +94,17 @@ class RunPlan:
     def seed_list(self) -> list[int]:
         return list(range(self.first_seed, self.first_seed + self.seeds))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as plain JSON values, each method's config with its ``method`` key."""
+        plain = to_dict(dataclasses.replace(self, methods={}))
+        return plain | {"methods": {name: method_dict(config) for name, config in self.methods.items()}}
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> RunPlan:
+        """The plan :meth:`to_dict` wrote."""
+        methods = {name: method_config(config)[1] for name, config in fields["methods"].items()}
+        return cls(**{**fields, "methods": methods, "teacher": TeacherRecipe(**fields["teacher"])})
+
     @property
     def student_arch(self) -> str:
         return benchmark(self.benchmark).student_arch
@@ -75,19 +113,21 @@ class RunPlan:
         return {"arch": self.teacher.arch, "seed": self.teacher.seed}
 
 
-def distill_once(method: str, method_cfg: dict[str, Any], teacher: nn.Module, data: LabelledSplit,
+def distill_once(method: str, config: DFADConfig, teacher: nn.Module, data: LabelledSplit,
                  plan: RunPlan, seed: int, progress: bool,
-                 run_dir: Path | None = None) -> dict[str, Any]:
-    """One data-free run of ``method`` with ``seed``; returns its accuracy and forgetting curves and wall time
-    (a resumed run's includes the time up to its checkpoint, kept as each evaluation's ``elapsed_s``).
+                 run_dir: Path | None = None) -> RunResult:
+    """One data-free run of ``method`` (its typed ``config``) with ``seed``; returns its accuracy and forgetting
+    curves and wall time (a resumed run's includes the time up to its checkpoint, kept as each evaluation's
+    ``elapsed_s``).
 
     With ``run_dir`` the run checkpoints there every ``eval_every`` iterations and resumes from
     the newest checkpoint it finds.
     """
-    overrides: dict[str, Any] = {"seed": seed, "iterations": plan.iterations}
+    changes: dict[str, Any] = {"seed": seed, "iterations": plan.iterations}
     if run_dir is not None:
-        overrides |= {"checkpoint_dir": str(run_dir), "checkpoint_every": plan.eval_every, "keep_checkpoints": 1}
-    trainer_cls, cfg = method_config({**method_cfg, **overrides})
+        changes |= {"checkpoint_dir": str(run_dir), "checkpoint_every": plan.eval_every, "keep_checkpoints": 1}
+    cfg = dataclasses.replace(config, **changes)
+    trainer_cls = trainer_class(method_name(cfg))
     bench = benchmark(plan.benchmark)
     torch.manual_seed(seed)  # the same initial student and generator for every method of a seed
     student = bench.student()
@@ -102,7 +142,7 @@ def distill_once(method: str, method_cfg: dict[str, Any], teacher: nn.Module, da
 
 
 def run_result(method: str, seed: int, trainer: Trainer, evaluate: Callable[[nn.Module], dict[str, float]],
-               eval_every: int, progress: bool, resumed_from: Path | None) -> dict[str, Any]:
+               eval_every: int, progress: bool, resumed_from: Path | None) -> RunResult:
     """Train ``trainer`` to its end and return a study run's result: the accuracy and forgetting curves, their
     statistics and the wall time (a resumed run's includes the time up to its checkpoint, kept as each
     evaluation's ``elapsed_s``)."""
@@ -116,9 +156,9 @@ def run_result(method: str, seed: int, trainer: Trainer, evaluate: Callable[[nn.
     history = trainer.train(evaluate=evaluate, eval_every=eval_every, progress=progress, on_evaluation=stamp)
     wall = before + time.perf_counter() - start
     report = curve_report(history["evaluations"], trainer.probes, from_fraction=STATS_FROM)
-    return {"method": method, "seed": seed, **report, "wall_time_s": wall,
-            "resumed_from": str(resumed_from) if resumed_from else None,
-            "stats_all": curve_statistics(report["accuracy"])}
+    return RunResult(method=method, seed=seed, **report, wall_time_s=wall,
+                     resumed_from=str(resumed_from) if resumed_from else None,
+                     stats_all=curve_statistics(report["accuracy"]))
 
 
 def check_plan(plan: RunPlan, jobs: int) -> None:
@@ -148,6 +188,8 @@ def apply_method_overrides(plan: RunPlan, overrides: list[str]) -> None:
         if not path or method not in plan.methods:
             raise ValueError(f"override {item!r} must look like METHOD.key=value with METHOD in "
                              f"{sorted(plan.methods)}")
-        set_nested(plan.methods[method], path.split("."), value)
+        fields = method_dict(plan.methods[method])
+        set_nested(fields, path.split("."), value)
+        plan.methods[method] = method_config(fields)[1]
     for cfg in plan.methods.values():
-        validate(method_config(cfg)[1])
+        validate(cfg)

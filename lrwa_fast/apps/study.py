@@ -27,17 +27,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import set_nested, to_dict, validate
+from ..config import DFADConfig, set_nested, validate
 from ..runtime.checkpoint import atomic_write_text
 from . import recipe
 from .cifar_study import KIND as CIFAR
 from .cifar_study import CifarPlan, check_overrides, check_preset, cifar_units
 from .cifar_study import method_config as cifar_method
-from .embedded import Benchmark, TeacherRecipe, benchmark
-from .executors import run_units
+from .embedded import Benchmark, benchmark
+from .executors import clear_runs, run_units
 from .presets import get_preset
 from .reports import environment, summarize
-from .runs import STATS_FROM, RunPlan, check_plan, method_config, method_settings
+from .runs import STATS_FROM, RunPlan, check_plan, method_config, method_dict, method_settings
 from .slurm import RECORD, SlurmExecutor, SlurmSettings, UnitState, check_cluster, format_states, unit_states
 from .statistics import CONFIDENCE, POWER, paired_differences
 from .study_report import write_study
@@ -83,20 +83,20 @@ DEFAULT_METHODS = ("dfad", "joint", "lrwa", "lrwa_fd", "lrwa_fo", "lrwa_gen", "l
 
 
 def method_fields(bench: Benchmark, name: str, iterations: int, overrides: dict[str, Any] | None = None
-                  ) -> dict[str, Any]:
-    """Study method ``name``'s config on ``bench`` as a plain dict (``method`` key first): its base settings,
-    its own fields, then ``overrides`` (dotted keys, the same for every method), validated."""
+                  ) -> DFADConfig:
+    """Study method ``name``'s typed config on ``bench``: its base settings, its own fields, then ``overrides``
+    (dotted keys, the same for every method), validated."""
     method = METHODS[name]
     if method.base == "authors":
         fields = {"method": method.trainer,
                   **recipe.fitted(bench.shared(iterations), with_memory=method.trainer == "lrwa"), **method.fields}
     else:
-        fields = method_settings(bench, method.trainer, method.fields, iterations)
+        fields = method_dict(method_settings(bench, method.trainer, method.fields, iterations))
     for key, value in (overrides or {}).items():
         set_nested(fields, key.split("."), value)
     _, config = method_config(fields)
     validate(config)
-    return {"method": method.trainer, **to_dict(config)}
+    return config
 
 
 def comparisons(methods: list[str]) -> list[tuple[str, str]]:
@@ -209,7 +209,9 @@ def run_study(settings: StudySettings, out: Path, cache_dir: Path, *, jobs: int 
         teacher, units = study_units(plan, out, cache_dir, progress=progress, run_progress=progress and jobs == 1)
         if isinstance(plan, RunPlan):
             check_plan(plan, jobs)
-        runs, teacher_acc = run_units(teacher, units, out, jobs=jobs, progress=progress, resume=not fresh)
+        if fresh:
+            clear_runs(out)
+        runs, teacher_acc = run_units(teacher, units, jobs=jobs, progress=progress)
         return _report(settings, plan, runs, teacher_acc, out, executor="local", jobs=jobs)
     check_cluster()
     teacher, units = study_units(plan, out, cache_dir)
@@ -251,7 +253,7 @@ def _load_plan(out: Path) -> RunPlan | CifarPlan:
     fields = json.loads((out / "settings.json").read_text(encoding="utf-8"))
     if fields.get("kind") == CIFAR:
         return CifarPlan.from_dict(fields)
-    return RunPlan(**{**fields, "teacher": TeacherRecipe(**fields["teacher"])})
+    return RunPlan.from_dict(fields)
 
 
 def study_units(plan: RunPlan | CifarPlan, out: Path, cache: Path, *, progress: bool = False,
@@ -282,7 +284,7 @@ def _report(settings: StudySettings, plan: RunPlan | CifarPlan, runs: list[dict[
 def _claim(out: Path, settings: StudySettings, runs: RunPlan | CifarPlan, fresh: bool) -> None:
     """Record the settings the runs in ``out`` belong to; refuse a folder holding another study's runs."""
     marker = out / "settings.json"
-    mine = json.dumps(asdict(runs), sort_keys=True)
+    mine = json.dumps(runs.to_dict(), sort_keys=True)
     if marker.exists() and not fresh and json.loads(marker.read_text(encoding="utf-8")) != json.loads(mine):
         raise ValueError(f"{str(out)!r} holds the runs of a study with other settings; use another --out, or "
                          "--fresh to discard them")
@@ -308,7 +310,7 @@ def study_report(settings: StudySettings, runs_settings: RunPlan | CifarPlan, ru
     paired = [{"method": m, "reference": r, "statistics": paired_differences(runs, m, r)}
               for m, r in comparisons(settings.methods)]
     return {"kind": "study", "target": settings.target, "settings": asdict(settings),
-            "runs_settings": asdict(runs_settings),
+            "runs_settings": runs_settings.to_dict(),
             "teacher": {**runs_settings.teacher_summary(), "test_accuracy": teacher_acc},
             "student_arch": runs_settings.student_arch, "stats_from_fraction": STATS_FROM,
             "confidence": CONFIDENCE, "power": POWER, "summary": summarize(runs), "comparisons": paired,

@@ -22,7 +22,7 @@ import torch
 from ..runtime.checkpoint import atomic_write_text
 from ..runtime.distributed import Ranks
 from .embedded import TeacherRecipe, benchmark, cached_teacher
-from .runs import RunPlan, distill_once
+from .runs import RunPlan, RunResult, distill_once
 
 TEACHER_RESULT = "teacher.json"
 
@@ -112,7 +112,7 @@ class RunUnit(RunInFolder):
     cache_dir: str
     progress: bool = False
 
-    def __call__(self) -> dict[str, Any]:
+    def __call__(self) -> RunResult:
         """The run's result (curves, statistics, wall time)."""
         ranks = Ranks.current()
         if ranks.from_main(self.result_path.exists):  # rank 0 decides: it alone writes the results
@@ -136,7 +136,7 @@ def plan_units(plan: RunPlan, out: Path, cache: Path, *, progress: bool = False,
     return teacher, runs
 
 
-def finished_runs(units: list[Unit]) -> list[dict[str, Any]] | None:
+def finished_runs(units: list[Unit]) -> list[RunResult] | None:
     """Every unit's result read from its folder, in the units' order; ``None`` while any is unfinished."""
     if not all(u.finished() for u in units):
         return None

@@ -122,12 +122,13 @@ def test_bench_says_why_the_higher_column_is_empty(monkeypatch, capsys):
 def test_one_way_to_choose_the_trainer():
     from lrwa_fast import DFADTrainer, LRwATrainer
     from lrwa_fast.apps.demo import demo_plan
-    from lrwa_fast.apps.runs import method_config
+    from lrwa_fast.apps.runs import method_config, method_dict
     from lrwa_fast.training.trainer import trainer_class
 
     assert trainer_class("lrwa") is LRwATrainer and trainer_class("dfad") is DFADTrainer
     methods = demo_plan().methods
-    assert [method_config(m)[0] for m in methods.values()] == [LRwATrainer, DFADTrainer]
+    assert [method_config(method_dict(m))[0] for m in methods.values()] == [LRwATrainer, DFADTrainer]
+    assert [method_config(method_dict(m))[1] for m in methods.values()] == list(methods.values())  # typed both ways
     with pytest.raises(ValueError, match="method must be one of \\['dfad', 'lrwa'\\], got 'maml'"):
         trainer_class("maml")
     with pytest.raises(ValueError, match="needs a 'method' key"):

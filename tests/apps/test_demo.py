@@ -27,7 +27,7 @@ def digits_run(tmp_path_factory):
 
 def run(digits_run, run_dir):
     settings, teacher, data = digits_run
-    return distill_once("dfad", dict(settings.methods["dfad"]), teacher, data, settings, 0, False, run_dir=run_dir)
+    return distill_once("dfad", settings.methods["dfad"], teacher, data, settings, 0, False, run_dir=run_dir)
 
 
 @pytest.mark.slow

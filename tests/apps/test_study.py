@@ -15,6 +15,7 @@ from scipy import stats
 from lrwa_fast.apps import recipe
 from lrwa_fast.apps.cli import main
 from lrwa_fast.apps.embedded import benchmark
+from lrwa_fast.apps.runs import method_dict
 from lrwa_fast.apps.statistics import (
     bootstrap_interval,
     detectable_difference,
@@ -110,8 +111,8 @@ def test_the_authors_recipe_is_fitted_by_its_rules(name):
     at the same fractions of the run; everything else the recipe's. The twins differ only where they must."""
     bench = benchmark(name)
     shared = bench.shared(bench.iterations)
-    twin, authors = (method_fields(bench, m, bench.iterations) for m in ("authors_dfad", "authors"))
-    released = method_fields(bench, "authors_released", bench.iterations)
+    twin, authors, released = (method_dict(method_fields(bench, m, bench.iterations))  # typed, read as dicts
+                               for m in ("authors_dfad", "authors", "authors_released"))
     entry = shared["batch_size"] // 8
     assert (authors["batch_size"], authors["latent_dim"], authors["probe_every"]) == (
         shared["batch_size"], shared["latent_dim"], shared["probe_every"])
@@ -288,7 +289,7 @@ def test_collecting_an_unfinished_local_study_lists_what_is_missing(tmp_path):
     settings = StudySettings(benchmark="digits", methods=["dfad", "joint"], seeds=2)
     out = tmp_path / "out"
     out.mkdir()
-    (out / "settings.json").write_text(json.dumps(dataclasses.asdict(settings.runs())))
+    (out / "settings.json").write_text(json.dumps(settings.runs().to_dict()))
     (out / "study_settings.json").write_text(json.dumps(dataclasses.asdict(settings)))
     with pytest.raises(StudyIncomplete, match="5 not run") as caught:
         collect_study(out)
