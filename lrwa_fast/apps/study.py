@@ -220,7 +220,7 @@ def run_study(settings: StudySettings, out: Path, cache_dir: Path, *, jobs: int 
     _claim(out, settings, plan, fresh)
     executor = SlurmExecutor(slurm)
     states = executor.submit(out, teacher, units)
-    if progress:
+    if progress or not wait:  # the job ids and logs of what was submitted
         print(format_states(states), flush=True)
     if not wait:
         return None
