@@ -1,6 +1,6 @@
 // Philox4x32-10 counter-based random numbers and the replay memory's draws, for host and device.
 //
-// Bit-identical to lrwa_fast/memory/philox.py: same key split (low word first), same counter
+// Bit-identical to lrwa_fast/replay/buffer/philox.py: same key split (low word first), same counter
 // layout (c0, c1 = low/high words of a 64-bit index, c2, c3 = stream) and the same multiply-shift
 // mapping of a 32-bit draw onto [0, bound).
 #pragma once

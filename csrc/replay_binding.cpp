@@ -1,5 +1,5 @@
 // Python binding of lrwa_fast._replay_ext: argument checks, then the CPU or the CUDA path.
-// Same contract as lrwa_fast/memory/torch_backend.py (insert, and sample + gather in one call).
+// Same contract as lrwa_fast/replay/buffer/torch_backend.py (insert, and sample + gather in one call).
 #include <torch/extension.h>
 
 #include "philox.h"

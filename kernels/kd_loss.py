@@ -167,10 +167,8 @@ def kd_row_losses_triton(student: Tensor, teacher: Tensor, kind: str, temperatur
 
 
 def _reduce(rows: Tensor, reduction: str, dtype: torch.dtype) -> Tensor:
-    """``rows`` (fp32) reduced as asked, in the output dtype."""
-    if reduction == "none":
-        return rows.to(dtype)
-    return (rows.sum() if reduction == "sum" else rows.mean()).to(dtype)
+    """``rows`` (fp32) reduced as the reference reduces them (:func:`reduce_rows`), in the output dtype."""
+    return reduce_rows(rows, reduction).to(dtype)
 
 
 class KDLossFunction(torch.autograd.Function):
