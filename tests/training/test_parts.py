@@ -19,13 +19,8 @@ from lrwa_fast import (
     LRwAConfig,
     LRwATrainer,
     StudentUpdate,
-    Updater,
-    UpdateResult,
 )
-from lrwa_fast.config import OptimizerConfig
-from lrwa_fast.optim import UpdaterSettings
 from lrwa_fast.runtime.checkpoint import CheckpointError, atomic_save
-from lrwa_fast.runtime.services import Runtime, RuntimeSettings
 from lrwa_fast.training.progress import LineProgress, progress
 
 
@@ -84,49 +79,6 @@ def test_docs_example_update_state_resumes_bit_exactly(tmp_path, tiny_models, ti
 def test_an_object_without_the_protocol_is_refused(tiny_models, tiny_run):
     with pytest.raises(ValueError, match="StudentUpdate protocol"):
         DFADTrainer(*tiny_models(), DFADConfig(**tiny_run), update=lambda ctx, x, t: None)
-
-
-def make_updater(policy: str, module: torch.nn.Module, clip: float = 0.0) -> Updater:
-    optimizer = OptimizerConfig(lr=0.1, momentum=0.0, weight_decay=0.0, schedule="constant")
-    runtime = Runtime(RuntimeSettings(device="cpu", nonfinite=policy))
-    return Updater("student", list(module.parameters()), UpdaterSettings(optimizer=optimizer, horizon=10, clip=clip),
-                   runtime, rollback=(module,))
-
-
-def test_updater_rolls_back_batchnorm_statistics_of_a_skipped_update():
-    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
-    updater = make_updater("skip", net)
-    before = [b.clone() for b in net.buffers()]
-    weights = [p.detach().clone() for p in net.parameters()]
-
-    def compute():
-        out = net(torch.randn(8, 3) * 5 + 2)  # moves the running statistics
-        grads = [torch.full_like(p, float("nan")) for p in net.parameters()]
-        return UpdateResult(grads, {"loss": out.sum().detach()})
-
-    with pytest.warns(RuntimeWarning, match="step skipped"):
-        snapshot = updater.snapshot()
-        assert updater.apply(compute(), "test step", snapshot) is False
-    assert all(torch.equal(a, b) for a, b in zip(before, net.buffers()))
-    assert all(torch.equal(a, b) for a, b in zip(weights, net.parameters()))
-    assert updater.guard.skipped == 1
-    net(torch.randn(8, 3) * 5 + 2)  # moves the statistics again, outside any step
-    moved = [b.clone() for b in net.buffers()]
-    grads = [torch.full_like(p, float("nan")) for p in net.parameters()]
-    assert updater.apply(UpdateResult(grads, {"loss": torch.tensor(0.0)}), "direct") is False
-    assert all(torch.equal(a, b) for a, b in zip(moved, net.buffers())), "without a snapshot nothing rolls back"
-
-
-def test_updater_clips_to_the_global_norm_and_logs_it():
-    net = torch.nn.Linear(4, 3)
-    updater = make_updater("raise", net, clip=0.5)
-    weights = [p.detach().clone() for p in net.parameters()]
-    grads = [torch.randn_like(p) * 10 for p in net.parameters()]
-    norm = float(torch.cat([g.reshape(-1) for g in grads]).norm())
-    assert updater.apply(UpdateResult([g.clone() for g in grads], {"loss": torch.tensor(1.0)}), "step")
-    moved = torch.cat([(w - p.detach()).reshape(-1) for w, p in zip(weights, net.parameters())])
-    torch.testing.assert_close(float(moved.norm()), 0.1 * 0.5, rtol=1e-4, atol=0)
-    assert updater.metrics.read()["grad_norm_student"] == pytest.approx(norm, rel=1e-5)
 
 
 def test_every_part_has_its_own_state(tiny_models, tiny_run):
