@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "--collect OUT, reports the runs' states and aggregates once all have finished")
     study.add_argument("--collect", default=None, metavar="OUT",
                        help="report the study in OUT from its folders: the runs' states (finished, pending, "
-                            "running, failed with their logs), and the report once all have finished")
+                            "running, failed with their logs), and the report once all have finished (a sweep: "
+                            "each value's folder, or the sweep's command again)")
     study.add_argument("--plan", default=None, metavar="OUT",
                        help="from the finished (pilot) study in OUT (its folder or study.json): per comparison, the "
                             "paired seeds needed to detect each --delta with 80%% power, and what they cost")
@@ -282,10 +283,14 @@ def _study(args: argparse.Namespace) -> int:
         out, cache, quiet = Path(args.out), Path(args.cache_dir), args.quiet
         options = dict(jobs=args.jobs, progress=not quiet, fresh=args.fresh, slurm=slurm, wait=not args.no_wait)
         if args.sweep is not None:
-            report = run_sweep(settings, parse_sweep(args.sweep), out, cache, **options)
-            if report is not None:
-                print(format_sweep(report))
-                print(f"\nwrote {out / 'sweep.json'}, sweep.md and sweep.png, and a study per value in {out}")
+            sweep = parse_sweep(args.sweep)
+            report = run_sweep(settings, sweep, out, cache, **options)
+            if report is None:
+                print("submitted; the same command again collects the sweep, or each value's study with: " +
+                      "; ".join(f"lrwa-fast study --collect '{out / sweep.folder(v)}'" for v in sweep.values))
+                return 0
+            print(format_sweep(report))
+            print(f"\nwrote {out / 'sweep.json'}, sweep.md and sweep.png, and a study per value in {out}")
             return 0
         report = run_study(settings, out, cache, **options)
     except StudyIncomplete as err:

@@ -14,7 +14,9 @@ is ``finished`` when its result is in the folder, else what Slurm says of its ne
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import re
@@ -22,7 +24,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +38,9 @@ from .units import Unit
 RECORD = "slurm.json"
 LOGS = "slurm"
 PRE_TIMEOUT = signal.SIGUSR2  # the signal submitit asks Slurm to send before the time limit
-LIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING", "SUSPENDED",
-        "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "STOPPED"}
+RESULT_GRACE_S = 120.0  # how long a completed job's result may take to appear in the folder
+LIVE = {"FINISHING", "PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
+        "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "STOPPED"}
 
 
 def minutes(text: str) -> int:
@@ -132,6 +135,12 @@ def check_cluster() -> None:
         raise ClusterUnavailable(f"--executor slurm: the Slurm controller does not answer ({done.stderr.strip()})")
 
 
+def max_array_size() -> int:
+    """The cluster's ``MaxArraySize`` (an array's task ids must stay below it; Slurm's default 1001)."""
+    found = re.search(r"MaxArraySize\s*=\s*(\d+)", _slurm(["scontrol", "show", "config"]) or "")
+    return int(found.group(1)) if found else 1001
+
+
 class Requeueable:
     """A unit as a submitit job: on the pre-timeout signal it has stopped with a checkpoint, and hands the signal
     back to submitit, which calls :meth:`checkpoint`, requeues the job and exits; the requeued job runs the
@@ -188,27 +197,35 @@ class SlurmExecutor:
         check_cluster()
         out = out.resolve()
         states = unit_states(out, [teacher, *units])
-        record = _read_record(out)
-        teacher_state = states[0]
-        after = teacher_state.job_id if teacher_state.live else None
-        if not teacher.finished() and not teacher_state.live:
-            (job,) = self._submit(out, [teacher], record, dependency=None)
-            after = job.job_id
         todo = [u for u, s in zip(units, states[1:]) if not u.finished() and not s.live]
-        if todo:
-            self._submit(out, todo, record, dependency=f"afterok:{after}" if after else None)
+        if len(todo) >= max_array_size():
+            raise ClusterUnavailable(f"{len(todo)} runs exceed this cluster's MaxArraySize ({max_array_size()}); "
+                                     "run the study in parts (--seeds, --first-seed)")
+        with _locked(out):
+            record = _read_record(out)
+            after = states[0].job_id if states[0].live else None
+            if not teacher.finished() and not states[0].live:
+                (job,) = self._submit(out, [teacher], record, dependency=None)
+                after = job.job_id
+            if todo:
+                self._submit(out, todo, record, dependency=f"afterok:{after}" if after else None)
         return unit_states(out, [teacher, *units])
 
-    def _submit(self, out: Path, units: Sequence[Unit], record: dict[str, Any],
-                dependency: str | None) -> list[Any]:
+    def _submit(self, out: Path, units: Sequence[Unit], record: dict[str, Any], dependency: str | None
+                ) -> list[Any]:
         submitit = submitit_module()
         executor = submitit.SlurmExecutor(folder=out / LOGS / "%j", max_num_timeout=self.settings.max_requeues)
-        executor.update_parameters(**self.settings.parameters(), job_name=f"lrwa-{out.name}",
-                                   **({"dependency": dependency} if dependency else {}))
+        # a run whose teacher's job failed is cancelled by Slurm (not left pending forever), and resubmitted later
+        after = ({"dependency": dependency, "additional_parameters": {"kill_on_invalid_dep": "yes"}}
+                 if dependency else {})
+        executor.update_parameters(**self.settings.parameters(), job_name=f"lrwa-{out.name}", **after)
         absolute = [dataclasses.replace(u, out_dir=str(out), cache_dir=str(Path(u.cache_dir).resolve()))
                     for u in units]
-        with executor.batch():
-            jobs = [executor.submit(Requeueable(u)) for u in absolute]
+        try:
+            with executor.batch():
+                jobs = [executor.submit(Requeueable(u)) for u in absolute]
+        except (submitit.core.utils.UncompletedJobError, submitit.core.utils.FailedSubmissionError, OSError) as err:
+            raise ClusterUnavailable(f"sbatch refused the jobs: {str(err).strip()}") from None
         for unit, job in zip(units, jobs):
             record["units"][unit.name] = {"job_id": str(job.job_id), "stdout": str(job.paths.stdout),
                                           "stderr": str(job.paths.stderr), "state": "PENDING",
@@ -233,43 +250,55 @@ class SlurmExecutor:
 
 
 def unit_states(out: Path, units: Sequence[Unit]) -> list[UnitState]:
-    """Each unit's state (see :class:`UnitState`); Slurm is asked only about unfinished units' newest jobs."""
-    record = _read_record(out)
-    known = record["units"]
-    asked = [known[u.name]["job_id"] for u in units if not u.finished() and u.name in known]
-    slurm = slurm_states(asked) if asked else {}
-    states = []
-    for unit in units:
-        entry = known.get(unit.name, {})
-        if unit.finished():
-            state = "finished"
-        elif not entry:
-            state = "not run"
-        else:
-            state = slurm.get(entry["job_id"], entry.get("state", "UNKNOWN"))
-        if entry:
-            entry["state"] = state
-        states.append(UnitState(unit.name, state, entry.get("job_id"), entry.get("stdout"), entry.get("stderr")))
-    if asked:
-        _write_record(out, record)
+    """Each unit's state (see :class:`UnitState`); Slurm is asked only about unfinished units' newest jobs.
+    When Slurm does not answer, a unit keeps the state last seen; a job that completed without leaving its
+    result is ``FINISHING`` for :data:`RESULT_GRACE_S` (a shared filesystem may show the file late)."""
+    if not (out / RECORD).exists():  # nothing was submitted: the folder alone tells
+        return [_state_of(unit, {}, {}) for unit in units]
+    with _locked(out):
+        record = _read_record(out)
+        known = record["units"]
+        asked = [known[u.name]["job_id"] for u in units if not u.finished() and u.name in known]
+        slurm = slurm_states(asked) if asked else {}
+        states = [_state_of(unit, known.get(unit.name, {}), slurm) for unit in units]
+        if asked:
+            _write_record(out, record)
     return states
+
+
+def _state_of(unit: Unit, entry: dict[str, Any], slurm: dict[str, str]) -> UnitState:
+    """One unit's state from its folder, Slurm's answer and its record (updated in place)."""
+    if unit.finished():
+        state = "finished"
+    elif not entry:
+        state = "not run"
+    else:
+        state = slurm.get(entry["job_id"], entry.get("state", "UNKNOWN"))
+        if state == "COMPLETED":  # but no result (yet)
+            since = entry.setdefault("completed_at", time.time())
+            state = "FINISHING" if time.time() - since < RESULT_GRACE_S else state
+        entry["state"] = state
+    return UnitState(unit.name, state, entry.get("job_id"), entry.get("stdout"), entry.get("stderr"))
 
 
 def slurm_states(job_ids: list[str]) -> dict[str, str]:
     """Job id → Slurm state: ``squeue`` for jobs still queued or running, then ``scontrol show job`` for jobs that
     ended recently (an array task cancelled before it started is known there, not to ``sacct``), then ``sacct``;
-    a job known to none: ``UNKNOWN``."""
+    a job known to none: ``UNKNOWN``. Empty when the controller does not answer (the states stay as they were)."""
+    queue = _slurm(["squeue", "-h", "-r", "-o", "%i|%T", "-j", _jobs(job_ids)], gone_ok=True)
+    if queue is None:
+        return {}
     states: dict[str, str] = {}
-    for line in _slurm(["squeue", "-h", "-r", "-o", "%i|%T", "-j", _jobs(job_ids)]).splitlines():
+    for line in queue.splitlines():
         job, _, state = line.partition("|")
         states[job.strip()] = state.strip()
     for job in (j for j in job_ids if j not in states):
-        found = re.search(r"\bJobState=(\S+)", _slurm(["scontrol", "-o", "show", "job", job]))
+        found = re.search(r"\bJobState=(\S+)", _slurm(["scontrol", "-o", "show", "job", job], gone_ok=True) or "")
         if found:
             states[job] = found.group(1)
     rest = [j for j in job_ids if j not in states]
     if rest:
-        for line in _slurm(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", _jobs(rest)]).splitlines():
+        for line in (_slurm(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", _jobs(rest)]) or "").splitlines():
             job, _, state = line.partition("|")
             if job in rest and state.strip():
                 states[job] = state.split()[0]  # "CANCELLED by 0" → CANCELLED
@@ -281,13 +310,16 @@ def _jobs(job_ids: list[str]) -> str:
     return ",".join(sorted({j.split("_")[0] for j in job_ids}))
 
 
-def _slurm(command: list[str]) -> str:
-    """A Slurm command's output ('' when it fails or is missing, e.g. ``sacct`` without accounting)."""
+def _slurm(command: list[str], gone_ok: bool = False) -> str | None:
+    """A Slurm command's output; ``None`` when it fails or is missing (``sacct`` without accounting, a controller
+    that does not answer). ``gone_ok``: a job id Slurm no longer knows is an answer (empty), not a failure."""
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return done.stdout if done.returncode == 0 else ""
+        return None
+    if done.returncode == 0:
+        return done.stdout
+    return "" if gone_ok and "Invalid job id" in done.stderr else None
 
 
 def count_states(states: Sequence[UnitState]) -> str:
@@ -308,6 +340,18 @@ def format_states(states: Sequence[UnitState]) -> str:
                 if s.state == "UNKNOWN" else ""
             lines.append(f"  {s.name}: {s.state}{where}{gone}")
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Exclusive use of ``slurm.json`` (a poll and a resubmission may run at once)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f"{RECORD}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _read_record(out: Path) -> dict[str, Any]:

@@ -34,14 +34,14 @@ from .cifar_study import KIND as CIFAR
 from .cifar_study import CifarPlan, check_overrides, check_preset, cifar_units
 from .cifar_study import method_config as cifar_method
 from .embedded import Benchmark, benchmark
-from .executors import clear_runs, run_units
+from .executors import run_units
 from .presets import get_preset
 from .reports import environment, summarize
 from .runs import STATS_FROM, RunPlan, check_plan, method_config, method_dict, method_settings
 from .slurm import RECORD, SlurmExecutor, SlurmSettings, UnitState, check_cluster, format_states, unit_states
 from .statistics import CONFIDENCE, POWER, paired_differences
 from .study_report import write_study
-from .units import TEACHER_RESULT, Unit, finished_runs, plan_units, teacher_accuracy
+from .units import TEACHER_RESULT, Unit, finished_runs, plan_units, recorded_cache, teacher_accuracy
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,9 @@ def comparisons(methods: list[str]) -> list[tuple[str, str]]:
     return pairs + [(a, b) for a, b in EXTRA_PAIRS if a in methods and b in methods]
 
 
+OWNED_BY_THE_STUDY = ("seed", "iterations", "checkpoint_dir", "checkpoint_every", "keep_checkpoints")
+
+
 @dataclass
 class StudySettings:
     """What a study runs: benchmark, methods, seeds, run length, teacher seed and the settings every method
@@ -149,6 +152,9 @@ class StudySettings:
                              "(include it in --methods)")
         if self.seeds < 2:
             raise ValueError(f"a study needs at least 2 seeds for paired differences, got {self.seeds}")
+        owned = [k for k in self.overrides if k.split(".")[0] in OWNED_BY_THE_STUDY]
+        if owned:
+            raise ValueError(f"the study sets {owned} itself (use --iterations, --seeds, --first-seed)")
         for name in ("iterations", "eval_every", "teacher_epochs"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -205,12 +211,14 @@ def run_study(settings: StudySettings, out: Path, cache_dir: Path, *, jobs: int 
     settings.check()
     plan = settings.runs()
     if slurm is None:
-        _claim(out, settings, plan, fresh)
-        teacher, units = study_units(plan, out, cache_dir, progress=progress, run_progress=progress and jobs == 1)
         if isinstance(plan, RunPlan):
             check_plan(plan, jobs)
+        elif jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {jobs}")
+        teacher, units = study_units(plan, out, cache_dir, progress=progress, run_progress=progress and jobs == 1)
         if fresh:
-            clear_runs(out)
+            _discard(out, teacher, units)
+        _claim(out, settings, plan, fresh)
         runs, teacher_acc = run_units(teacher, units, jobs=jobs, progress=progress)
         return _report(settings, plan, runs, teacher_acc, out, executor="local", jobs=jobs)
     check_cluster()
@@ -232,7 +240,7 @@ def collect_study(out: Path) -> dict[str, Any]:
     """The report of the study in ``out`` from its folders alone (written there too), or
     :class:`StudyIncomplete` naming the units not finished, with their states and logs."""
     settings, plan = load_study(out)
-    teacher, units = study_units(plan, out, Path())
+    teacher, units = study_units(plan, out, recorded_cache(out))
     states = unit_states(out, [teacher, *units])
     return _finish(settings, plan, out, units, states, executor="slurm" if (out / RECORD).exists() else "local",
                    jobs=None)
@@ -293,7 +301,8 @@ def _claim(out: Path, settings: StudySettings, runs: RunPlan | CifarPlan, fresh:
 
 
 def _discard(out: Path, teacher: Unit, units: list[Unit]) -> None:
-    """``--fresh`` with Slurm: forget the finished units and the job record, unless a job still waits or runs."""
+    """``--fresh``: forget the finished and unfinished units and the job record, unless a job still waits or
+    runs."""
     live = [s for s in unit_states(out, [teacher, *units]) if s.live]
     if live:
         raise ValueError(f"--fresh: {len(live)} job(s) of the study in {str(out)!r} still wait or run (e.g. "

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -112,10 +113,14 @@ def plot_study(report: dict[str, Any], out: Path) -> None:
 def format_plan(report: dict[str, Any], deltas: list[float], parallel: int) -> str:
     """``lrwa-fast study --plan``: per comparison and statistic (μ[acc], forgetting), the paired seeds that detect
     each Δ (points) at the report's power from the pilot's spread, and the runs and hours they take (each
-    seed runs both methods; hours from the pilot's mean run times, ``parallel`` runs at a time); then the
-    whole study at the largest count."""
+    seed runs both methods; hours: ⌈runs / ``parallel``⌉ waves of the pilot's mean run time); then the whole
+    study at the largest count."""
     summary, methods = report["summary"], list(report["summary"])
     hours = {m: summary[m]["wall_time_s"]["mean"] / 3600 for m in methods}
+
+    def wall(runs: int, mean_hours: float) -> float:  # runs in waves of `parallel`
+        return math.ceil(runs / parallel) * mean_hours
+
     lines = [f"Plan from the pilot study of {target(report)} ({report['settings']['seeds']} seeds): "
              f"paired seeds to detect each Δ with {int(100 * report['power'])}% power at the "
              f"{round(100 * (1 - report['confidence']))}% level, from the pilot's spread of the paired "
@@ -124,7 +129,7 @@ def format_plan(report: dict[str, Any], deltas: list[float], parallel: int) -> s
              "|---|---|---|---|---|---|---|---|---|"]
     most = dict.fromkeys(deltas, 2)
     for row in report["comparisons"]:
-        pair_hours = hours[row["method"]] + hours[row["reference"]]
+        pair_hours = (hours[row["method"]] + hours[row["reference"]]) / 2
         for key, label in (("mean", "μ[acc]"), ("forgetting", "forgetting")):
             values = row["statistics"][key]["differences"]
             if len(values) < 2:
@@ -134,9 +139,10 @@ def format_plan(report: dict[str, Any], deltas: list[float], parallel: int) -> s
                 n = seeds_needed(spread, delta, report["confidence"], report["power"])
                 most[delta] = max(most[delta], n)
                 lines.append(f"| {row['method']} | {row['reference']} | {label} | {spread:.2f} | {delta:g} | {n} | "
-                             f"{max(0, n - len(values))} | {2 * n} | {n * pair_hours / parallel:.2f} |")
+                             f"{max(0, n - len(values))} | {2 * n} | {wall(2 * n, pair_hours):.2f} |")
     lines += ["", "The whole study (every method) at the most seeds any comparison needs:", "",
               "| Δ | seeds | runs | hours |", "|---|---|---|---|"]
     for delta, n in most.items():
-        lines.append(f"| {delta:g} | {n} | {n * len(methods)} | {n * sum(hours.values()) / parallel:.2f} |")
+        lines.append(f"| {delta:g} | {n} | {n * len(methods)} | "
+                     f"{wall(n * len(methods), sum(hours.values()) / len(methods)):.2f} |")
     return "\n".join(lines)

@@ -15,10 +15,8 @@ import yaml
 
 from ..runtime.checkpoint import atomic_write, atomic_write_text
 from .reports import STAT_SCALE, environment
-from .study import METHODS, StudySettings, run_study
+from .study import METHODS, OWNED_BY_THE_STUDY, StudySettings, run_study
 from .study_report import target
-
-OWNED_BY_THE_STUDY = ("seed", "iterations", "checkpoint_dir", "checkpoint_every", "keep_checkpoints")
 
 
 @dataclass(frozen=True)
@@ -79,6 +77,11 @@ def run_sweep(settings: StudySettings, sweep: Sweep, out: Path, cache_dir: Path,
     ``sweep.json``, ``sweep.md`` and ``sweep.png`` in ``out``; returns the sweep's report (``None`` when the
     studies were only submitted)."""
     check_sweep(settings, sweep)
+    if options.get("slurm") is not None and options.get("wait", True):  # every value's jobs queued at once
+        for value in sweep.values:
+            run_study(value_settings(settings, sweep, value), out / sweep.folder(value), cache_dir,
+                      progress=progress, **(options | {"wait": False}))
+        options = options | {"fresh": False}  # what was just submitted is kept
     studies = []
     for value in sweep.values:
         if progress:

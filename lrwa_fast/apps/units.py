@@ -21,7 +21,7 @@ import torch
 
 from ..runtime.checkpoint import atomic_write_text
 from ..runtime.distributed import Ranks
-from .embedded import TeacherRecipe, benchmark, cached_teacher
+from .embedded import TeacherRecipe, benchmark, cached_teacher, teacher_path
 from .runs import RunPlan, RunResult, distill_once
 
 TEACHER_RESULT = "teacher.json"
@@ -86,6 +86,11 @@ class TeacherUnit(InFolder):
 
     name = "teacher"
 
+    def finished(self) -> bool:
+        """Its result recorded, and the teacher in the cache the runs read it from."""
+        cached = teacher_path(benchmark(self.benchmark), self.recipe, Path(self.cache_dir))
+        return super().finished() and cached.exists()
+
     def __call__(self) -> float:
         """The teacher's test accuracy (training it first when the cache has none)."""
         bench, cache = benchmark(self.benchmark), Path(self.cache_dir)
@@ -94,7 +99,7 @@ class TeacherUnit(InFolder):
                                      progress=self.progress)
         if Ranks.current().is_main:
             record = {"benchmark": self.benchmark, "recipe": dataclasses.asdict(self.recipe),
-                      "test_accuracy": accuracy}
+                      "test_accuracy": accuracy, "cache_dir": str(Path(self.cache_dir).resolve())}
             atomic_write_text(json.dumps(record, indent=2), self.result_path)
         return accuracy
 
@@ -141,6 +146,12 @@ def finished_runs(units: list[Unit]) -> list[RunResult] | None:
     if not all(u.finished() for u in units):
         return None
     return [json.loads(u.result_path.read_text(encoding="utf-8")) for u in units]
+
+
+def recorded_cache(out: Path) -> Path:
+    """The cache the teacher unit of the study in ``out`` used (the current folder when none is recorded)."""
+    path = out / TEACHER_RESULT
+    return Path(json.loads(path.read_text(encoding="utf-8")).get("cache_dir", "")) if path.exists() else Path()
 
 
 def teacher_accuracy(out: Path) -> float:

@@ -4,12 +4,15 @@ requeue hand-over on the pre-timeout signal, and the refusals before anything is
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
 
+from lrwa_fast import LRwAConfig, LRwATrainer
 from lrwa_fast.apps.cli import main
 from lrwa_fast.apps.slurm import ClusterUnavailable, Requeueable, SlurmSettings, UnitState, check_cluster, minutes
+from lrwa_fast.runtime.checkpoint import list_checkpoints
 from lrwa_fast.training.loop import STOP_SIGNALS, TrainingInterrupted
 
 
@@ -58,8 +61,26 @@ def test_no_sbatch_is_a_clear_error_before_anything_is_submitted(tmp_path, monke
     assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()
 
 
-def test_the_pre_timeout_signal_stops_training_like_sigint_and_sigterm():
+def test_the_pre_timeout_signal_stops_training_after_the_step_with_a_checkpoint(tmp_path, tiny_models):
+    """SIGUSR2 (Slurm's pre-timeout signal, as submitit asks for it) arrives during iteration 2: the run stops
+    after it, with its checkpoint, and the error names the signal (the job then requeues itself)."""
     assert {signal.SIGINT, signal.SIGTERM, signal.SIGUSR2} <= set(STOP_SIGNALS)
+    cfg = LRwAConfig(batch_size=16, latent_dim=8, iterations=100, student_steps=1, device="cpu",
+                     checkpoint_dir=str(tmp_path))
+    trainer = LRwATrainer(*tiny_models(), cfg)
+    step = trainer.step
+
+    def step_with_a_signal():
+        if trainer.iteration == 1:
+            os.kill(os.getpid(), signal.SIGUSR2)
+        return step()
+
+    trainer.step = step_with_a_signal
+    with pytest.raises(TrainingInterrupted, match="SIGUSR2 received: stopped after iteration 2;") as stopped:
+        trainer.train(progress=False)
+    assert stopped.value.signum == signal.SIGUSR2 and trainer.iteration == 2
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["ckpt-00000002.pt"]
+    assert signal.getsignal(signal.SIGUSR2) is signal.SIG_DFL  # the handler the loop found is back
 
 
 class _Stopped:
@@ -105,8 +126,9 @@ def test_unit_states_are_live_or_failed(state, live, failed):
 def test_a_slurm_job_uses_the_threads_it_was_given(monkeypatch):
     torch = pytest.importorskip("torch")
     before = torch.get_num_threads()
-    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+    given = before % 2 + 1  # not what torch uses now
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", str(given))
     try:
-        assert Requeueable(torch.get_num_threads)() == 1
+        assert Requeueable(torch.get_num_threads)() == given
     finally:
         torch.set_num_threads(before)

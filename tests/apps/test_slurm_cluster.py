@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from lrwa_fast.apps.cli import main
-from lrwa_fast.apps.slurm import SlurmSettings
-from lrwa_fast.apps.study import StudyIncomplete, StudySettings, collect_study, run_study
+from lrwa_fast.apps.study import StudyIncomplete, collect_study
 
 pytestmark = pytest.mark.slurm
 
-SETTINGS = StudySettings(benchmark="digits", methods=["dfad", "joint"], seeds=2, iterations=60, eval_every=10,
-                         teacher_epochs=2)
+# 2 methods x 2 seeds on the digits, 60 iterations (a checkpoint every 2), a 2-epoch teacher
+STUDY = ["study", "--benchmark", "digits", "--methods", "dfad,joint", "--seeds", "2", "--fast", "--iterations", "60",
+         "--quiet"]
 DEADLINE_S = 600
 
 
@@ -77,14 +77,17 @@ def numbers(report: dict) -> list[dict]:
 
 
 def test_a_study_on_slurm_survives_requeues_and_a_cancel_and_equals_the_local_one(tmp_path, cache, capsys):
-    """Submitted without waiting and collected while it runs; one run gets the pre-timeout signal, one is
-    requeued by ``scontrol requeue``, one is cancelled (reported with its log, then resubmitted by the same
-    command); every interrupted run resumes from the checkpoint it wrote, and the numbers equal the local study's."""
-    out, slurm = tmp_path / "slurm", SlurmSettings(time=10)
-    assert run_study(SETTINGS, out, cache, slurm=slurm, wait=False, progress=False) is None
+    """Submitted without waiting (``--executor slurm --no-wait``) and collected while it runs; one run gets the
+    pre-timeout signal, one is requeued by ``scontrol requeue``, one is cancelled (reported with its log, then
+    resubmitted by the same command); every interrupted run resumes from the checkpoint it wrote, and the
+    numbers equal the local study's."""
+    out = tmp_path / "slurm"
+    command = [*STUDY, "--out", str(out), "--cache-dir", str(cache), "--executor", "slurm", "--slurm", "time=10"]
+    assert main([*command, "--no-wait"]) == 0
+    submitted = capsys.readouterr().out
+    assert "dfad-seed0: PENDING job" in submitted and "_log.err" in submitted and "--collect" in submitted
     assert main(["study", "--collect", str(out)]) == 0  # not finished yet: states and logs, exit 0
-    shown = capsys.readouterr().err
-    assert "has not finished" in shown and "dfad-seed0: PENDING job" in shown and "_log.err" in shown
+    assert "has not finished" in capsys.readouterr().err
     mid_way(out, "dfad-seed0")
     pre_timeout_signal(job_of(out, "dfad-seed0"))
     mid_way(out, "joint-seed0")
@@ -95,13 +98,16 @@ def test_a_study_on_slurm_survives_requeues_and_a_cancel_and_equals_the_local_on
     assert Path(line.split()[-1]).exists()
     mid_way(out, "joint-seed1")
     subprocess.run(["scontrol", "requeue", job_of(out, "joint-seed1")], check=True, timeout=60)
-    report = run_study(SETTINGS, out, cache, slurm=slurm, wait=True, poll_s=2, progress=False)  # the same command
+    assert main(command) == 0  # the same command: resubmits the cancelled run, waits, reports
     assert job_of(out, "joint-seed0") != cancelled
+    report = json.loads((out / "study.json").read_text())
     resumed = {f"{r['method']}-seed{r['seed']}" for r in report["runs"] if r["resumed_from"]}
     assert resumed == {"dfad-seed0", "joint-seed0", "joint-seed1"}, resumed
-    local = run_study(SETTINGS, tmp_path / "local", cache, progress=False)
+    assert main([*STUDY, "--out", str(tmp_path / "local"), "--cache-dir", str(cache)]) == 0
+    local = json.loads((tmp_path / "local" / "study.json").read_text())
     assert numbers(report) == numbers(local)
     paired = [[c["statistics"][k] for k in ("mean", "forgetting", "final")] for c in (*report["comparisons"],
                                                                                      *local["comparisons"])]
     assert paired[: len(paired) // 2] == paired[len(paired) // 2:]
+    capsys.readouterr()
     assert main(["study", "--collect", str(out)]) == 0 and "wrote" in capsys.readouterr().out
