@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -111,3 +112,22 @@ def test_a_study_on_slurm_survives_requeues_and_a_cancel_and_equals_the_local_on
     assert paired[: len(paired) // 2] == paired[len(paired) // 2:]
     capsys.readouterr()
     assert main(["study", "--collect", str(out)]) == 0 and "wrote" in capsys.readouterr().out
+
+
+def test_a_failed_teacher_cancels_the_runs_and_the_same_command_resubmits_both(tmp_path):
+    """The teacher's job fails (its cache folder cannot be made: a file stands there): Slurm cancels the runs
+    waiting on it instead of keeping them pending, the command reports the failure (exit 1) with the teacher's
+    log, and once the cause is gone the same command resubmits the teacher and the runs and finishes."""
+    blocked = tmp_path / "cache"
+    blocked.write_text("not a folder")
+    out = tmp_path / "slurm"
+    command = ["study", "--benchmark", "digits", "--methods", "dfad,joint", "--seeds", "2", "--fast", "--quiet",
+               "--out", str(out), "--cache-dir", str(blocked), "--executor", "slurm", "--slurm", "time=10"]
+    assert main(command) == 1
+    states = failed_states(out)
+    assert "teacher: FAILED job" in states, states
+    assert re.search(r"dfad-seed0: (CANCELLED|UNKNOWN) job", states), states  # a cancelled pending task may vanish
+    blocked.unlink()
+    assert main(command) == 0
+    report = json.loads((out / "study.json").read_text())
+    assert len(report["runs"]) == 4 and report["teacher"]["test_accuracy"] > 0
