@@ -1,7 +1,7 @@
 """``lrwa-fast study --preset NAME --data PATH --teacher FILE``: the study's methods on a CIFAR preset, with the
 user's CIFAR files and teacher, so the paper-scale question is one command (on a Slurm cluster, usually).
 
-Each method is a complete, typed :class:`~lrwa_fast.apps.distill.DistillConfig`: the authors' methods are the
+Each method is a complete, typed config (its models and evaluation, its trainer's config): the authors' methods are the
 preset (``authors``, ``authors_fo``, ``authors_released``: its LRwA step with the meta term exact, first order
 or off; ``authors_dfad``: its DFAD twin), the library's methods the preset's shared settings (its DFAD twin)
 with their own fields. The teacher unit evaluates the given teacher on the test split; each run unit trains
@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 
-from ..config import from_dict, set_nested, to_dict, validate
+from ..config import DFADConfig, from_dict, set_nested, to_dict, validate
 from ..runtime.checkpoint import atomic_write_text, latest_checkpoint
 from ..training import trainer_class
-from .distill import DistillConfig, build_trainer, evaluator, load_model
+from .distill import PROBES_PER_RUN, DistillConfig, build_trainer, evaluator, load_model
 from .presets import PRESETS, resolve_preset
-from .runs import RunResult, run_result
+from .runs import RunResult, method_config, method_dict, run_result
 from .units import InFolder, RunInFolder
 
 KIND = "cifar"
@@ -32,8 +32,9 @@ KIND = "cifar"
 
 @dataclass
 class CifarPlan:
-    """Every method × seed on a CIFAR preset: the user's data and teacher, the run length, and each method's
-    complete config (its ``trainer`` with the overrides applied; seed and iterations set per run)."""
+    """Every method × seed on a CIFAR preset: the user's data and teacher, the run length, each method's models
+    and evaluation (a :class:`~lrwa_fast.apps.distill.DistillConfig` whose trainer section is left empty) and
+    its typed trainer config (seed and iterations set per run)."""
 
     preset: str
     data: str
@@ -43,6 +44,7 @@ class CifarPlan:
     seeds: int = 1
     first_seed: int = 0
     methods: dict[str, DistillConfig] = field(default_factory=dict)
+    trainers: dict[str, DFADConfig] = field(default_factory=dict)
     kind: str = KIND
 
     def seed_list(self) -> list[int]:
@@ -56,13 +58,16 @@ class CifarPlan:
         return {"arch": next(iter(self.methods.values())).teacher.arch, "checkpoint": self.teacher}
 
     def to_dict(self) -> dict[str, Any]:
-        """The plan as plain JSON values."""
-        return to_dict(self)
+        """The plan as plain JSON values, each trainer config with its ``method`` key."""
+        plain = to_dict(dataclasses.replace(self, trainers={}))
+        return plain | {"trainers": {name: method_dict(config) for name, config in self.trainers.items()}}
 
     @classmethod
     def from_dict(cls, fields: dict[str, Any]) -> CifarPlan:
+        """The plan :meth:`to_dict` wrote."""
         methods = {k: from_dict(DistillConfig, v) for k, v in fields["methods"].items()}
-        return cls(**{**fields, "methods": methods})
+        trainers = {k: method_config(v)[1] for k, v in fields["trainers"].items()}
+        return cls(**{**fields, "methods": methods, "trainers": trainers})
 
 
 def check_overrides(methods: list[str], overrides: dict[str, Any]) -> None:
@@ -83,16 +88,18 @@ def check_preset(preset: str, data: str, teacher: str) -> None:
             raise ValueError(f"a study on --preset {preset} needs {option} (an existing path), got {path!r}")
 
 
-def method_config(preset: str, trainer: str, fields: dict[str, Any], authors: bool, data: str, teacher: str,
-                  iterations: int, overrides: dict[str, Any]) -> DistillConfig:
+def preset_method(preset: str, trainer: str, fields: dict[str, Any], authors: bool, data: str, teacher: str,
+                  iterations: int, overrides: dict[str, Any]) -> tuple[DistillConfig, DFADConfig]:
     """One study method on ``preset``: the preset itself (``authors``: its LRwA step for ``trainer='lrwa'``, its
     DFAD twin otherwise) or its DFAD twin's shared settings under ``trainer``; then the method's ``fields``,
-    the run length and ``overrides`` (dotted trainer keys, each where the method's config has it; ``generator.*``
-    the generator's), validated."""
+    the run length, a forgetting probe every 1/20 of the run unless the preset sets one, and ``overrides``
+    (dotted trainer keys, each where the method's config has it; ``generator.*`` the generator's). Returns
+    the models and evaluation (trainer section empty) and the validated, typed trainer config."""
     base = preset if authors and trainer == "lrwa" else f"{preset}-dfad"
     spec = resolve_preset(base, data=data, teacher=teacher,
                           overrides=[f"{k}={v}" for k, v in overrides.items() if k.startswith("generator.")])
-    settings = copy.deepcopy(spec.trainer) | fields | {"iterations": iterations}
+    probes = {"probe_every": max(1, iterations // PROBES_PER_RUN)}
+    settings = probes | copy.deepcopy(spec.trainer) | fields | {"iterations": iterations}
     config_class = trainer_class(trainer).config_class
     own = {f.name for f in dataclasses.fields(config_class)}
     for key, value in overrides.items():
@@ -100,7 +107,7 @@ def method_config(preset: str, trainer: str, fields: dict[str, Any], authors: bo
             set_nested(settings, key.split("."), value)
     config = from_dict(config_class, settings, prefix="trainer.")
     validate(config)
-    return dataclasses.replace(spec, method=trainer, trainer=to_dict(config), preset=preset)
+    return dataclasses.replace(spec, method=trainer, trainer={}, preset=preset), config
 
 
 @dataclass(frozen=True)
@@ -140,14 +147,13 @@ class CifarRunUnit(RunInFolder):
     def __call__(self) -> RunResult:
         if self.finished():
             return json.loads(self.result_path.read_text(encoding="utf-8"))
-        base = self.plan.methods[self.method]
-        trainer = {**base.trainer, "seed": self.seed, "iterations": self.plan.iterations,
-                   "checkpoint_dir": str(self.checkpoint_dir), "checkpoint_every": self.plan.eval_every,
-                   "keep_checkpoints": 1}
-        spec = dataclasses.replace(base, trainer=trainer, output_dir=str(self.checkpoint_dir),
+        config = dataclasses.replace(self.plan.trainers[self.method], seed=self.seed, iterations=self.plan.iterations,
+                                     checkpoint_dir=str(self.checkpoint_dir), checkpoint_every=self.plan.eval_every,
+                                     keep_checkpoints=1)
+        spec = dataclasses.replace(self.plan.methods[self.method], output_dir=str(self.checkpoint_dir),
                                    eval_every=self.plan.eval_every)
         latest = latest_checkpoint(self.checkpoint_dir)
-        run, meta = build_trainer(spec, resume=str(latest) if latest else None)
+        run, meta = build_trainer(spec, resume=str(latest) if latest else None, config=config)
         evaluate, _ = evaluator(spec, meta, run.device)
         result = run_result(self.method, self.seed, run, evaluate, self.plan.eval_every, self.progress, latest)
         atomic_write_text(json.dumps(result), self.result_path)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import from_dict, to_dict
+from ..config import DFADConfig, from_dict, to_dict
 from ..models import Generator, build_model
 from ..runtime.checkpoint import latest_checkpoint, load_file, read_checkpoint
 from ..runtime.metrics import accuracy_evaluator
@@ -88,9 +88,10 @@ DEFAULT_CHECKPOINT_EVERY = 500
 PROBES_PER_RUN = 20  # forgetting probes a run keeps unless the trainer config sets probe_every
 
 
-def build_trainer(spec: DistillConfig, resume: str | None = None) -> tuple[Trainer, dict[str, Any]]:
+def build_trainer(spec: DistillConfig, resume: str | None = None, config: DFADConfig | None = None
+                  ) -> tuple[Trainer, dict[str, Any]]:
     """Teacher, student, generator and trainer described by ``spec`` (restored from ``resume``), and the
-    teacher file's metadata.
+    teacher file's metadata; ``config``: the trainer's typed config, used as it is (else ``spec.trainer``).
 
     Unless the trainer config says otherwise, checkpoints go to ``output_dir/checkpoints`` every
     :data:`DEFAULT_CHECKPOINT_EVERY` iterations, and when the run is evaluated a forgetting probe is kept
@@ -99,9 +100,7 @@ def build_trainer(spec: DistillConfig, resume: str | None = None) -> tuple[Train
     trainer_cls = trainer_class(spec.method)
     path = _checkpoint_file(resume)
     saved = read_checkpoint(path) if path is not None else None  # read once: it may hold a large memory
-    defaults = {"checkpoint_dir": str(Path(spec.output_dir) / "checkpoints"),
-                "checkpoint_every": DEFAULT_CHECKPOINT_EVERY, "probe_every": _default_probes(spec, trainer_cls, saved)}
-    cfg = from_dict(trainer_cls.config_class, {**defaults, **spec.trainer}, prefix="trainer.")
+    cfg = config if config is not None else _trainer_config(spec, trainer_cls, saved)
     torch.manual_seed(cfg.seed)  # the student and generator initialisations follow the seed
     teacher, meta = load_model(spec.teacher, required=True)
     if spec.dataset and meta.get("dataset", spec.dataset) != spec.dataset:
@@ -113,6 +112,13 @@ def build_trainer(spec: DistillConfig, resume: str | None = None) -> tuple[Train
     if path is None:
         return trainer_cls(teacher, student, generator, cfg), meta
     return trainer_cls.load(path, teacher, student, generator, cfg, saved=saved), meta
+
+
+def _trainer_config(spec: DistillConfig, trainer_cls: type[Trainer], saved: dict[str, Any] | None) -> DFADConfig:
+    """The trainer config of ``spec.trainer`` (the config file's section) with the defaults above filled in."""
+    defaults = {"checkpoint_dir": str(Path(spec.output_dir) / "checkpoints"),
+                "checkpoint_every": DEFAULT_CHECKPOINT_EVERY, "probe_every": _default_probes(spec, trainer_cls, saved)}
+    return from_dict(trainer_cls.config_class, {**defaults, **spec.trainer}, prefix="trainer.")
 
 
 def _default_probes(spec: DistillConfig, trainer_cls: type[Trainer], saved: dict[str, Any] | None) -> int:

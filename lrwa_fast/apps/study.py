@@ -31,8 +31,7 @@ from ..config import DFADConfig, set_nested, validate
 from ..runtime.checkpoint import atomic_write_text
 from . import recipe
 from .cifar_study import KIND as CIFAR
-from .cifar_study import CifarPlan, check_overrides, check_preset, cifar_units
-from .cifar_study import method_config as cifar_method
+from .cifar_study import CifarPlan, check_overrides, check_preset, cifar_units, preset_method
 from .embedded import Benchmark, benchmark
 from .executors import run_units
 from .presets import get_preset
@@ -178,10 +177,11 @@ class StudySettings:
         length = base["trainer"]["iterations"] if self.iterations is None else self.iterations
         data, teacher = str(Path(self.data).resolve()), str(Path(self.teacher).resolve())
         check_overrides([METHODS[m].trainer for m in self.methods], self.overrides)
-        methods = {m: cifar_method(self.preset, METHODS[m].trainer, METHODS[m].fields, METHODS[m].base == "authors",
-                                   data, teacher, length, self.overrides) for m in self.methods}
+        built = {m: preset_method(self.preset, METHODS[m].trainer, METHODS[m].fields, METHODS[m].base == "authors",
+                                  data, teacher, length, self.overrides) for m in self.methods}
         return CifarPlan(self.preset, data, teacher, length, self.eval_every or base["eval_every"], self.seeds,
-                         self.first_seed, methods)
+                         self.first_seed, {m: spec for m, (spec, _) in built.items()},
+                         {m: config for m, (_, config) in built.items()})
 
 
 STUDY_SETTINGS = "study_settings.json"  # the StudySettings of the runs in a study folder (beside settings.json)
@@ -253,6 +253,8 @@ def load_study(out: Path) -> tuple[StudySettings, RunPlan]:
         raise FileNotFoundError(f"{path} is missing: {str(out)!r} holds no study of this version")
     settings, plan = StudySettings(**json.loads(path.read_text(encoding="utf-8"))), _load_plan(out)
     plan.methods = {m: plan.methods[m] for m in settings.methods}  # the study's order (settings.json sorts keys)
+    if isinstance(plan, CifarPlan):
+        plan.trainers = {m: plan.trainers[m] for m in settings.methods}
     return settings, plan
 
 

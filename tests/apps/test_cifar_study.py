@@ -9,6 +9,8 @@ import json
 import pytest
 import torch
 
+from lrwa_fast import DFADConfig
+from lrwa_fast.apps.cifar_study import CifarPlan
 from lrwa_fast.apps.cli import main
 from lrwa_fast.apps.presets import get_preset
 from lrwa_fast.apps.study import StudySettings
@@ -39,13 +41,14 @@ def settings(files, **fields) -> StudySettings:
 def test_the_methods_are_the_preset_and_its_twin_with_their_own_fields(files):
     plan = settings(files).runs()
     lrwa, dfad = get_preset(PRESET).spec["trainer"], get_preset(f"{PRESET}-dfad").spec["trainer"]
-    assert plan.methods["authors"].trainer["inner_lr"] == lrwa["inner_lr"] == 0.9
-    assert plan.methods["authors"].trainer["meta_mode"] == "exact"
-    assert plan.methods["authors_released"].trainer["meta_mode"] == "none"
-    assert plan.methods["authors_dfad"].method == "dfad" and "inner_lr" not in plan.methods["authors_dfad"].trainer
-    assert plan.methods["authors_dfad"].trainer["loss"] == dfad["loss"] == "l1"
-    assert all(m.trainer["batch_size"] == 2 and m.generator.img_size == 8 for m in plan.methods.values())
+    authors, released, twin = (plan.trainers[m] for m in ("authors", "authors_released", "authors_dfad"))
+    assert authors.inner_lr == lrwa["inner_lr"] == 0.9 and authors.meta_mode == "exact"
+    assert released.meta_mode == "none" and type(twin) is DFADConfig and plan.methods["authors_dfad"].method == "dfad"
+    assert twin.loss == dfad["loss"] == "l1" and twin.probe_every == 1  # a probe every 1/20 of the 2 iterations
+    assert all(c.batch_size == 2 for c in plan.trainers.values())
+    assert all(m.generator.img_size == 8 and m.trainer == {} for m in plan.methods.values())
     assert plan.student_arch == "wrn16_1" and plan.iterations == 2
+    assert CifarPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan  # what settings.json holds
 
 
 @pytest.mark.parametrize(("fields", "message"), [
