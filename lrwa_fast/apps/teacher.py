@@ -157,11 +157,12 @@ class TeacherRun:
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "loader_rng": self.loader.rng.get_state()}
 
-    def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
-        """Restore :meth:`state_dict` after checking it was made with the same recipe."""
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` after checking it was made with the same recipe (``CheckpointError``
+        listing what differs, before anything changes)."""
         diff = ckpt.config_diff(state["config"], to_dict(self.cfg), ignore=TeacherConfig.RESUMABLE)
         if diff:
-            raise ckpt.CheckpointError(f"cannot resume from {str(path)!r}: " + "; ".join(diff))
+            raise ckpt.CheckpointError("; ".join(diff))
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -183,7 +184,10 @@ def train_teacher(cfg: TeacherConfig, data_path: str | Path, out: str | Path, *,
     folder = out / "checkpoints"
     latest = ckpt.latest_checkpoint(folder) if resume else None
     if latest is not None:
-        run.load_state_dict(ckpt.load_file(latest, "a teacher checkpoint"), latest)
+        try:
+            run.load_state_dict(ckpt.load_file(latest, "a teacher checkpoint"))
+        except ckpt.CheckpointError as err:
+            raise ckpt.CheckpointError(f"cannot resume from {str(latest)!r}: {err}") from None
     start, first_epoch = time.perf_counter(), run.epoch
     loop.run(run, cfg.epochs - run.epoch, evaluate=run.evaluate, checkpoint_dir=folder, checkpoint_every=1,
              progress=progress, name=f"teacher {cfg.arch}", unit="epoch", resume_hint="--resume")
