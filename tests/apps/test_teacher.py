@@ -46,7 +46,7 @@ def test_one_short_epoch_writes_a_loadable_teacher_and_report(tmp_path, capsys, 
     assert [p.name for p in (tmp_path / "t" / "checkpoints").iterdir()] == ["ckpt-00000001.pt"]
 
 
-def test_resume_is_bit_exact(tmp_path):
+def test_resume_is_bit_exact(tmp_path, capsys):
     write_synthetic_cifar(tmp_path / "data", "cifar10", train=20, test=4)
     args = teacher_args(tmp_path / "data", tmp_path / "t")
     args[args.index("--epochs") + 1] = "2"
@@ -59,7 +59,10 @@ def test_resume_is_bit_exact(tmp_path):
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     report = json.loads((tmp_path / "t" / "report.json").read_text())
     assert report["resumed_from"].endswith("ckpt-00000001.pt") and len(report["epochs"]) == 2
-    assert main([*args, "--resume", "--set", "lr=0.05"]) == 2  # another recipe is refused
+    capsys.readouterr()
+    assert main([*args, "--resume", "--set", "lr=0.05"]) == 2  # another recipe is refused, naming its file
+    error = capsys.readouterr().err
+    assert "cannot resume from" in error and "ckpt-00000002.pt" in error and "lr" in error, error
 
 
 def damage(folder, kind):
