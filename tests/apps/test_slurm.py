@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 import pytest
 
@@ -132,3 +133,9 @@ def test_a_slurm_job_uses_the_threads_it_was_given(monkeypatch):
         assert Requeueable(torch.get_num_threads)() == given
     finally:
         torch.set_num_threads(before)
+
+
+def test_without_submitit_the_error_names_the_extra_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit now raises ImportError
+    with pytest.raises(ClusterUnavailable, match=r"pip install 'lrwa_fast\[slurm\]'"):
+        check_cluster()
