@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from . import recipe
 from .cifar_study import KIND as CIFAR
 from .cifar_study import CifarPlan, check_overrides, check_preset, cifar_units, preset_method
 from .embedded import Benchmark, benchmark
-from .executors import run_units
+from .executors import clear_runs, run_units
 from .presets import get_preset
 from .reports import environment, summarize
 from .runs import STATS_FROM, RunPlan, check_plan, method_config, method_dict, method_settings
@@ -309,8 +308,7 @@ def _discard(out: Path, teacher: Unit, units: list[Unit]) -> None:
     if live:
         raise ValueError(f"--fresh: {len(live)} job(s) of the study in {str(out)!r} still wait or run (e.g. "
                          f"{live[0].name}, job {live[0].job_id}); scancel them first")
-    for name in ("runs", "checkpoints"):
-        shutil.rmtree(out / name, ignore_errors=True)
+    clear_runs(out)
     for name in (TEACHER_RESULT, RECORD):
         (out / name).unlink(missing_ok=True)
 
