@@ -1,5 +1,9 @@
 """Typed configuration: dataclasses with defaults, loadable from JSON/YAML and ``key=value`` overrides.
 
+Every default of the library is written here, once: a part's settings take theirs from the field they are
+built from (:func:`default_of`), so changing a default here changes it for the trainer and for every part
+built on its own. The rules live with the parts (:mod:`lrwa_fast.rules`).
+
 Nested fields use dots in overrides: ``student_optimizer.lr=0.05``, ``generator_weights.bn_prior=1``.
 Unknown keys and values of the wrong type are refused with a message naming the key.
 """
@@ -8,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,8 +19,6 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import yaml
-
-from . import choices
 
 
 @dataclass
@@ -124,6 +125,20 @@ class LRwAConfig(DFADConfig):
 
 
 C = TypeVar("C")
+_FIELDS = {f.name: f for f in dataclasses.fields(LRwAConfig)}
+
+
+def default_of(key: str) -> Any:
+    """A settings field whose default is the flat config's for ``key`` (``"generator_weights.one_hot"``
+    reaches into a nested group); the field records ``key`` in its metadata (``"config"``)."""
+    name, _, inner = key.partition(".")
+    found = _FIELDS[name]
+    if inner:
+        value = getattr(found.default_factory(), inner)  # type: ignore[misc]
+        return field(default=value, metadata={"config": key})
+    if found.default is not dataclasses.MISSING:
+        return field(default=found.default, metadata={"config": key})
+    return field(default_factory=found.default_factory, metadata={"config": key})
 
 
 def from_dict(cls: type[C], data: dict[str, Any], *, prefix: str = "") -> C:
@@ -211,111 +226,3 @@ def set_nested(data: dict[str, Any], keys: list[str], value: Any) -> None:
         if not isinstance(data, dict):
             raise ValueError(f"cannot set {'.'.join(keys)}: {'.'.join(keys[:i + 1])} is not a mapping")
     data[keys[-1]] = value
-
-
-# The choices of each field, defined once in lrwa_fast.choices.
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "loss": choices.LOSS_KINDS,
-    "adversarial_loss": choices.LOSS_KINDS,
-    "nonfinite": choices.NONFINITE_POLICIES,
-    "backend": choices.KERNEL_BACKENDS,
-    "memory_policy": choices.MEMORY_POLICIES,
-    "memory_draw": choices.MEMORY_DRAWS,
-    "memory_dtype": choices.MEMORY_DTYPES,
-    "memory_backend": choices.MEMORY_BACKENDS,
-    "meta_mode": choices.META_MODES,
-    "bn_mode": choices.BN_MODES,
-    "fd_scheme": choices.FD_SCHEMES,
-    "precision": choices.PRECISIONS,
-    "memory_kind": choices.MEMORY_KINDS,
-}
-_POSITIVE = ("batch_size", "latent_dim", "iterations", "student_steps", "log_every", "keep_checkpoints",
-             "memory_capacity", "memory_batch_size", "memory_insert_size", "memory_insert_every",
-             "temperature", "adversarial_temperature", "dist_timeout", "vae_width", "vae_steps", "vae_fresh_size",
-             "probe_size")
-_NON_NEGATIVE = ("generator_steps", "checkpoint_every", "memory_start", "inner_lr", "inner_weight_decay",
-                 "acquire_weight", "retain_weight", "probe_every",
-                 "grad_clip", "vae_latent_dim", "vae_kl_weight", "vae_teacher_weight", "vae_refine_steps",
-                 "vae_refine_lr")
-
-
-def check_fd_args(scheme: str, epsilon: float | None) -> None:
-    """``ValueError`` naming ``fd_scheme`` or ``fd_epsilon`` when either is not valid."""
-    if scheme not in choices.FD_SCHEMES:
-        raise ValueError(f"unknown fd_scheme {scheme!r}; expected one of {choices.FD_SCHEMES}")
-    if epsilon is not None and not (isinstance(epsilon, int | float) and math.isfinite(epsilon) and epsilon > 0):
-        raise ValueError(f"fd_epsilon must be a positive finite number (or None for the rule), got {epsilon!r}")
-
-
-def _optimizer_problems(name: str, opt: dict[str, Any]) -> list[str]:
-    problems = []
-    if opt["name"] not in choices.OPTIMIZERS:
-        problems.append(f"{name}.name={opt['name']!r} (expected one of {choices.OPTIMIZERS})")
-    if opt["schedule"] not in choices.SCHEDULES:
-        problems.append(f"{name}.schedule={opt['schedule']!r} (expected one of {choices.SCHEDULES})")
-    if not opt["lr"] >= 0 or not opt["weight_decay"] >= 0:
-        problems.append(f"{name}: lr and weight_decay must be >= 0, got {opt['lr']} and {opt['weight_decay']}")
-    if not 0 <= opt["momentum"] < 1 or not all(0 <= b < 1 for b in opt["betas"]):
-        problems.append(f"{name}: momentum and betas must lie in [0, 1), got {opt['momentum']} and "
-                        f"{list(opt['betas'])}")
-    return problems
-
-
-def _memory_draw_problems(values: dict[str, Any]) -> list[str]:
-    """Whole-entry draws need entries that stay whole: FIFO slots, a capacity of whole entries, draws of one."""
-    if values.get("memory_draw") != "entry" or values.get("memory_kind") != "buffer":
-        return []
-    problems = []
-    if values["memory_policy"] != "fifo":
-        problems.append("memory_draw='entry' needs memory_policy='fifo' (a reservoir breaks insertions apart)")
-    size = values["memory_insert_size"]
-    if size > 0 and values["memory_capacity"] % size:
-        problems.append(f"memory_draw='entry' needs memory_capacity ({values['memory_capacity']}) to hold whole "
-                        f"entries of memory_insert_size ({size})")
-    if values["memory_batch_size"] != size:
-        problems.append(f"memory_draw='entry' draws one entry: memory_batch_size ({values['memory_batch_size']}) "
-                        f"must equal memory_insert_size ({size})")
-    if size > values["batch_size"]:
-        problems.append(f"memory_insert_size ({size}) must not exceed batch_size ({values['batch_size']}): an entry "
-                        "is the first samples of one fresh batch")
-    return problems
-
-
-def validate(config: DFADConfig) -> None:
-    """Raise ``ValueError`` naming every field whose value is out of range or not a valid choice."""
-    problems = []
-    values = dataclasses.asdict(config)
-    for key, allowed in _CHOICES.items():
-        if key in values and values[key] not in allowed:
-            problems.append(f"{key}={values[key]!r} (expected one of {allowed})")
-    problems += [f"{k}={values[k]!r} (must be > 0)" for k in _POSITIVE if k in values and not values[k] > 0]
-    problems += [f"{k}={values[k]!r} (must be >= 0)" for k in _NON_NEGATIVE
-                 if k in values and not values[k] >= 0]
-    weights = values["generator_weights"]
-    problems += [f"generator_weights.{k}={v!r} (must be >= 0)" for k, v in weights.items() if not v >= 0]
-    if not 0 <= values["ema_decay"] < 1:
-        problems.append(f"ema_decay={values['ema_decay']!r} (must lie in [0, 1))")
-    if not 0 <= values["ema_share"] <= 1:
-        problems.append(f"ema_share={values['ema_share']!r} (must lie in [0, 1])")
-    if values["generator_steps"] > 0 and not any(weights.values()):
-        problems.append("generator_weights are all zero but generator_steps > 0")
-    for name in ("student_optimizer", "generator_optimizer", "vae_optimizer"):
-        problems += _optimizer_problems(name, values[name]) if name in values else []
-    if values.get("meta_mode") == "none" and not values.get("joint_replay"):
-        problems.append("meta_mode='none' without joint_replay would sample the memory and never use it "
-                        "(use DFADTrainer, or set joint_replay=True)")
-    if "fd_epsilon" in values:
-        try:
-            check_fd_args(values["fd_scheme"], values["fd_epsilon"])
-        except ValueError as err:
-            problems.append(str(err))
-    problems += _memory_draw_problems(values)
-    if values.get("bn_mode") == "joint" and not values.get("joint_replay"):
-        problems.append("bn_mode='joint' updates the BatchNorm statistics in the joint replay pass: it needs "
-                        "joint_replay=True")
-    if values["compile_student"] and values.get("meta_mode") == "exact":
-        problems.append("compile_student=True with meta_mode='exact': compiled graphs have no double "
-                        "backward (use meta_mode='first_order', or compile_student=False)")
-
-    if problems:
-        raise ValueError("invalid configuration: " + "; ".join(problems))

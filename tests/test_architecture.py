@@ -13,7 +13,7 @@ from helpers import ROOT
 PACKAGE = ROOT / "lrwa_fast"
 # Lowest first: a module may import from its own layer and the layers below it, never from one above.
 LAYERS: list[set[str]] = [
-    {"choices", "config"},
+    {"choices", "config", "rules"},
     {"runtime"},
     {"ops", "models", "data", "kernels"},
     {"optim"},

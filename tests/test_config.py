@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from lrwa_fast.config import DFADConfig, LRwAConfig, load_config, to_dict, validate
+from lrwa_fast.config import DFADConfig, LRwAConfig, load_config, to_dict
+from lrwa_fast.training.settings import validate
 
 
 def test_config_files_and_overrides(tmp_path):
@@ -40,8 +41,8 @@ def test_bad_overrides(overrides, match):
     ({"temperature": -1.0}, "temperature=-1.0"),
     ({"generator_weights": {"adversarial": 0.0}}, "all zero"),
     ({"student_optimizer": {"name": "lion"}}, "student_optimizer.name='lion'"),
-    ({"student_optimizer": {"momentum": 1.0}}, "momentum and betas must lie in"),
-    ({"generator_optimizer": {"lr": -1.0}}, "lr and weight_decay must be >= 0"),
+    ({"student_optimizer": {"momentum": 1.0}}, "student_optimizer.momentum and student_optimizer.betas must lie in"),
+    ({"generator_optimizer": {"lr": -1.0}}, "generator_optimizer.lr and generator_optimizer.weight_decay must be >= 0"),
     ({"student_optimizer": {"schedule": "step"}}, "schedule='step'"),
 ])
 def test_validation_names_the_field(overrides, match):

@@ -15,7 +15,7 @@ import pytest
 from helpers import ROOT, subprocess_env
 
 from lrwa_fast import DFADConfig, LRwAConfig, OptimizerConfig
-from lrwa_fast.config import validate
+from lrwa_fast.training.settings import validate
 
 PAGES = [ROOT / "README.md", ROOT / "docs" / "getting-started.md"]
 

@@ -19,9 +19,10 @@ from typing import Any
 
 import torch
 
-from ..config import DFADConfig, from_dict, set_nested, to_dict, validate
+from ..config import DFADConfig, from_dict, set_nested, to_dict
 from ..runtime.checkpoint import atomic_write_text, latest_checkpoint
 from ..training import trainer_class
+from ..training.settings import validate
 from .distill import PROBES_PER_RUN, DistillConfig, build_trainer, evaluator, load_model
 from .presets import PRESETS, resolve_preset
 from .runs import RunResult, method_config, method_dict, run_result

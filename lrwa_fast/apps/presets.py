@@ -14,9 +14,10 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import apply_overrides, from_dict, set_nested, to_dict, validate
+from ..config import apply_overrides, from_dict, set_nested, to_dict
 from ..data.cifar import dataset_spec
 from ..training import trainer_class
+from ..training.settings import validate
 from . import recipe
 from .distill import DistillConfig
 from .recipe import ITERATIONS_PER_EPOCH

@@ -21,12 +21,13 @@ from typing import Any, TypedDict
 import torch
 from torch import nn
 
-from ..config import DFADConfig, from_dict, parse_override, set_nested, to_dict, validate
+from ..config import DFADConfig, from_dict, parse_override, set_nested, to_dict
 from ..data import LabelledSplit
 from ..runtime.checkpoint import latest_checkpoint
 from ..runtime.distributed import Ranks
 from ..runtime.metrics import accuracy_evaluator, curve_statistics
 from ..training import Trainer, trainer_class
+from ..training.settings import validate
 from ..training.trainer import METHODS as TRAINERS
 from .embedded import Benchmark, TeacherRecipe, benchmark
 from .reports import curve_report

@@ -26,8 +26,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import DFADConfig, set_nested, validate
+from ..config import DFADConfig, set_nested
 from ..runtime.checkpoint import atomic_write_text
+from ..training.settings import validate
 from . import recipe
 from .cifar_study import KIND as CIFAR
 from .cifar_study import CifarPlan, check_overrides, check_preset, cifar_units, preset_method

@@ -27,6 +27,7 @@ from ..config import OptimizerConfig, from_dict, load_config, to_dict
 from ..data import DeviceLoader, Normalize, dataset_spec, load_cifar
 from ..models import build_model
 from ..optim import build_optimizer
+from ..rules import SettingsError, in_interval, non_negative, one_of, positive
 from ..runtime import checkpoint as ckpt
 from ..runtime.distributed import Ranks, resolve_device
 from ..runtime.metrics import accuracy
@@ -67,17 +68,12 @@ class TeacherConfig:
 
 def validate_teacher(cfg: TeacherConfig) -> None:
     """Raise ``ValueError`` naming every out-of-range or unknown setting."""
-    problems = [f"{k}={getattr(cfg, k)!r} (must be >= 1)" for k in ("epochs", "batch_size", "eval_batch_size",
-                                                                    "keep_checkpoints") if getattr(cfg, k) < 1]
-    problems += [f"{k}={getattr(cfg, k)!r} (must be >= 0)" for k in ("lr", "weight_decay", "crop_padding")
-                 if not getattr(cfg, k) >= 0]
-    if not 0 <= cfg.momentum < 1:
-        problems.append(f"momentum={cfg.momentum!r} (must lie in [0, 1))")
-    for key, choices in (("schedule", SCHEDULES), ("precision", TEACHER_PRECISIONS)):
-        if getattr(cfg, key) not in choices:
-            problems.append(f"{key}={getattr(cfg, key)!r} (expected one of {choices})")
+    problems = [*positive(cfg, "epochs", "batch_size", "eval_batch_size", "keep_checkpoints"),
+                *non_negative(cfg, "lr", "weight_decay", "crop_padding"),
+                *in_interval(cfg, "momentum", 0, 1, closed=False),
+                *one_of(cfg, schedule=SCHEDULES, precision=TEACHER_PRECISIONS)]
     if problems:
-        raise ValueError("invalid teacher configuration: " + "; ".join(problems))
+        raise SettingsError("teacher configuration", problems)
     dataset_spec(cfg.dataset)
 
 

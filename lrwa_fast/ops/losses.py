@@ -18,6 +18,7 @@ objective (:mod:`lrwa_fast.training.generator_objective`).
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Literal
 
 import torch
@@ -25,20 +26,25 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..choices import LOSS_KINDS
+from ..rules import Problem, SettingsError, one_of, positive_finite
 
 LossKind = Literal["l1", "kl", "js"]
 Reduction = Literal["mean", "sum", "none"]
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
 
+def loss_problems(settings: object) -> list[Problem]:
+    """The rules of a KD loss's ``kind`` and ``temperature`` (fields of ``settings``): the op's arguments,
+    the student's loss and the generator's discrepancy all follow these."""
+    return [*one_of(settings, kind=LOSS_KINDS), *positive_finite(settings, "temperature")]
+
+
 def check_kd_args(student: Tensor, teacher: Tensor, kind: str, temperature: float, reduction: str) -> None:
     """Raise ``ValueError`` unless the arguments of a KD loss are well formed."""
-    if kind not in LOSS_KINDS:
-        raise ValueError(f"unknown loss kind {kind!r}; expected one of {LOSS_KINDS}")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"unknown reduction {reduction!r}; expected one of {REDUCTIONS}")
-    if not temperature > 0 or not math.isfinite(temperature):
-        raise ValueError(f"temperature must be a positive finite number, got {temperature}")
+    args = SimpleNamespace(kind=kind, temperature=temperature, reduction=reduction)
+    problems = [*loss_problems(args), *one_of(args, reduction=REDUCTIONS)]
+    if problems:
+        raise SettingsError("kd_loss arguments", problems)
     if student.dim() != 2 or student.shape != teacher.shape:
         raise ValueError(
             "student and teacher logits must be 2-D tensors of equal shape (rows, classes), "

@@ -10,6 +10,18 @@ from torch import nn
 
 from ..choices import OPTIMIZERS, SCHEDULES
 from ..config import OptimizerConfig
+from ..rules import Problem, SettingsError, one_of
+
+
+def optimizer_problems(cfg: OptimizerConfig) -> list[Problem]:
+    """The rules of an optimiser's settings (the fields of :class:`~lrwa_fast.config.OptimizerConfig`)."""
+    problems = one_of(cfg, name=OPTIMIZERS, schedule=SCHEDULES)
+    if not cfg.lr >= 0 or not cfg.weight_decay >= 0:
+        problems.append(Problem(f"{{lr}} and {{weight_decay}} must be >= 0, got {cfg.lr} and {cfg.weight_decay}"))
+    if not 0 <= cfg.momentum < 1 or not all(0 <= b < 1 for b in cfg.betas):
+        problems.append(Problem(f"{{momentum}} and {{betas}} must lie in [0, 1), got {cfg.momentum} and "
+                                f"{list(cfg.betas)}"))
+    return problems
 
 
 class CosineFactor:
@@ -34,9 +46,9 @@ def build_optimizer(params: Iterable[nn.Parameter], cfg: OptimizerConfig,
     """The optimiser named by ``cfg`` and its per-iteration schedule over ``horizon`` iterations
     (multi-tensor ``foreach`` updates: one launch per operation instead of one per tensor)."""
     params = list(params)
-    if cfg.name not in OPTIMIZERS or cfg.schedule not in SCHEDULES:
-        raise ValueError(f"unknown optimizer {cfg.name!r} or schedule {cfg.schedule!r}; expected one of "
-                         f"{OPTIMIZERS} and {SCHEDULES}")
+    problems = optimizer_problems(cfg)
+    if problems:
+        raise SettingsError(type(cfg).__name__, problems)
     if cfg.name == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                                      weight_decay=cfg.weight_decay, foreach=True)

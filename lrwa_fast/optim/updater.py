@@ -16,14 +16,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..config import OptimizerConfig
+from ..config import OptimizerConfig, default_of
+from ..rules import check, nested, non_negative
 from ..runtime.distributed import Ranks
 from ..runtime.guard import all_finite
 from ..runtime.phases import phase
 from ..runtime.precision import LossScaler
 from ..runtime.services import Runtime
 from .gradients import UpdateResult
-from .optimizers import build_optimizer
+from .optimizers import build_optimizer, optimizer_problems
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,9 +33,12 @@ class UpdaterSettings:
 
     optimizer: OptimizerConfig
     horizon: int  # iterations of the run: the cosine schedule reaches 0 there
-    clip: float = 0.0  # max global gradient norm; 0 = off
+    clip: float = default_of("grad_clip")  # max global gradient norm; 0 = off
     loss_scaling: bool = False  # fp16: scale losses before their backward (:class:`LossScaler`)
     averaged: bool = True  # average over the runtime's ranks (False: each rank updates its own copy, e.g. a VAE)
+
+    def __post_init__(self) -> None:
+        check(self, [*nested("optimizer", optimizer_problems(self.optimizer)), *non_negative(self, "clip")])
 
 
 BufferSnapshot = Sequence[tuple[Tensor, Tensor]]

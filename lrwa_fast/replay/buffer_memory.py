@@ -11,24 +11,40 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..choices import MEMORY_BACKENDS, MEMORY_DTYPES
+from ..config import default_of
+from ..rules import Problem, check, non_negative, one_of, positive
 from ..runtime.phases import phase
 from .buffer import ReplayBuffer
+from .buffer.replay_buffer import draw_problems
 
 
 @dataclass(frozen=True, kw_only=True)
 class BufferSettings:
     """The buffer memory (the config's ``memory_*`` fields); sizes are global, each of W ranks keeps 1/W."""
 
-    capacity: int = 2048  # samples kept
-    batch_size: int = 32  # samples drawn per retention batch
-    policy: str = "reservoir"  # "reservoir" | "fifo"
-    draw: str = "uniform"  # "uniform": batch_size of all stored samples | "entry": one whole insertion (fifo)
-    insert_size: int = 32  # samples inserted per insertion: the first of the iteration's last fresh batch
-    insert_every: int = 1  # iterations between insertions
-    start: int = 0  # first iteration that inserts
-    dtype: str = "float32"  # storage dtype
-    backend: str = "auto"  # "auto" ($LRWA_FAST_MEMORY_BACKEND, else the extension where built) | torch | cpp | cuda
-    seed: int = 0  # the Philox key of rank 0 (the others derive theirs; whole-entry draws share it)
+    capacity: int = default_of("memory_capacity")  # samples kept
+    batch_size: int = default_of("memory_batch_size")  # samples drawn per retention batch
+    policy: str = default_of("memory_policy")  # "reservoir" | "fifo"
+    draw: str = default_of("memory_draw")  # "uniform": batch_size of all stored samples | "entry": one insertion
+    insert_size: int = default_of("memory_insert_size")  # samples per insertion: the first of the last fresh batch
+    insert_every: int = default_of("memory_insert_every")  # iterations between insertions
+    start: int = default_of("memory_start")  # first iteration that inserts
+    dtype: str = default_of("memory_dtype")  # storage dtype
+    backend: str = default_of("memory_backend")  # "auto" ($LRWA_FAST_MEMORY_BACKEND, else the extension) | ...
+    seed: int = default_of("seed")  # the Philox key of rank 0 (the others derive theirs; whole-entry draws share it)
+
+    def __post_init__(self) -> None:
+        check(self, [*positive(self, "capacity", "batch_size", "insert_size", "insert_every"),
+                     *non_negative(self, "start"), *one_of(self, dtype=MEMORY_DTYPES, backend=MEMORY_BACKENDS),
+                     *draw_problems(self, "insert_size"), *self._entry_draw_problems()])
+
+    def _entry_draw_problems(self) -> list[Problem]:
+        """A whole-entry draw is one entry: the retention batch is an insertion's size."""
+        if self.draw != "entry" or self.batch_size == self.insert_size:
+            return []
+        return [Problem(f"{{draw}}='entry' draws one entry: {{batch_size}} ({self.batch_size}) must equal "
+                        f"{{insert_size}} ({self.insert_size})")]
 
 
 @dataclass(frozen=True)
@@ -37,9 +53,9 @@ class InsertSchedule:
     iterations, from iteration ``start`` on (the config's ``memory_insert_size``, ``memory_insert_every``
     and ``memory_start``)."""
 
-    insert_size: int = 32
-    insert_every: int = 1
-    start: int = 0
+    insert_size: int = default_of("memory_insert_size")
+    insert_every: int = default_of("memory_insert_every")
+    start: int = default_of("memory_start")
 
     def due(self, iteration: int) -> bool:
         since_start = iteration - self.start

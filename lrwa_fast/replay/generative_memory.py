@@ -11,16 +11,18 @@ Its size is the VAE's, whatever the run length. It follows the same part interfa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import OptimizerConfig
+from ..config import OptimizerConfig, default_of
 from ..ops import losses
 from ..optim import Updater, UpdateResult, UpdaterSettings, gradients
+from ..optim.optimizers import optimizer_problems
+from ..rules import check, nested, non_negative, positive
 from ..runtime.phases import phase
 from ..runtime.services import Runtime
 from .vae import check_vae, reparameterise, vae_loss
@@ -34,22 +36,26 @@ class GenerativeSettings:
     ``memory_start``, the generator's one-hot / balance weights, the run length and seed). Sizes are this
     rank's: the memory factory divides the config's global sizes by the number of ranks."""
 
-    batch_size: int = 32  # samples per retention draw, and self-replayed samples per VAE update
-    steps: int = 4  # VAE updates per iteration, on the iteration's first fresh batches
-    fresh_size: int = 128  # fresh samples per VAE update (the first of the batch)
-    kl_weight: float = 1e-5
-    teacher_weight: float = 1.0
-    refine_steps: int = 1  # Adam steps on the prior codes before decoding (0: plain prior samples)
-    refine_lr: float = 0.02
-    one_hot: float = 0.0  # weights of the refinement's teacher terms
-    balance: float = 0.0
-    start: int = 0  # first iteration whose batches the VAE learns from
-    latent_dim: int = 256  # the built-in VAE's code size
-    width: int = 64  # the built-in VAE's width
-    optimizer: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(
-        name="adam", lr=5e-4, weight_decay=0.0, betas=(0.9, 0.999), schedule="constant"))
-    horizon: int = 1000  # the run's iterations (the VAE optimiser's schedule)
-    seed: int = 0  # the memory's random stream is seeded with seed + SEED_OFFSET
+    batch_size: int = default_of("memory_batch_size")  # per retention draw, and self-replayed per VAE update
+    steps: int = default_of("vae_steps")  # VAE updates per iteration, on the iteration's first fresh batches
+    fresh_size: int = default_of("vae_fresh_size")  # fresh samples per VAE update (the first of the batch)
+    kl_weight: float = default_of("vae_kl_weight")
+    teacher_weight: float = default_of("vae_teacher_weight")
+    refine_steps: int = default_of("vae_refine_steps")  # Adam steps on the prior codes before decoding (0: none)
+    refine_lr: float = default_of("vae_refine_lr")
+    one_hot: float = default_of("generator_weights.one_hot")  # weights of the refinement's teacher terms
+    balance: float = default_of("generator_weights.balance")
+    start: int = default_of("memory_start")  # first iteration whose batches the VAE learns from
+    latent_dim: int = default_of("latent_dim")  # the built-in VAE's code size (the config's vae_latent_dim, else)
+    width: int = default_of("vae_width")  # the built-in VAE's width
+    optimizer: OptimizerConfig = default_of("vae_optimizer")
+    horizon: int = default_of("iterations")  # the run's iterations (the VAE optimiser's schedule)
+    seed: int = default_of("seed")  # the memory's random stream is seeded with seed + SEED_OFFSET
+
+    def __post_init__(self) -> None:
+        check(self, [*positive(self, "batch_size", "steps", "fresh_size", "latent_dim", "width"),
+                     *non_negative(self, "kl_weight", "teacher_weight", "refine_steps", "refine_lr", "start"),
+                     *nested("optimizer", optimizer_problems(self.optimizer))])
 
 
 class GenerativeMemory:

@@ -32,7 +32,9 @@ import torch.distributed._functional_collectives as funcol
 import torch.distributed.nn.functional
 from torch import Tensor, nn
 
-DEFAULT_TIMEOUT_S = 600.0
+from ..config import DFADConfig
+
+DEFAULT_TIMEOUT_S: float = DFADConfig.dist_timeout  # the config's default, written there
 
 
 class PeerFailure(RuntimeError):

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..choices import KERNEL_BACKENDS, NONFINITE_POLICIES, PRECISIONS
-from .distributed import DEFAULT_TIMEOUT_S, Ranks, resolve_device
+from ..config import default_of
+from ..rules import check, one_of, positive
+from .distributed import Ranks, resolve_device
 from .guard import NonFiniteGuard
 from .metrics import MetricAccumulator
 from .precision import autocast
@@ -20,20 +22,15 @@ class RuntimeSettings:
     """What the runtime is built from (the config's ``device``, ``backend``, ``precision``, ``nonfinite`` and
     ``dist_timeout``)."""
 
-    device: str = "auto"  # "auto": this process's GPU when there is one, else the CPU
-    backend: str = "auto"  # fused kernels: "auto" ($LRWA_FAST_BACKEND, else by device) | "torch" | "triton"
-    precision: str = "fp32"  # "fp32" | "bf16" | "fp16" (bf16 plus loss scaling)
-    nonfinite: str = "raise"  # a non-finite loss or gradient: "raise" | "skip"
-    dist_timeout: float = DEFAULT_TIMEOUT_S  # seconds a collective waits: the process group the CLI initialises
+    device: str = default_of("device")  # "auto": this process's GPU when there is one, else the CPU
+    backend: str = default_of("backend")  # fused kernels: "auto" ($LRWA_FAST_BACKEND, else by device) | ...
+    precision: str = default_of("precision")  # "fp32" | "bf16" | "fp16" (bf16 plus loss scaling)
+    nonfinite: str = default_of("nonfinite")  # a non-finite loss or gradient: "raise" | "skip"
+    dist_timeout: float = default_of("dist_timeout")  # seconds a collective waits (the CLI's process group)
 
     def __post_init__(self) -> None:
-        problems = [f"{name}={value!r} (expected one of {options})" for name, value, options in
-                    (("backend", self.backend, KERNEL_BACKENDS), ("precision", self.precision, PRECISIONS),
-                     ("nonfinite", self.nonfinite, NONFINITE_POLICIES)) if value not in options]
-        if not self.dist_timeout > 0:
-            problems.append(f"dist_timeout={self.dist_timeout!r} (must be > 0)")
-        if problems:
-            raise ValueError("invalid RuntimeSettings: " + "; ".join(problems))
+        check(self, [*one_of(self, backend=KERNEL_BACKENDS, precision=PRECISIONS, nonfinite=NONFINITE_POLICIES),
+                     *positive(self, "dist_timeout")])
 
 
 class Runtime:

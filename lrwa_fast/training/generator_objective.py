@@ -3,17 +3,19 @@ teacher hooks (:class:`TeacherProbe`) that collect what the priors need."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .. import ops
-from ..config import GeneratorLossWeights
+from ..config import GeneratorLossWeights, default_of
 from ..ops import losses
+from ..rules import check, nested, non_negative
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -21,9 +23,13 @@ class ObjectiveSettings:
     """The generator's objective (the config's ``adversarial_loss``, ``adversarial_temperature`` and
     ``generator_weights``)."""
 
-    kind: str = "l1"  # the adversarial discrepancy: -L1 | -KL | 1-JS
-    temperature: float = 1.0
-    weights: GeneratorLossWeights = field(default_factory=GeneratorLossWeights)
+    kind: str = default_of("adversarial_loss")  # the adversarial discrepancy: -L1 | -KL | 1-JS
+    temperature: float = default_of("adversarial_temperature")
+    weights: GeneratorLossWeights = default_of("generator_weights")
+
+    def __post_init__(self) -> None:
+        names = [f.name for f in dataclasses.fields(self.weights)]
+        check(self, [*losses.loss_problems(self), *nested("weights", non_negative(self.weights, *names))])
 
 
 class GeneratorObjective:

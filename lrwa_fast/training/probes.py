@@ -14,18 +14,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..config import default_of
+from ..rules import check, non_negative, positive
+
 
 @dataclass(frozen=True, kw_only=True)
 class ProbeSettings:
     """The forgetting probes (the config's ``probe_every`` and ``probe_size``)."""
 
-    every: int = 50  # iterations between probes kept
-    size: int = 64  # samples per probe
+    every: int = default_of("probe_every")  # iterations between probes kept; 0: the trainer keeps none
+    size: int = default_of("probe_size")  # samples per probe
 
     def __post_init__(self) -> None:
-        if self.every < 1 or self.size < 1:
-            raise ValueError(f"every (probe_every) and size (probe_size) must be >= 1, got {self.every} and "
-                             f"{self.size}")
+        check(self, [*non_negative(self, "every"), *positive(self, "size")])
 
 
 class ForgettingProbes:
@@ -34,6 +35,8 @@ class ForgettingProbes:
     (:class:`ProbeSettings`)."""
 
     def __init__(self, settings: ProbeSettings, device: torch.device) -> None:
+        if settings.every < 1:
+            raise ValueError(f"forgetting probes need every >= 1 (0 keeps none), got {settings.every}")
         self.every, self.size, self.device = settings.every, settings.size, device
         self.seconds = 0.0  # spent measuring agreement: the probes' cost, kept across a resume
         self.x: list[Tensor] = []

@@ -1,6 +1,8 @@
-"""From the flat config to each part's settings, in one place: one function per part reads its own group of
-config fields and builds that part's frozen settings by keyword. :func:`part_settings` runs them all; the
-trainer calls it once and builds every part from what it returns, so no part reads the config itself.
+"""From the flat config to each part's settings, in one place. Each part's settings are built by name from
+the config keys its field map (:data:`FIELDS`) names; the defaults are the config's (written once, in
+:mod:`lrwa_fast.config`) and the rules the part's own (its settings' ``__post_init__``). :func:`part_settings`
+builds them all, gathering every broken rule in one message named by config keys; the trainer calls it once
+and builds every part from what it returns, so no part reads the config itself.
 
 The config (:class:`~lrwa_fast.DFADConfig`, :class:`~lrwa_fast.LRwAConfig`) stays the flat, documented
 interface users write; the settings are how the inside is built from it.
@@ -8,14 +10,18 @@ interface users write; the settings are how the inside is built from it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..choices import MEMORY_KINDS
 from ..config import DFADConfig, LRwAConfig
 from ..optim import UpdaterSettings
 from ..replay import BufferSettings, GenerativeSettings
 from ..replay.factory import MemorySettings
+from ..rules import Problem, SettingsError, check, non_negative, one_of, positive
 from ..runtime.services import RuntimeSettings
 from ..updates import KDLoss, MetaSettings
 from .generator_ema import EMASettings
@@ -25,101 +31,165 @@ from .probes import ProbeSettings
 
 @dataclass(frozen=True, kw_only=True)
 class LoopSettings:
-    """The trainer's own: what one iteration is, how long the run is, where the models live."""
+    """The trainer's own: what one iteration is, how long the run is, where the models live (built from the
+    config only: no defaults of its own)."""
 
-    batch_size: int = 256  # fresh samples per step (global)
-    latent_dim: int = 256
-    iterations: int = 1000
-    generator_steps: int = 1
-    student_steps: int = 5
-    log_every: int = 1  # iterations between metric reads
-    seed: int = 0  # the latent codes' stream
-    channels_last: bool = False
-    compile_student: bool = False
+    batch_size: int  # fresh samples per step (global)
+    latent_dim: int
+    iterations: int
+    generator_steps: int
+    student_steps: int
+    log_every: int  # iterations between metric reads
+    seed: int  # the latent codes' stream
+    channels_last: bool
+    compile_student: bool
+
+    def __post_init__(self) -> None:
+        check(self, [*positive(self, "batch_size", "latent_dim", "iterations", "student_steps", "log_every"),
+                     *non_negative(self, "generator_steps")])
 
 
 @dataclass(frozen=True, kw_only=True)
 class CheckpointSettings:
-    """Periodic checkpoints in :meth:`~lrwa_fast.Trainer.train`."""
+    """Periodic checkpoints in :meth:`~lrwa_fast.Trainer.train` (built from the config only)."""
 
-    directory: str = ""  # "" = off
-    every: int = 0  # iterations between checkpoints; 0 = off
-    keep: int = 3  # the newest kept
+    directory: str  # "" = off
+    every: int  # iterations between checkpoints; 0 = off
+    keep: int  # the newest kept
+
+    def __post_init__(self) -> None:
+        check(self, [*non_negative(self, "every"), *positive(self, "keep")])
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A settings value computed from config ``keys`` (messages name the first)."""
+
+    keys: tuple[str, ...]
+    compute: Callable[[DFADConfig], Any]
+
+
+Source = str | Derived  # a config key ("generator_weights.one_hot" reaches into a group), or a computation
+FP16 = Derived(("precision",), lambda cfg: cfg.precision == "fp16")  # loss scaling
+
+# Each part's settings field → where its value comes from in the flat config.
+FIELDS: dict[str, Mapping[str, Source]] = {
+    "runtime": {"device": "device", "backend": "backend", "precision": "precision", "nonfinite": "nonfinite",
+                "dist_timeout": "dist_timeout"},
+    "loop": {name: name for name in ("batch_size", "latent_dim", "iterations", "generator_steps", "student_steps",
+                                     "log_every", "seed", "channels_last", "compile_student")},
+    "checkpoints": {"directory": "checkpoint_dir", "every": "checkpoint_every", "keep": "keep_checkpoints"},
+    "loss": {"kind": "loss", "temperature": "temperature", "backend": "backend"},
+    "objective": {"kind": "adversarial_loss", "temperature": "adversarial_temperature",
+                  "weights": "generator_weights"},
+    "student_updater": {"optimizer": "student_optimizer", "horizon": "iterations", "clip": "grad_clip",
+                        "loss_scaling": FP16},
+    "generator_updater": {"optimizer": "generator_optimizer", "horizon": "iterations", "loss_scaling": FP16},
+    "buffer": {"capacity": "memory_capacity", "batch_size": "memory_batch_size", "policy": "memory_policy",
+               "draw": "memory_draw", "insert_size": "memory_insert_size", "insert_every": "memory_insert_every",
+               "start": "memory_start", "dtype": "memory_dtype", "backend": "memory_backend", "seed": "seed"},
+    "generative": {"batch_size": "memory_batch_size", "steps": "vae_steps", "fresh_size": "vae_fresh_size",
+                   "kl_weight": "vae_kl_weight", "teacher_weight": "vae_teacher_weight",
+                   "refine_steps": "vae_refine_steps", "refine_lr": "vae_refine_lr",
+                   "one_hot": "generator_weights.one_hot", "balance": "generator_weights.balance",
+                   "start": "memory_start",
+                   "latent_dim": Derived(("vae_latent_dim", "latent_dim"),
+                                         lambda cfg: cfg.vae_latent_dim or cfg.latent_dim),
+                   "width": "vae_width", "optimizer": "vae_optimizer", "horizon": "iterations", "seed": "seed"},
+    "meta": {"mode": "meta_mode", "inner_lr": "inner_lr", "inner_weight_decay": "inner_weight_decay",
+             "acquire_weight": "acquire_weight", "retain_weight": "retain_weight", "joint_replay": "joint_replay",
+             "bn_mode": "bn_mode", "fd_scheme": "fd_scheme", "fd_epsilon": "fd_epsilon"},
+    "ema": {"decay": "ema_decay", "share": "ema_share"},
+    "probes": {"every": "probe_every", "size": "probe_size"},
+}
+SETTINGS: dict[str, type] = {
+    "runtime": RuntimeSettings, "loop": LoopSettings, "checkpoints": CheckpointSettings, "loss": KDLoss,
+    "objective": ObjectiveSettings, "student_updater": UpdaterSettings, "generator_updater": UpdaterSettings,
+    "buffer": BufferSettings, "generative": GenerativeSettings, "meta": MetaSettings, "ema": EMASettings,
+    "probes": ProbeSettings,
+}
+
+
+def config_key(source: Source) -> str:
+    """The config key a value comes from, as messages name it."""
+    return source.keys[0] if isinstance(source, Derived) else source
+
+
+def values_of(fields: str, cfg: DFADConfig) -> dict[str, Any]:
+    """The values of ``FIELDS[fields]`` in ``cfg``, by settings field."""
+    return {name: source.compute(cfg) if isinstance(source, Derived) else operator.attrgetter(source)(cfg)
+            for name, source in FIELDS[fields].items()}
+
+
+def config_names(fields: str) -> dict[str, str]:
+    """Each settings field of ``FIELDS[fields]`` → the config key messages name it by."""
+    return {name: config_key(source) for name, source in FIELDS[fields].items()}
+
+
+def build(fields: str, cfg: DFADConfig) -> Any:
+    """The settings of ``FIELDS[fields]`` read from ``cfg``; a broken rule names the config's keys."""
+    try:
+        return SETTINGS[fields](**values_of(fields, cfg))
+    except SettingsError as err:
+        names = config_names(fields)
+        raise SettingsError("configuration", [p.renamed(names) for p in err.problems]) from None
 
 
 def runtime_settings(cfg: DFADConfig) -> RuntimeSettings:
-    return RuntimeSettings(device=cfg.device, backend=cfg.backend, precision=cfg.precision, nonfinite=cfg.nonfinite,
-                           dist_timeout=cfg.dist_timeout)
+    return build("runtime", cfg)
 
 
 def loop_settings(cfg: DFADConfig) -> LoopSettings:
-    return LoopSettings(batch_size=cfg.batch_size, latent_dim=cfg.latent_dim, iterations=cfg.iterations,
-                        generator_steps=cfg.generator_steps, student_steps=cfg.student_steps, log_every=cfg.log_every,
-                        seed=cfg.seed, channels_last=cfg.channels_last, compile_student=cfg.compile_student)
+    return build("loop", cfg)
 
 
 def checkpoint_settings(cfg: DFADConfig) -> CheckpointSettings:
-    return CheckpointSettings(directory=cfg.checkpoint_dir, every=cfg.checkpoint_every, keep=cfg.keep_checkpoints)
+    return build("checkpoints", cfg)
 
 
 def kd_loss(cfg: DFADConfig) -> KDLoss:
-    return KDLoss(kind=cfg.loss, temperature=cfg.temperature, backend=cfg.backend)
+    return build("loss", cfg)
 
 
 def objective_settings(cfg: DFADConfig) -> ObjectiveSettings:
-    return ObjectiveSettings(kind=cfg.adversarial_loss, temperature=cfg.adversarial_temperature,
-                             weights=cfg.generator_weights)
+    return build("objective", cfg)
 
 
 def student_updater_settings(cfg: DFADConfig) -> UpdaterSettings:
-    return UpdaterSettings(optimizer=cfg.student_optimizer, horizon=cfg.iterations, clip=cfg.grad_clip,
-                           loss_scaling=cfg.precision == "fp16")
+    return build("student_updater", cfg)
 
 
 def generator_updater_settings(cfg: DFADConfig) -> UpdaterSettings:
-    return UpdaterSettings(optimizer=cfg.generator_optimizer, horizon=cfg.iterations,
-                           loss_scaling=cfg.precision == "fp16")
+    return build("generator_updater", cfg)
 
 
 def memory_settings(cfg: DFADConfig) -> MemorySettings | None:
     """The memory of an :class:`~lrwa_fast.LRwAConfig` (``memory_kind``); none for DFAD."""
     if not isinstance(cfg, LRwAConfig):
         return None
-    if cfg.memory_kind == "generative":
-        weights = cfg.generator_weights
-        return GenerativeSettings(batch_size=cfg.memory_batch_size, steps=cfg.vae_steps, fresh_size=cfg.vae_fresh_size,
-                                  kl_weight=cfg.vae_kl_weight, teacher_weight=cfg.vae_teacher_weight,
-                                  refine_steps=cfg.vae_refine_steps, refine_lr=cfg.vae_refine_lr,
-                                  one_hot=weights.one_hot, balance=weights.balance, start=cfg.memory_start,
-                                  latent_dim=cfg.vae_latent_dim or cfg.latent_dim, width=cfg.vae_width,
-                                  optimizer=cfg.vae_optimizer, horizon=cfg.iterations, seed=cfg.seed)
-    return BufferSettings(capacity=cfg.memory_capacity, batch_size=cfg.memory_batch_size, policy=cfg.memory_policy,
-                          draw=cfg.memory_draw, insert_size=cfg.memory_insert_size,
-                          insert_every=cfg.memory_insert_every, start=cfg.memory_start, dtype=cfg.memory_dtype,
-                          backend=cfg.memory_backend, seed=cfg.seed)
+    check(cfg, one_of(cfg, memory_kind=MEMORY_KINDS))
+    return build("generative" if cfg.memory_kind == "generative" else "buffer", cfg)
 
 
 def meta_settings(cfg: DFADConfig) -> MetaSettings | None:
     """LRwA's update of an :class:`~lrwa_fast.LRwAConfig`; none for DFAD (plain KD)."""
-    if not isinstance(cfg, LRwAConfig):
-        return None
-    return MetaSettings(mode=cfg.meta_mode, inner_lr=cfg.inner_lr, inner_weight_decay=cfg.inner_weight_decay,
-                        acquire_weight=cfg.acquire_weight, retain_weight=cfg.retain_weight,
-                        joint_replay=cfg.joint_replay, bn_mode=cfg.bn_mode, fd_scheme=cfg.fd_scheme,
-                        fd_epsilon=cfg.fd_epsilon)
+    return build("meta", cfg) if isinstance(cfg, LRwAConfig) else None
 
 
-def ema_settings(cfg: DFADConfig) -> EMASettings | None:
-    return EMASettings(decay=cfg.ema_decay, share=cfg.ema_share) if cfg.ema_decay else None
+def ema_settings(cfg: DFADConfig) -> EMASettings:
+    """MAD's EMA generator (off at ``ema_decay=0``)."""
+    return build("ema", cfg)
 
 
-def probe_settings(cfg: DFADConfig) -> ProbeSettings | None:
-    return ProbeSettings(every=cfg.probe_every, size=cfg.probe_size) if cfg.probe_every else None
+def probe_settings(cfg: DFADConfig) -> ProbeSettings:
+    """The forgetting probes (off at ``probe_every=0``)."""
+    return build("probes", cfg)
 
 
 @dataclass(frozen=True, kw_only=True)
 class PartSettings:
-    """Every part's settings, as :func:`part_settings` builds them from one config."""
+    """Every part's settings, as :func:`part_settings` builds them from one config; checks the rules that
+    join two parts."""
 
     runtime: RuntimeSettings
     loop: LoopSettings
@@ -130,8 +200,30 @@ class PartSettings:
     generator_updater: UpdaterSettings
     memory: MemorySettings | None
     meta: MetaSettings | None
-    ema: EMASettings | None
-    probes: ProbeSettings | None
+    ema: EMASettings  # decay 0: no EMA generator
+    probes: ProbeSettings  # every 0: no probes
+
+    def __post_init__(self) -> None:
+        check(self, [*self._generator_problems(), *self._compile_problems(), *self._entry_problems()])
+
+    def _generator_problems(self) -> list[Problem]:
+        if self.loop.generator_steps > 0 and not any(dataclasses.astuple(self.objective.weights)):
+            return [Problem("{objective.weights} are all zero but {loop.generator_steps} > 0")]
+        return []
+
+    def _compile_problems(self) -> list[Problem]:
+        if self.loop.compile_student and self.meta is not None and self.meta.mode == "exact":
+            return [Problem("{loop.compile_student}=True with {meta.mode}='exact': compiled graphs have no double "
+                            "backward (use {meta.mode}='first_order', or {loop.compile_student}=False)")]
+        return []
+
+    def _entry_problems(self) -> list[Problem]:
+        """An entry is the first samples of one fresh batch."""
+        memory = self.memory
+        if isinstance(memory, BufferSettings) and memory.draw == "entry" and memory.insert_size > self.loop.batch_size:
+            return [Problem(f"{{memory.insert_size}} ({memory.insert_size}) must not exceed {{loop.batch_size}} "
+                            f"({self.loop.batch_size}): an entry is the first samples of one fresh batch")]
+        return []
 
 
 BUILDERS: dict[str, Callable[[DFADConfig], Any]] = {
@@ -143,5 +235,30 @@ BUILDERS: dict[str, Callable[[DFADConfig], Any]] = {
 
 
 def part_settings(cfg: DFADConfig) -> PartSettings:
-    """Each part's settings from the flat config ``cfg`` (one builder per part, :data:`BUILDERS`)."""
-    return PartSettings(**{name: build(cfg) for name, build in BUILDERS.items()})
+    """Each part's settings from the flat config ``cfg`` (one builder per part, :data:`BUILDERS`); raises
+    ``ValueError`` naming every config key whose value breaks a rule."""
+    built, problems = {}, []
+    for name, builder in BUILDERS.items():
+        try:
+            built[name] = builder(cfg)
+        except SettingsError as err:
+            problems += err.problems
+    if problems:
+        raise SettingsError("configuration", problems)
+    try:
+        return PartSettings(**built)
+    except SettingsError as err:
+        names = {f"{part}.{name}": key for part, fields in _fields_of(built).items()
+                 for name, key in config_names(fields).items()}
+        raise SettingsError("configuration", [p.renamed(names) for p in err.problems]) from None
+
+
+def _fields_of(built: dict[str, Any]) -> dict[str, str]:
+    """Each built part's field map in :data:`FIELDS` (the memory's by its kind)."""
+    kinds = {BufferSettings: "buffer", GenerativeSettings: "generative"}
+    return {name: kinds.get(type(part), name) for name, part in built.items() if part is not None}
+
+
+def validate(config: DFADConfig) -> None:
+    """Raise ``ValueError`` naming every config key whose value is out of range or not a valid choice."""
+    part_settings(config)

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..config import DFADConfig, LRwAConfig, to_dict, validate
+from ..config import DFADConfig, LRwAConfig, to_dict
 from ..optim import Updater, UpdateResult, gradients
 from ..replay import Memory, build_memory
 from ..runtime import checkpoint as ckpt
@@ -74,7 +74,7 @@ class Trainer:
                  config: DFADConfig | None = None, *, update: StudentUpdate | None = None,
                  memory: Memory | None = None, vae: nn.Module | None = None) -> None:
         self.config = self._checked(config)
-        self.settings: PartSettings = part_settings(self.config)  # every part's settings, read here only
+        self.settings: PartSettings = part_settings(self.config)  # every part's settings (checked), read here only
         parts, self.runtime = self.settings, Runtime(self.settings.runtime)
         self.runtime.ranks.local_size(parts.loop.batch_size, "batch_size")
         self.teacher, self.student, self.generator = self._placed(teacher, student, generator)
@@ -94,8 +94,8 @@ class Trainer:
                                          parts.generator_updater, self.runtime, rollback=rollback)
         self.memory = self._memory(memory, update, vae)
         self.update = self._update(update)
-        self.generator_ema = GeneratorEMA(self.generator, parts.ema) if parts.ema else None
-        self.probes = ForgettingProbes(parts.probes, self.device) if parts.probes else None
+        self.generator_ema = GeneratorEMA(self.generator, parts.ema) if parts.ema.decay else None
+        self.probes = ForgettingProbes(parts.probes, self.device) if parts.probes.every else None
         self.observers = [part for part in (self.memory, self.probes) if part is not None]  # of fresh batches
         self.iteration = 0
         self.history: dict[str, list[dict[str, float]]] = {"metrics": [], "evaluations": []}
@@ -121,7 +121,6 @@ class Trainer:
         if not isinstance(config, DFADConfig) or self.method not in (None, method_of(config)):
             raise ValueError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
                              f"got {type(config).__name__}")
-        validate(config)
         return config
 
     def _placed(self, teacher: nn.Module, student: nn.Module, generator: nn.Module) -> tuple[nn.Module, ...]:
@@ -247,9 +246,7 @@ class Trainer:
         """
         checkpoints = self.settings.checkpoints
         total = self.settings.loop.iterations - self.iteration if iterations is None else int(iterations)
-        if total < 0 or eval_every < 1:
-            raise ValueError(f"iterations must be >= 0 and eval_every >= 1, got {total} and {eval_every}")
-        self.check_horizon(total)
+        self.check_horizon(total)  # loop.run checks total and eval_every
         name = type(self).__name__
         record = None if evaluate is None else lambda: self.record_evaluation(evaluate, on_evaluation)
         loop.run(self, total, evaluate=record, eval_every=eval_every, checkpoint_dir=checkpoints.directory,

@@ -3,7 +3,6 @@ it returns an :class:`~lrwa_fast.optim.UpdateResult`."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -11,8 +10,11 @@ from torch import Tensor, nn
 from torch.distributed import ProcessGroup
 
 from .. import ops
-from ..choices import KERNEL_BACKENDS, LOSS_KINDS
+from ..choices import KERNEL_BACKENDS
+from ..config import default_of
+from ..ops.losses import loss_problems
 from ..optim import UpdateResult
+from ..rules import check, one_of
 from ..runtime.distributed import Ranks
 
 
@@ -20,19 +22,14 @@ from ..runtime.distributed import Ranks
 class KDLoss:
     """The configured distillation loss D(student logits, teacher logits) (fused kernel where available)."""
 
-    kind: str = "l1"  # "l1" | "kl" | "js" (lrwa_fast.ops.losses)
-    temperature: float = 1.0  # kl / js
-    backend: str = "auto"  # "auto": $LRWA_FAST_BACKEND, else by device (lrwa_fast.ops.dispatch)
+    kind: str = default_of("loss")  # "l1" | "kl" | "js" (lrwa_fast.ops.losses)
+    temperature: float = default_of("temperature")  # kl / js
+    backend: str = default_of("backend")  # "auto": $LRWA_FAST_BACKEND, else by device (lrwa_fast.ops.dispatch)
 
     def __post_init__(self) -> None:
         if self.backend is None:  # None meant "auto" before 0.4; it still does
             object.__setattr__(self, "backend", "auto")
-        if self.kind not in LOSS_KINDS:
-            raise ValueError(f"unknown loss kind {self.kind!r}; expected one of {LOSS_KINDS}")
-        if not (self.temperature > 0 and math.isfinite(self.temperature)):
-            raise ValueError(f"temperature must be a positive finite number, got {self.temperature}")
-        if self.backend not in KERNEL_BACKENDS:
-            raise ValueError(f"unknown kernel backend {self.backend!r}; expected one of {KERNEL_BACKENDS}")
+        check(self, [*loss_problems(self), *one_of(self, backend=KERNEL_BACKENDS)])
 
     def __call__(self, student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
         return ops.kd_loss(student_logits, teacher_logits, kind=self.kind, temperature=self.temperature,

@@ -57,6 +57,7 @@ processes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,9 +69,10 @@ from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .. import ops
-from ..choices import BN_MODES, META_MODES
-from ..config import check_fd_args
+from ..choices import BN_MODES, FD_SCHEMES, META_MODES
+from ..config import default_of
 from ..optim import gradients, zeros_for_unused
+from ..rules import Problem, check, non_negative, one_of
 from ..runtime.distributed import Ranks
 from ..runtime.phases import phase
 from ..runtime.precision import compute_dtype, scaled, unscaled
@@ -93,31 +95,38 @@ class MetaSettings:
     reduction over every parameter), for steps whose metrics nobody reads.
     """
 
-    mode: MetaMode = "exact"
-    inner_lr: float = 0.05  # α of the inner step
-    inner_weight_decay: float = 0.0  # λ of the inner step θ' = θ − α(∇L_acq + λθ) (the authors': 5e-4)
-    acquire_weight: float = 1.0  # a in J = a·L_acq + w·L_ret(θ') (the authors': 0)
-    retain_weight: float = 1.0  # w in J = a·L_acq + w·L_ret(θ')
-    joint_replay: bool = False  # add L(θ; x_acq ∪ x_mem) to J, as the authors' code does
-    bn_mode: BNMode = "acquire"
-    fd_scheme: FDScheme = "central"  # finite_difference only
-    fd_epsilon: float | None = None  # finite_difference only; None: the rule in the module docstring
+    mode: MetaMode = default_of("meta_mode")
+    inner_lr: float = default_of("inner_lr")  # α of the inner step
+    inner_weight_decay: float = default_of("inner_weight_decay")  # λ of θ' = θ − α(∇L_acq + λθ) (authors': 5e-4)
+    acquire_weight: float = default_of("acquire_weight")  # a in J = a·L_acq + w·L_ret(θ') (the authors': 0)
+    retain_weight: float = default_of("retain_weight")  # w in J = a·L_acq + w·L_ret(θ')
+    joint_replay: bool = default_of("joint_replay")  # add L(θ; x_acq ∪ x_mem) to J, as the authors' code does
+    bn_mode: BNMode = default_of("bn_mode")
+    fd_scheme: FDScheme = default_of("fd_scheme")  # finite_difference only
+    fd_epsilon: float | None = default_of("fd_epsilon")  # finite_difference only; None: the module docstring's rule
     alignment: bool = True
 
     def __post_init__(self) -> None:
-        if self.mode not in META_MODES:
-            raise ValueError(f"unknown meta mode {self.mode!r}; expected one of {META_MODES}")
-        if self.bn_mode not in BN_MODES:
-            raise ValueError(f"unknown bn_mode {self.bn_mode!r}; expected one of {BN_MODES}")
-        negative = [f"{k}={getattr(self, k)!r}" for k in ("inner_lr", "inner_weight_decay", "acquire_weight",
-                                                          "retain_weight") if not getattr(self, k) >= 0]
-        if negative:
-            raise ValueError(f"{', '.join(negative)}: inner_lr, inner_weight_decay, acquire_weight and "
-                             "retain_weight must be >= 0")
+        check(self, [*one_of(self, mode=META_MODES, bn_mode=BN_MODES, fd_scheme=FD_SCHEMES),
+                     *non_negative(self, "inner_lr", "inner_weight_decay", "acquire_weight", "retain_weight"),
+                     *self._pairing_problems(), *self._epsilon_problems()])
+
+    def _pairing_problems(self) -> list[Problem]:
+        """Terms that need another: a joint BatchNorm pass or no meta term both need the joint replay term."""
+        problems = []
         if self.bn_mode == "joint" and not self.joint_replay:
-            raise ValueError("bn_mode='joint' updates the BatchNorm statistics in the joint replay pass: it needs "
-                             "joint_replay=True")
-        check_fd_args(self.fd_scheme, self.fd_epsilon)
+            problems.append(Problem("{bn_mode}='joint' updates the BatchNorm statistics in the joint replay pass: "
+                                    "it needs {joint_replay}=True"))
+        if self.mode == "none" and not self.joint_replay:
+            problems.append(Problem("{mode}='none' without {joint_replay} would sample the memory and never use it "
+                                    "(use DFADTrainer, or set {joint_replay}=True)"))
+        return problems
+
+    def _epsilon_problems(self) -> list[Problem]:
+        eps = self.fd_epsilon
+        if eps is None or (isinstance(eps, int | float) and math.isfinite(eps) and eps > 0):
+            return []
+        return [Problem(f"{{fd_epsilon}} must be a positive finite number (or None for the rule), got {eps!r}")]
 
 
 @dataclass

@@ -20,7 +20,7 @@ class MetaUpdate:
     ``settings``, drawing its retention batch from ``memory`` (any :class:`~lrwa_fast.replay.Memory`: buffer
     or generative); plain KD while the memory is empty.
 
-    ``settings.mode="none"`` drops the meta term (then ``settings.joint_replay`` should be on); the joint
+    ``settings.mode="none"`` drops the meta term (then ``settings.joint_replay`` must be on); the joint
     replay term adds the loss on fresh and memory samples together at the current weights, as the
     authors' code does.
     """

@@ -23,7 +23,7 @@ def evaluator(seed: int = 0):
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("ema_decay", 1.0, r"ema_decay=1.0 \(must lie in \[0, 1\)\)"), ("ema_decay", -0.1, "ema_decay=-0.1"),
     ("ema_share", 1.5, r"ema_share=1.5 \(must lie in \[0, 1\]\)"), ("ema_share", -0.5, "ema_share=-0.5"),
-    ("probe_every", -1, "probe_every=-1"), ("probe_size", 0, "probe_size=0")])
+    ("probe_every", -1, r"probe_every=-1 \(must be >= 0\)"), ("probe_size", 0, "probe_size=0")])
 def test_bad_values_are_refused_by_name(field, value, message, tiny_models, tiny_run):
     with pytest.raises(ValueError, match=message):
         DFADTrainer(*tiny_models(), DFADConfig(**tiny_run, **{field: value}))

@@ -207,11 +207,11 @@ def test_frozen_parameters_are_skipped():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(mode="second"), "meta mode"),
+    (dict(mode="second"), "mode=.second. \\(expected one of"),
     (dict(bn_mode="x"), "bn_mode"),
     (dict(inner_lr=-1.0), "inner_lr"),
     (dict(retain_weight=float("nan")), "retain_weight"),
-    (dict(mode="finite_difference", fd_scheme="forward"), "unknown fd_scheme 'forward'"),
+    (dict(mode="finite_difference", fd_scheme="forward"), "fd_scheme='forward' \\(expected one of"),
     (dict(mode="finite_difference", fd_epsilon=0.0), "fd_epsilon must be a positive finite number"),
     (dict(mode="finite_difference", fd_epsilon=-1e-3), "fd_epsilon must be a positive finite number"),
     (dict(mode="finite_difference", fd_epsilon=float("nan")), "fd_epsilon must be a positive finite number"),
@@ -222,8 +222,8 @@ def test_bad_settings_are_refused_when_built(kwargs, match):
         MetaSettings(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs, match", [(dict(kind="mse"), "loss kind"), (dict(temperature=0.0), "temperature"),
-                                           (dict(backend="fast"), "backend")])
+@pytest.mark.parametrize("kwargs, match", [(dict(kind="mse"), "kind=.mse. \\(expected one of"),
+                                           (dict(temperature=0.0), "temperature"), (dict(backend="fast"), "backend")])
 def test_bad_losses_are_refused_when_built(kwargs, match):
     with pytest.raises(ValueError, match=match):
         KDLoss(**kwargs)

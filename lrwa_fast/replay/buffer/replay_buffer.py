@@ -3,12 +3,15 @@ sampler and a backend, composed."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from ...choices import MEMORY_DRAWS, MEMORY_POLICIES
+from ...config import LRwAConfig
+from ...rules import Problem, SettingsError, one_of
 from .backends import resolve_backend
 from .samplers import EntrySampler, UniformSampler
 from .storage import TensorStorage
@@ -32,13 +35,12 @@ class ReplayBuffer:
     """
 
     def __init__(self, capacity: int, sample_shape: tuple[int, ...] | torch.Size, num_classes: int, *,
-                 policy: Policy = "reservoir", device: str | torch.device = "cpu",
+                 policy: Policy = LRwAConfig.memory_policy, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, seed: int | None = None,
-                 backend: str = "auto", draw: str = "uniform", entry_size: int | None = None) -> None:
+                 backend: str = LRwAConfig.memory_backend, draw: str = LRwAConfig.memory_draw,
+                 entry_size: int | None = None) -> None:
         if not isinstance(capacity, int) or capacity < 1:
             raise ValueError(f"capacity must be an integer >= 1, got {capacity!r}")
-        if policy not in MEMORY_POLICIES:
-            raise ValueError(f"unknown policy {policy!r}; expected one of {MEMORY_POLICIES}")
         _check_draw(draw, entry_size, policy, capacity)
         if not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
@@ -233,19 +235,32 @@ class ReplayBuffer:
                 "num_classes": self.num_classes, "policy": self.policy}
 
 
+def draw_problems(settings: object, entry_size: str) -> list[Problem]:
+    """The rules of a buffer's policy and draw (fields of ``settings``; ``entry_size``: the field holding the
+    size of an entry): whole-entry draws need FIFO slots and a capacity of whole entries."""
+    problems = one_of(settings, policy=MEMORY_POLICIES, draw=MEMORY_DRAWS)
+    if settings.draw != "entry":
+        return problems
+    if settings.policy != "fifo":
+        problems.append(Problem("{draw}='entry' needs {policy}='fifo' (a reservoir breaks insertions apart)"))
+    size, capacity = getattr(settings, entry_size), settings.capacity
+    if isinstance(size, int) and size > 0 and capacity % size:
+        problems.append(Problem(f"{{draw}}='entry' needs {{capacity}} ({capacity}) to hold whole entries of "
+                                f"{{{entry_size}}} ({size})"))
+    return problems
+
+
 def _check_draw(draw: str, entry_size: int | None, policy: str, capacity: int) -> None:
-    """``ValueError`` unless ``draw`` is known and, for whole entries, FIFO slots hold whole entries."""
-    if draw not in MEMORY_DRAWS:
-        raise ValueError(f"unknown draw {draw!r}; expected one of {MEMORY_DRAWS}")
-    if draw == "uniform":
-        if entry_size is not None:
-            raise ValueError("entry_size goes with draw='entry'")
-        return
-    if not isinstance(entry_size, int) or entry_size < 1:
-        raise ValueError(f"draw='entry' needs entry_size, an integer >= 1, got {entry_size!r}")
-    if policy != "fifo" or capacity % entry_size:
-        raise ValueError(f"draw='entry' needs policy='fifo' and a capacity of whole entries, got policy={policy!r}, "
-                         f"capacity {capacity} and entry_size {entry_size}")
+    """``ValueError`` unless the policy and draw are known and, for whole entries, FIFO slots hold whole
+    entries of ``entry_size``, given with whole-entry draws only."""
+    args = SimpleNamespace(draw=draw, entry_size=entry_size, policy=policy, capacity=capacity)
+    problems = draw_problems(args, "entry_size")
+    if draw == "uniform" and entry_size is not None:
+        problems.append(Problem("{entry_size} goes with {draw}='entry'"))
+    if draw == "entry" and (not isinstance(entry_size, int) or entry_size < 1):
+        problems.append(Problem(f"{{draw}}='entry' needs {{entry_size}}, an integer >= 1, got {entry_size!r}"))
+    if problems:
+        raise SettingsError("ReplayBuffer", problems)
 
 
 def _draw_name(draw: str, size: int | None) -> str:
