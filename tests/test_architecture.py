@@ -8,7 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+
+from tests.support import ROOT
 
 PACKAGE = ROOT / "lrwa_fast"
 # Lowest first: a module may import from its own layer and the layers below it, never from one above.
@@ -209,13 +210,60 @@ def test_the_configs_import_no_implementation_module():
     assert imported(PACKAGE / "config.py") <= {"lrwa_fast", "lrwa_fast.choices"}
 
 
+SUPPORT = "tests.support"  # the one package of the tests that test modules may import
+
+
+def foreign_test_imports(path: Path, tests: Path) -> list[str]:
+    """What ``path``, a file of the test package in folder ``tests``, imports of the tests other than
+    ``tests.support``: another test module (``tests.apps.test_cli``, relative ones resolved) or a module of
+    the tree by its bare name (``import helpers``, found through a folder pytest put on ``sys.path``)."""
+    local = {p.stem for p in tests.rglob("*.py")} | {p.name for p in tests.rglob("*") if p.is_dir()}
+    package = ("tests", *path.relative_to(tests).parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = [*package[: len(package) - node.level + 1], *(node.module or "").split(".")] if node.level \
+                else (node.module or "").split(".")
+            found += [".".join(filter(None, [*base, a.name])) for a in node.names]
+    return [name for name in found if (name.split(".")[0] == "tests" and name != SUPPORT
+                                       and not name.startswith(SUPPORT + ".")) or name.split(".")[0] in local]
+
+
+@pytest.mark.parametrize(("source", "wrong"), [
+    ("import helpers\nfrom helpers import ROOT\nimport workers as w\n", ["helpers", "helpers.ROOT", "workers"]),
+    ("from tests.apps import test_cli\nfrom tests.apps.test_cli import x\nfrom tests import conftest\n",
+     ["tests.apps.test_cli", "tests.apps.test_cli.x", "tests.conftest"]),
+    ("from . import test_y\nfrom .test_y import x\nfrom ..support import ROOT\n",
+     ["tests.a.test_y", "tests.a.test_y.x"]),
+    ("from tests.support import ROOT, workers as w\nfrom tests import support\nimport tests.support.files\n"
+     "import torch\nfrom lrwa_fast import testing\n", []),
+])
+def test_imports_of_other_test_modules_are_found(tmp_path, source, wrong):
+    for name in ("a/test_x.py", "a/test_y.py", "helpers.py", "workers.py", "support/files.py"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("", encoding="utf-8")
+    (tmp_path / "a" / "test_x.py").write_text(source, encoding="utf-8")
+    assert foreign_test_imports(tmp_path / "a" / "test_x.py", tmp_path) == wrong
+
+
 def test_no_test_module_imports_another():
-    tests = {p.stem for p in (ROOT / "tests").rglob("test_*.py")}
-    for path in (ROOT / "tests").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            assert not set(names) & tests, f"{path.relative_to(ROOT)} imports {set(names) & tests}"
+    """Test modules share ``tests.support`` and the fixtures of ``conftest.py``, nothing else of each other."""
+    found = {str(p.relative_to(ROOT)): foreign_test_imports(p, ROOT / "tests") for p in (ROOT / "tests").rglob("*.py")}
+    assert not {path: names for path, names in found.items() if names}
+
+
+def test_the_tests_are_a_package_and_their_helpers_are_in_its_support():
+    """Every folder of the tests is a package, so each test module has a name of its own (``tests.ops.test_x``)
+    and the repository root is on ``sys.path``; a file that is no test module, ``conftest.py`` or
+    ``__init__.py`` lives in ``tests/support/``."""
+    tests = ROOT / "tests"
+    folders = {p.parent for p in tests.rglob("*.py")}
+    assert not sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").exists())
+    others = [str(p.relative_to(ROOT)) for p in tests.rglob("*.py") if not p.is_relative_to(tests / "support")
+              and p.name not in ("conftest.py", "__init__.py") and not p.name.startswith(("test_", "bench_"))]
+    assert not others
 
 
 def test_test_files_follow_the_subpackages():

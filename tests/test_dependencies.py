@@ -74,7 +74,7 @@ def _imported(node: ast.AST) -> list[str]:
 
 def third_party(folders: list[Path]) -> dict[str, dict[str, bool]]:
     """Per file under ``folders``: its third-party imports (not the standard library, not this project's
-    package, not a module of the same tree such as the tests' ``helpers``)."""
+    package, not a module of the same tree such as ``tests.support``)."""
     files = [f for folder in folders for f in ([folder] if folder.is_file() else sorted(folder.rglob("*.py")))]
     local = {f.stem for f in files} | {f.parent.name for f in files}
     out = {}

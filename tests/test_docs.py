@@ -12,10 +12,10 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, subprocess_env
 
 from lrwa_fast import DFADConfig, LRwAConfig, OptimizerConfig
 from lrwa_fast.training.settings import validate
+from tests.support import ROOT, subprocess_env
 
 PAGES = [ROOT / "README.md", ROOT / "docs" / "getting-started.md"]
 

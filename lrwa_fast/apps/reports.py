@@ -17,7 +17,7 @@ from torch import nn
 
 from ..runtime.checkpoint import atomic_write, atomic_write_text
 from ..runtime.metrics import curve_statistics
-from ..training.probes import ForgettingProbes
+from ..training.probes import ForgettingProbes, forgetting_report
 
 STAT_KEYS = ("final", "best", "mean", "variance", "max_drop", "forgetting")
 # shown as %, σ² ×1e-4; "forgetting" is the average forgetting on the probes at the last evaluation
@@ -89,18 +89,6 @@ def curve_report(evaluations: list[dict[str, Any]], probes: ForgettingProbes | N
         if curve else {}
     return {"iterations": [e["iteration"] for e in evaluations if key in e], key: curve, "stats": stats,
             **forgetting}
-
-
-def forgetting_report(evaluations: list[dict[str, Any]], probes: ForgettingProbes | None) -> dict[str, Any]:
-    """What the forgetting probes measured: the average forgetting at each evaluation (``None`` before a probe
-    had been evaluated twice) and at the last, the agreement with each probe, and the probes' cost."""
-    if probes is None:
-        return {"forgetting": [], "average_forgetting": None, "forgetting_probes": "off (config probe_every=0)"}
-    curve = [e.get("forgetting") for e in evaluations]
-    return {"forgetting": curve, "average_forgetting": curve[-1] if curve else None,
-            "probe_agreement": [e.get("probe_agreement", []) for e in evaluations],
-            "forgetting_probes": {"every": probes.every, "size": probes.size, "iterations": probes.iterations,
-                                  "seconds": probes.seconds}}
 
 
 def environment() -> dict[str, Any]:

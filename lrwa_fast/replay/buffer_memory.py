@@ -14,6 +14,7 @@ from torch import Tensor
 from ..choices import MEMORY_BACKENDS, MEMORY_DTYPES
 from ..config import default_of
 from ..rules import Problem, check, non_negative, one_of, positive
+from ..runtime.deprecation import renamed_method
 from ..runtime.phases import phase
 from .buffer import ReplayBuffer
 from .buffer.replay_buffer import draw_problems
@@ -88,13 +89,15 @@ class BufferMemory:
                 self.buffer.add(x[:size], t[:size], step=iteration)
         self._last = None
 
-    def draw(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    def retention_batch(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """A retention batch, written into one reused pair of tensors (the previous step's graph, their
         only other user, is gone by the next draw)."""
         with phase("memory sample"):
             if self._out is None or self._out[0].dtype != dtype:
                 self._out = self.buffer.empty_sample(self.batch_size, dtype)
             return self.buffer.sample(self.batch_size, dtype=dtype, out=self._out)
+
+    draw = renamed_method("draw", "retention_batch", since="0.5")
 
     def metrics(self) -> dict[str, float]:
         return {"memory_fill": len(self.buffer)}

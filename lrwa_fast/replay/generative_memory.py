@@ -23,6 +23,7 @@ from ..ops import losses
 from ..optim import Updater, UpdateResult, UpdaterSettings, gradients
 from ..optim.optimizers import optimizer_problems
 from ..rules import check, nested, non_negative, positive
+from ..runtime.deprecation import renamed_method
 from ..runtime.phases import phase
 from ..runtime.services import Runtime
 from .vae import check_vae, reparameterise, vae_loss
@@ -101,7 +102,7 @@ class GenerativeMemory:
     def _vae_update(self, x: Tensor, t: Tensor) -> UpdateResult:
         """The VAE's loss gradient on fresh samples plus (once it has learned) as many of its own."""
         if self.updates:
-            x_old, t_old = self.draw(x.dtype)
+            x_old, t_old = self.retention_batch(x.dtype)
             x, t = torch.cat([x, x_old]), torch.cat([t, t_old])
         self.vae.train()
         with phase("vae forward/backward"):
@@ -114,12 +115,14 @@ class GenerativeMemory:
         self.vae.eval()
         return UpdateResult(grads, {"loss_vae": loss})
 
-    def draw(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    def retention_batch(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """A retention batch of ``batch_size`` decoded samples and the teacher's logits on them."""
         x = self.sample(self.settings.batch_size)
         with torch.no_grad(), phase("memory teacher forward"):
             t = self.teacher(x)
         return x.to(dtype), t.to(dtype)
+
+    draw = renamed_method("draw", "retention_batch", since="0.5")
 
     def sample(self, n: int) -> Tensor:
         """``n`` samples decoded (VAE in eval mode, no graph) from prior codes refined by

@@ -63,14 +63,6 @@ def curve_statistics(values: Sequence[float], *, from_fraction: float = 0.0) -> 
     }
 
 
-def forgetting_at(history: Sequence[Sequence[float]], current: Sequence[float]) -> float | None:
-    """Average forgetting of ``current`` agreements given earlier evaluations' (Chaudhry et al., 2018): the
-    mean over the probes evaluated before of best-so-far minus current agreement; ``None`` before any."""
-    earlier = [max(row[j] for row in history if j < len(row)) - a for j, a in enumerate(current)
-               if any(j < len(row) for row in history)]
-    return sum(earlier) / len(earlier) if earlier else None
-
-
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch: int = 512,
              transform: Callable[[Tensor], Tensor] | None = None) -> float:
     """Top-1 accuracy of ``model`` on ``(x, y)``, in batches on the model's device (no gradients).

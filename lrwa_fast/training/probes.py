@@ -2,12 +2,15 @@
 and at each evaluation the student's agreement with the teacher's labels on each one.
 
 Average forgetting (Chaudhry et al., ECCV 2018): at evaluation k, for each probe j evaluated before,
-``f_kj = max_{l<k} a_lj − a_kj``; the mean over those probes (:func:`~lrwa_fast.runtime.metrics.forgetting_at`).
+``f_kj = max_{l<k} a_lj − a_kj``; the mean over those probes (:func:`forgetting_at`). Forgetting is computed
+here only: the trainer records :meth:`ForgettingProbes.scores` with each evaluation, and reports and studies read
+:func:`forgetting_report`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +71,13 @@ class ForgettingProbes:
         self.seconds += time.perf_counter() - start
         return agreement
 
+    def scores(self, student: nn.Module, evaluations: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """The student's agreement with each probe and its average forgetting given the earlier
+        ``evaluations`` (the records these scores were added to)."""
+        agreement = self.agreement(student)
+        earlier = [e["probe_agreement"] for e in evaluations if "probe_agreement" in e]
+        return {"probe_agreement": agreement, "forgetting": forgetting_at(earlier, agreement)}
+
     def state_dict(self) -> dict[str, Any]:
         return {"x": [x.cpu() for x in self.x], "labels": [y.cpu() for y in self.labels],
                 "iterations": list(self.iterations), "seconds": self.seconds}
@@ -77,3 +87,23 @@ class ForgettingProbes:
         self.labels = [y.to(self.device) for y in state["labels"]]
         self.iterations = [int(i) for i in state["iterations"]]
         self.seconds = float(state["seconds"])
+
+
+def forgetting_at(history: Sequence[Sequence[float]], current: Sequence[float]) -> float | None:
+    """Average forgetting of ``current`` agreements given earlier evaluations' (Chaudhry et al., 2018): the
+    mean over the probes evaluated before of best-so-far minus current agreement; ``None`` before any."""
+    earlier = [max(row[j] for row in history if j < len(row)) - a for j, a in enumerate(current)
+               if any(j < len(row) for row in history)]
+    return sum(earlier) / len(earlier) if earlier else None
+
+
+def forgetting_report(evaluations: list[dict[str, Any]], probes: ForgettingProbes | None) -> dict[str, Any]:
+    """What the forgetting probes measured: the average forgetting at each evaluation (``None`` before a probe
+    had been evaluated twice) and at the last, the agreement with each probe, and the probes' cost."""
+    if probes is None:
+        return {"forgetting": [], "average_forgetting": None, "forgetting_probes": "off (config probe_every=0)"}
+    curve = [e.get("forgetting") for e in evaluations]
+    return {"forgetting": curve, "average_forgetting": curve[-1] if curve else None,
+            "probe_agreement": [e.get("probe_agreement", []) for e in evaluations],
+            "forgetting_probes": {"every": probes.every, "size": probes.size, "iterations": probes.iterations,
+                                  "seconds": probes.seconds}}

@@ -36,7 +36,6 @@ from ..optim import Updater, UpdateResult, gradients
 from ..replay import Memory, build_memory
 from ..runtime import checkpoint as ckpt
 from ..runtime.distributed import Ranks
-from ..runtime.metrics import forgetting_at
 from ..runtime.phases import phase
 from ..runtime.precision import scaled
 from ..runtime.randomness import RandomStreams
@@ -75,27 +74,27 @@ class Trainer:
                  memory: Memory | None = None, vae: nn.Module | None = None) -> None:
         self.config = self._checked(config)
         self.settings: PartSettings = part_settings(self.config)  # every part's settings (checked), read here only
-        parts, self.runtime = self.settings, Runtime(self.settings.runtime)
-        self.runtime.ranks.local_size(parts.loop.batch_size, "batch_size")
+        settings, self.runtime = self.settings, Runtime(self.settings.runtime)
+        self.runtime.ranks.local_size(settings.loop.batch_size, "batch_size")
         self.teacher, self.student, self.generator = self._placed(teacher, student, generator)
         self.teacher_fingerprint = ckpt.fingerprint(self.teacher)
         self.sample_shape, self.num_classes = inspect_models(self.teacher, self.student, self.generator,
-                                                           parts.loop.latent_dim, self.device)
-        self.student_compiled = parts.loop.compile_student and compile_module(self.student, self.device)
+                                                           settings.loop.latent_dim, self.device)
+        self.student_compiled = settings.loop.compile_student and compile_module(self.student, self.device)
         trainable = [(n, p) for n, p in self.student.named_parameters() if p.requires_grad]
         self.student_names, self.student_params = [n for n, _ in trainable], [p for _, p in trainable]
-        self.kd_loss = parts.loss
-        self.generator_objective = GeneratorObjective(self.teacher, parts.objective, self.runtime.backend)
-        self.random = RandomStreams(parts.loop.seed, self.device, self.ranks)
+        self.kd_loss = settings.loss
+        self.generator_objective = GeneratorObjective(self.teacher, settings.objective, self.runtime.backend)
+        self.random = RandomStreams(settings.loop.seed, self.device, self.ranks)
         rollback = (self.student, self.generator)
-        self.student_updater = Updater("student", self.student_params, parts.student_updater, self.runtime,
+        self.student_updater = Updater("student", self.student_params, settings.student_updater, self.runtime,
                                        rollback=rollback)
         self.generator_updater = Updater("generator", [p for p in self.generator.parameters() if p.requires_grad],
-                                         parts.generator_updater, self.runtime, rollback=rollback)
+                                         settings.generator_updater, self.runtime, rollback=rollback)
         self.memory = self._memory(memory, update, vae)
         self.update = self._update(update)
-        self.generator_ema = GeneratorEMA(self.generator, parts.ema) if parts.ema.decay else None
-        self.probes = ForgettingProbes(parts.probes, self.device) if parts.probes.every else None
+        self.generator_ema = GeneratorEMA(self.generator, settings.ema) if settings.ema.decay else None
+        self.probes = ForgettingProbes(settings.probes, self.device) if settings.probes.every else None
         self.observers = [part for part in (self.memory, self.probes) if part is not None]  # of fresh batches
         self.iteration = 0
         self.history: dict[str, list[dict[str, float]]] = {"metrics": [], "evaluations": []}
@@ -279,9 +278,7 @@ class Trainer:
         scores: dict[str, Any] = self.evaluate(evaluate)
         if self.probes is not None:
             with eval_mode(self.student):
-                agreement = self.probes.agreement(self.student)
-            earlier = [e["probe_agreement"] for e in self.history["evaluations"] if "probe_agreement" in e]
-            scores |= {"probe_agreement": agreement, "forgetting": forgetting_at(earlier, agreement)}
+                scores |= self.probes.scores(self.student, self.history["evaluations"])
         self.history["evaluations"].append(scores)
         if on_evaluation is not None:
             on_evaluation(scores)

@@ -73,6 +73,7 @@ from ..choices import BN_MODES, FD_SCHEMES, META_MODES
 from ..config import default_of
 from ..optim import gradients, zeros_for_unused
 from ..rules import Problem, check, non_negative, one_of
+from ..runtime.deprecation import renamed_keyword
 from ..runtime.distributed import Ranks
 from ..runtime.phases import phase
 from ..runtime.precision import compute_dtype, scaled, unscaled
@@ -135,12 +136,13 @@ class MetaResult:
 
     ``grad_cosine`` is the cosine between ∇L_acq(θ) and ∇L_ret(θ'), the retention gradient at the
     inner-step weights (the first-order form of the paper's alignment term, which uses ∇L_ret(θ));
-    ``None`` when the settings asked for no alignment.
+    ``None`` when the settings asked for no alignment. Without a meta term (``mode="none"``) there is
+    no ``loss_ret`` nor cosine, and no ``loss_acq`` either when its weight is 0 (its pass is skipped).
     """
 
     grads: dict[str, Tensor]
-    loss_acq: Tensor
-    loss_ret: Tensor
+    loss_acq: Tensor | None
+    loss_ret: Tensor | None
     grad_cosine: Tensor | None
     loss_joint: Tensor | None = None  # with joint_replay
 
@@ -148,12 +150,14 @@ class MetaResult:
 L1 = KDLoss(kind="l1")  # meta_gradient's default loss, the authors'
 
 
-def meta_gradient(model: nn.Module, acquisition: Batch, memory: Batch, *, loss: KDLoss = L1,
+@renamed_keyword("memory", "retention", since="0.5")
+def meta_gradient(model: nn.Module, acquisition: Batch, retention: Batch, *, loss: KDLoss = L1,
                   settings: MetaSettings = MetaSettings(), ranks: Ranks | None = None, average: bool = True,
                   loss_scale: Tensor | None = None) -> MetaResult:
     """Gradient of J(θ) (see the module docstring) w.r.t. every trainable parameter of ``model``, for the
-    fresh batch ``acquisition = (x_acq, t_acq)`` and the memory batch ``memory = (x_mem, t_mem)`` under the
-    distillation loss ``loss`` (its kind, temperature and kernel backend) and ``settings``.
+    fresh batch ``acquisition = (x_acq, t_acq)`` and the memory batch ``retention = (x_mem, t_mem)`` under the
+    distillation loss ``loss`` (its kind, temperature and kernel backend) and ``settings``;
+    ``settings.mode="none"`` drops the meta term: J = a·L_acq(θ) + the joint term.
 
     ``ranks`` (e.g. ``Ranks(group)`` or a trainer's): the inputs are this rank's shards and the result is
     the gradient of the global J, identical on every rank, its losses the global ones. ``average=False``
@@ -162,19 +166,54 @@ def meta_gradient(model: nn.Module, acquisition: Batch, memory: Batch, *, loss: 
     with this rank's retention gradient. ``loss_scale`` (fp16): every backward runs on the scaled losses
     and the gradients come back multiplied by it (the losses and the cosine do not).
     """
-    if settings.mode == "none":
-        raise ValueError("meta_gradient computes a meta term; mode='none' is MetaUpdate's (no meta term)")
-    (x_acq, t_acq), (x_mem, t_mem) = acquisition, memory
     names, theta = _trainable(model)
     ranks = ranks if ranks is not None else Ranks()
-    exact, inner_lr, decay = settings.mode == "exact", settings.inner_lr, settings.inner_weight_decay
+    meta, grads, logged = settings.mode != "none", None, {}
+    if meta or settings.acquire_weight:
+        loss_acq, g_acq = _acquisition(model, names, theta, acquisition, loss, settings, loss_scale)
+        logged["acq"] = loss_acq.detach()
+        if meta:
+            grads, logged["ret"], logged["cosine"] = _with_meta_term(model, names, theta, acquisition, retention, g_acq,
+                                                                     loss=loss, settings=settings, ranks=ranks,
+                                                                     loss_scale=loss_scale)
+        else:
+            grads = _weighted(g_acq, settings.acquire_weight)
+    if settings.joint_replay:
+        logged["joint"], g_joint = joint_gradients(model, dict(zip(names, theta)), acquisition, retention, loss,
+                                                   settings.bn_mode, loss_scale)
+        grads = g_joint if grads is None else torch._foreach_add(grads, g_joint)
+    present = {k: v for k, v in logged.items() if v is not None}
+    if average:
+        grads, values = ranks.average_both(grads, list(present.values()))
+        present = dict(zip(present, values))
+    return MetaResult(dict(zip(names, grads)), present.get("acq"), present.get("ret"), present.get("cosine"),
+                      present.get("joint"))
+
+
+def _acquisition(model: nn.Module, names: list[str], theta: list[Tensor], acquisition: Batch, loss: KDLoss,
+                 settings: MetaSettings, loss_scale: Tensor | None) -> tuple[Tensor, list[Tensor]]:
+    """L_acq(θ) and its gradient (kept differentiable for the exact meta-gradient); under ``bn_mode="joint"``
+    the pass leaves the BatchNorm statistics to the joint one."""
+    x_acq, t_acq = acquisition
     with phase("acquisition forward"):
-        joint_statistics = settings.bn_mode == "joint"  # then this pass leaves the statistics to the joint one
         outputs = forward_for_pass(model, dict(zip(names, theta)), x_acq, update_buffers=False) \
-            if joint_statistics else model(x_acq)
+            if settings.bn_mode == "joint" else model(x_acq)
         loss_acq = loss(outputs, t_acq)
     with phase("acquisition backward"):
-        g_acq = gradients(scaled(loss_acq, loss_scale), theta, create_graph=exact)
+        return loss_acq, gradients(scaled(loss_acq, loss_scale), theta, create_graph=settings.mode == "exact")
+
+
+def _weighted(grads: list[Tensor], weight: float) -> list[Tensor]:
+    return grads if weight == 1 else torch._foreach_mul(grads, weight)
+
+
+def _with_meta_term(model: nn.Module, names: list[str], theta: list[Tensor], acquisition: Batch, retention: Batch,
+                    g_acq: list[Tensor], *, loss: KDLoss, settings: MetaSettings, ranks: Ranks,
+                    loss_scale: Tensor | None) -> tuple[list[Tensor], Tensor, Tensor | None]:
+    """a·∇L_acq + w·(dθ'/dθ)ᵀ∇L_ret(θ') (inner step, retention pass, its pull-back by the mode), L_ret and
+    the gradient cosine."""
+    (x_acq, t_acq), (x_mem, t_mem) = acquisition, retention
+    exact, inner_lr, decay = settings.mode == "exact", settings.inner_lr, settings.inner_weight_decay
     with phase("inner update"):
         g_inner = unscaled(ranks.average_differentiable(g_acq) if exact else ranks.average(g_acq), loss_scale)
         theta_inner = _inner_step(theta, g_inner, inner_lr, decay, differentiable=exact)
@@ -195,29 +234,18 @@ def meta_gradient(model: nn.Module, acquisition: Batch, memory: Batch, *, loss: 
             outer = torch._foreach_add(outer, hv, alpha=-inner_lr)
     with phase("combine + alignment"):
         g_acq = [g.detach() for g in g_acq]
-        weighted = g_acq if settings.acquire_weight == 1 else torch._foreach_mul(g_acq, settings.acquire_weight)
-        grads = torch._foreach_add(weighted, outer, alpha=settings.retain_weight)
+        grads = torch._foreach_add(_weighted(g_acq, settings.acquire_weight), outer, alpha=settings.retain_weight)
         g_global = [g.detach() for g in g_inner] if ranks.enabled else g_acq
         cosine = ops.grad_cosine(g_global, g_ret, backend=loss.backend) if settings.alignment else None
-    logged = {"acq": loss_acq.detach(), "ret": loss_ret.detach(), "cosine": cosine}
-    if settings.joint_replay:
-        logged["joint"], g_joint = joint_gradients(model, dict(zip(names, theta)), acquisition, memory, loss,
-                                                   settings.bn_mode, loss_scale)
-        grads = torch._foreach_add(grads, g_joint)
-    present = {k: v for k, v in logged.items() if v is not None}
-    if average:
-        grads, values = ranks.average_both(grads, list(present.values()))
-        present = dict(zip(present, values))
-    return MetaResult(dict(zip(names, grads)), present["acq"], present["ret"], present.get("cosine"),
-                      present.get("joint"))
+    return grads, loss_ret.detach(), cosine
 
 
-def joint_gradients(model: nn.Module, params: dict[str, Tensor], acquisition: Batch, memory: Batch, loss: KDLoss,
+def joint_gradients(model: nn.Module, params: dict[str, Tensor], acquisition: Batch, retention: Batch, loss: KDLoss,
                     bn_mode: str, loss_scale: Tensor | None) -> tuple[Tensor, list[Tensor]]:
     """The joint replay term L(θ; x_acq ∪ x_mem) at the current weights and its gradient (scaled by
     ``loss_scale``): the authors' loss on the fresh and memory samples together; it updates the BatchNorm
     statistics under ``bn_mode`` ``"all"`` and ``"joint"``."""
-    x, t = torch.cat([acquisition[0], memory[0]]), torch.cat([acquisition[1], memory[1]])
+    x, t = torch.cat([acquisition[0], retention[0]]), torch.cat([acquisition[1], retention[1]])
     with phase("joint replay forward/backward"):
         joint = loss(forward_for_pass(model, params, x, update_buffers=bn_mode in ("all", "joint")), t)
         return joint, gradients(scaled(joint, loss_scale), list(params.values()))

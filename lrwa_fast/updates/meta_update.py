@@ -10,9 +10,10 @@ from torch import Tensor
 
 from ..optim import UpdateResult
 from ..replay import Memory
+from ..runtime.deprecation import warn_renamed
 from .base import StepContext
 from .kd import kd_gradients, refuse_state
-from .meta_gradient import MetaSettings, joint_gradients, keeping_buffers, meta_gradient
+from .meta_gradient import MetaSettings, meta_gradient
 
 
 class MetaUpdate:
@@ -22,7 +23,7 @@ class MetaUpdate:
 
     ``settings.mode="none"`` drops the meta term (then ``settings.joint_replay`` must be on); the joint
     replay term adds the loss on fresh and memory samples together at the current weights, as the
-    authors' code does.
+    authors' code does. Both are :func:`~lrwa_fast.updates.meta_gradient.meta_gradient`'s.
     """
 
     def __init__(self, memory: Memory, settings: MetaSettings | None = None) -> None:
@@ -33,32 +34,20 @@ class MetaUpdate:
     def __call__(self, ctx: StepContext, x: Tensor, t: Tensor) -> UpdateResult:
         if len(self.memory) == 0:
             return kd_gradients(ctx, x, t)
-        x_mem, t_mem = self.memory.draw(torch.promote_types(x.dtype, torch.float32))
-        if self.settings.mode == "none":
-            return self._acquisition_only(ctx, (x, t), (x_mem, t_mem))
+        retention = self._retention_batch(torch.promote_types(x.dtype, torch.float32))
         settings = self.settings if ctx.wants_metrics else self._unlogged
-        res = meta_gradient(ctx.student, (x, t), (x_mem, t_mem), loss=ctx.loss, settings=settings, ranks=ctx.ranks,
+        res = meta_gradient(ctx.student, (x, t), retention, loss=ctx.loss, settings=settings, ranks=ctx.ranks,
                             average=False, loss_scale=ctx.loss_scale)  # the updater averages and unscales
         logged = {"loss_student": res.loss_acq, "loss_retain": res.loss_ret, "grad_cosine": res.grad_cosine,
                   "loss_joint": res.loss_joint}
         return UpdateResult([res.grads[n] for n in ctx.names], {k: v for k, v in logged.items() if v is not None})
 
-    def _acquisition_only(self, ctx: StepContext, fresh: tuple[Tensor, Tensor],
-                          memory: tuple[Tensor, Tensor]) -> UpdateResult:
-        """No meta term: the KD gradient on the fresh batch weighted by ``acquire_weight`` (skipped at 0), plus
-        the joint replay term when it is on."""
-        settings, grads, logged = self.settings, None, {}
-        if settings.acquire_weight or not settings.joint_replay:
-            with keeping_buffers(ctx.student, settings.bn_mode == "joint"):
-                kd = kd_gradients(ctx, *fresh)
-            grads = kd.grads if settings.acquire_weight == 1 else torch._foreach_mul(kd.grads, settings.acquire_weight)
-            logged = kd.logged
-        if settings.joint_replay:
-            joint, g_joint = joint_gradients(ctx.student, dict(zip(ctx.names, ctx.params)), fresh, memory, ctx.loss,
-                                             settings.bn_mode, ctx.loss_scale)
-            grads = g_joint if grads is None else torch._foreach_add(grads, g_joint)
-            logged = {**logged, "loss_joint": joint}
-        return UpdateResult(grads, logged)
+    def _retention_batch(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """The memory's retention batch (a memory of 0.4 that only has ``draw`` still works, with a warning)."""
+        if hasattr(self.memory, "retention_batch") or not hasattr(self.memory, "draw"):
+            return self.memory.retention_batch(dtype)
+        warn_renamed(f"{type(self.memory).__name__}.draw", "Memory.retention_batch", "0.5", stacklevel=4)
+        return self.memory.draw(dtype)
 
     def state_dict(self) -> dict[str, Any]:
         """The memory is a part of its own; the update keeps no other state."""

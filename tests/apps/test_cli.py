@@ -8,10 +8,10 @@ import sys
 
 import pytest
 import torch
-from helpers import ROOT, write_distill_config
 
 from lrwa_fast.apps.cli import main
 from lrwa_fast.runtime.checkpoint import list_checkpoints, read_checkpoint
+from tests.support import ROOT, write_distill_config
 
 
 def test_demo_fast_mode_writes_report_and_plot(tmp_path, capsys):

@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import ROOT, write_distill_config
 
 from lrwa_fast.apps.cli import main
 from lrwa_fast.apps.reports import METRICS, MetricsLog, format_comparison, load_run
+from tests.support import ROOT, write_distill_config
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

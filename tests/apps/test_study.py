@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 import pytest
-from helpers import ROOT
 from scipy import stats
 
 from lrwa_fast.apps import recipe
@@ -36,6 +35,7 @@ from lrwa_fast.apps.study import (
 )
 from lrwa_fast.apps.study_report import format_study
 from lrwa_fast.apps.sweep import Sweep, check_sweep, parse_sweep, run_sweep
+from tests.support import ROOT
 
 
 @pytest.mark.parametrize(("settings", "message"), [

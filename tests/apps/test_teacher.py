@@ -10,13 +10,13 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT, CallsAFunction, subprocess_env
 
 from lrwa_fast.apps.cli import main
 from lrwa_fast.apps.distill import ModelSpec, load_model
 from lrwa_fast.data import Normalize, load_cifar
 from lrwa_fast.runtime.metrics import accuracy
 from lrwa_fast.testing.cifar_files import write_synthetic_cifar
+from tests.support import ROOT, CallsAFunction, subprocess_env
 
 
 def teacher_args(data, out, *extra):

@@ -9,12 +9,12 @@ import tarfile
 import numpy as np
 import pytest
 import torch
-from helpers import CallsAFunction
 
 from lrwa_fast.data import CifarFormatError, DeviceLoader, Normalize, load_cifar, random_crop_flip
 from lrwa_fast.data.cifar import DATASETS
 from lrwa_fast.runtime.metrics import accuracy
 from lrwa_fast.testing.cifar_files import write_synthetic_cifar
+from tests.support import CallsAFunction
 
 
 def expected_split(folder, files, label_key):

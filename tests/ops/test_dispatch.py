@@ -21,10 +21,10 @@ from lrwa_fast.ops import dispatch
 from lrwa_fast.ops.alignment import grad_alignment_reference
 from lrwa_fast.ops.losses import kd_loss_reference
 from lrwa_fast.runtime import warn_once
+from tests.support import ROOT
 
 CPU = torch.zeros(2, 3)
 CUDA_LIKE = SimpleNamespace(device=torch.device("cuda"), dtype=torch.float32)  # all resolve() reads
-from helpers import ROOT  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -15,11 +15,11 @@ import zlib
 
 import pytest
 import torch
-from helpers import assert_compiles
 
 from lrwa_fast import ops
 from lrwa_fast.ops import dispatch
 from lrwa_fast.ops.alignment import cosine, grad_alignment_reference
+from tests.support import assert_compiles
 
 pytest.importorskip("triton")
 

@@ -26,11 +26,11 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from helpers import assert_compiles
 
 from lrwa_fast import ops
 from lrwa_fast.ops import dispatch
 from lrwa_fast.ops.losses import kd_loss_reference
+from tests.support import assert_compiles
 
 pytest.importorskip("triton")
 

@@ -9,7 +9,6 @@ import math
 
 import pytest
 import torch
-from helpers import resume_in_a_fresh_process
 from torch import Tensor, nn
 
 from lrwa_fast import GeneratorLossWeights, LRwAConfig, LRwATrainer, NonFiniteError, OptimizerConfig
@@ -17,6 +16,7 @@ from lrwa_fast.replay.generative_memory import GenerativeMemory
 from lrwa_fast.replay.vae import MLPVAE, ConvVAE, kl_divergence, reparameterise, vae_loss
 from lrwa_fast.runtime.phases import PhaseTimer
 from lrwa_fast.testing import tiny_models
+from tests.support import resume_in_a_fresh_process
 
 CONFIG = dict(batch_size=16, latent_dim=8, iterations=12, student_steps=2, device="cpu", seed=3,
               memory_batch_size=6, memory_kind="generative", vae_width=4, vae_latent_dim=5, vae_fresh_size=10,
@@ -85,7 +85,7 @@ def test_sampling_matches_a_float64_reference(refine_steps):
     memory.observe(*tr.fresh_batch())
     memory.end_of_iteration(0, clean=True)  # one update: the BatchNorm buffers are no longer the defaults
     state = memory.rng.get_state()
-    x, t = memory.draw(torch.float32)
+    x, t = memory.retention_batch(torch.float32)
     vae64, teacher64 = copy.deepcopy(memory.vae).double().eval(), copy.deepcopy(tr.teacher).double()
     z0 = torch.randn(6, 5, generator=torch.Generator().set_state(state))
     z = refine_reference(vae64, teacher64, z0, 0.05, 1.0, 2.0) if refine_steps else z0.double()
@@ -129,7 +129,7 @@ def test_vector_samples_get_an_mlp_vae_and_are_replayed():
     tr = LRwATrainer(mlp(7, 5), mlp(7, 5), VectorGenerator(8, 7), cfg)
     assert isinstance(tr.memory.vae, MLPVAE)
     metrics = [tr.step() for _ in range(3)]
-    assert tr.memory.draw(torch.float32)[0].shape == (6, 7)
+    assert tr.memory.retention_batch(torch.float32)[0].shape == (6, 7)
     assert "loss_retain" in metrics[-1] and tr.memory.updates == 6
 
 

@@ -280,17 +280,17 @@ def test_sampler_counts_and_state_dict_round_trip():
     FIFOWriter(0).write(torch_backend, storage, *items(0, 20), step=None)
     sampler = UniformSampler(7)
     for replace in (True, True, False):
-        sampler.draw(torch_backend, storage, *storage.empty_sample(5, torch.float32), fill=20, replace=replace,
+        sampler.sample_into(torch_backend, storage, *storage.empty_sample(5, torch.float32), fill=20, replace=replace,
                      rng=None)
     assert sampler.state_dict() == {"seed": 7, "draws": 10, "calls": 1}
     twin = UniformSampler(0)
     twin.load_state_dict({**sampler.state_dict(), "seen": 99})
     assert twin.state_dict() == sampler.state_dict()
     for replace in (True, False):
-        draws = [s.draw(torch_backend, storage, *storage.empty_sample(6, torch.float32), fill=20, replace=replace,
-                        rng=None) for s in (sampler, twin)]
+        draws = [s.sample_into(torch_backend, storage, *storage.empty_sample(6, torch.float32), fill=20,
+                               replace=replace, rng=None) for s in (sampler, twin)]
         assert torch.equal(*draws)
-    generated = sampler.draw(torch_backend, storage, *storage.empty_sample(6, torch.float32), fill=20,
+    generated = sampler.sample_into(torch_backend, storage, *storage.empty_sample(6, torch.float32), fill=20,
                              replace=True, rng=torch.Generator().manual_seed(1))
     assert sampler.draws == 22 and not torch.equal(generated, draws[0])
 

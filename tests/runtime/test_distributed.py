@@ -8,14 +8,14 @@ import signal
 
 import pytest
 import torch
-import workers as w
-from helpers import run_meta
-from torchrun_job import TorchrunJob
 
 from lrwa_fast import DFADConfig, LRwAConfig, LRwATrainer
 from lrwa_fast.runtime.checkpoint import CheckpointError, list_checkpoints
 from lrwa_fast.testing import rank_values, run_local
 from lrwa_fast.training import DFADTrainer
+from tests.support import run_meta
+from tests.support import workers as w
+from tests.support.torchrun import TorchrunJob
 
 pytestmark = pytest.mark.distributed
 

@@ -16,10 +16,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers import TESTS, write_distill_config
-from torchrun_job import TorchrunJob, child_subreaper
 
 from lrwa_fast.runtime.checkpoint import list_checkpoints
+from tests.support import write_distill_config
+from tests.support.torchrun import USER_SCRIPT, TorchrunJob, child_subreaper
 
 pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 
@@ -89,7 +89,7 @@ def test_the_demo_exits_0(tmp_path, teacher_cache, repetition):
 @repetitions
 @pytest.mark.parametrize("destroy", [False, True], ids=["without-destroy", "with-destroy"])
 def test_a_users_script_exits_0(tmp_path, repetition, destroy):
-    args = [str(TESTS / "torchrun_user.py"), str(tmp_path), *(["--destroy"] if destroy else [])]
+    args = [str(USER_SCRIPT), str(tmp_path), *(["--destroy"] if destroy else [])]
     with TorchrunJob(args, tmp_path) as job:
         assert job.wait() == 0, job.output()[-3000:]
         assert_clean(job)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import resume_in_a_fresh_process, subprocess_env
 
 from lrwa_fast import LRwAConfig, LRwATrainer
 from lrwa_fast.models import Generator, SmallCNN
@@ -26,6 +25,7 @@ from lrwa_fast.runtime.checkpoint import (
     read_checkpoint,
     save_rotating,
 )
+from tests.support import resume_in_a_fresh_process, subprocess_env
 
 CONFIG = dict(batch_size=16, latent_dim=8, iterations=12, student_steps=2, device="cpu", seed=3,
               memory_capacity=20, memory_insert_size=6, log_every=2)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import ROOT
 
 from lrwa_fast import (
     DFADConfig,
@@ -22,6 +21,7 @@ from lrwa_fast import (
 )
 from lrwa_fast.runtime.checkpoint import CheckpointError, atomic_save
 from lrwa_fast.training.progress import LineProgress, progress
+from tests.support import ROOT
 
 
 def anchored_kd_class():

@@ -6,13 +6,13 @@ import copy
 
 import pytest
 import torch
-from helpers import flat, run_meta
 from torch import nn
 
 from lrwa_fast import LRwAConfig, LRwATrainer, NonFiniteError, ops
 from lrwa_fast.ops.losses import kd_loss_reference
 from lrwa_fast.runtime.precision import autocast
 from lrwa_fast.testing import TINY_RUN, tiny_models
+from tests.support import flat, run_meta
 
 CONFIG = dict(TINY_RUN, memory_capacity=20, memory_insert_size=6)
 

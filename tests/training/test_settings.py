@@ -10,7 +10,6 @@ import operator
 import re
 
 import pytest
-from helpers import ROOT
 
 from lrwa_fast import DFADConfig, GeneratorLossWeights, KDLoss, LRwAConfig, MetaSettings, OptimizerConfig
 from lrwa_fast.replay import BufferSettings, GenerativeSettings
@@ -21,6 +20,7 @@ from lrwa_fast.training.generator_ema import EMASettings
 from lrwa_fast.training.generator_objective import ObjectiveSettings
 from lrwa_fast.training.probes import ProbeSettings
 from lrwa_fast.training.trainer import Trainer
+from tests.support import ROOT
 
 
 def read_fields(config_class: type, **values) -> set[str]:

@@ -8,12 +8,12 @@ import signal
 import subprocess
 
 import pytest
-from helpers import write_distill_config
 
 from lrwa_fast import LRwAConfig, LRwATrainer, TrainingInterrupted
 from lrwa_fast.apps.cli import main
 from lrwa_fast.runtime.checkpoint import list_checkpoints
 from lrwa_fast.runtime.distributed import LAUNCHER, Launcher
+from tests.support import write_distill_config
 
 
 @pytest.fixture

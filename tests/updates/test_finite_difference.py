@@ -18,11 +18,11 @@ import zlib
 
 import pytest
 import torch
-from helpers import flat, make_case, run_meta
 from torch import nn
 
 from lrwa_fast import LRwAConfig, LRwATrainer
 from lrwa_fast.models import Generator, SmallCNN
+from tests.support import flat, make_case, run_meta
 
 F64_RTOL = 1e-6
 F32_RTOL = 1e-2

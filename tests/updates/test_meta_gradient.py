@@ -8,11 +8,11 @@ import zlib
 
 import pytest
 import torch
-from helpers import flat, make_case, run_meta
 from torch.func import functional_call
 
 from lrwa_fast import KDLoss, MetaSettings, meta_gradient
 from lrwa_fast.ops.losses import kd_loss_reference
+from tests.support import flat, make_case, run_meta
 
 FD_EPS = 1e-6
 FD_RTOL = 1e-6  # relative to the gradient's norm, float64
@@ -234,10 +234,25 @@ def test_settings_are_built_by_keyword_only():
         MetaSettings("exact", 0.1)  # type: ignore[misc]
 
 
-def test_mode_none_has_no_meta_gradient():
+@pytest.mark.parametrize("acquire_weight", [0.0, 0.3, 1.0])
+def test_mode_none_is_the_objective_without_its_meta_term(acquire_weight):
+    """J = a·L_acq + L(x_acq ∪ x_mem), written directly (float64); at a = 0 the acquisition pass is skipped."""
     model, x_acq, t_acq, x_mem, t_mem = make_case("mlp", seed=1)
-    with pytest.raises(ValueError, match="mode='none'"):
-        meta_gradient(model, (x_acq, t_acq), (x_mem, t_mem), settings=MetaSettings(mode="none"))
+    settings = MetaSettings(mode="none", joint_replay=True, acquire_weight=acquire_weight)
+    res = meta_gradient(model, (x_acq, t_acq), (x_mem, t_mem), settings=settings)
+    params = [p for p in model.parameters() if p.requires_grad]
+    joint = kd_loss_reference(model(torch.cat([x_acq, x_mem])), torch.cat([t_acq, t_mem]), kind="l1")
+    total = acquire_weight * kd_loss_reference(model(x_acq), t_acq, kind="l1") + joint
+    expected = dict(zip(res.grads, torch.autograd.grad(total, params)))
+    torch.testing.assert_close(flat(res.grads), flat(expected), rtol=1e-12, atol=1e-14)
+    assert res.loss_ret is None and res.grad_cosine is None
+    assert float(res.loss_joint) == pytest.approx(float(joint.detach()))
+    assert (res.loss_acq is None) == (acquire_weight == 0)
+
+
+def test_mode_none_needs_the_joint_term():
+    with pytest.raises(ValueError, match="mode='none' without joint_replay"):
+        MetaSettings(mode="none")
 
 
 # ----------------------------------------------------------------- the authors' step: inner weight decay,

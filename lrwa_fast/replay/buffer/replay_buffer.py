@@ -145,7 +145,8 @@ class ReplayBuffer:
         if not dtype.is_floating_point:
             raise ValueError(f"output dtype must be floating point, got {dtype}")
         out_x, out_logits = self.storage.empty_sample(n, dtype) if out is None else self._check_out(out, n, dtype)
-        slots = self.sampler.draw(self._backend, self.storage, out_x, out_logits, fill=fill, replace=replace, rng=rng)
+        slots = self.sampler.sample_into(self._backend, self.storage, out_x, out_logits, fill=fill, replace=replace,
+                                         rng=rng)
         return out_x, out_logits, slots
 
     def _check_out(self, out: tuple[Tensor, Tensor], n: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:

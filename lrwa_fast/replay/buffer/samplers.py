@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ...runtime.deprecation import renamed_method
 from .base import ReplayBackend
 from .philox import STREAM_ENTRY, STREAM_PERMUTE, STREAM_SAMPLE, below, philox_u32, split_index
 from .storage import TensorStorage
@@ -62,8 +63,8 @@ class UniformSampler:
         if not replace and n > fill:
             raise ValueError(f"cannot draw {n} distinct items from a buffer holding {fill}")
 
-    def draw(self, backend: ReplayBackend, storage: TensorStorage, out_x: Tensor, out_logits: Tensor, *,
-             fill: int, replace: bool, rng: torch.Generator | None) -> Tensor:
+    def sample_into(self, backend: ReplayBackend, storage: TensorStorage, out_x: Tensor, out_logits: Tensor, *,
+                    fill: int, replace: bool, rng: torch.Generator | None) -> Tensor:
         """Fill ``out_x`` / ``out_logits`` with a checked draw of ``len(out_x)`` items, advance the
         counter, return the slots; ``rng`` (optional) supplies this call's key instead of ``seed``."""
         key = call_key(self.seed, rng)
@@ -74,6 +75,8 @@ class UniformSampler:
         else:
             self.calls += 1
         return slots
+
+    draw = renamed_method("draw", "sample_into", since="0.5")
 
     def state_dict(self) -> dict[str, int]:
         """The key and counters, which determine every later draw."""
@@ -115,14 +118,16 @@ class EntrySampler:
         if n != self.size:
             raise ValueError(f"a whole-entry draw takes the entry's {self.size} samples, not {n!r}")
 
-    def draw(self, backend: ReplayBackend, storage: TensorStorage, out_x: Tensor, out_logits: Tensor, *,
-             fill: int, replace: bool, rng: torch.Generator | None) -> Tensor:
+    def sample_into(self, backend: ReplayBackend, storage: TensorStorage, out_x: Tensor, out_logits: Tensor, *,
+                    fill: int, replace: bool, rng: torch.Generator | None) -> Tensor:
         """Fill ``out_x`` / ``out_logits`` with one whole entry, count the call, return the slots (``replace``
         does not apply: an entry's slots are distinct)."""
         slots = backend.sample(storage, out_x, out_logits, fill=fill, replace=True, seed=call_key(self.seed, rng),
                                counter=self.calls, entry=self.size)
         self.calls += 1
         return slots
+
+    draw = renamed_method("draw", "sample_into", since="0.5")
 
     def state_dict(self) -> dict[str, Any]:
         """The kind, key, entry size and count of calls, which determine every later draw."""

@@ -1,8 +1,8 @@
-"""A user's script under torchrun, run by the soak test: a tiny LRwA trainer (exact meta-gradient, a replay
-memory) trains 3 iterations, writes its final checkpoint into ``OUT/ckpt`` and the script ends with the
-trainer alive, after ``destroy_process_group()`` with ``--destroy``.
+"""A user's script under torchrun, run by the soak test (``tests.support.torchrun.USER_SCRIPT``): a tiny LRwA
+trainer (exact meta-gradient, a replay memory) trains 3 iterations, writes its final checkpoint into
+``OUT/ckpt`` and the script ends with the trainer alive, after ``destroy_process_group()`` with ``--destroy``.
 
-    torchrun --standalone --nproc_per_node=2 tests/torchrun_user.py OUT [--destroy]
+    torchrun --standalone --nproc_per_node=2 tests/support/torchrun_user.py OUT [--destroy]
 """
 
 from __future__ import annotations

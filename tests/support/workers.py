@@ -1,6 +1,6 @@
 """The functions the ranks of the data-parallel tests run (on W local gloo processes, with
 :func:`lrwa_fast.testing.run_local`: every run has a deadline, processes alive then are killed).
-A helper module, not a test module: spawned ranks import it by name."""
+A helper module, not a test module: spawned ranks import it by name, ``tests.support.workers``."""
 
 from __future__ import annotations
 

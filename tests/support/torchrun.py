@@ -1,6 +1,6 @@
 """The torchrun harness of the multi-process tests here: ``torchrun --standalone --nproc_per_node=2`` under a
 deadline, every process it started found through ``/proc`` and killed on the way out, and orphaned workers
-reaped by this process (a child subreaper). Not a test module."""
+reaped by this process (a child subreaper); :data:`USER_SCRIPT`, a user's script for it to run."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from helpers import subprocess_env
+from .processes import subprocess_env
+
+USER_SCRIPT = Path(__file__).with_name("torchrun_user.py")  # run with an output folder: see its docstring
 
 
 class TorchrunJob:
