@@ -283,22 +283,23 @@ def _retention_first_order(model: nn.Module, theta: list[Tensor], theta_inner: l
 
 @contextmanager
 def _holding(model: nn.Module, params: list[Tensor], values: list[Tensor], *, keep_buffers: bool) -> Iterator[None]:
-    """Let ``params`` hold ``values`` (no copy) and, with ``keep_buffers``, undo buffer updates on exit.
+    """Let ``params`` hold ``values`` (no copy) and, with ``keep_buffers``, the buffers copies of theirs
+    (:func:`buffer_copies`), for the duration.
 
     Autocast keeps low-precision copies of leaf parameters for the duration of its context; they
     are dropped on entry and exit, or a forward inside would run on the old values.
     """
-    saved = [p.data for p in params]
-    with keeping_buffers(model, keep_buffers):
-        for p, v in zip(params, values):
-            p.data = v
+    held = [*params, *model.buffers()] if keep_buffers and model.training else list(params)
+    saved = [t.data for t in held]
+    for t, v in zip(held, [*values, *buffer_copies(model, keep_buffers).values()]):
+        t.data = v
+    torch.clear_autocast_cache()
+    try:
+        yield
+    finally:
+        for t, v in zip(held, saved):
+            t.data = v
         torch.clear_autocast_cache()
-        try:
-            yield
-        finally:
-            for p, v in zip(params, saved):
-                p.data = v
-            torch.clear_autocast_cache()
 
 
 def _hessian_vector_fd(model: nn.Module, theta: list[Tensor], g_acq: list[Tensor], v: list[Tensor],
@@ -349,22 +350,15 @@ def _inner_step(theta: list[Tensor], grads: list[Tensor], lr: float, decay: floa
 
 def forward_for_pass(model: nn.Module, params: dict[str, Tensor], x: Tensor, *, update_buffers: bool) -> Tensor:
     """Forward at ``params``; buffers are the model's own when the pass may update them (``update_buffers``),
-    copies otherwise."""
-    if update_buffers or not model.training:
-        return functional_call(model, params, (x,))
-    buffers = {n: b.clone() for n, b in model.named_buffers()}
-    return functional_call(model, (params, buffers), (x,))
+    copies otherwise (:func:`buffer_copies`)."""
+    return functional_call(model, (params, buffer_copies(model, not update_buffers)), (x,))
 
 
-@contextmanager
-def keeping_buffers(model: nn.Module, keep: bool) -> Iterator[None]:
-    """With ``keep``, a forward inside leaves the model's buffers (BatchNorm running statistics) as they were."""
-    kept = [(b, b.clone()) for b in model.buffers()] if keep and model.training else []
-    try:
-        yield
-    finally:
-        for buffer, value in kept:
-            buffer.copy_(value)
+def buffer_copies(model: nn.Module, keep: bool) -> dict[str, Tensor]:
+    """The one way a pass leaves the BatchNorm running statistics as they were: it runs on copies of the
+    buffers. ``{}`` (the pass uses the model's own) unless ``keep`` and the model is in training mode (in
+    evaluation mode nothing updates them)."""
+    return {n: b.clone() for n, b in model.named_buffers()} if keep and model.training else {}
 
 
 @contextmanager
