@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,11 @@ from torch import Tensor, nn
 from ..config import GeneratorLossWeights, OptimizerConfig
 from ..data import LabelledSplit, load_digits_split, load_mnist1d
 from ..models import Generator, SignalGenerator, build_model
-from ..runtime.checkpoint import atomic_save, latest_checkpoint, load_file, save_rotating
+from ..runtime.checkpoint import atomic_save, latest_checkpoint, load_file
 from ..runtime.distributed import Ranks
 from ..runtime.metrics import accuracy
 from ..training import loop
+from .teacher import EpochRecipe, TeacherTraining
 
 
 @dataclass
@@ -108,50 +109,37 @@ def benchmark(name: str) -> Benchmark:
     return BENCHMARKS[name]
 
 
-class CachedTeacherRun:
-    """A benchmark teacher's training, a :class:`~lrwa_fast.training.loop.Job` whose step is one epoch: Adam,
-    a cosine schedule over the epochs, shuffled batches (augmented where the benchmark says) from one
-    seeded stream."""
+class ShuffledBatches:
+    """An embedded teacher's batches: the training split shuffled each epoch from one seeded stream ``rng``,
+    augmented where the benchmark says, moved to ``device``."""
 
-    def __init__(self, model: nn.Module, data: LabelledSplit, settings: TeacherRecipe, device: torch.device,
+    def __init__(self, data: LabelledSplit, batch_size: int, seed: int, device: torch.device,
                  augment: Callable[[Tensor, torch.Generator], Tensor] | None) -> None:
-        self.model, self.data, self.settings, self.device, self.augment = model, data, settings, device, augment
-        self.ranks = Ranks()  # one process fills the cache
-        model.to(device).train()
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, settings.epochs)
-        self.rng = torch.Generator().manual_seed(settings.seed)
-        self.iteration = 0  # epochs done
+        self.x, self.y, self.batch_size, self.device, self.augment = data.x_train, data.y_train, batch_size, device, \
+            augment
+        self.rng = torch.Generator().manual_seed(seed)
 
-    def step(self) -> dict[str, float]:
-        """One epoch over the training split."""
-        data, batch = self.data, self.settings.batch_size
-        order = torch.randperm(len(data.y_train), generator=self.rng)
-        for i in range(0, len(order), batch):
-            idx = order[i: i + batch]
-            x = data.x_train[idx] if self.augment is None else self.augment(data.x_train[idx], self.rng)
-            loss = F.cross_entropy(self.model(x.to(self.device)), data.y_train[idx].to(self.device))
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-        self.scheduler.step()
-        self.iteration += 1
-        return {"loss": float(loss.detach())}
+    def __len__(self) -> int:
+        return -(-len(self.y) // self.batch_size)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "rng": self.rng.get_state(), "epoch": self.iteration}
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        order = torch.randperm(len(self.y), generator=self.rng)
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i: i + self.batch_size]
+            x = self.x[idx] if self.augment is None else self.augment(self.x[idx], self.rng)
+            yield x.to(self.device), self.y[idx].to(self.device)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.rng.set_state(state["rng"])
-        self.iteration = int(state["epoch"])
 
-    def write_checkpoint(self, folder: str | Path) -> Path:
-        """``folder/ckpt-<epoch>.pt``, the only one kept."""
-        return save_rotating(self.state_dict(), folder, self.iteration, keep=1)
+def teacher_training(model: nn.Module, data: LabelledSplit, settings: TeacherRecipe, device: torch.device,
+                     augment: Callable[[Tensor, torch.Generator], Tensor] | None) -> TeacherTraining:
+    """A benchmark teacher's recipe for the one teacher trainer: Adam, a cosine schedule over the epochs, the
+    batch-mean loss, one process (it fills a cache)."""
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.epochs)
+    return TeacherTraining(model, ShuffledBatches(data, settings.batch_size, settings.seed, device, augment),
+                           optimizer, scheduler, EpochRecipe(schedule_per_batch=False, batch_mean_loss=True),
+                           ranks=Ranks())
 
 
 def teacher_path(bench: Benchmark, settings: TeacherRecipe, cache_dir: Path) -> Path:
@@ -175,7 +163,7 @@ def cached_teacher(bench: Benchmark, data: LabelledSplit, cache_dir: Path, devic
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         return model.to(device).eval(), float(state["test_accuracy"])
-    run = CachedTeacherRun(model, data, settings, device, bench.augment)
+    run = teacher_training(model, data, settings, device, bench.augment)
     folder = path.with_name(path.stem + "-checkpoints")
     latest = latest_checkpoint(folder)
     if latest is not None:

@@ -14,17 +14,18 @@ local and averaged before each evaluation and checkpoint; rank 0 evaluates and w
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from ..choices import SCHEDULES
 from ..config import OptimizerConfig, from_dict, load_config, to_dict
-from ..data import DeviceLoader, Normalize, dataset_spec, load_cifar
+from ..data import CifarData, DeviceLoader, Normalize, dataset_spec, load_cifar
 from ..models import build_model
 from ..optim import build_optimizer
 from ..rules import SettingsError, in_interval, non_negative, one_of, positive
@@ -77,24 +78,33 @@ def validate_teacher(cfg: TeacherConfig) -> None:
     dataset_spec(cfg.dataset)
 
 
-class TeacherRun:
-    """The model, optimiser, schedule and batches of one teacher training, and their checkpointable state:
-    a :class:`~lrwa_fast.training.loop.Job` whose step is one epoch."""
+@dataclass(frozen=True)
+class EpochRecipe:
+    """How a teacher's epoch goes, where recipes differ: when the schedule steps, the loss's reduction, the
+    precision of the forwards, how many checkpoints are kept."""
 
-    def __init__(self, cfg: TeacherConfig, data_path: str | Path) -> None:
-        self.cfg, self.device, self.ranks = cfg, resolve_device(cfg.device), Ranks.current()
-        self.data = load_cifar(cfg.dataset, data_path)
-        spec = self.data.spec
-        self.normalize = Normalize(spec.mean, spec.std)
-        torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg.arch, spec.num_classes).to(self.device)
-        self.loader = DeviceLoader(self.data.x_train, self.data.y_train, cfg.batch_size, self.normalize,
-                                   device=self.device, padding=cfg.crop_padding, flip=cfg.flip, seed=cfg.seed)
-        self.x_test, self.y_test = self.data.x_test.to(self.device), self.data.y_test.to(self.device)
-        recipe = OptimizerConfig("sgd", cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                                 schedule=cfg.schedule)
-        self.optimizer, self.scheduler = build_optimizer(self.model.parameters(), recipe,
-                                                         cfg.epochs * len(self.loader))
+    schedule_per_batch: bool  # CIFAR's cosine over all batches; the embedded teachers' cosine over the epochs
+    batch_mean_loss: bool = False  # the mean over the batch (the embedded teachers', one process); else each
+    precision: str = "fp32"        # rank's sum over its rows, scaled so the ranks' mean is the batch's mean
+    keep: int = 1  # checkpoints kept
+
+
+class TeacherTraining:
+    """The one teacher trainer, for CIFAR (:func:`cifar_training`) and the embedded benchmarks alike: a
+    :class:`~lrwa_fast.training.loop.Job` whose step is one epoch of cross-entropy on the recipe's
+    ``batches`` (an iterable of ``(x, y)`` with its random stream ``rng``), with its ``optimizer`` and
+    ``scheduler``. Under torchrun each rank computes the loss on its rows of every batch, the gradients are
+    averaged in one all-reduce and the BatchNorm statistics after each epoch; rank 0 writes the checkpoints.
+    ``test`` (optional) scores the model after an epoch (:meth:`evaluate`); ``identity`` is written in every
+    checkpoint, and its ``config`` must match on resume (``resumable`` keys aside)."""
+
+    def __init__(self, model: nn.Module, batches: Any, optimizer: torch.optim.Optimizer, scheduler: Any,
+                 recipe: EpochRecipe, *, ranks: Ranks, test: Callable[[nn.Module], float] | None = None,
+                 identity: dict[str, Any] | None = None, resumable: frozenset[str] = frozenset()) -> None:
+        self.model, self.batches, self.optimizer, self.scheduler = model, batches, optimizer, scheduler
+        self.recipe, self.ranks, self.test = recipe, ranks, test
+        self.identity, self.resumable = identity or {}, resumable
+        self.device = next(model.parameters()).device
         self.epoch, self.history = 0, []
 
     @property
@@ -112,58 +122,83 @@ class TeacherRun:
         return {"loss": loss}
 
     def evaluate(self) -> dict[str, float]:
-        """The test accuracy after the epoch just trained, recorded in its history entry."""
-        self.history[-1]["test_accuracy"] = self.test_accuracy()
+        """The test score after the epoch just trained, recorded in its history entry."""
+        self.model.eval()
+        self.history[-1]["test_accuracy"] = self.test(self.model)
         return {"test_accuracy": self.history[-1]["test_accuracy"]}
 
     def write_checkpoint(self, folder: str | Path) -> Path:
         """``folder/ckpt-<epoch>.pt`` (rank 0 writes; every rank returns its path), the newest kept."""
         return self.ranks.from_main(lambda: ckpt.save_rotating(self.state_dict(), folder, self.epoch,
-                                                               self.cfg.keep_checkpoints))
+                                                               self.recipe.keep))
 
     def train_epoch(self) -> float:
-        """One pass over the training split; returns the mean loss."""
+        """One pass over the batches; returns the mean loss."""
         self.model.train()
         params = [p for p in self.model.parameters() if p.requires_grad]
         total = torch.zeros((), device=self.device)
-        for x, y in self.loader:
+        for x, y in self.batches:
             rows = self.ranks.rows(len(y))
-            with autocast(self.cfg.precision, self.device):
+            with autocast(self.recipe.precision, self.device):
                 logits = self.model(x[rows])
-            # Σ over my rows / rows in the batch × W: the mean over the ranks is the batch's mean loss
-            loss = F.cross_entropy(logits.float(), y[rows], reduction="sum") * (self.ranks.world_size / len(y))
+            loss = self._loss(logits.float(), y[rows], len(y))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for p, g in zip(params, self.ranks.average([p.grad for p in params])):
                 p.grad = g
             self.optimizer.step()
-            self.scheduler.step()
+            if self.recipe.schedule_per_batch:
+                self.scheduler.step()
             total += loss.detach()
+        if not self.recipe.schedule_per_batch:
+            self.scheduler.step()
         self.ranks.average_buffers_([self.model])
-        return float(self.ranks.average([total])[0]) / len(self.loader)
+        return float(self.ranks.average([total])[0]) / len(self.batches)
 
-    def test_accuracy(self) -> float:
-        """Top-1 accuracy on the test split, normalised as in training."""
-        self.model.eval()
-        return accuracy(self.model, self.x_test, self.y_test, self.cfg.eval_batch_size, self.normalize)
+    def _loss(self, logits: Tensor, y: Tensor, batch: int) -> Tensor:
+        if self.recipe.batch_mean_loss:
+            return F.cross_entropy(logits, y)
+        # Σ over my rows / rows in the batch × W: the mean over the ranks is the batch's mean loss
+        return F.cross_entropy(logits, y, reduction="sum") * (self.ranks.world_size / batch)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"format": "lrwa_fast teacher checkpoint 1", "config": to_dict(self.cfg), "epoch": self.epoch,
-                "history": self.history, "model": self.model.state_dict(),
+        return {**self.identity, "epoch": self.epoch, "history": self.history, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "loader_rng": self.loader.rng.get_state()}
+                "loader_rng": self.batches.rng.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` after checking it was made with the same recipe (``CheckpointError``
         listing what differs, before anything changes)."""
-        diff = ckpt.config_diff(state["config"], to_dict(self.cfg), ignore=TeacherConfig.RESUMABLE)
-        if diff:
-            raise ckpt.CheckpointError("; ".join(diff))
+        if "config" in self.identity:
+            diff = ckpt.config_diff(state["config"], self.identity["config"], ignore=self.resumable)
+            if diff:
+                raise ckpt.CheckpointError("; ".join(diff))
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.loader.rng.set_state(state["loader_rng"])
-        self.epoch, self.history = int(state["epoch"]), list(state["history"])
+        self.batches.rng.set_state(state["loader_rng"] if "loader_rng" in state else state["rng"])  # "rng": 0.4's
+        self.epoch, self.history = int(state["epoch"]), list(state.get("history", []))  # embedded checkpoints
+
+
+def cifar_training(cfg: TeacherConfig, data: CifarData) -> TeacherTraining:
+    """The CIFAR recipe of ``cfg`` on ``data``: SGD with its schedule stepped per batch, augmented normalised
+    batches on the device, one test-split evaluation per epoch."""
+    device = resolve_device(cfg.device)
+    normalize = Normalize(data.spec.mean, data.spec.std)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.arch, data.spec.num_classes).to(device)
+    loader = DeviceLoader(data.x_train, data.y_train, cfg.batch_size, normalize, device=device,
+                          padding=cfg.crop_padding, flip=cfg.flip, seed=cfg.seed)
+    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
+    recipe = OptimizerConfig("sgd", cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                             schedule=cfg.schedule)
+    optimizer, scheduler = build_optimizer(model.parameters(), recipe, cfg.epochs * len(loader))
+    return TeacherTraining(model, loader, optimizer, scheduler,
+                           EpochRecipe(schedule_per_batch=True, precision=cfg.precision, keep=cfg.keep_checkpoints),
+                           ranks=Ranks.current(),
+                           test=lambda m: accuracy(m, x_test, y_test, cfg.eval_batch_size, normalize),
+                           identity={"format": "lrwa_fast teacher checkpoint 1", "config": to_dict(cfg)},
+                           resumable=TeacherConfig.RESUMABLE)
 
 
 def train_teacher(cfg: TeacherConfig, data_path: str | Path, out: str | Path, *, progress: bool = True,
@@ -175,7 +210,8 @@ def train_teacher(cfg: TeacherConfig, data_path: str | Path, out: str | Path, *,
     """
     validate_teacher(cfg)
     out = Path(out)
-    run = TeacherRun(cfg, data_path)
+    data = load_cifar(cfg.dataset, data_path)
+    run = cifar_training(cfg, data)
     main = run.ranks.is_main
     folder = out / "checkpoints"
     latest = ckpt.latest_checkpoint(folder) if resume else None
@@ -190,12 +226,13 @@ def train_teacher(cfg: TeacherConfig, data_path: str | Path, out: str | Path, *,
     wall = time.perf_counter() - start
     if not main:
         return {}
-    return _finish(run, out, wall, (run.epoch - first_epoch) * len(run.data.y_train), latest)
+    return _finish(cfg, data, run, out, wall, (run.epoch - first_epoch) * len(data.y_train), latest)
 
 
-def _finish(run: TeacherRun, out: Path, wall: float, images: int, resumed_from: Path | None) -> dict[str, Any]:
+def _finish(cfg: TeacherConfig, data: CifarData, run: TeacherTraining, out: Path, wall: float, images: int,
+            resumed_from: Path | None) -> dict[str, Any]:
     """Write ``teacher.pt`` (weights + what distillation needs) and ``report.json``; return the report."""
-    cfg, spec = run.cfg, run.data.spec
+    spec = data.spec
     final = run.history[-1]["test_accuracy"]
     save_teacher(out / TEACHER_FILE, run.model, cfg.arch, cfg.dataset, test_accuracy=final, recipe=to_dict(cfg))
     eval_note = "one test-split evaluation per epoch included"
@@ -203,7 +240,7 @@ def _finish(run: TeacherRun, out: Path, wall: float, images: int, resumed_from: 
               "best_test_accuracy": max(e["test_accuracy"] for e in run.history), "epochs": run.history,
               "recipe": to_dict(cfg), "recipe_source": RECIPE_SOURCE,
               "normalisation": {"mean": list(spec.mean), "std": list(spec.std)},
-              "train_images": len(run.data.y_train), "test_images": len(run.data.y_test),
+              "train_images": len(data.y_train), "test_images": len(data.y_test),
               "wall_time_s": wall, "images_per_second": images / wall if wall > 0 else 0.0,
               "images_per_second_note": eval_note, "resumed_from": str(resumed_from) if resumed_from else None,
               **environment()}

@@ -11,6 +11,8 @@ import torch
 
 from lrwa_fast import TrainingInterrupted
 from lrwa_fast.apps import embedded
+from lrwa_fast.apps.teacher import TeacherTraining
+from lrwa_fast.models import build_model
 
 CPU = torch.device("cpu")
 
@@ -27,7 +29,7 @@ def digits(epochs: int, batch_size: int = 256, seed: int = 0):
 def test_an_interrupted_teacher_resumes_bit_exactly(tmp_path, monkeypatch, sigint_after):
     bench, data, settings = digits(epochs=3)
     straight, acc = embedded.cached_teacher(bench, data, tmp_path / "straight", CPU, settings=settings)
-    sigint_after(embedded.CachedTeacherRun, 1)
+    sigint_after(TeacherTraining, 1)
     with pytest.raises(TrainingInterrupted, match="SIGINT received: stopped after epoch 1") as stopped:
         embedded.cached_teacher(bench, data, tmp_path / "resumed", CPU, settings=settings)
     assert stopped.value.path.exists()
@@ -59,3 +61,22 @@ def test_teacher_training_shows_progress_per_epoch(tmp_path, capsys):
 def test_an_unknown_benchmark_is_refused_by_name():
     with pytest.raises(ValueError, match=r"unknown benchmark 'svhn'; expected one of \['digits', 'mnist1d'\]"):
         embedded.benchmark("svhn")
+
+
+def recipe_model(settings) -> torch.nn.Module:
+    torch.manual_seed(settings.seed)  # as cached_teacher builds the recipe's initial weights
+    return build_model(settings.arch, num_classes=10, in_channels=1)
+
+
+def test_a_teacher_checkpoint_of_0_4_resumes(tmp_path):
+    """0.4 wrote an embedded teacher's stream as ``rng`` and no history: such a checkpoint still continues."""
+    bench, data, settings = digits(epochs=2)
+    straight, _ = embedded.cached_teacher(bench, data, tmp_path / "straight", CPU, settings=settings)
+    first = embedded.teacher_training(recipe_model(settings), data, settings, CPU, bench.augment)
+    first.step()
+    state = first.state_dict()
+    old = {k: v for k, v in state.items() if k not in ("history", "loader_rng")} | {"rng": state["loader_rng"]}
+    second = embedded.teacher_training(recipe_model(settings), data, settings, CPU, bench.augment)
+    second.load_state_dict(old)
+    second.step()
+    assert second.epoch == 2 and all(torch.equal(a, b) for a, b in zip(weights(straight), weights(second.model)))

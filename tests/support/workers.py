@@ -150,11 +150,12 @@ def kill_rank_one(procs: list[mp.Process], out: Path) -> None:
 
 
 def train_teacher_two_epochs(rank: int, world: int, out: Path) -> dict[str, Any]:
-    from lrwa_fast.apps.teacher import TeacherConfig, TeacherRun, train_teacher
+    from lrwa_fast.apps.teacher import TeacherConfig, cifar_training, train_teacher
+    from lrwa_fast.data import load_cifar
 
     cfg = TeacherConfig(arch="cnn_small", epochs=2, batch_size=8, eval_batch_size=16, device="cpu")
     report = train_teacher(cfg, out / "data", out / "teacher", progress=False)
-    run = TeacherRun(cfg, out / "data")  # the same two epochs again, to compare the ranks' weights
+    run = cifar_training(cfg, load_cifar(cfg.dataset, out / "data"))  # the same two epochs again: the ranks' weights
     for _ in range(2):
         run.train_epoch()
     return {"report": report, "model": run.model.state_dict()}
