@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-_FIELD = re.compile(r"\{([A-Za-z_][\w.]*)\}")
+_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w.]*)\}")  # a literal brace is doubled, as in str.format
 
 
 @dataclass(frozen=True)
@@ -24,17 +24,25 @@ class Problem:
 
     def render(self) -> str:
         """The message, each ``{field}`` written as its name."""
-        return _FIELD.sub(lambda m: m[1], self.text)
+        return _TOKEN.sub(lambda m: m[0][0] if m[1] is None else m[1], self.text)
 
     def renamed(self, names: Mapping[str, str]) -> Problem:
         """The same problem with its fields named as ``names`` says: a field is looked up whole, then by its
         first part (``optimizer.lr`` with ``{"optimizer": "student_optimizer"}`` is ``student_optimizer.lr``)."""
-        def rename(match: re.Match[str]) -> str:
-            name = match[1]
+        def rename(name: str) -> str:
             head, dot, rest = name.partition(".")
-            new = names[name] if name in names else names.get(head, head) + dot + rest
-            return "{" + new + "}"
-        return Problem(_FIELD.sub(rename, self.text))
+            return names[name] if name in names else names.get(head, head) + dot + rest
+        return Problem(_fields_sub(self.text, rename))
+
+
+def _fields_sub(text: str, rename: Callable[[str], str]) -> str:
+    """``text`` with each ``{field}`` replaced by ``{rename(field)}``; doubled braces kept."""
+    return _TOKEN.sub(lambda m: m[0] if m[1] is None else "{" + rename(m[1]) + "}", text)
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for a problem's text (its braces doubled, so they are not taken for fields)."""
+    return repr(value).replace("{", "{{").replace("}", "}}")
 
 
 class SettingsError(ValueError):
@@ -53,24 +61,25 @@ def check(settings: object, problems: Sequence[Problem]) -> None:
 
 def one_of(settings: object, **choices: Sequence[Any]) -> list[Problem]:
     """A problem for each field whose value is not among its choices."""
-    return [Problem(f"{{{name}}}={getattr(settings, name)!r} (expected one of {tuple(allowed)})")
+    return [Problem(f"{{{name}}}={shown(getattr(settings, name))} (expected one of {tuple(allowed)})")
             for name, allowed in choices.items() if getattr(settings, name) not in allowed]
 
 
 def positive(settings: object, *names: str) -> list[Problem]:
     """A problem for each field that is not > 0."""
-    return [Problem(f"{{{n}}}={getattr(settings, n)!r} (must be > 0)") for n in names if not getattr(settings, n) > 0]
+    return [Problem(f"{{{n}}}={shown(getattr(settings, n))} (must be > 0)") for n in names
+            if not getattr(settings, n) > 0]
 
 
 def non_negative(settings: object, *names: str) -> list[Problem]:
     """A problem for each field that is not >= 0 (NaN included)."""
-    return [Problem(f"{{{n}}}={getattr(settings, n)!r} (must be >= 0)") for n in names
+    return [Problem(f"{{{n}}}={shown(getattr(settings, n))} (must be >= 0)") for n in names
             if not getattr(settings, n) >= 0]
 
 
 def positive_finite(settings: object, *names: str) -> list[Problem]:
     """A problem for each field that is not a positive finite number."""
-    return [Problem(f"{{{n}}}={getattr(settings, n)!r} (must be a positive finite number)") for n in names
+    return [Problem(f"{{{n}}}={shown(getattr(settings, n))} (must be a positive finite number)") for n in names
             if not (getattr(settings, n) > 0 and math.isfinite(getattr(settings, n)))]
 
 
@@ -78,9 +87,10 @@ def in_interval(settings: object, name: str, low: float, high: float, *, closed:
     """A problem when the field lies outside ``[low, high]`` (``closed``) or ``[low, high)``."""
     value = getattr(settings, name)
     inside = low <= value <= high if closed else low <= value < high
-    return [] if inside else [Problem(f"{{{name}}}={value!r} (must lie in [{low}, {high}{']' if closed else ')'})")]
+    bracket = "]" if closed else ")"
+    return [] if inside else [Problem(f"{{{name}}}={shown(value)} (must lie in [{low}, {high}{bracket})")]
 
 
 def nested(name: str, problems: Sequence[Problem]) -> list[Problem]:
     """``problems`` of the settings object held in field ``name``, their fields named through it."""
-    return [Problem(_FIELD.sub(lambda m: "{" + f"{name}.{m[1]}" + "}", p.text)) for p in problems]
+    return [Problem(_fields_sub(p.text, lambda field: f"{name}.{field}")) for p in problems]

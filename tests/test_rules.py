@@ -56,3 +56,10 @@ def test_check_raises_every_problem_at_once_as_a_value_error():
         check(odd, [*positive(odd, "size"), *one_of(odd, kind=("a",))])
     assert isinstance(caught.value, SettingsError) and len(caught.value.problems) == 2
     check(odd, [])  # nothing to say: nothing raised
+
+
+def test_a_value_with_braces_is_not_taken_for_a_field():
+    odd = Odd(kind="{size}")
+    problem = one_of(odd, kind=("a",))[0]
+    assert problem.render() == "kind='{size}' (expected one of ('a',))"
+    assert problem.renamed({"kind": "loss", "size": "batch_size"}).render() == "loss='{size}' (expected one of ('a',))"

@@ -14,10 +14,10 @@ local and averaged before each evaluation and checkpoint; rank 0 evaluates and w
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -83,10 +83,24 @@ class EpochRecipe:
     """How a teacher's epoch goes, where recipes differ: when the schedule steps, the loss's reduction, the
     precision of the forwards, how many checkpoints are kept."""
 
-    schedule_per_batch: bool  # CIFAR's cosine over all batches; the embedded teachers' cosine over the epochs
-    batch_mean_loss: bool = False  # the mean over the batch (the embedded teachers', one process); else each
-    precision: str = "fp32"        # rank's sum over its rows, scaled so the ranks' mean is the batch's mean
+    # True: the schedule steps every batch (CIFAR's cosine); False: every epoch (the embedded teachers')
+    schedule_per_batch: bool
+    # True: the batch's mean loss (the embedded teachers', one process); False: each rank's sum over its
+    # rows, scaled so that the ranks' mean is the batch's mean (data-parallel)
+    batch_mean_loss: bool = False
+    precision: str = "fp32"  # of the forwards (autocast); "bf16" keeps the weights in fp32
     keep: int = 1  # checkpoints kept
+
+
+class Batches(Protocol):
+    """A teacher's batches: ``(x, y)`` on the model's device, one epoch per iteration, drawn from ``rng``
+    (checkpointed with the training)."""
+
+    rng: torch.Generator
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]: ...
+
+    def __len__(self) -> int: ...
 
 
 class TeacherTraining:
@@ -98,7 +112,8 @@ class TeacherTraining:
     ``test`` (optional) scores the model after an epoch (:meth:`evaluate`); ``identity`` is written in every
     checkpoint, and its ``config`` must match on resume (``resumable`` keys aside)."""
 
-    def __init__(self, model: nn.Module, batches: Any, optimizer: torch.optim.Optimizer, scheduler: Any,
+    def __init__(self, model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler,
                  recipe: EpochRecipe, *, ranks: Ranks, test: Callable[[nn.Module], float] | None = None,
                  identity: dict[str, Any] | None = None, resumable: frozenset[str] = frozenset()) -> None:
         self.model, self.batches, self.optimizer, self.scheduler = model, batches, optimizer, scheduler
@@ -123,6 +138,8 @@ class TeacherTraining:
 
     def evaluate(self) -> dict[str, float]:
         """The test score after the epoch just trained, recorded in its history entry."""
+        if self.test is None:
+            raise ValueError("this teacher training was given no test to evaluate with")
         self.model.eval()
         self.history[-1]["test_accuracy"] = self.test(self.model)
         return {"test_accuracy": self.history[-1]["test_accuracy"]}

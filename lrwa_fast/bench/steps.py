@@ -208,8 +208,9 @@ def _gradient_functions(trainer: LRwATrainer, batch: tuple[torch.Tensor, ...], v
         return autocast(precision, trainer.device)
 
     def variant(meta: dict[str, str]) -> Callable[[], list[torch.Tensor]]:
-        settings = dataclasses.replace(trainer.settings.meta, mode=meta["meta_mode"],
-                                       fd_scheme=meta.get("fd_scheme", "central"), alignment=False)
+        own = trainer.settings.meta
+        settings = dataclasses.replace(own, mode=meta["meta_mode"], fd_scheme=meta.get("fd_scheme", own.fd_scheme),
+                                       alignment=False)
 
         def run() -> list[torch.Tensor]:
             with restored():

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..config import OptimizerConfig, default_of
+from ..config import OptimizerConfig
 from ..rules import check, nested, non_negative
 from ..runtime.distributed import Ranks
 from ..runtime.guard import all_finite
@@ -33,7 +33,7 @@ class UpdaterSettings:
 
     optimizer: OptimizerConfig
     horizon: int  # iterations of the run: the cosine schedule reaches 0 there
-    clip: float = default_of("grad_clip")  # max global gradient norm; 0 = off
+    clip: float = 0.0  # max global gradient norm; 0 = off (the student's is the config's grad_clip)
     loss_scaling: bool = False  # fp16: scale losses before their backward (:class:`LossScaler`)
     averaged: bool = True  # average over the runtime's ranks (False: each rank updates its own copy, e.g. a VAE)
 

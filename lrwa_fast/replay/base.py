@@ -27,3 +27,12 @@ class Memory(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def is_memory(part: object) -> bool:
+    """Whether ``part`` is a memory: it follows :class:`Memory`, or it is a memory written for 0.4, with
+    ``draw`` where :class:`Memory` now has ``retention_batch`` (kept one release)."""
+    if isinstance(part, Memory):
+        return True
+    needed = ("__len__", "observe", "end_of_iteration", "draw", "metrics", "state_dict", "load_state_dict")
+    return all(callable(getattr(part, name, None)) for name in needed)

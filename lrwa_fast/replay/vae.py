@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import LRwAConfig
+
 
 @runtime_checkable
 class VAE(Protocol):
@@ -52,7 +54,7 @@ class ConvVAE(GaussianPrior):
     library's :class:`~lrwa_fast.models.Generator` (linear projection, two upsamplings, 3×3 convs),
     upsampling to exactly ``(H, W)``; the output layer is linear, so it fits any pixel range."""
 
-    def __init__(self, shape: tuple[int, int, int], latent_dim: int, width: int = 64) -> None:
+    def __init__(self, shape: tuple[int, int, int], latent_dim: int, width: int = LRwAConfig.vae_width) -> None:
         super().__init__(latent_dim)
         channels, height, breadth = shape
         self.sizes = [(math.ceil(height / 2**k), math.ceil(breadth / 2**k)) for k in range(4)]
@@ -80,7 +82,7 @@ def _conv_block(cin: int, cout: int, stride: int) -> nn.Sequential:
 class MLPVAE(GaussianPrior):
     """Vectors ``(D,)``: two hidden layers each way, linear output."""
 
-    def __init__(self, dim: int, latent_dim: int, hidden: int = 256) -> None:
+    def __init__(self, dim: int, latent_dim: int, hidden: int = 4 * LRwAConfig.vae_width) -> None:
         super().__init__(latent_dim)
         self.encoder = nn.Sequential(nn.Linear(dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, hidden),
                                      nn.LeakyReLU(0.2))

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .. import ops
-from ..config import GeneratorLossWeights, default_of
+from ..config import DFADConfig, GeneratorLossWeights, default_of
 from ..ops import losses
 from ..rules import check, nested, non_negative
 
@@ -36,7 +36,7 @@ class GeneratorObjective:
     """Weighted sum of the terms of ``settings.weights`` on a batch ``generator(z)``; terms with weight 0 are
     skipped, and so are the teacher hooks they would need. ``backend``: the fused kernels' (the runtime's)."""
 
-    def __init__(self, teacher: nn.Module, settings: ObjectiveSettings, backend: str = "auto") -> None:
+    def __init__(self, teacher: nn.Module, settings: ObjectiveSettings, backend: str = DFADConfig.backend) -> None:
         self.teacher, self.weights, self.backend = teacher, settings.weights, backend
         self.kind, self.temperature = settings.kind, settings.temperature
         self.probe = TeacherProbe(teacher, bn_prior=self.weights.bn_prior > 0, features=self.weights.activation > 0)

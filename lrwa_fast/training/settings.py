@@ -63,10 +63,11 @@ class CheckpointSettings:
 
 @dataclass(frozen=True)
 class Derived:
-    """A settings value computed from config ``keys`` (messages name the first)."""
+    """A settings value computed from config ``keys``; messages name the key ``named`` picks (else the first)."""
 
     keys: tuple[str, ...]
     compute: Callable[[DFADConfig], Any]
+    named: Callable[[DFADConfig], str] | None = None
 
 
 Source = str | Derived  # a config key ("generator_weights.one_hot" reaches into a group), or a computation
@@ -94,7 +95,8 @@ FIELDS: dict[str, Mapping[str, Source]] = {
                    "one_hot": "generator_weights.one_hot", "balance": "generator_weights.balance",
                    "start": "memory_start",
                    "latent_dim": Derived(("vae_latent_dim", "latent_dim"),
-                                         lambda cfg: cfg.vae_latent_dim or cfg.latent_dim),
+                                         lambda cfg: cfg.vae_latent_dim or cfg.latent_dim,
+                                         lambda cfg: "vae_latent_dim" if cfg.vae_latent_dim else "latent_dim"),
                    "width": "vae_width", "optimizer": "vae_optimizer", "horizon": "iterations", "seed": "seed"},
     "meta": {"mode": "meta_mode", "inner_lr": "inner_lr", "inner_weight_decay": "inner_weight_decay",
              "acquire_weight": "acquire_weight", "retain_weight": "retain_weight", "joint_replay": "joint_replay",
@@ -110,9 +112,11 @@ SETTINGS: dict[str, type] = {
 }
 
 
-def config_key(source: Source) -> str:
-    """The config key a value comes from, as messages name it."""
-    return source.keys[0] if isinstance(source, Derived) else source
+def config_key(source: Source, cfg: DFADConfig) -> str:
+    """The config key a value comes from in ``cfg``, as messages name it."""
+    if not isinstance(source, Derived):
+        return source
+    return source.named(cfg) if source.named is not None else source.keys[0]
 
 
 def values_of(fields: str, cfg: DFADConfig) -> dict[str, Any]:
@@ -121,9 +125,9 @@ def values_of(fields: str, cfg: DFADConfig) -> dict[str, Any]:
             for name, source in FIELDS[fields].items()}
 
 
-def config_names(fields: str) -> dict[str, str]:
+def config_names(fields: str, cfg: DFADConfig) -> dict[str, str]:
     """Each settings field of ``FIELDS[fields]`` → the config key messages name it by."""
-    return {name: config_key(source) for name, source in FIELDS[fields].items()}
+    return {name: config_key(source, cfg) for name, source in FIELDS[fields].items()}
 
 
 def build(fields: str, cfg: DFADConfig) -> Any:
@@ -131,35 +135,42 @@ def build(fields: str, cfg: DFADConfig) -> Any:
     try:
         return SETTINGS[fields](**values_of(fields, cfg))
     except SettingsError as err:
-        names = config_names(fields)
+        names = config_names(fields, cfg)
         raise SettingsError("configuration", [p.renamed(names) for p in err.problems]) from None
 
 
 def runtime_settings(cfg: DFADConfig) -> RuntimeSettings:
+    """The runtime's: device, kernel backend, precision, non-finite policy, collective timeout."""
     return build("runtime", cfg)
 
 
 def loop_settings(cfg: DFADConfig) -> LoopSettings:
+    """The trainer's own: the iteration, the run length, the seed, where the models live."""
     return build("loop", cfg)
 
 
 def checkpoint_settings(cfg: DFADConfig) -> CheckpointSettings:
+    """Periodic checkpoints in train()."""
     return build("checkpoints", cfg)
 
 
 def kd_loss(cfg: DFADConfig) -> KDLoss:
+    """The student's distillation loss."""
     return build("loss", cfg)
 
 
 def objective_settings(cfg: DFADConfig) -> ObjectiveSettings:
+    """The generator's objective."""
     return build("objective", cfg)
 
 
 def student_updater_settings(cfg: DFADConfig) -> UpdaterSettings:
+    """The student's optimiser, schedule, clipping and loss scaling."""
     return build("student_updater", cfg)
 
 
 def generator_updater_settings(cfg: DFADConfig) -> UpdaterSettings:
+    """The generator's optimiser, schedule and loss scaling (no clipping)."""
     return build("generator_updater", cfg)
 
 
@@ -189,7 +200,7 @@ def probe_settings(cfg: DFADConfig) -> ProbeSettings:
 @dataclass(frozen=True, kw_only=True)
 class PartSettings:
     """Every part's settings, as :func:`part_settings` builds them from one config; checks the rules that
-    join two parts."""
+    join two parts (:func:`joining_problems`)."""
 
     runtime: RuntimeSettings
     loop: LoopSettings
@@ -204,26 +215,37 @@ class PartSettings:
     probes: ProbeSettings  # every 0: no probes
 
     def __post_init__(self) -> None:
-        check(self, [*self._generator_problems(), *self._compile_problems(), *self._entry_problems()])
+        check(self, joining_problems({f.name: getattr(self, f.name) for f in dataclasses.fields(self)}))
 
-    def _generator_problems(self) -> list[Problem]:
-        if self.loop.generator_steps > 0 and not any(dataclasses.astuple(self.objective.weights)):
-            return [Problem("{objective.weights} are all zero but {loop.generator_steps} > 0")]
-        return []
 
-    def _compile_problems(self) -> list[Problem]:
-        if self.loop.compile_student and self.meta is not None and self.meta.mode == "exact":
-            return [Problem("{loop.compile_student}=True with {meta.mode}='exact': compiled graphs have no double "
-                            "backward (use {meta.mode}='first_order', or {loop.compile_student}=False)")]
-        return []
+def joining_problems(parts: Mapping[str, Any]) -> list[Problem]:
+    """The rules that join two parts, on the parts of ``parts`` (by :class:`PartSettings` field); a rule whose
+    parts are missing (they broke rules of their own) is left out."""
+    return [*_generator_problems(parts), *_compile_problems(parts), *_entry_problems(parts)]
 
-    def _entry_problems(self) -> list[Problem]:
-        """An entry is the first samples of one fresh batch."""
-        memory = self.memory
-        if isinstance(memory, BufferSettings) and memory.draw == "entry" and memory.insert_size > self.loop.batch_size:
-            return [Problem(f"{{memory.insert_size}} ({memory.insert_size}) must not exceed {{loop.batch_size}} "
-                            f"({self.loop.batch_size}): an entry is the first samples of one fresh batch")]
-        return []
+
+def _generator_problems(parts: Mapping[str, Any]) -> list[Problem]:
+    loop, objective = parts.get("loop"), parts.get("objective")
+    if loop and objective and loop.generator_steps > 0 and not any(dataclasses.astuple(objective.weights)):
+        return [Problem("{objective.weights} are all zero but {loop.generator_steps} > 0")]
+    return []
+
+
+def _compile_problems(parts: Mapping[str, Any]) -> list[Problem]:
+    loop, meta = parts.get("loop"), parts.get("meta")
+    if loop and meta and loop.compile_student and meta.mode == "exact":
+        return [Problem("{loop.compile_student}=True with {meta.mode}='exact': compiled graphs have no double "
+                        "backward (use {meta.mode}='first_order', or {loop.compile_student}=False)")]
+    return []
+
+
+def _entry_problems(parts: Mapping[str, Any]) -> list[Problem]:
+    """An entry is the first samples of one fresh batch."""
+    loop, memory = parts.get("loop"), parts.get("memory")
+    if loop and isinstance(memory, BufferSettings) and memory.draw == "entry" and memory.insert_size > loop.batch_size:
+        return [Problem(f"{{memory.insert_size}} ({memory.insert_size}) must not exceed {{loop.batch_size}} "
+                        f"({loop.batch_size}): an entry is the first samples of one fresh batch")]
+    return []
 
 
 BUILDERS: dict[str, Callable[[DFADConfig], Any]] = {
@@ -236,21 +258,20 @@ BUILDERS: dict[str, Callable[[DFADConfig], Any]] = {
 
 def part_settings(cfg: DFADConfig) -> PartSettings:
     """Each part's settings from the flat config ``cfg`` (one builder per part, :data:`BUILDERS`); raises
-    ``ValueError`` naming every config key whose value breaks a rule."""
+    ``ValueError`` naming every config key whose value breaks a rule, each problem once (``backend`` feeds two
+    parts), the parts' own and those joining parts."""
     built, problems = {}, []
     for name, builder in BUILDERS.items():
         try:
             built[name] = builder(cfg)
         except SettingsError as err:
             problems += err.problems
+    names = {f"{part}.{name}": key for part, fields in _fields_of(built).items()
+             for name, key in config_names(fields, cfg).items()}
+    problems += [p.renamed(names) for p in joining_problems(built)]
     if problems:
-        raise SettingsError("configuration", problems)
-    try:
-        return PartSettings(**built)
-    except SettingsError as err:
-        names = {f"{part}.{name}": key for part, fields in _fields_of(built).items()
-                 for name, key in config_names(fields).items()}
-        raise SettingsError("configuration", [p.renamed(names) for p in err.problems]) from None
+        raise SettingsError("configuration", list(dict.fromkeys(problems)))
+    return PartSettings(**built)
 
 
 def _fields_of(built: dict[str, Any]) -> dict[str, str]:

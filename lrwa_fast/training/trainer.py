@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ..config import DFADConfig, LRwAConfig, to_dict
 from ..optim import Updater, UpdateResult, gradients
-from ..replay import Memory, build_memory
+from ..replay import Memory, build_memory, is_memory
 from ..runtime import checkpoint as ckpt
 from ..runtime.distributed import Ranks
 from ..runtime.phases import phase
@@ -132,7 +132,7 @@ class Trainer:
     def _memory(self, memory: Memory | None, update: StudentUpdate | None, vae: nn.Module | None) -> Memory | None:
         """The given memory, else the given update's, else the settings' (:func:`~lrwa_fast.replay.build_memory`)."""
         carried = getattr(update, "memory", None)
-        if memory is None and isinstance(carried, Memory):
+        if memory is None and is_memory(carried):
             memory = carried
         if memory is not None:
             if vae is not None:

@@ -179,7 +179,7 @@ def meta_gradient(model: nn.Module, acquisition: Batch, retention: Batch, *, los
         else:
             grads = _weighted(g_acq, settings.acquire_weight)
     if settings.joint_replay:
-        logged["joint"], g_joint = joint_gradients(model, dict(zip(names, theta)), acquisition, retention, loss,
+        logged["joint"], g_joint = _joint_gradients(model, dict(zip(names, theta)), acquisition, retention, loss,
                                                    settings.bn_mode, loss_scale)
         grads = g_joint if grads is None else torch._foreach_add(grads, g_joint)
     present = {k: v for k, v in logged.items() if v is not None}
@@ -196,7 +196,7 @@ def _acquisition(model: nn.Module, names: list[str], theta: list[Tensor], acquis
     the pass leaves the BatchNorm statistics to the joint one."""
     x_acq, t_acq = acquisition
     with phase("acquisition forward"):
-        outputs = forward_for_pass(model, dict(zip(names, theta)), x_acq, update_buffers=False) \
+        outputs = _forward_for_pass(model, dict(zip(names, theta)), x_acq, update_buffers=False) \
             if settings.bn_mode == "joint" else model(x_acq)
         loss_acq = loss(outputs, t_acq)
     with phase("acquisition backward"):
@@ -240,14 +240,14 @@ def _with_meta_term(model: nn.Module, names: list[str], theta: list[Tensor], acq
     return grads, loss_ret.detach(), cosine
 
 
-def joint_gradients(model: nn.Module, params: dict[str, Tensor], acquisition: Batch, retention: Batch, loss: KDLoss,
+def _joint_gradients(model: nn.Module, params: dict[str, Tensor], acquisition: Batch, retention: Batch, loss: KDLoss,
                     bn_mode: str, loss_scale: Tensor | None) -> tuple[Tensor, list[Tensor]]:
     """The joint replay term L(θ; x_acq ∪ x_mem) at the current weights and its gradient (scaled by
     ``loss_scale``): the authors' loss on the fresh and memory samples together; it updates the BatchNorm
     statistics under ``bn_mode`` ``"all"`` and ``"joint"``."""
     x, t = torch.cat([acquisition[0], retention[0]]), torch.cat([acquisition[1], retention[1]])
     with phase("joint replay forward/backward"):
-        joint = loss(forward_for_pass(model, params, x, update_buffers=bn_mode in ("all", "joint")), t)
+        joint = loss(_forward_for_pass(model, params, x, update_buffers=bn_mode in ("all", "joint")), t)
         return joint, gradients(scaled(joint, loss_scale), list(params.values()))
 
 
@@ -260,7 +260,7 @@ def _retention_exact(model: nn.Module, names: list[str], theta: list[Tensor], th
     """L_ret(θ'), ∇L_ret at θ', and its pull-back ((1 − αλ)I − αH)∇L_ret to θ through the inner step."""
     with phase("retention forward"), _retention_context(model, bn_mode):
         params = dict(zip(names, theta_inner))
-        loss_ret = distance(forward_for_pass(model, params, x_mem, update_buffers=bn_mode == "all"), t_mem)
+        loss_ret = distance(_forward_for_pass(model, params, x_mem, update_buffers=bn_mode == "all"), t_mem)
     with phase("retention backward"):
         g_ret = gradients(scaled(loss_ret, loss_scale), theta_inner)
     with phase("second-order backward"):
@@ -284,14 +284,14 @@ def _retention_first_order(model: nn.Module, theta: list[Tensor], theta_inner: l
 @contextmanager
 def _holding(model: nn.Module, params: list[Tensor], values: list[Tensor], *, keep_buffers: bool) -> Iterator[None]:
     """Let ``params`` hold ``values`` (no copy) and, with ``keep_buffers``, the buffers copies of theirs
-    (:func:`buffer_copies`), for the duration.
+    (:func:`_buffer_copies`), for the duration.
 
     Autocast keeps low-precision copies of leaf parameters for the duration of its context; they
     are dropped on entry and exit, or a forward inside would run on the old values.
     """
     held = [*params, *model.buffers()] if keep_buffers and model.training else list(params)
     saved = [t.data for t in held]
-    for t, v in zip(held, [*values, *buffer_copies(model, keep_buffers).values()]):
+    for t, v in zip(held, [*values, *_buffer_copies(model, keep_buffers).values()]):
         t.data = v
     torch.clear_autocast_cache()
     try:
@@ -348,13 +348,13 @@ def _inner_step(theta: list[Tensor], grads: list[Tensor], lr: float, decay: floa
         return list(torch._foreach_add(base, step, alpha=-lr))
 
 
-def forward_for_pass(model: nn.Module, params: dict[str, Tensor], x: Tensor, *, update_buffers: bool) -> Tensor:
+def _forward_for_pass(model: nn.Module, params: dict[str, Tensor], x: Tensor, *, update_buffers: bool) -> Tensor:
     """Forward at ``params``; buffers are the model's own when the pass may update them (``update_buffers``),
-    copies otherwise (:func:`buffer_copies`)."""
-    return functional_call(model, (params, buffer_copies(model, not update_buffers)), (x,))
+    copies otherwise (:func:`_buffer_copies`)."""
+    return functional_call(model, (params, _buffer_copies(model, not update_buffers)), (x,))
 
 
-def buffer_copies(model: nn.Module, keep: bool) -> dict[str, Tensor]:
+def _buffer_copies(model: nn.Module, keep: bool) -> dict[str, Tensor]:
     """The one way a pass leaves the BatchNorm running statistics as they were: it runs on copies of the
     buffers. ``{}`` (the pass uses the model's own) unless ``keep`` and the model is in training mode (in
     evaluation mode nothing updates them)."""

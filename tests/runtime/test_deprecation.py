@@ -69,8 +69,8 @@ def test_a_samplers_draw_is_sample_into():
 class OldMemory:
     """A user's memory written for 0.4: it has ``draw``, not ``retention_batch``."""
 
-    def __init__(self) -> None:
-        self.inner = buffer_memory()
+    def __init__(self, inner: BufferMemory | None = None) -> None:
+        self.inner = inner if inner is not None else buffer_memory()
 
     def __len__(self) -> int:
         return len(self.inner)
@@ -92,3 +92,34 @@ def test_meta_update_still_draws_from_a_memory_of_0_4():
     new = MetaUpdate(buffer_memory(), settings)(ctx, x, t)
     assert isinstance(old, UpdateResult)
     assert all(torch.equal(a, b) for a, b in zip(old.grads, new.grads))
+
+
+class OldFullMemory(OldMemory):
+    """The whole part as 0.4 wrote it: every method of the protocol, ``draw`` for the retention batch."""
+
+    def observe(self, x: torch.Tensor, t: torch.Tensor) -> None:
+        self.inner.observe(x, t)
+
+    def end_of_iteration(self, iteration: int, *, clean: bool) -> None:
+        self.inner.end_of_iteration(iteration, clean=clean)
+
+    def metrics(self) -> dict[str, float]:
+        return self.inner.metrics()
+
+    def state_dict(self):
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state) -> None:
+        self.inner.load_state_dict(state)
+
+
+def test_a_trainer_keeps_and_feeds_an_updates_memory_of_0_4(tiny_models, tiny_run):
+    from lrwa_fast import LRwAConfig, LRwATrainer
+
+    memory = OldFullMemory(BufferMemory(ReplayBuffer(64, (1, 8, 8), 10, seed=1, backend="torch"), 8))
+    before = len(memory)
+    trainer = LRwATrainer(*tiny_models(), LRwAConfig(**tiny_run), update=MetaUpdate(memory, MetaSettings()))
+    assert trainer.memory is memory
+    with pytest.warns(DeprecationWarning, match=r"OldFullMemory.draw is Memory.retention_batch"):
+        history = trainer.train(progress=False)
+    assert len(memory) > before and "loss_retain" in history["metrics"][-1]

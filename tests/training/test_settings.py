@@ -113,18 +113,24 @@ def test_the_trainer_reads_the_config_in_one_place():
     readers |= {name for name, prop in inspect.getmembers(Trainer, lambda m: isinstance(m, property))
                 if reads.search(inspect.getsource(prop.fget))}
     assert readers == {"__init__", "identity", "checkpoint_name"}
-    assert len(reads.findall(inspect.getsource(Trainer.__init__))) == 2  # validated, then turned into settings
+    assert len(reads.findall(inspect.getsource(Trainer.__init__))) == 2  # kept, then checked and turned into settings
 
 
 # ----------------------------------------------------------------- each default written once: in the config
 def test_every_default_a_part_takes_from_the_config_is_the_configs():
     """A settings field fed from a config key has no default, or the config's, taken by ``default_of``: a
-    literal written in the part would fail here, so a default cannot drift between two copies."""
+    literal written in the part would fail here, so a default cannot drift between two copies. A settings
+    class several parts share (``UpdaterSettings``: the student's, the generator's, the VAE's) takes no
+    config default at all: each part's value is given."""
+    classes = list(settings.SETTINGS.values())
     for name, fields in settings.FIELDS.items():
         own = {f.name: f for f in dataclasses.fields(settings.SETTINGS[name])}
         for field_name, source in fields.items():
             f = own[field_name]
             has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+            if classes.count(settings.SETTINGS[name]) > 1:
+                assert "config" not in f.metadata, f"{name}.{field_name}: a shared class follows one part's default"
+                continue
             if isinstance(source, settings.Derived):
                 assert not has_default or f.metadata.get("config", source.keys[0]) in source.keys, (name, field_name)
                 continue
@@ -159,6 +165,7 @@ RULES = [  # (config fields, the part that owns the rule or None for a rule join
     (dict(generator_steps=-1), "loop", "generator_steps=-1 (must be >= 0)"),
     (dict(keep_checkpoints=0), "checkpoints", "keep_checkpoints=0 (must be > 0)"),
     (dict(precision="fp8"), "runtime", "precision='fp8' (expected one of"),
+    (dict(backend="cuda"), "runtime", "backend='cuda' (expected one of"),  # also KDLoss's: said once
     (dict(dist_timeout=0.0), "runtime", "dist_timeout=0.0 (must be > 0)"),
     (dict(loss="mse"), "loss", "loss='mse' (expected one of"),
     (dict(temperature=float("inf")), "loss", "temperature=inf (must be a positive finite number)"),
@@ -209,17 +216,33 @@ def test_each_rule_breaks_once_with_the_message_of_its_part(fields, part, text):
     if part is not None:
         with pytest.raises(SettingsError) as direct:
             settings.SETTINGS[part](**settings.values_of(part, config))
-        assert [p.renamed(settings.config_names(part)).render() for p in direct.value.problems] == \
+        assert [p.renamed(settings.config_names(part, config)).render() for p in direct.value.problems] == \
             [p.render() for p in caught.value.problems]
 
 
 def test_every_problem_of_a_config_comes_together():
+    """The parts' problems and those joining parts whose parts were built, in one message, each once."""
     with pytest.raises(ValueError) as caught:
-        settings.validate(LRwAConfig(batch_size=0, loss="x", memory_capacity=0, inner_lr=-1.0, ema_share=2.0))
+        settings.validate(LRwAConfig(loss="x", memory_capacity=0, ema_share=2.0, backend="x", compile_student=True,
+                                     generator_weights=GeneratorLossWeights(adversarial=0.0)))
     message = str(caught.value)
     assert message.startswith("invalid configuration: ")
-    for key in ("batch_size=0", "loss='x'", "memory_capacity=0", "inner_lr=-1.0", "ema_share=2.0"):
-        assert key in message
+    for key in ("loss='x'", "memory_capacity=0", "ema_share=2.0", "backend='x'",
+                "compile_student=True with meta_mode='exact'", "generator_weights are all zero"):
+        assert message.count(key) == 1, key
+    with pytest.raises(ValueError) as caught:  # the loop broke its own rule: the rules joining it wait
+        settings.validate(LRwAConfig(batch_size=0, compile_student=True))
+    assert str(caught.value) == "invalid configuration: batch_size=0 (must be > 0)"
+
+
+def test_a_derived_value_is_named_by_the_key_that_gave_it():
+    """The VAE's code size is ``vae_latent_dim``, else ``latent_dim``: a bad one is named by where it came from."""
+    with pytest.raises(SettingsError) as caught:
+        settings.validate(LRwAConfig(memory_kind="generative", latent_dim=0))
+    assert [p.render() for p in caught.value.problems] == ["latent_dim=0 (must be > 0)"]
+    with pytest.raises(SettingsError) as caught:
+        settings.validate(LRwAConfig(memory_kind="generative", vae_latent_dim=-2))
+    assert [p.render() for p in caught.value.problems] == ["vae_latent_dim=-2 (must be > 0)"]
 
 
 @pytest.mark.parametrize("phrase", [

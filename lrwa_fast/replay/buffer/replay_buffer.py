@@ -18,6 +18,7 @@ from .storage import TensorStorage
 from .writers import WRITERS
 
 Policy = Literal["reservoir", "fifo"]
+STORAGE_DTYPE: torch.dtype = getattr(torch, LRwAConfig.memory_dtype)  # the config's memory_dtype
 
 
 class ReplayBuffer:
@@ -36,7 +37,7 @@ class ReplayBuffer:
 
     def __init__(self, capacity: int, sample_shape: tuple[int, ...] | torch.Size, num_classes: int, *,
                  policy: Policy = LRwAConfig.memory_policy, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, seed: int | None = None,
+                 dtype: torch.dtype = STORAGE_DTYPE, seed: int | None = None,
                  backend: str = LRwAConfig.memory_backend, draw: str = LRwAConfig.memory_draw,
                  entry_size: int | None = None) -> None:
         if not isinstance(capacity, int) or capacity < 1:
