@@ -342,7 +342,7 @@ def _distill(args: argparse.Namespace) -> int:
     from ..config import from_dict, load_config
     from ..runtime.distributed import process_group_from_env
     from ..training import trainer_class
-    from ..training.settings import runtime_settings
+    from ..training.settings import build
     from .distill import DistillConfig, run_distill
     from .presets import resolve_preset
 
@@ -356,7 +356,7 @@ def _distill(args: argparse.Namespace) -> int:
         spec = resolve_preset(args.preset, data=args.data, teacher=args.teacher, out=args.out,
                               overrides=args.overrides)
     trainer_config = from_dict(trainer_class(spec.method).config_class, spec.trainer, prefix="trainer.")
-    with process_group_from_env(runtime_settings(trainer_config).dist_timeout):
+    with process_group_from_env(build("runtime", trainer_config).dist_timeout):
         summary = run_distill(spec, progress=not args.quiet, resume=args.resume)
     if summary:
         print(summary)

@@ -115,8 +115,8 @@ class ShuffledBatches:
 
     def __init__(self, data: LabelledSplit, batch_size: int, seed: int, device: torch.device,
                  augment: Callable[[Tensor, torch.Generator], Tensor] | None) -> None:
-        self.x, self.y, self.batch_size, self.device, self.augment = data.x_train, data.y_train, batch_size, device, \
-            augment
+        self.x, self.y, self.batch_size = data.x_train, data.y_train, batch_size
+        self.device, self.augment = device, augment
         self.rng = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:

@@ -17,6 +17,7 @@ objective (:mod:`lrwa_fast.training.generator_objective`).
 
 from __future__ import annotations
 
+import functools
 import math
 from types import SimpleNamespace
 from typing import Literal
@@ -33,6 +34,13 @@ Reduction = Literal["mean", "sum", "none"]
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
 
 
+@functools.lru_cache(maxsize=64, typed=True)
+def _argument_problems(kind: str, temperature: float, reduction: str) -> tuple[Problem, ...]:
+    """The rules on a call's scalar arguments, judged once per distinct set (every loss of every step calls)."""
+    args = SimpleNamespace(kind=kind, temperature=temperature, reduction=reduction)
+    return (*loss_problems(args), *one_of(args, reduction=REDUCTIONS))
+
+
 def loss_problems(settings: object) -> list[Problem]:
     """The rules of a KD loss's ``kind`` and ``temperature`` (fields of ``settings``): the op's arguments,
     the student's loss and the generator's discrepancy all follow these."""
@@ -41,8 +49,7 @@ def loss_problems(settings: object) -> list[Problem]:
 
 def check_kd_args(student: Tensor, teacher: Tensor, kind: str, temperature: float, reduction: str) -> None:
     """Raise ``ValueError`` unless the arguments of a KD loss are well formed."""
-    args = SimpleNamespace(kind=kind, temperature=temperature, reduction=reduction)
-    problems = [*loss_problems(args), *one_of(args, reduction=REDUCTIONS)]
+    problems = _argument_problems(kind, temperature, reduction)
     if problems:
         raise SettingsError("kd_loss arguments", problems)
     if student.dim() != 2 or student.shape != teacher.shape:

@@ -14,6 +14,7 @@ import dataclasses
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ..choices import MEMORY_KINDS
@@ -139,41 +140,6 @@ def build(fields: str, cfg: DFADConfig) -> Any:
         raise SettingsError("configuration", [p.renamed(names) for p in err.problems]) from None
 
 
-def runtime_settings(cfg: DFADConfig) -> RuntimeSettings:
-    """The runtime's: device, kernel backend, precision, non-finite policy, collective timeout."""
-    return build("runtime", cfg)
-
-
-def loop_settings(cfg: DFADConfig) -> LoopSettings:
-    """The trainer's own: the iteration, the run length, the seed, where the models live."""
-    return build("loop", cfg)
-
-
-def checkpoint_settings(cfg: DFADConfig) -> CheckpointSettings:
-    """Periodic checkpoints in train()."""
-    return build("checkpoints", cfg)
-
-
-def kd_loss(cfg: DFADConfig) -> KDLoss:
-    """The student's distillation loss."""
-    return build("loss", cfg)
-
-
-def objective_settings(cfg: DFADConfig) -> ObjectiveSettings:
-    """The generator's objective."""
-    return build("objective", cfg)
-
-
-def student_updater_settings(cfg: DFADConfig) -> UpdaterSettings:
-    """The student's optimiser, schedule, clipping and loss scaling."""
-    return build("student_updater", cfg)
-
-
-def generator_updater_settings(cfg: DFADConfig) -> UpdaterSettings:
-    """The generator's optimiser, schedule and loss scaling (no clipping)."""
-    return build("generator_updater", cfg)
-
-
 def memory_settings(cfg: DFADConfig) -> MemorySettings | None:
     """The memory of an :class:`~lrwa_fast.LRwAConfig` (``memory_kind``); none for DFAD."""
     if not isinstance(cfg, LRwAConfig):
@@ -185,16 +151,6 @@ def memory_settings(cfg: DFADConfig) -> MemorySettings | None:
 def meta_settings(cfg: DFADConfig) -> MetaSettings | None:
     """LRwA's update of an :class:`~lrwa_fast.LRwAConfig`; none for DFAD (plain KD)."""
     return build("meta", cfg) if isinstance(cfg, LRwAConfig) else None
-
-
-def ema_settings(cfg: DFADConfig) -> EMASettings:
-    """MAD's EMA generator (off at ``ema_decay=0``)."""
-    return build("ema", cfg)
-
-
-def probe_settings(cfg: DFADConfig) -> ProbeSettings:
-    """The forgetting probes (off at ``probe_every=0``)."""
-    return build("probes", cfg)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -248,11 +204,14 @@ def _entry_problems(parts: Mapping[str, Any]) -> list[Problem]:
     return []
 
 
+# One builder per part, in PartSettings' order: the memory and the meta update depend on the config's kind;
+# every other part is its field map read from the config (probes and MAD too: 0 means off).
 BUILDERS: dict[str, Callable[[DFADConfig], Any]] = {
-    "runtime": runtime_settings, "loop": loop_settings, "checkpoints": checkpoint_settings, "loss": kd_loss,
-    "objective": objective_settings, "student_updater": student_updater_settings,
-    "generator_updater": generator_updater_settings, "memory": memory_settings, "meta": meta_settings,
-    "ema": ema_settings, "probes": probe_settings,
+    "runtime": partial(build, "runtime"), "loop": partial(build, "loop"),
+    "checkpoints": partial(build, "checkpoints"), "loss": partial(build, "loss"),
+    "objective": partial(build, "objective"), "student_updater": partial(build, "student_updater"),
+    "generator_updater": partial(build, "generator_updater"), "memory": memory_settings, "meta": meta_settings,
+    "ema": partial(build, "ema"), "probes": partial(build, "probes"),
 }
 
 
