@@ -1,6 +1,7 @@
-"""The image datasets read from disk, by name: :data:`IMAGE_SETS` (CIFAR-10, CIFAR-100), :func:`image_set` and
-:func:`load_images`. Each dataset's facts (classes, size, normalisation and its source, the paths accepted) are
-written once, in its own module (:mod:`~lrwa_fast.data.cifar`); :class:`ImageSet` and :class:`ImageData` are
+"""The image datasets read from disk, by name: :data:`IMAGE_SETS` (CIFAR-10, CIFAR-100, SVHN),
+:func:`image_set` and :func:`load_images`. Each dataset's facts (classes, size, normalisation and its source,
+the paths accepted) are written once, in its own module (:mod:`~lrwa_fast.data.cifar`,
+:mod:`~lrwa_fast.data.svhn`); :class:`ImageSet` and :class:`ImageData` are
 :mod:`lrwa_fast.data.base`'s."""
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from pathlib import Path
 
 from .base import ImageData, ImageSet
 from .cifar import CIFAR10, CIFAR100
+from .svhn import SVHN
 
-IMAGE_SETS: dict[str, ImageSet] = {s.name: s for s in (CIFAR10, CIFAR100)}
+IMAGE_SETS: dict[str, ImageSet] = {s.name: s for s in (CIFAR10, CIFAR100, SVHN)}
 
 __all__ = ["IMAGE_SETS", "ImageData", "ImageSet", "image_set", "load_images"]
 
