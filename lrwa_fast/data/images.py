@@ -1,7 +1,7 @@
-"""The image datasets read from disk, by name: :data:`IMAGE_SETS` (CIFAR-10, CIFAR-100, SVHN),
+"""The image datasets read from disk, by name: :data:`IMAGE_SETS` (CIFAR-10, CIFAR-100, SVHN, Tiny-ImageNet),
 :func:`image_set` and :func:`load_images`. Each dataset's facts (classes, size, normalisation and its source,
 the paths accepted) are written once, in its own module (:mod:`~lrwa_fast.data.cifar`,
-:mod:`~lrwa_fast.data.svhn`); :class:`ImageSet` and :class:`ImageData` are
+:mod:`~lrwa_fast.data.svhn`, :mod:`~lrwa_fast.data.tiny_imagenet`); :class:`ImageSet` and :class:`ImageData` are
 :mod:`lrwa_fast.data.base`'s."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from pathlib import Path
 from .base import ImageData, ImageSet
 from .cifar import CIFAR10, CIFAR100
 from .svhn import SVHN
+from .tiny_imagenet import TINY_IMAGENET
 
-IMAGE_SETS: dict[str, ImageSet] = {s.name: s for s in (CIFAR10, CIFAR100, SVHN)}
+IMAGE_SETS: dict[str, ImageSet] = {s.name: s for s in (CIFAR10, CIFAR100, SVHN, TINY_IMAGENET)}
 
 __all__ = ["IMAGE_SETS", "ImageData", "ImageSet", "image_set", "load_images"]
 
