@@ -17,12 +17,13 @@ from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 EXTRAS = {
-    "test": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", "higher", "submitit>=1.5"],
+    "test": ["pytest>=7", "pytest-benchmark>=4", "ruff", "triton>=3.0", "higher", "submitit>=1.5", "pillow"],
     "docs": ["sphinx>=7", "docutils", "myst-parser>=3", "furo"],
     "release": ["build", "twine", "wheel"],
     "triton": ["triton>=3.0"],
     "higher": ["higher"],
     "slurm": ["submitit>=1.5"],
+    "images": ["pillow"],  # Tiny-ImageNet's JPEGs (lrwa_fast.data.tiny_imagenet)
 }
 
 

@@ -23,7 +23,7 @@ import torch
 from lrwa_fast.apps.distill import run_distill
 from lrwa_fast.apps.presets import resolve_preset
 from lrwa_fast.apps.teacher import TeacherConfig, save_teacher, train_teacher
-from lrwa_fast.data.cifar import dataset_spec
+from lrwa_fast.data.images import image_set
 from lrwa_fast.models import build_model
 from lrwa_fast.testing.cifar_files import write_synthetic_cifar
 
@@ -46,7 +46,7 @@ def teacher_rate(root: Path, size: dict, precision: str, device: str) -> dict:
 def random_teacher(root: Path, dataset: str) -> Path:
     """A randomly initialised (seed 0) ResNet-34 teacher for ``dataset``, saved in ``root``."""
     torch.manual_seed(0)
-    return save_teacher(root / f"{dataset}-teacher.pt", build_model("resnet34", dataset_spec(dataset).num_classes),
+    return save_teacher(root / f"{dataset}-teacher.pt", build_model("resnet34", image_set(dataset).num_classes),
                         "resnet34", dataset)
 
 

@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Import names that differ from the name of the distribution that provides them.
-DISTRIBUTION_OF = {"sklearn": "scikit-learn", "yaml": "pyyaml", "myst_parser": "myst-parser"}
+DISTRIBUTION_OF = {"sklearn": "scikit-learn", "yaml": "pyyaml", "myst_parser": "myst-parser", "PIL": "pillow"}
 FIRST_PARTY = {"lrwa_fast", "setuptools"}  # setuptools: the build backend, in pyproject's build requires
 
 

@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from lrwa_fast import DFADConfig, LRwAConfig, OptimizerConfig
+from lrwa_fast.data import IMAGE_SETS
 from lrwa_fast.training.settings import validate
 from tests.support import ROOT, subprocess_env
 
@@ -101,3 +102,13 @@ def test_the_readme_command_reader_refuses_a_block_of_two_lines():
         reader["command"]("**Run the tests**\n\n```bash\npip install x\npython -m pytest\n```\n", "tests")
     with pytest.raises(SystemExit, match="no '\\*\\*Run the demo\\*\\*' heading"):
         reader["command"]("nothing here", "demo")
+
+
+def test_the_datasets_page_quotes_every_image_set_as_the_library_has_it():
+    rows = {cells[0].strip(" `"): cells for line in (ROOT / "docs" / "datasets.md").read_text(encoding="utf-8")
+            .splitlines() if line.startswith("| `") for cells in [line.split("|")[1:-1]]}
+    assert sorted(rows) == sorted(IMAGE_SETS)
+    for name, spec in IMAGE_SETS.items():
+        classes, size, stats = (cell.strip() for cell in rows[name][1:4])
+        assert (int(classes), int(size)) == (spec.num_classes, spec.image_size), name
+        assert [float(v) for v in re.findall(r"\d+\.\d+", stats)] == [*spec.mean, *spec.std], name

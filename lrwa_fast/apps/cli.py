@@ -17,7 +17,7 @@ from pathlib import Path
 from ..bench.cases import CASES
 from ..choices import LOSS_KINDS, PRECISIONS
 from ..config import parse_override
-from ..data.cifar import DATASETS
+from ..data.images import IMAGE_SETS
 from .embedded import BENCHMARKS
 from .study import DEFAULT_METHODS, StudySettings
 from .study import METHODS as STUDY_METHODS
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="resume from a checkpoint file, or the newest checkpoint in a folder")
     distill.add_argument("--quiet", action="store_true", help="no progress bar")
     teacher = sub.add_parser("teacher", help="train a CIFAR teacher (standard recipe; writes teacher.pt)")
-    teacher.add_argument("--dataset", required=True, choices=tuple(DATASETS))
+    teacher.add_argument("--dataset", required=True, choices=tuple(IMAGE_SETS))
     teacher.add_argument("--data", required=True, help="CIFAR root, folder or .tar.gz")
     teacher.add_argument("--arch", default=None, help="model name (default resnet34)")
     teacher.add_argument("--out", required=True, help="folder for teacher.pt, report.json and checkpoints")

@@ -196,11 +196,11 @@ def evaluator(spec: DistillConfig, teacher_meta: dict[str, Any], device: torch.d
                ) -> tuple[Callable[[nn.Module], dict[str, float]] | None, dict[str, Any]]:
     """The evaluation callback (CIFAR test split on the device, or ``eval_data``) and the normalisation used."""
     if spec.dataset:
-        from ..data import Normalize, load_cifar
+        from ..data import Normalize, load_images
 
         if not spec.data:
             raise ValueError(f"dataset={spec.dataset!r} needs the path of the CIFAR data (data=PATH, --data)")
-        data = load_cifar(spec.dataset, spec.data, train=False)
+        data = load_images(spec.dataset, spec.data, train=False)
         source = "teacher checkpoint" if "mean" in teacher_meta else f"{spec.dataset} default (lrwa_fast.data)"
         mean, std = teacher_meta.get("mean", data.spec.mean), teacher_meta.get("std", data.spec.std)
         evaluate = accuracy_evaluator(data.x_test.to(device), data.y_test.to(device), transform=Normalize(mean, std))

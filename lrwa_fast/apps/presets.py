@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import apply_overrides, from_dict, set_nested, to_dict
-from ..data.cifar import dataset_spec
+from ..data.images import image_set
 from ..training import trainer_class
 from ..training.settings import validate
 from . import recipe
@@ -92,7 +92,7 @@ _DFAD_NOTES = ("the baseline keeps the LRwA preset's generator objective, losses
 
 
 def _spec(dataset: str, teacher: str, student: str, method: str) -> dict[str, Any]:
-    classes = dataset_spec(dataset).num_classes
+    classes = image_set(dataset).num_classes
     trainer = _lrwa_trainer() if method == "lrwa" else _shared_trainer()
     return {"method": method, "dataset": dataset,
             "teacher": {"arch": teacher, "num_classes": classes, "in_channels": 3},

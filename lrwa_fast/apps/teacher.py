@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ..choices import SCHEDULES
 from ..config import OptimizerConfig, from_dict, load_config, to_dict
-from ..data import CifarData, DeviceLoader, Normalize, dataset_spec, load_cifar
+from ..data import CifarData, DeviceLoader, Normalize, image_set, load_images
 from ..models import build_model
 from ..optim import build_optimizer
 from ..rules import SettingsError, in_interval, non_negative, one_of, positive
@@ -75,7 +75,7 @@ def validate_teacher(cfg: TeacherConfig) -> None:
                 *one_of(cfg, schedule=SCHEDULES, precision=TEACHER_PRECISIONS)]
     if problems:
         raise SettingsError("teacher configuration", problems)
-    dataset_spec(cfg.dataset)
+    image_set(cfg.dataset)
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,7 @@ def train_teacher(cfg: TeacherConfig, data_path: str | Path, out: str | Path, *,
     """
     validate_teacher(cfg)
     out = Path(out)
-    data = load_cifar(cfg.dataset, data_path)
+    data = load_images(cfg.dataset, data_path)
     run = cifar_training(cfg, data)
     main = run.ranks.is_main
     folder = out / "checkpoints"
@@ -268,7 +268,7 @@ def _finish(cfg: TeacherConfig, data: CifarData, run: TeacherTraining, out: Path
 def save_teacher(path: str | Path, model: nn.Module, arch: str, dataset: str, *, test_accuracy: float | None = None,
                  recipe: dict[str, Any] | None = None) -> Path:
     """Write a ``teacher.pt``: the weights, architecture, dataset and its normalisation (what ``distill`` reads)."""
-    spec = dataset_spec(dataset)
+    spec = image_set(dataset)
     return ckpt.atomic_save({"format": "lrwa_fast teacher 1", "model": model.state_dict(), "arch": arch,
                              "dataset": dataset, "num_classes": spec.num_classes, "in_channels": 3,
                              "mean": list(spec.mean), "std": list(spec.std), "test_accuracy": test_accuracy,

@@ -4,7 +4,8 @@ Accepted paths: a root holding ``cifar-10-batches-py/`` or ``cifar-100-python/``
 downloads into) or their ``.tar.gz`` archives, the folder itself, or the archive itself. Nothing is
 downloaded. The files are pickles; they are read with :class:`RestrictedUnpickler`, which admits only
 what the format needs (dicts, lists, bytes, strings, numbers, numpy arrays), so a file that tries to
-call a function is refused instead of run.
+call a function is refused instead of run. :data:`CIFAR10` and :data:`CIFAR100` are their
+:class:`~lrwa_fast.data.base.ImageSet` entries (with the normalisation) in :data:`lrwa_fast.data.images.IMAGE_SETS`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pickle
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +23,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .base import ImageData, ImageFormatError, ImageSet, Splits, empty_split
+
 IMAGE_SHAPE = (3, 32, 32)
 ROW_BYTES = 3 * 32 * 32
 
 
-class CifarFormatError(ValueError):
+class CifarFormatError(ImageFormatError):
     """A CIFAR file or folder that is missing, truncated, foreign or of the wrong shape."""
 
 
 @dataclass(frozen=True)
 class CifarSpec:
-    """Where a CIFAR variant lives on disk, how its labels are keyed, and its normalisation.
-
-    ``mean`` / ``std`` are per-channel statistics of the 50,000 training images in [0, 1] (the values
-    the DFKD literature quotes); a teacher stores the ones it was trained with in its checkpoint.
-    """
+    """Where a CIFAR variant lives on disk, how its labels are keyed and how many classes they name (the
+    normalisation is its :class:`~lrwa_fast.data.base.ImageSet`'s: :data:`CIFAR10`, :data:`CIFAR100`)."""
 
     name: str
     folder: str
@@ -44,28 +45,16 @@ class CifarSpec:
     test_files: tuple[str, ...]
     label_key: str
     num_classes: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
 
 
 DATASETS: dict[str, CifarSpec] = {
     "cifar10": CifarSpec("cifar10", "cifar-10-batches-py", "cifar-10-python.tar.gz",
-                         tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",), "labels", 10,
-                         (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+                         tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",), "labels", 10),
     "cifar100": CifarSpec("cifar100", "cifar-100-python", "cifar-100-python.tar.gz", ("train",), ("test",),
-                          "fine_labels", 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+                          "fine_labels", 100),
 }
 
-
-@dataclass
-class CifarData:
-    """Both splits as uint8 images ``(N, 3, 32, 32)`` and int64 labels ``(N,)``, on the CPU."""
-
-    spec: CifarSpec
-    x_train: Tensor
-    y_train: Tensor
-    x_test: Tensor
-    y_test: Tensor
+CifarData = ImageData  # the name of 0.4 and before: both splits, as every image dataset's
 
 
 def dataset_spec(name: str) -> CifarSpec:
@@ -185,9 +174,9 @@ def _archive_reader(archive: Path, spec: CifarSpec) -> Callable[[str], bytes]:
     return contents.__getitem__
 
 
-def load_cifar(name: str, path: str | Path, train: bool = True) -> CifarData:
-    """Read both splits of ``name`` (``"cifar10"`` / ``"cifar100"``) from ``path`` (see module docstring);
-    ``train=False`` reads only the test split (the training tensors are then empty)."""
+def read_cifar(name: str, path: Path, train: bool) -> Splits:
+    """The splits of ``name`` (``"cifar10"`` / ``"cifar100"``) at ``path`` (see module docstring) as
+    ``(x_train, y_train, x_test, y_test)``; ``train=False`` reads only the test split."""
     spec = dataset_spec(name)
     read, source = _reader(Path(path), spec)
 
@@ -195,7 +184,27 @@ def load_cifar(name: str, path: str | Path, train: bool = True) -> CifarData:
         parts = [_decode_batch(restricted_load(read(f), f"{source}/{f}"), spec, f"{source}/{f}") for f in files]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
-    x_train, y_train = split(spec.train_files) if train else (torch.empty(0, *IMAGE_SHAPE, dtype=torch.uint8),
-                                                                torch.empty(0, dtype=torch.int64))
-    x_test, y_test = split(spec.test_files)
-    return CifarData(spec, x_train, y_train, x_test, y_test)
+    x_train, y_train = split(spec.train_files) if train else empty_split(IMAGE_SHAPE[-1])
+    return x_train, y_train, *split(spec.test_files)
+
+
+def load_cifar(name: str, path: str | Path, train: bool = True) -> ImageData:
+    """Read both splits of ``name`` (``"cifar10"`` / ``"cifar100"``) from ``path`` (see module docstring);
+    ``train=False`` reads only the test split (the training tensors are then empty)."""
+    dataset_spec(name)
+    return ImageData(CIFAR_SETS[name], *read_cifar(name, Path(path), train))
+
+
+def _image_set(name: str, mean: tuple[float, float, float], std: tuple[float, float, float]) -> ImageSet:
+    spec = DATASETS[name]
+    return ImageSet(name, spec.num_classes, IMAGE_SHAPE[-1], mean, std,
+                    stats_source="per-channel mean / std of the 50,000 training images in [0, 1], the values the "
+                                 "DFKD literature quotes",
+                    layout=f"a root holding {spec.folder}/ or {spec.archive} (the root torchvision downloads into), "
+                           "that folder, or that archive",
+                    reader=partial(read_cifar, name))
+
+
+CIFAR10 = _image_set("cifar10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+CIFAR100 = _image_set("cifar100", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+CIFAR_SETS: dict[str, ImageSet] = {s.name: s for s in (CIFAR10, CIFAR100)}
