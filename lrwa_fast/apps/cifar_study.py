@@ -23,7 +23,7 @@ from ..config import DFADConfig, from_dict, set_nested, to_dict
 from ..runtime.checkpoint import atomic_write_text, latest_checkpoint
 from ..training import trainer_class
 from ..training.settings import validate
-from .distill import PROBES_PER_RUN, DistillConfig, build_trainer, evaluator, load_model
+from .distill import PROBES_PER_RUN, DistillConfig, build_trainer, evaluator, load_teacher_for, teacher_summary
 from .presets import PRESETS, resolve_preset
 from .runs import RunResult, method_config, method_dict, run_result
 from .units import InFolder, RunInFolder
@@ -71,22 +71,32 @@ class CifarPlan:
         return cls(**{**fields, "methods": methods, "trainers": trainers})
 
 
+MODEL_SECTIONS = ("generator.", "teacher.")  # --set keys of the models' sections (the teacher's normalisation...)
+
+
+def model_overrides(overrides: dict[str, Any]) -> list[str]:
+    """The ``key=value`` overrides of the models' sections (:data:`MODEL_SECTIONS`), for :func:`resolve_preset`."""
+    return [f"{k}={v}" for k, v in overrides.items() if k.startswith(MODEL_SECTIONS)]
+
+
 def check_overrides(methods: list[str], overrides: dict[str, Any]) -> None:
-    """Refuse a shared setting that no method's config (nor the generator) has."""
+    """Refuse a shared setting that no method's config (nor the generator or the teacher) has."""
     known = {f.name for m in methods for f in dataclasses.fields(trainer_class(m).config_class)}
-    unknown = sorted(k for k in overrides if not k.startswith("generator.") and k.split(".")[0] not in known)
+    unknown = sorted(k for k in overrides if not k.startswith(MODEL_SECTIONS) and k.split(".")[0] not in known)
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown}: no method's config has them")
 
 
-def check_preset(preset: str, data: str, teacher: str) -> None:
-    """Refuse, before any work, a preset that is not an LRwA preset, or missing data or teacher files."""
+def check_preset(preset: str, data: str, teacher: str, overrides: dict[str, Any] | None = None) -> None:
+    """Refuse, before any work, a preset that is not an LRwA preset, missing data or teacher files, or a teacher
+    file the preset cannot take (its layout, architecture or classes)."""
     if f"{preset}-dfad" not in PRESETS:
         lrwa = sorted(name[: -len("-dfad")] for name in PRESETS if name.endswith("-dfad"))
         raise ValueError(f"--preset {preset!r}: a study takes an LRwA preset (its DFAD twin comes with it): {lrwa}")
     for option, path in (("--data", data), ("--teacher", teacher)):
         if not path or not Path(path).exists():
             raise ValueError(f"a study on --preset {preset} needs {option} (an existing path), got {path!r}")
+    load_teacher_for(resolve_preset(preset, data=data, teacher=teacher, overrides=model_overrides(overrides or {})))
 
 
 def preset_method(preset: str, trainer: str, fields: dict[str, Any], authors: bool, data: str, teacher: str,
@@ -94,11 +104,10 @@ def preset_method(preset: str, trainer: str, fields: dict[str, Any], authors: bo
     """One study method on ``preset``: the preset itself (``authors``: its LRwA step for ``trainer='lrwa'``, its
     DFAD twin otherwise) or its DFAD twin's shared settings under ``trainer``; then the method's ``fields``,
     the run length, a forgetting probe every 1/20 of the run unless the preset sets one, and ``overrides``
-    (dotted trainer keys, each where the method's config has it; ``generator.*`` the generator's). Returns
+    (dotted trainer keys, each where the method's config has it; ``generator.*``, ``teacher.*`` the models'). Returns
     the models and evaluation (trainer section empty) and the validated, typed trainer config."""
     base = preset if authors and trainer == "lrwa" else f"{preset}-dfad"
-    spec = resolve_preset(base, data=data, teacher=teacher,
-                          overrides=[f"{k}={v}" for k, v in overrides.items() if k.startswith("generator.")])
+    spec = resolve_preset(base, data=data, teacher=teacher, overrides=model_overrides(overrides))
     probes = {"probe_every": max(1, iterations // PROBES_PER_RUN)}
     settings = probes | copy.deepcopy(spec.trainer) | fields | {"iterations": iterations}
     config_class = trainer_class(trainer).config_class
@@ -124,11 +133,11 @@ class CifarTeacherUnit(InFolder):
 
     def __call__(self) -> float:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        teacher, meta = load_model(self.spec.teacher, required=True)
-        evaluate, normalisation = evaluator(self.spec, meta, device)
+        teacher, loaded = load_teacher_for(self.spec)
+        evaluate, normalisation = evaluator(self.spec, loaded, device)
         accuracy = float(evaluate(teacher.to(device).eval())["accuracy"])
-        record = {"preset": self.spec.preset, "checkpoint": self.spec.teacher.checkpoint,
-                  "arch": self.spec.teacher.arch, "normalisation": normalisation, "test_accuracy": accuracy}
+        record = {"preset": self.spec.preset, **teacher_summary(loaded, self.spec.dataset),
+                  "normalisation": normalisation, "test_accuracy": accuracy}
         atomic_write_text(json.dumps(record, indent=2), self.result_path)
         return accuracy
 
@@ -154,8 +163,8 @@ class CifarRunUnit(RunInFolder):
         spec = dataclasses.replace(self.plan.methods[self.method], output_dir=str(self.checkpoint_dir),
                                    eval_every=self.plan.eval_every)
         latest = latest_checkpoint(self.checkpoint_dir)
-        run, meta = build_trainer(spec, resume=str(latest) if latest else None, config=config)
-        evaluate, _ = evaluator(spec, meta, run.device)
+        run, loaded = build_trainer(spec, resume=str(latest) if latest else None, config=config)
+        evaluate, _ = evaluator(spec, loaded, run.device)
         result = run_result(self.method, self.seed, run, evaluate, self.plan.eval_every, self.progress, latest)
         atomic_write_text(json.dumps(result), self.result_path)
         return result

@@ -1,5 +1,5 @@
-"""Command line: ``lrwa-fast demo | study | distill | teacher | presets | compare | bench | profile`` (also
-``python -m lrwa_fast``).
+"""Command line: ``lrwa-fast demo | study | distill | teacher | check-teacher | presets | compare | bench |
+profile`` (also ``python -m lrwa_fast``).
 
 ``demo``, ``distill`` and ``teacher`` train data-parallel when launched with torchrun (one process
 per GPU): ``torchrun --nproc_per_node=8 -m lrwa_fast distill --preset NAME ...``.
@@ -23,6 +23,8 @@ from .study import DEFAULT_METHODS, StudySettings
 from .study import METHODS as STUDY_METHODS
 
 BENCHMARK_NAMES = tuple(BENCHMARKS)
+ALLOW_PICKLE = ("also load a teacher file holding a whole pickled model: this RUNS CODE FROM THE FILE, only for a "
+                "file you trust (its class must be importable); the safe way is to convert it (docs/teachers.md)")
 
 
 def _default_cache() -> str:
@@ -75,11 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     study.add_argument("--preset", default="",
                        help="a CIFAR LRwA preset (lrwa-fast presets): the study on your --data and --teacher "
                             "instead of --benchmark (the authors' methods are the preset and its DFAD twin)")
-    study.add_argument("--data", default="", help="with --preset: CIFAR root, folder or .tar.gz")
-    study.add_argument("--teacher", default="", help="with --preset: the teacher's file (teacher.pt)")
+    study.add_argument("--data", default="", help="with --preset: the dataset's files (CIFAR root, folder or "
+                                                   ".tar.gz; SVHN's .mat folder; tiny-imagenet-200)")
+    study.add_argument("--teacher", default="", help="with --preset: the teacher's file, in any supported layout "
+                                                      "(docs/teachers.md)")
+    study.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE)
     study.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="a setting every method shares, e.g. batch_size=256 (repeatable; with --preset, "
-                            "generator.KEY for the generator)")
+                            "generator.KEY for the generator, teacher.mean / teacher.std for the teacher's "
+                            "normalisation)")
     study.add_argument("--executor", default="local", choices=("local", "slurm"),
                        help="where the runs run: here (--jobs processes) or on a Slurm cluster through submitit "
                             "(the teacher's job, then the runs as one job array that depends on it)")
@@ -106,17 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     distill = sub.add_parser("distill", help="distil your own teacher (config file or preset)")
     distill.add_argument("--config", help="JSON or YAML file (docs/cli.md: the distill config file)")
     distill.add_argument("--preset", help="a named setup (lrwa-fast presets lists them)")
-    distill.add_argument("--data", default="", help="with --preset: CIFAR root, folder or .tar.gz")
-    distill.add_argument("--teacher", default="", help="with --preset: the teacher's file (teacher.pt)")
+    distill.add_argument("--data", default="", help="with --preset: the dataset's files (CIFAR root, folder or "
+                                                     ".tar.gz; SVHN's .mat folder; tiny-imagenet-200)")
+    distill.add_argument("--teacher", default="", help="with --preset: the teacher's file, in any supported "
+                                                        "layout (docs/teachers.md)")
+    distill.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE)
     distill.add_argument("--out", default="", help="with --preset: the run's folder")
     distill.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a config value, e.g. trainer.inner_lr=0.1 (repeatable)")
     distill.add_argument("--resume", metavar="PATH", default=None,
                          help="resume from a checkpoint file, or the newest checkpoint in a folder")
     distill.add_argument("--quiet", action="store_true", help="no progress bar")
-    teacher = sub.add_parser("teacher", help="train a CIFAR teacher (standard recipe; writes teacher.pt)")
+    teacher = sub.add_parser("teacher", help="train a teacher with the standard recipe (writes teacher.pt)")
     teacher.add_argument("--dataset", required=True, choices=tuple(IMAGE_SETS))
-    teacher.add_argument("--data", required=True, help="CIFAR root, folder or .tar.gz")
+    teacher.add_argument("--data", required=True, help="the dataset's files (docs/datasets.md)")
     teacher.add_argument("--arch", default=None, help="model name (default resnet34)")
     teacher.add_argument("--out", required=True, help="folder for teacher.pt, report.json and checkpoints")
     teacher.add_argument("--epochs", type=int, default=None, help="default 200")
@@ -125,6 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
                          help="override a recipe value, e.g. lr=0.05 or precision=bf16 (repeatable)")
     teacher.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     teacher.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    check = sub.add_parser("check-teacher", help="a teacher file's test accuracy on your data, beside the published "
+                                                  "one (writes nothing)")
+    check.add_argument("--teacher", required=True, help="the teacher's file, in any supported layout")
+    check.add_argument("--dataset", required=True, choices=tuple(IMAGE_SETS))
+    check.add_argument("--data", required=True, help="the dataset's files (docs/datasets.md)")
+    check.add_argument("--arch", default=None, help="the architecture it must be (default: recognised from the file)")
+    check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="mean=[r,g,b] and std=[r,g,b]: the normalisation it was trained with, where the file "
+                            "and its code base do not say")
+    check.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE)
+    check.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
 
     presets = sub.add_parser("presets", help="list the presets: sources and full resolved configs")
     presets.add_argument("names", nargs="*", help="only these presets")
@@ -222,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"demo": _demo, "study": _study, "distill": _distill, "bench": _bench, "profile": _profile,
-                    "compare": _compare, "presets": _presets, "teacher": _teacher}
+                    "compare": _compare, "presets": _presets, "teacher": _teacher, "check-teacher": _check_teacher}
         return commands[args.command](args)
     except TrainingInterrupted as err:
         print(f"lrwa-fast: {err}", file=sys.stderr)
@@ -306,6 +328,8 @@ def _study(args: argparse.Namespace) -> int:
 def _study_settings(args: argparse.Namespace) -> StudySettings:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     overrides = dict(parse_override(item) for item in args.overrides)
+    if args.allow_pickle:
+        overrides["teacher.allow_pickle"] = True
     return StudySettings(benchmark=args.benchmark, methods=methods, seeds=args.seeds, first_seed=args.first_seed,
                          iterations=6 if args.fast and args.iterations is None else args.iterations,
                          teacher_seed=args.teacher_seed, overrides=overrides,
@@ -348,13 +372,13 @@ def _distill(args: argparse.Namespace) -> int:
 
     if (args.config is None) == (args.preset is None):
         raise ValueError("distill needs exactly one of --config FILE and --preset NAME")
+    overrides = [*args.overrides, *(["teacher.allow_pickle=true"] if args.allow_pickle else [])]
     if args.preset is None:
         if args.data or args.teacher or args.out:
             raise ValueError("--data, --teacher and --out go with --preset (a config file names its own paths)")
-        spec = load_config(DistillConfig, args.config, args.overrides)
+        spec = load_config(DistillConfig, args.config, overrides)
     else:
-        spec = resolve_preset(args.preset, data=args.data, teacher=args.teacher, out=args.out,
-                              overrides=args.overrides)
+        spec = resolve_preset(args.preset, data=args.data, teacher=args.teacher, out=args.out, overrides=overrides)
     trainer_config = from_dict(trainer_class(spec.method).config_class, spec.trainer, prefix="trainer.")
     with process_group_from_env(build("runtime", trainer_config).dist_timeout):
         summary = run_distill(spec, progress=not args.quiet, resume=args.resume)
@@ -375,6 +399,19 @@ def _teacher(args: argparse.Namespace) -> int:
         return 0
     print(f"{cfg.arch} on {cfg.dataset}: test accuracy {100 * report['test_accuracy']:.2f}% after "
           f"{len(report['epochs'])} epochs; wrote {Path(args.out) / 'teacher.pt'} and report.json")
+    return 0
+
+
+def _check_teacher(args: argparse.Namespace) -> int:
+    from .teacher_check import check_teacher, format_check
+
+    given = dict(parse_override(item) for item in args.overrides)
+    unknown = sorted(set(given) - {"mean", "std"})
+    if unknown:
+        raise ValueError(f"check-teacher --set takes mean=[r,g,b] and std=[r,g,b], not {unknown}")
+    report = check_teacher(args.teacher, args.dataset, args.data, arch=args.arch, mean=given.get("mean"),
+                           std=given.get("std"), allow_pickle=args.allow_pickle, device=args.device)
+    print(json.dumps(report, indent=2) if args.json else format_check(report))
     return 0
 
 

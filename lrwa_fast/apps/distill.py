@@ -13,21 +13,33 @@ import torch
 from torch import nn
 
 from ..config import DFADConfig, from_dict, to_dict
-from ..models import Generator, build_model
-from ..runtime.checkpoint import latest_checkpoint, load_file, read_checkpoint
+from ..data.images import image_set
+from ..models import Generator, TeacherFile, build_model, load_teacher
+from ..runtime.checkpoint import latest_checkpoint, read_checkpoint
 from ..runtime.metrics import accuracy_evaluator
+from ..runtime.warn_once import warn_once
 from ..training import Trainer, trainer_class
 from .reports import METRICS, MetricsLog, TimedEvaluation, curve_report, environment, write_report
 
 
 @dataclass
 class ModelSpec:
-    """A classifier from the model zoo, optionally initialised from a state_dict file."""
+    """A classifier from the model zoo, optionally initialised from a weights file in any layout
+    :func:`~lrwa_fast.models.load_teacher` reads (this library's ``teacher.pt``, the community's files)."""
 
     arch: str = "resnet18"
-    checkpoint: str = ""  # a state_dict, or {"model": state_dict, ...} (e.g. lrwa-fast teacher's teacher.pt)
+    checkpoint: str = ""  # a weights file: teacher.pt, a state dict, a DataFree / DFAD / ... checkpoint
     num_classes: int = 10
     in_channels: int = 3
+    allow_pickle: bool = False  # also load a whole pickled model: this RUNS CODE FROM THE FILE (trusted files only)
+
+
+@dataclass
+class TeacherSpec(ModelSpec):
+    """The teacher, and the normalisation it was trained with where neither its file nor its code base says."""
+
+    mean: tuple[float, float, float] | None = None  # of images in [0, 1]; None: the file's or its code base's
+    std: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -43,45 +55,32 @@ class DistillConfig:
     """What ``lrwa-fast distill --config FILE`` (or ``--preset NAME``) reads."""
 
     method: str = "lrwa"  # "lrwa" | "dfad"
-    teacher: ModelSpec = field(default_factory=lambda: ModelSpec(arch="resnet34"))
+    teacher: TeacherSpec = field(default_factory=lambda: TeacherSpec(arch="resnet34"))
     student: ModelSpec = field(default_factory=ModelSpec)
     generator: GeneratorSpec = field(default_factory=GeneratorSpec)
     trainer: dict[str, Any] = field(default_factory=dict)  # LRwAConfig / DFADConfig fields
     eval_data: str = ""  # optional torch file {"x": images, "y": labels} to evaluate on
-    dataset: str = ""  # "cifar10" | "cifar100": evaluate on its test split, read from `data` (wins over eval_data)
-    data: str = ""  # CIFAR root, folder or .tar.gz (lrwa_fast.data.load_cifar)
+    dataset: str = ""  # "cifar10" | "cifar100" | "svhn" | "tiny_imagenet": evaluate on its test split, read from `data`
+    data: str = ""  # the dataset's files (lrwa_fast.data.load_images: CIFAR root, folder or .tar.gz; ...)
     eval_every: int = 100
     output_dir: str = "lrwa_runs/distill"
     preset: str = ""  # the preset this config was resolved from (recorded in the report)
 
 
-def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """A weights file → (state_dict, metadata); metadata is what a ``{"model": ..., ...}`` file holds besides."""
-    state = load_file(path, "a weights file")
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        return state["model"], {k: v for k, v in state.items() if k != "model"}
-    if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {str(path)!r} holds a {type(state).__name__}, not a state_dict")
-    return state, {}
-
-
-def load_model(spec: ModelSpec, *, required: bool) -> tuple[nn.Module, dict[str, Any]]:
-    """Build ``spec.arch``, load ``spec.checkpoint`` into it (strictly); returns it and the file's metadata."""
-    model = build_model(spec.arch, spec.num_classes, spec.in_channels)
+def load_model(spec: ModelSpec, *, required: bool) -> tuple[nn.Module, TeacherFile | None]:
+    """Build ``spec.arch`` from its weights file (any layout :func:`~lrwa_fast.models.load_teacher` reads, checked
+    against the arch, classes and channels the config says), or untrained without one; returns it and what was read
+    from the file (``None`` without one)."""
     if not spec.checkpoint:
         if required:
             raise ValueError("the teacher needs a checkpoint (teacher.checkpoint)")
-        return model, {}
-    state, meta = read_weights(spec.checkpoint)
-    for key, given in (("arch", spec.arch), ("num_classes", spec.num_classes)):
-        if key in meta and meta[key] != given:
-            raise ValueError(f"checkpoint {spec.checkpoint!r} holds a {key}={meta[key]!r} model, the config says "
-                             f"{given!r} (set teacher.{key}={meta[key]})")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"checkpoint {spec.checkpoint!r} does not fit architecture {spec.arch!r}: {err}") from err
-    return model, meta
+        return build_model(spec.arch, spec.num_classes, spec.in_channels), None
+    loaded = load_teacher(spec.checkpoint, spec.arch, allow_pickle=spec.allow_pickle)
+    for key, found in (("num_classes", loaded.num_classes), ("in_channels", loaded.in_channels)):
+        if found != getattr(spec, key):
+            raise ValueError(f"checkpoint {spec.checkpoint!r} holds a {loaded.arch} with {key}={found}, the config "
+                             f"says {getattr(spec, key)}")
+    return loaded.model, loaded
 
 
 DEFAULT_CHECKPOINT_EVERY = 500
@@ -89,9 +88,9 @@ PROBES_PER_RUN = 20  # forgetting probes a run keeps unless the trainer config s
 
 
 def build_trainer(spec: DistillConfig, resume: str | None = None, config: DFADConfig | None = None
-                  ) -> tuple[Trainer, dict[str, Any]]:
-    """Teacher, student, generator and trainer described by ``spec`` (restored from ``resume``), and the
-    teacher file's metadata; ``config``: the trainer's typed config, used as it is (else ``spec.trainer``).
+                  ) -> tuple[Trainer, TeacherFile]:
+    """Teacher, student, generator and trainer described by ``spec`` (restored from ``resume``), and what was
+    read from the teacher's file; ``config``: the trainer's typed config, used as it is (else ``spec.trainer``).
 
     Unless the trainer config says otherwise, checkpoints go to ``output_dir/checkpoints`` every
     :data:`DEFAULT_CHECKPOINT_EVERY` iterations, and when the run is evaluated a forgetting probe is kept
@@ -102,16 +101,23 @@ def build_trainer(spec: DistillConfig, resume: str | None = None, config: DFADCo
     saved = read_checkpoint(path) if path is not None else None  # read once: it may hold a large memory
     cfg = config if config is not None else _trainer_config(spec, trainer_cls, saved)
     torch.manual_seed(cfg.seed)  # the student and generator initialisations follow the seed
-    teacher, meta = load_model(spec.teacher, required=True)
-    if spec.dataset and meta.get("dataset", spec.dataset) != spec.dataset:
-        raise ValueError(f"teacher {spec.teacher.checkpoint!r} was trained on {meta['dataset']}, and this run "
-                         f"evaluates on {spec.dataset}")
+    teacher, loaded = load_teacher_for(spec)
     student, _ = load_model(spec.student, required=False)
     generator = Generator(cfg.latent_dim, channels=spec.teacher.in_channels, img_size=spec.generator.img_size,
                           ngf=spec.generator.ngf)
     if path is None:
-        return trainer_cls(teacher, student, generator, cfg), meta
-    return trainer_cls.load(path, teacher, student, generator, cfg, saved=saved), meta
+        return trainer_cls(teacher, student, generator, cfg), loaded
+    return trainer_cls.load(path, teacher, student, generator, cfg, saved=saved), loaded
+
+
+def load_teacher_for(spec: DistillConfig) -> tuple[nn.Module, TeacherFile]:
+    """The run's teacher from its file, refused when the file says it was trained on another dataset."""
+    teacher, loaded = load_model(spec.teacher, required=True)
+    trained_on = loaded.meta.get("dataset", spec.dataset)
+    if spec.dataset and trained_on != spec.dataset:
+        raise ValueError(f"teacher {spec.teacher.checkpoint!r} was trained on {trained_on}, and this run "
+                         f"evaluates on {spec.dataset}")
+    return teacher, loaded
 
 
 def _trainer_config(spec: DistillConfig, trainer_cls: type[Trainer], saved: dict[str, Any] | None) -> DFADConfig:
@@ -144,8 +150,8 @@ def run_distill(spec: DistillConfig, progress: bool = True, resume: str | None =
     """Train and evaluate; write the student, generator, history, ``report.json``, ``metrics.jsonl`` and
     ``accuracy.png`` into ``output_dir``; return a summary line (data-parallel: rank 0 evaluates,
     writes and summarises; the other ranks return ``""``)."""
-    trainer, teacher_meta = build_trainer(spec, resume)
-    evaluate, normalisation = evaluator(spec, teacher_meta, trainer.device)
+    trainer, teacher = build_trainer(spec, resume)
+    evaluate, normalisation = evaluator(spec, teacher, trainer.device)
     if not trainer.ranks.is_main:
         trainer.train(evaluate=evaluate, eval_every=spec.eval_every, progress=False)
         return ""
@@ -164,13 +170,13 @@ def run_distill(spec: DistillConfig, progress: bool = True, resume: str | None =
     (out / "history.json").write_text(json.dumps({"config": to_dict(trainer.config), **history}, indent=2),
                                       encoding="utf-8")
     eval_seconds = timed.seconds if timed is not None else 0.0
-    write_report(out, _report(spec, trainer, teacher_meta, normalisation, trainer.iteration - start_iteration,
+    write_report(out, _report(spec, trainer, teacher, normalisation, trainer.iteration - start_iteration,
                               wall, eval_seconds))
     last = history["evaluations"][-1] if history["evaluations"] else {}
     return f"trained {trainer.iteration} iterations; last evaluation {last}; wrote {out}"
 
 
-def _report(spec: DistillConfig, trainer: Trainer, teacher_meta: dict[str, Any], normalisation: dict[str, Any],
+def _report(spec: DistillConfig, trainer: Trainer, teacher: TeacherFile, normalisation: dict[str, Any],
             iterations_run: int, wall: float, eval_seconds: float) -> dict[str, Any]:
     """report.json of a distillation run: curve statistics, throughput, config, teacher, versions."""
     cfg = trainer.config
@@ -179,8 +185,7 @@ def _report(spec: DistillConfig, trainer: Trainer, teacher_meta: dict[str, Any],
     return {
         "kind": "distill", "label": spec.preset or spec.method, "preset": spec.preset, "method": spec.method,
         "seed": cfg.seed, "dataset": spec.dataset or None, "student_arch": spec.student.arch,
-        "teacher": {"arch": spec.teacher.arch, "checkpoint": spec.teacher.checkpoint,
-                    **{k: teacher_meta[k] for k in ("dataset", "test_accuracy") if k in teacher_meta}},
+        "teacher": teacher_summary(teacher, spec.dataset),
         "normalisation": normalisation,
         **curve_report(trainer.history["evaluations"], trainer.probes), "stats_over": "all evaluations",
         "iterations_run": iterations_run, "wall_time_s": wall, "eval_time_s": eval_seconds,
@@ -192,19 +197,53 @@ def _report(spec: DistillConfig, trainer: Trainer, teacher_meta: dict[str, Any],
     }
 
 
-def evaluator(spec: DistillConfig, teacher_meta: dict[str, Any], device: torch.device
-               ) -> tuple[Callable[[nn.Module], dict[str, float]] | None, dict[str, Any]]:
-    """The evaluation callback (CIFAR test split on the device, or ``eval_data``) and the normalisation used."""
+def teacher_summary(teacher: TeacherFile, dataset: str) -> dict[str, Any]:
+    """What a report says of the teacher: its file, architecture, recognised layout and the accuracy published
+    for it (where one is known)."""
+    published = teacher.published_accuracy(dataset) if dataset else None
+    return {"checkpoint": teacher.path, "arch": teacher.arch, "num_classes": teacher.num_classes,
+            "layout": teacher.layout, "wrapper": teacher.wrapper, "names": teacher.names,
+            **{k: teacher.meta[k] for k in ("dataset", "test_accuracy", "best_acc1", "epoch") if k in teacher.meta},
+            "published_accuracy": published[0] if published else None,
+            "published_source": published[1] if published else None}
+
+
+def teacher_normalisation(teacher: TeacherFile, dataset: str, mean: tuple[float, ...] | None = None,
+                          std: tuple[float, ...] | None = None) -> dict[str, Any]:
+    """The statistics ``teacher`` is evaluated with on ``dataset``, and where they come from: ``mean`` / ``std``
+    when given (the config's ``teacher.mean`` / ``teacher.std``), else the file's or its recognised code base's,
+    else the dataset's own with one warning naming them (a teacher trained with others would be scored wrongly)."""
+    if (mean, std) != (None, None):
+        if mean is None or std is None:
+            raise ValueError("teacher.mean and teacher.std are set together (three values each)")
+        return {"mean": list(mean), "std": list(std), "from": "the config (teacher.mean, teacher.std)"}
+    known = teacher.known_normalisation(dataset)
+    if known is not None:
+        (mean, std), source = known
+        return {"mean": list(mean), "std": list(std), "from": source}
+    assumed = image_set(dataset)
+    warn_once(f"normalisation of {teacher.path}",
+              f"the normalisation teacher {teacher.path!r} was trained with is not known (layout: {teacher.layout}); "
+              f"assumed {dataset}'s mean={list(assumed.mean)} std={list(assumed.std)} ({assumed.stats_source}). "
+              f"If it was trained with others, state them: --set teacher.mean=[...] --set teacher.std=[...]")
+    return {"mean": list(assumed.mean), "std": list(assumed.std),
+            "from": f"assumed: {dataset}'s statistics ({assumed.stats_source}); the teacher's are not known"}
+
+
+def evaluator(spec: DistillConfig, teacher: TeacherFile | None, device: torch.device
+              ) -> tuple[Callable[[nn.Module], dict[str, float]] | None, dict[str, Any]]:
+    """The evaluation callback (the dataset's test split on the device, normalised as the teacher was trained, or
+    ``eval_data``) and the normalisation used."""
     if spec.dataset:
         from ..data import Normalize, load_images
 
         if not spec.data:
-            raise ValueError(f"dataset={spec.dataset!r} needs the path of the CIFAR data (data=PATH, --data)")
+            raise ValueError(f"dataset={spec.dataset!r} needs the path of its files (data=PATH, --data)")
         data = load_images(spec.dataset, spec.data, train=False)
-        source = "teacher checkpoint" if "mean" in teacher_meta else f"{spec.dataset} default (lrwa_fast.data)"
-        mean, std = teacher_meta.get("mean", data.spec.mean), teacher_meta.get("std", data.spec.std)
-        evaluate = accuracy_evaluator(data.x_test.to(device), data.y_test.to(device), transform=Normalize(mean, std))
-        return evaluate, {"mean": list(mean), "std": list(std), "from": source}
+        normalisation = teacher_normalisation(teacher, spec.dataset, spec.teacher.mean, spec.teacher.std)
+        evaluate = accuracy_evaluator(data.x_test.to(device), data.y_test.to(device),
+                                      transform=Normalize(normalisation["mean"], normalisation["std"]))
+        return evaluate, normalisation
     if not spec.eval_data:
         return None, {}
     data = torch.load(spec.eval_data, map_location="cpu", weights_only=True)

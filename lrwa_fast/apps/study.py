@@ -134,7 +134,7 @@ class StudySettings:
     def check(self) -> None:
         """Refuse what cannot be studied, before any work."""
         if self.preset:
-            check_preset(self.preset, self.data, self.teacher)
+            check_preset(self.preset, self.data, self.teacher, self.overrides)
             if self.teacher_seed is not None or self.teacher_epochs is not None:
                 raise ValueError("--teacher-seed goes with an embedded benchmark; a preset's study takes --teacher")
         elif self.data or self.teacher:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import zipfile
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -169,7 +170,8 @@ def _unsafe_globals(file: Path) -> list[str]:
 
 def _pickled_message(path: str, unsafe: list[str]) -> str:
     """Why a pickled object is refused, and the two ways out, in a few lines."""
-    classes = ", ".join(unsafe[:4]) + (f" and {len(unsafe) - 4} more" if len(unsafe) > 4 else "")
+    named = sorted(unsafe, key=lambda name: name.startswith("torch."))  # the code base's own classes first
+    classes = ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
     model = any(name.startswith("torch.nn.modules.") for name in unsafe)
     what = "a whole pickled model" if model else "pickled objects"
     return (f"teacher file {path!r} holds {what} ({classes}), not a state dict; lrwa_fast reads weights only "
@@ -256,10 +258,17 @@ class _Fit:
     unexpected: tuple[str, ...]
     reshaped: tuple[str, ...]
     renamed: dict[str, str]
+    shapes_shared: float  # the share of tensor shapes both sides have, names aside (1: the same architecture)
 
     @property
     def distance(self) -> int:
         return len(self.missing) + len(self.unexpected) + len(self.reshaped)
+
+    @property
+    def nearness(self) -> tuple[float, float]:
+        """How near a fit is: the shapes shared, then the tensors in place over both sides' (1, 1: exact)."""
+        placed = len(self.renamed) - len(self.unexpected) - len(self.reshaped)
+        return self.shapes_shared, placed / (placed + self.distance)
 
 
 def identify(state: dict[str, Tensor], arch: str | None = None) -> list[_Fit]:
@@ -306,6 +315,8 @@ def _fits(state: dict[str, Tensor], arch: str, num_classes: int, in_channels: in
     except (ValueError, RuntimeError, TypeError):  # not a name of the zoo, or sizes this architecture cannot take
         return []
     namings = [(LIBRARY, None), (COMMUNITY, NAMINGS[cls][1])] if cls in NAMINGS else [(COMMUNITY, None)]
+    theirs, ours = Counter(tuple(v.shape) for v in state.values()), Counter(expected.values())
+    shared = sum((theirs & ours).values()) / max(sum(theirs.values()), sum(ours.values()))
     fits = []
     for names, rename in namings:
         renamed = rename(list(state)) if rename else {k: k for k in state}
@@ -316,7 +327,7 @@ def _fits(state: dict[str, Tensor], arch: str, num_classes: int, in_channels: in
                          missing=tuple(k for k in expected if k not in got and not k.endswith("num_batches_tracked")),
                          unexpected=tuple(k for k in state if renamed[k] not in expected),
                          reshaped=tuple(k for k, shape in got.items() if expected.get(k, shape) != shape),
-                         renamed=renamed))
+                         renamed=renamed, shapes_shared=shared))
     return fits
 
 
@@ -325,7 +336,7 @@ def _unknown_message(path: str, state: dict[str, Tensor], fits: list[_Fit], arch
     lines = [f"teacher file {path!r}: {len(state)} tensors in a layout this library does not know"
              + (f" as the {who} architecture {arch!r}" if arch else "")]
     if fits:
-        near = min(fits, key=lambda fit: fit.distance)
+        near = max(fits, key=lambda fit: fit.nearness)
         lines.append(f"nearest known layout: {near.arch} with {near.names} names")
         for what, keys in (("missing", near.missing), ("unexpected", near.unexpected),
                            ("of another shape", near.reshaped)):

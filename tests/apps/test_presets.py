@@ -44,7 +44,7 @@ def test_every_preset_runs_two_iterations_through_the_cli(tmp_path, name):
     report = json.loads((out / "report.json").read_text())
     assert report["preset"] == name and report["label"] == name and report["iterations"] == [1, 2]
     assert all(a in (0, 1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1) for a in report["accuracy"])
-    assert report["normalisation"]["from"] == "teacher checkpoint"
+    assert report["normalisation"]["from"].startswith("the teacher file (")
     assert report["config"]["trainer"]["inner_lr" if spec["method"] == "lrwa" else "loss"] is not None
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["iteration"] for line in lines] == [1, 2]
@@ -124,9 +124,9 @@ def test_overrides_and_errors(tmp_path, capsys):
     base = ["distill", "--preset", "cifar10-resnet34-resnet18", "--data", str(tmp_path / "data"), "--out",
             str(tmp_path / "o")]
     assert main([*base, "--teacher", str(teacher)]) == 2
-    assert "holds a arch='resnet18' model, the config says 'resnet34' (set teacher.arch=resnet18)" \
-        in capsys.readouterr().err
+    assert "holds a resnet18 (its tensors' names and shapes), not the given architecture 'resnet34'; set " \
+           "teacher.arch=resnet18" in capsys.readouterr().err
     assert main([*base, "--teacher", str(teacher), "--set", "teacher.arch=resnet18"]) == 2
-    assert "num_classes=100 model" in capsys.readouterr().err
+    assert "holds a resnet18 with num_classes=100, the config says 10" in capsys.readouterr().err
     assert main([*base, "--teacher", str(tmp_path / "missing.pt")]) == 2
     assert "missing.pt' does not exist" in capsys.readouterr().err
