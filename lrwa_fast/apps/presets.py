@@ -28,15 +28,32 @@ LIBRARY = "this library"
 
 
 @dataclass(frozen=True)
+class Published:
+    """Top-1 accuracies (%) published for a teacher → student pair: the teacher and the student trained on the
+    data, and the student each data-free method reaches (its final accuracy)."""
+
+    teacher: float
+    student: float
+    methods: dict[str, float]
+    source: str
+
+    def describe(self) -> str:
+        methods = ", ".join(f"{name} {value:.2f}" for name, value in self.methods.items())
+        return (f"published: teacher {self.teacher:.2f}, student trained on the data {self.student:.2f}; "
+                f"data-free students: {methods} ({self.source})")
+
+
+@dataclass(frozen=True)
 class Preset:
-    """A named :class:`~lrwa_fast.apps.distill.DistillConfig` (as a dict), where each setting comes from, and
-    where it departs from its source."""
+    """A named :class:`~lrwa_fast.apps.distill.DistillConfig` (as a dict), where each setting comes from, where
+    it departs from its source, and the accuracies published for its teacher → student pair."""
 
     name: str
     description: str
     spec: dict[str, Any]
     sources: dict[str, str]
     notes: tuple[str, ...] = ()
+    published: Published | None = None
 
 
 _RUN = {"seed": 1, "checkpoint_every": 10 * ITERATIONS_PER_EPOCH}  # the authors' seed; a checkpoint every 10 epochs
@@ -97,20 +114,23 @@ def _spec(dataset: str, teacher: str, student: str, method: str) -> dict[str, An
     return {"method": method, "dataset": dataset,
             "teacher": {"arch": teacher, "num_classes": classes, "in_channels": 3},
             "student": {"arch": student, "num_classes": classes, "in_channels": 3},
-            "generator": {"img_size": 32, "ngf": 64}, "trainer": trainer,
+            "generator": {"img_size": image_set(dataset).image_size, "ngf": 64}, "trainer": trainer,
             "eval_every": ITERATIONS_PER_EPOCH, "output_dir": f"lrwa_runs/{dataset}-{teacher}-{student}-{method}"}
 
 
-def _pair(dataset: str, teacher: str, student: str, pair_source: str) -> list[Preset]:
+def _pair(dataset: str, teacher: str, student: str, pair_source: str, notes: tuple[str, ...] = ()) -> list[Preset]:
     """The LRwA preset of a teacher/student pair and its DFAD baseline with the same budget."""
     base = f"{dataset}-{teacher}-{student}"
     pair = {"dataset, teacher.arch, student.arch": pair_source}
+    published = PUBLISHED.get((dataset, teacher, student))
+    shown = (published.describe(),) if published else ()
     return [
         Preset(base, f"LRwA, {teacher} -> {student} on {dataset}, the authors' settings",
-               _spec(dataset, teacher, student, "lrwa"), {**pair, **_SHARED_SOURCES, **_LRWA_SOURCES}, _LRWA_NOTES),
+               _spec(dataset, teacher, student, "lrwa"), {**pair, **_SHARED_SOURCES, **_LRWA_SOURCES},
+               (*_LRWA_NOTES, *notes, *shown), published),
         Preset(f"{base}-dfad", f"DFAD baseline for {base}: same budget and generator, plain KD student update",
                _spec(dataset, teacher, student, "dfad"), {**pair, **_SHARED_SOURCES, "method": LIBRARY},
-               _DFAD_NOTES),
+               (*_DFAD_NOTES, *notes, *shown), published),
     ]
 
 
@@ -132,6 +152,37 @@ def _generative(base: Preset) -> Preset:
 
 
 GENERATIVE = "authors (gaurav104/LRA src/configs/Ours-2.json, src/agents/predfkd_meta.py)"
+_CMI = "zju-vipa/CMI README tables (9e79fa9)"
+_FAST = "Fast-10: zju-vipa/Fast-Datafree README (0dcecbc)"
+_METHODS = ("DAFL", "ZSKT", "DeepInv", "DFQ", "CMI", "Fast-10")
+
+
+def _published(dataset: str, rows: dict[tuple[str, str], tuple[float, ...]]) -> dict[tuple[str, str, str], Published]:
+    """The benchmark table of ``dataset``: per pair, teacher, student, then :data:`_METHODS`' students."""
+    note = "" if dataset == "cifar10" else "; its CIFAR-100 cells for DAFL, ZSKT and DFQ differ from CMI's on the " \
+                                          "VGG and WRN pairs: CMI's are given"
+    return {(dataset, t, s): Published(v[0], v[1], dict(zip(_METHODS, v[2:])), f"{_CMI}; {_FAST}{note}")
+            for (t, s), v in rows.items()}
+
+
+PUBLISHED: dict[tuple[str, str, str], Published] = {
+    **_published("cifar10", {
+        ("resnet34", "resnet18"): (95.70, 95.20, 92.22, 93.32, 93.26, 94.61, 94.84, 94.05),
+        ("vgg11", "resnet18"): (92.25, 95.20, 81.10, 89.46, 90.36, 90.84, 91.13, 90.53),
+        ("wrn40_2", "wrn16_1"): (94.87, 91.12, 65.71, 83.74, 83.04, 86.14, 90.01, 89.29),
+        ("wrn40_2", "wrn40_1"): (94.87, 93.94, 81.33, 86.07, 86.85, 91.69, 92.78, 92.51),
+        ("wrn40_2", "wrn16_2"): (94.87, 93.95, 81.55, 89.66, 89.72, 92.01, 92.52, 92.45)}),
+    **_published("cifar100", {
+        ("resnet34", "resnet18"): (78.05, 77.10, 74.47, 67.74, 61.32, 77.01, 77.04, 74.34),
+        ("vgg11", "resnet18"): (71.32, 77.01, 57.29, 34.72, 54.13, 68.32, 70.56, 67.44),
+        ("wrn40_2", "wrn16_1"): (75.83, 65.31, 22.50, 30.15, 53.77, 54.77, 57.91, 54.02),
+        ("wrn40_2", "wrn40_1"): (75.83, 72.19, 34.66, 29.73, 61.33, 62.92, 68.88, 63.91),
+        ("wrn40_2", "wrn16_2"): (75.83, 73.56, 40.00, 28.44, 61.34, 59.01, 68.75, 65.12)}),
+}
+_TABLE = "peer: the DataFree / CMI / Fast-Datafree benchmark pair; the authors' LRwA settings applied unchanged " \
+         "(they publish none for it)"
+_NEW_DATASET = ("the authors publish no configuration for {}: their CIFAR-100 recipe (Ours-1) applied unchanged, the "
+                "generator sized to the images",)
 _CIFAR100 = _pair("cifar100", "resnet34", "resnet18", AUTHORS + " (student resnet18, teacher resnet34, cifar100)")
 
 PRESETS: dict[str, Preset] = {p.name: p for p in [
@@ -139,6 +190,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     *_CIFAR100, _generative(_CIFAR100[0]),
     *_pair("cifar10", "wrn40_2", "wrn16_1", "peer: DataFree / CMI benchmark pair; the authors' LRwA settings "
            "applied unchanged (they publish none for WRNs)"),
+    *(preset for dataset in ("cifar10", "cifar100") for teacher, student in (
+        ("vgg11", "resnet18"), ("wrn40_2", "wrn16_1"), ("wrn40_2", "wrn40_1"), ("wrn40_2", "wrn16_2"))
+      if (dataset, student) != ("cifar10", "wrn16_1") for preset in _pair(dataset, teacher, student, _TABLE)),
+    *(preset for dataset in ("svhn", "tiny_imagenet") for preset in _pair(
+        dataset, "resnet34", "resnet18", PAPER + f" ({dataset} with ResNet-34 -> ResNet-18)",
+        (_NEW_DATASET[0].format(dataset),))),
 ]}
 
 

@@ -319,7 +319,9 @@ def study_report(settings: StudySettings, runs_settings: RunPlan | CifarPlan, ru
     """Per method: mean ± std of every statistic; per comparison: the paired differences and their verdicts."""
     paired = [{"method": m, "reference": r, "statistics": paired_differences(runs, m, r)}
               for m, r in comparisons(settings.methods)]
+    published = get_preset(settings.preset).published if settings.preset else None
     return {"kind": "study", "target": settings.target, "settings": asdict(settings),
+            "published": asdict(published) if published else None,
             "runs_settings": runs_settings.to_dict(),
             "teacher": {**runs_settings.teacher_summary(), "test_accuracy": teacher_acc},
             "student_arch": runs_settings.student_arch, "stats_from_fraction": STATS_FROM,

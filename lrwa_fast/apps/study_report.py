@@ -48,6 +48,7 @@ def format_study(report: dict[str, Any]) -> str:
     for method, stats in report["summary"].items():
         cells = " | ".join(mean_std(stats[k], STAT_SCALE[k]) for k in STAT_KEYS)
         lines.append(f"| {method} | {cells} | {mean_std(stats['wall_time_s'])} |")
+    lines += _published(report)
     cost = report["probe_cost"]
     lines += ["", f"Measuring forgetting took {cost['probe_seconds']:.1f} s of the runs' {cost['wall_seconds']:.0f} s "
               f"({100 * cost['share']:.2f}%)."]
@@ -64,6 +65,19 @@ def format_study(report: dict[str, Any]) -> str:
                  _difference(diff["final"], "final"), _difference(diff["variance"], "variance")]
         lines.append(f"| {row['method']} | {row['reference']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _published(report: dict[str, Any]) -> list[str]:
+    """The accuracies published for the preset's pair, beside ours (final % is what the tables report)."""
+    published = report.get("published")
+    if not published:
+        return []
+    methods = ", ".join(f"{name} {value:.2f}" for name, value in published["methods"].items())
+    ours = ", ".join(f"{method} {mean_std(stats['final'], STAT_SCALE['final'])}"
+                     for method, stats in report["summary"].items())
+    return ["", f"Published for this pair ({published['source']}): teacher {published['teacher']:.2f} (ours "
+                f"{100 * report['teacher']['test_accuracy']:.2f}), student trained on the data "
+                f"{published['student']:.2f}; data-free students (final %): {methods}. Ours (final %): {ours}."]
 
 
 def _detectable(row: dict[str, Any], key: str) -> str:

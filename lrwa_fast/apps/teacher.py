@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..choices import SCHEDULES
-from ..config import OptimizerConfig, from_dict, load_config, to_dict
+from ..config import OptimizerConfig, from_dict, parse_override, to_dict
 from ..data import CifarData, DeviceLoader, Normalize, image_set, load_images
 from ..models import build_model
 from ..optim import build_optimizer
@@ -38,8 +38,8 @@ from .reports import environment, write_report
 
 TEACHER_FILE = "teacher.pt"
 RECIPE_SOURCE = ("DFAD's teacher recipe (VainF/Data-Free-Adversarial-Distillation): SGD 0.1, momentum 0.9, wd 5e-4, "
-                 "200 epochs, batch 128, crop 32 with padding 4 + horizontal flip; cosine schedule instead of "
-                 "its x0.1 every 80 epochs")
+                 "200 epochs, batch 128, crop with padding 4 + horizontal flip (none on SVHN, as the DataFree code "
+                 "bases train theirs); cosine schedule instead of its x0.1 every 80 epochs")
 TEACHER_PRECISIONS = ("fp32", "bf16")  # fp16 would need loss scaling here
 
 
@@ -47,7 +47,7 @@ TEACHER_PRECISIONS = ("fp32", "bf16")  # fp16 would need loss scaling here
 class TeacherConfig:
     """How a teacher is trained; the defaults are the standard recipe (module docstring)."""
 
-    dataset: str = "cifar10"  # "cifar10" | "cifar100"
+    dataset: str = "cifar10"  # "cifar10" | "cifar100" | "svhn" | "tiny_imagenet" (lrwa_fast.data.IMAGE_SETS)
     arch: str = "resnet34"  # any name of lrwa_fast.models.MODELS
     epochs: int = 200
     batch_size: int = 128
@@ -275,8 +275,17 @@ def save_teacher(path: str | Path, model: nn.Module, arch: str, dataset: str, *,
                              "recipe": recipe}, path)
 
 
+# Where a dataset's standard recipe departs from the defaults, as the DataFree code bases train their teachers
+# (zju-vipa/Fast-Datafree registry.py get_dataset): SVHN's digits are neither cropped nor mirrored; Tiny-ImageNet's
+# 64x64 images are cropped with padding 4 and mirrored, as CIFAR's.
+DATASET_RECIPES: dict[str, dict[str, Any]] = {"svhn": {"crop_padding": 0, "flip": False}}
+
+
 def load_teacher_config(overrides: list[str], **given: Any) -> TeacherConfig:
-    """Defaults, then ``key=value`` overrides, then the explicitly given options that are not ``None``."""
-    cfg = load_config(TeacherConfig, None, overrides)
-    return from_dict(TeacherConfig, {**to_dict(cfg), **{k: v for k, v in given.items() if v is not None}})
+    """Defaults, then the dataset's recipe (:data:`DATASET_RECIPES`), then ``key=value`` overrides, then the
+    explicitly given options that are not ``None``."""
+    explicit = {**dict(parse_override(item) for item in overrides),
+                **{k: v for k, v in given.items() if v is not None}}
+    return from_dict(TeacherConfig, {**DATASET_RECIPES.get(explicit.get("dataset", TeacherConfig.dataset), {}),
+                                     **explicit})
 

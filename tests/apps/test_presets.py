@@ -14,9 +14,9 @@ from lrwa_fast.apps.cli import main
 from lrwa_fast.apps.presets import PRESETS, get_preset, resolve_preset, resolved_dict
 from lrwa_fast.apps.teacher import save_teacher
 from lrwa_fast.config import from_dict, to_dict
-from lrwa_fast.data.cifar import dataset_spec
+from lrwa_fast.data.images import image_set
 from lrwa_fast.models import build_model
-from lrwa_fast.testing.cifar_files import write_synthetic_cifar
+from lrwa_fast.testing import write_svhn_files, write_synthetic_cifar, write_tiny_imagenet
 
 SMALL = ["trainer.batch_size=2", "generator.img_size=8", "trainer.student_steps=1", "trainer.iterations=2",
          "eval_every=1",
@@ -26,15 +26,30 @@ SMALL = ["trainer.batch_size=2", "generator.img_size=8", "trainer.student_steps=
 
 def teacher_file(tmp_path, arch, dataset):
     torch.manual_seed(0)
-    classes = dataset_spec(dataset).num_classes
+    classes = image_set(dataset).num_classes
     return save_teacher(tmp_path / f"{arch}-{dataset}.pt", build_model(arch, classes), arch, dataset)
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+def write_data(root, dataset):
+    """Six test images of ``dataset`` in its distributed format."""
+    if dataset == "svhn":
+        return write_svhn_files(root, train=4, test=6)
+    if dataset == "tiny_imagenet":
+        return write_tiny_imagenet(root, classes=3, per_class=1, val=6)
+    return write_synthetic_cifar(root, dataset, train=4, test=6)
+
+
+# every kind of preset in the fast suite (each dataset, architecture family, method, memory); the rest under -m slow
+FAST = {"cifar10-resnet34-resnet18", "cifar10-resnet34-resnet18-dfad", "cifar100-resnet34-resnet18-generative",
+        "cifar10-wrn40_2-wrn16_1", "cifar100-vgg11-resnet18-dfad", "svhn-resnet34-resnet18",
+        "tiny_imagenet-resnet34-resnet18-dfad"}
+
+
+@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in sorted(PRESETS)])
 def test_every_preset_runs_two_iterations_through_the_cli(tmp_path, name):
     spec = get_preset(name).spec
     data = tmp_path / "data"
-    write_synthetic_cifar(data, spec["dataset"], train=4, test=6)
+    write_data(data, spec["dataset"])
     teacher = teacher_file(tmp_path, spec["teacher"]["arch"], spec["dataset"])
     out = tmp_path / "run"
     args = ["distill", "--preset", name, "--data", str(data), "--teacher", str(teacher), "--out", str(out), "--quiet"]

@@ -38,15 +38,18 @@ def manifest_entries() -> Iterator[tuple[str, str, dict]]:
 
 
 def distinct_tensors(entry: dict, seed: int = 0) -> dict[str, torch.Tensor]:
-    """The entry's state dict with seeded values no two tensors share (so where each one lands can be told):
-    random floats, and a distinct count for each BatchNorm's ``num_batches_tracked``."""
+    """The entry's state dict with seeded values no two tensors share (so where each one lands can be told), a
+    model that computes finite logits: small random weights, positive running variances, and a distinct count for
+    each BatchNorm's ``num_batches_tracked``."""
     g = torch.Generator().manual_seed(seed)
     state = {}
     for i, (key, shape) in enumerate(entry["tensors"]):
         if key.endswith("num_batches_tracked"):
             state[key] = torch.tensor(1000 + i)
+        elif key.endswith("running_var"):
+            state[key] = torch.rand(shape, generator=g) + 0.5
         else:
-            state[key] = torch.randn(shape, generator=g)
+            state[key] = torch.randn(shape, generator=g) * 0.1
     return state
 
 
