@@ -70,7 +70,8 @@ def test_an_unknown_normalisation_warns_once_and_can_be_stated(tmp_path, data):
         assert distill(data, tmp_path / "bare2.pt", tmp_path / "b", "--set", "teacher.mean=[0.5,0.5,0.5]",
                        "--set", "teacher.std=[0.25,0.25,0.25]") == 0
     norm = json.loads((tmp_path / "b" / "report.json").read_text())["normalisation"]
-    assert norm == {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "from": "the config (teacher.mean, teacher.std)"}
+    assert norm == {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
+                    "from": "the config (teacher.mean, teacher.std)"}
 
 
 def test_what_cannot_be_loaded_stops_distill_before_anything_is_written(tmp_path, data, capsys):

@@ -66,8 +66,8 @@ def test_the_same_names_and_shapes_resolve_by_who_saves_them(tmp_path):
     assert load_teacher(tmp_path / "b.pt", arch="mobilenetv2").arch == "mobilenetv2"
 
 
-@pytest.mark.parametrize("arch", ["resnet34", "resnet8x4", "wrn40_2", "wrn22_4", "vgg11", "vgg13_bn", "mobilenetv2_x0_5",
-                                  "shufflenetv2", "shufflenetv2_x1_5", "cnn"])
+@pytest.mark.parametrize("arch", ["resnet34", "resnet8x4", "wrn40_2", "wrn22_4", "vgg11", "vgg13_bn",
+                                  "mobilenetv2_x0_5", "shufflenetv2", "shufflenetv2_x1_5", "cnn"])
 def test_the_librarys_own_state_dicts_round_trip(tmp_path, arch):
     torch.manual_seed(0)
     model = build_model(arch, 7, in_channels=1 if arch == "cnn" else 3).eval()
