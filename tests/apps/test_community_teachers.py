@@ -14,10 +14,10 @@ import torch
 from lrwa_fast.apps.cli import main
 from lrwa_fast.apps.study import StudySettings
 from lrwa_fast.data import load_cifar
-from lrwa_fast.models import build_model, load_teacher
+from lrwa_fast.models import MODELS, build_model, load_teacher
 from lrwa_fast.models.layouts import CIFAR_STD_2023
 from lrwa_fast.testing import write_synthetic_cifar
-from tests.support import manifest, write_teacher_file
+from tests.support import manifest, manifest_entries, write_teacher_file
 
 SMALL = ["trainer.batch_size=2", "generator.img_size=8", "trainer.student_steps=1", "trainer.iterations=2",
          "eval_every=1", "trainer.memory_start=0", "trainer.memory_insert_size=2", "trainer.memory_batch_size=2",
@@ -145,3 +145,39 @@ def test_a_preset_study_with_a_community_teacher_reports_the_published_table(tmp
     study = (out / "study.md").read_text()
     assert "Published for this pair (zju-vipa/CMI README tables" in study and "CMI 90.01" in study
     assert json.loads((out / "study.json").read_text())["published"]["teacher"] == 94.87
+
+
+ENTRIES = list(manifest_entries())
+QUICK = {"datafree-checkpoint:resnet8", "datafree-checkpoint:mobilenetv2", "datafree-checkpoint:shufflenetv2",
+         "chenyaofo-bare:vgg11_bn", "chenyaofo-bare:shufflenetv2_x0_5", "zskt-state_dict:wrn16_1",
+         "repdistiller-repdistiller_best:vgg8"}
+
+
+def run_config(tmp_path, teacher: dict, student: dict) -> int:
+    config = {"method": "dfad", "teacher": teacher, "student": student, "generator": {"img_size": 32, "ngf": 8},
+              "trainer": {"batch_size": 4, "latent_dim": 8, "iterations": 2, "student_steps": 1, "device": "cpu"},
+              "output_dir": str(tmp_path / "run")}
+    (tmp_path / "run.json").write_text(json.dumps(config))
+    return main(["distill", "--config", str(tmp_path / "run.json"), "--quiet"])
+
+
+@pytest.mark.parametrize(("base", "name", "entry"), [
+    pytest.param(*e, marks=() if f"{e[0]}-{e[1]}" in QUICK else pytest.mark.slow, id=f"{e[0]}-{e[1]}")
+    for e in ENTRIES])
+def test_every_community_teacher_file_trains_two_iterations(tmp_path, base, name, entry):
+    write_teacher_file(tmp_path / "t.pt", entry)
+    classes = entry["num_classes"]
+    teacher = {"arch": entry["arch"], "checkpoint": str(tmp_path / "t.pt"), "num_classes": classes}
+    assert run_config(tmp_path, teacher, {"arch": "resnet8", "num_classes": classes}) == 0
+    assert json.loads((tmp_path / "run" / "history.json").read_text())["metrics"][-1]["iteration"] == 2
+
+
+@pytest.mark.parametrize("arch", [
+    pytest.param(a, marks=() if a in ("wrn22_4", "vgg13_bn", "mobilenetv2_x0_5", "shufflenetv2") else pytest.mark.slow)
+    for a in [*(n for n in MODELS if not n.startswith("cnn")), "wrn22_4"]])
+def test_every_architecture_of_the_zoo_trains_as_a_student(tmp_path, arch):
+    torch.manual_seed(0)
+    torch.save(build_model("resnet8", 10).state_dict(), tmp_path / "t.pt")
+    teacher = {"arch": "resnet8", "checkpoint": str(tmp_path / "t.pt"), "num_classes": 10}
+    assert run_config(tmp_path, teacher, {"arch": arch, "num_classes": 10}) == 0
+    assert (tmp_path / "run" / "student.pt").exists()
