@@ -74,7 +74,7 @@ setup(
     python_requires=">=3.10",
     packages=[*find_packages(include=["lrwa_fast", "lrwa_fast.*"]), "lrwa_fast.kernels"],
     package_dir={"lrwa_fast.kernels": "kernels"},
-    install_requires=["torch>=2.3", "numpy", "scipy>=1.15", "scikit-learn", "matplotlib", "tqdm", "pyyaml", "mnist1d"],
+    install_requires=["torch>=2.5", "numpy", "scipy>=1.15", "scikit-learn", "matplotlib", "tqdm", "pyyaml", "mnist1d"],
     extras_require=EXTRAS,
     ext_modules=ext_modules,
     cmdclass=cmdclass,

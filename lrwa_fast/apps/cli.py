@@ -142,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--data", required=True, help="the dataset's files (docs/datasets.md)")
     check.add_argument("--arch", default=None, help="the architecture it must be (default: recognised from the file)")
     check.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="mean=[r,g,b] and std=[r,g,b]: the normalisation it was trained with, where the file "
-                            "and its code base do not say")
+                       help="mean=[r,g,b] and std=[r,g,b]: the normalisation to score it with (wins over what the "
+                            "file and its code base say)")
     check.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE)
     check.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     check.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -14,7 +14,8 @@ from torch import nn
 
 from ..config import DFADConfig, from_dict, to_dict
 from ..data.images import image_set
-from ..models import Generator, TeacherFile, build_model, load_teacher
+from ..models import Generator, TeacherFile, TeacherFileError, build_model, load_teacher
+from ..models.teacher_file import ArchitectureMismatch, stats_problem
 from ..runtime.checkpoint import latest_checkpoint, read_checkpoint
 from ..runtime.metrics import accuracy_evaluator
 from ..runtime.warn_once import warn_once
@@ -36,10 +37,18 @@ class ModelSpec:
 
 @dataclass
 class TeacherSpec(ModelSpec):
-    """The teacher, and the normalisation it was trained with where neither its file nor its code base says."""
+    """The teacher, and the normalisation to evaluate it with: when set, it wins over what the teacher's file or
+    its code base says (docs/teachers.md); set together, one value per input channel."""
 
     mean: tuple[float, float, float] | None = None  # of images in [0, 1]; None: the file's or its code base's
     std: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.mean, self.std) != (None, None):
+            problem = stats_problem(self.mean and list(self.mean), self.std and list(self.std), self.in_channels)
+            if problem:
+                raise ValueError(f"teacher.mean and teacher.std are set together, {self.in_channels} values each: "
+                                 f"{problem}")
 
 
 @dataclass
@@ -67,19 +76,22 @@ class DistillConfig:
     preset: str = ""  # the preset this config was resolved from (recorded in the report)
 
 
-def load_model(spec: ModelSpec, *, required: bool) -> tuple[nn.Module, TeacherFile | None]:
-    """Build ``spec.arch`` from its weights file (any layout :func:`~lrwa_fast.models.load_teacher` reads, checked
-    against the arch, classes and channels the config says), or untrained without one; returns it and what was read
-    from the file (``None`` without one)."""
+def load_model(spec: ModelSpec, section: str) -> tuple[nn.Module, TeacherFile | None]:
+    """Build the config's ``section`` (``"teacher"``, which needs a file, or ``"student"``) from its weights file
+    (any layout :func:`~lrwa_fast.models.load_teacher` reads, checked against the arch, classes and channels the
+    config says), or untrained without one; returns it and what was read from the file (``None`` without one)."""
     if not spec.checkpoint:
-        if required:
+        if section == "teacher":
             raise ValueError("the teacher needs a checkpoint (teacher.checkpoint)")
         return build_model(spec.arch, spec.num_classes, spec.in_channels), None
-    loaded = load_teacher(spec.checkpoint, spec.arch, allow_pickle=spec.allow_pickle)
+    try:
+        loaded = load_teacher(spec.checkpoint, spec.arch, allow_pickle=spec.allow_pickle)
+    except ArchitectureMismatch as err:
+        raise TeacherFileError(f"{err}; set {section}.arch={err.found}") from None
     for key, found in (("num_classes", loaded.num_classes), ("in_channels", loaded.in_channels)):
         if found != getattr(spec, key):
             raise ValueError(f"checkpoint {spec.checkpoint!r} holds a {loaded.arch} with {key}={found}, the config "
-                             f"says {getattr(spec, key)}")
+                             f"says {section}.{key}={getattr(spec, key)}")
     return loaded.model, loaded
 
 
@@ -102,7 +114,7 @@ def build_trainer(spec: DistillConfig, resume: str | None = None, config: DFADCo
     cfg = config if config is not None else _trainer_config(spec, trainer_cls, saved)
     torch.manual_seed(cfg.seed)  # the student and generator initialisations follow the seed
     teacher, loaded = load_teacher_for(spec)
-    student, _ = load_model(spec.student, required=False)
+    student, _ = load_model(spec.student, "student")
     generator = Generator(cfg.latent_dim, channels=spec.teacher.in_channels, img_size=spec.generator.img_size,
                           ngf=spec.generator.ngf)
     if path is None:
@@ -112,12 +124,16 @@ def build_trainer(spec: DistillConfig, resume: str | None = None, config: DFADCo
 
 def load_teacher_for(spec: DistillConfig) -> tuple[nn.Module, TeacherFile]:
     """The run's teacher from its file, refused when the file says it was trained on another dataset."""
-    teacher, loaded = load_model(spec.teacher, required=True)
-    trained_on = loaded.meta.get("dataset", spec.dataset)
-    if spec.dataset and trained_on != spec.dataset:
-        raise ValueError(f"teacher {spec.teacher.checkpoint!r} was trained on {trained_on}, and this run "
-                         f"evaluates on {spec.dataset}")
+    teacher, loaded = load_model(spec.teacher, "teacher")
+    check_trained_on(loaded, spec.dataset)
     return teacher, loaded
+
+
+def check_trained_on(teacher: TeacherFile, dataset: str) -> None:
+    """Refuse a teacher whose file says it was trained on another dataset than the one it is scored on."""
+    trained_on = teacher.meta.get("dataset", dataset)
+    if dataset and trained_on != dataset:
+        raise ValueError(f"teacher {teacher.path!r} was trained on {trained_on}, and this run evaluates on {dataset}")
 
 
 def _trainer_config(spec: DistillConfig, trainer_cls: type[Trainer], saved: dict[str, Any] | None) -> DFADConfig:
@@ -202,7 +218,8 @@ def teacher_summary(teacher: TeacherFile, dataset: str) -> dict[str, Any]:
     for it (where one is known)."""
     published = teacher.published_accuracy(dataset) if dataset else None
     return {"checkpoint": teacher.path, "arch": teacher.arch, "num_classes": teacher.num_classes,
-            "layout": teacher.layout, "wrapper": teacher.wrapper, "names": teacher.names,
+            "layout": teacher.layout, "code_bases": teacher.code_bases, "wrapper": teacher.wrapper,
+            "names": teacher.names,
             **{k: teacher.meta[k] for k in ("dataset", "test_accuracy", "best_acc1", "epoch") if k in teacher.meta},
             "published_accuracy": published[0] if published else None,
             "published_source": published[1] if published else None}
@@ -214,8 +231,10 @@ def teacher_normalisation(teacher: TeacherFile, dataset: str, mean: tuple[float,
     when given (the config's ``teacher.mean`` / ``teacher.std``), else the file's or its recognised code base's,
     else the dataset's own with one warning naming them (a teacher trained with others would be scored wrongly)."""
     if (mean, std) != (None, None):
-        if mean is None or std is None:
-            raise ValueError("teacher.mean and teacher.std are set together (three values each)")
+        problem = stats_problem(mean, std, teacher.in_channels)
+        if problem:
+            raise ValueError(f"teacher.mean and teacher.std are set together, {teacher.in_channels} values each: "
+                             f"{problem}")
         return {"mean": list(mean), "std": list(std), "from": "the config (teacher.mean, teacher.std)"}
     known = teacher.known_normalisation(dataset)
     if known is not None:
@@ -230,7 +249,7 @@ def teacher_normalisation(teacher: TeacherFile, dataset: str, mean: tuple[float,
             "from": f"assumed: {dataset}'s statistics ({assumed.stats_source}); the teacher's are not known"}
 
 
-def evaluator(spec: DistillConfig, teacher: TeacherFile | None, device: torch.device
+def evaluator(spec: DistillConfig, teacher: TeacherFile, device: torch.device
               ) -> tuple[Callable[[nn.Module], dict[str, float]] | None, dict[str, Any]]:
     """The evaluation callback (the dataset's test split on the device, normalised as the teacher was trained, or
     ``eval_data``) and the normalisation used."""

@@ -137,8 +137,8 @@ class StudySettings:
             check_preset(self.preset, self.data, self.teacher, self.overrides)
             if self.teacher_seed is not None or self.teacher_epochs is not None:
                 raise ValueError("--teacher-seed goes with an embedded benchmark; a preset's study takes --teacher")
-        elif self.data or self.teacher:
-            raise ValueError("--data and --teacher go with --preset")
+        elif self.data or self.teacher or any(k.startswith("teacher.") for k in self.overrides):
+            raise ValueError("--data, --teacher, --allow-pickle and teacher.* settings go with --preset")
         else:
             benchmark(self.benchmark)
         unknown = [m for m in self.methods if m not in METHODS]

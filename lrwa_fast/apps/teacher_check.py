@@ -8,10 +8,11 @@ from typing import Any
 
 from ..data import Normalize, load_images
 from ..data.images import image_set
-from ..models import load_teacher
+from ..models import TeacherFileError, load_teacher
+from ..models.teacher_file import ArchitectureMismatch
 from ..runtime.distributed import resolve_device
 from ..runtime.metrics import accuracy
-from .distill import teacher_normalisation, teacher_summary
+from .distill import check_trained_on, teacher_normalisation, teacher_summary
 
 
 def check_teacher(path: str | Path, dataset: str, data: str | Path, *, arch: str | None = None,
@@ -21,10 +22,15 @@ def check_teacher(path: str | Path, dataset: str, data: str | Path, *, arch: str
     ``data`` with the normalisation it was trained with (:func:`~lrwa_fast.apps.distill.teacher_normalisation`),
     and return what a report needs; writes nothing."""
     spec = image_set(dataset)
-    teacher = load_teacher(path, arch, allow_pickle=allow_pickle)
-    if teacher.num_classes != spec.num_classes:
-        raise ValueError(f"teacher {str(path)!r} is a {teacher.num_classes}-class {teacher.arch}; {dataset} has "
-                         f"{spec.num_classes} classes")
+    try:
+        teacher = load_teacher(path, arch, allow_pickle=allow_pickle)
+    except ArchitectureMismatch as err:
+        raise TeacherFileError(f"{err}; leave --arch out, or give --arch {err.found}") from None
+    if (teacher.num_classes, teacher.in_channels) != (spec.num_classes, 3):
+        raise ValueError(f"teacher {str(path)!r} is a {teacher.num_classes}-class {teacher.arch} of "
+                         f"{teacher.in_channels} input channels; {dataset} has {spec.num_classes} classes of RGB "
+                         f"images")
+    check_trained_on(teacher, dataset)
     normalisation = teacher_normalisation(teacher, dataset, mean, std)
     test = load_images(dataset, data, train=False)
     on = resolve_device(device)
@@ -38,7 +44,7 @@ def format_check(report: dict[str, Any]) -> str:
     """The check as a few lines: what the file is, how it is normalised, its accuracy against the published one."""
     teacher, norm = report["teacher"], report["normalisation"]
     lines = [f"{teacher['checkpoint']}: {teacher['arch']}, {teacher['num_classes']} classes; layout "
-             f"{teacher['layout']} ({teacher['wrapper']} wrapper, {teacher['names']} names)",
+             f"{teacher['layout']} ({teacher['wrapper']} wrapper, {teacher['names']} names): {teacher['code_bases']}",
              f"normalisation: mean {norm['mean']} std {norm['std']} ({norm['from']})",
              f"test accuracy on {report['dataset']} ({report['test_images']} images): "
              f"{100 * report['test_accuracy']:.2f}%"]

@@ -62,15 +62,11 @@ def wrn_names(keys: list[str]) -> dict[str, str] | None:
 
 
 # The community's names for the model classes whose library names differ (every other class: the same names).
-NAMINGS: dict[type[nn.Module], tuple[str, Renamer]] = {
-    ResNet: ("torch-style ResNet names (conv1, layer<s>.<i>, shortcut | downsample, linear | fc)", resnet_names),
-    WideResNet: ("ZSKT Wide ResNet names (conv1, block<s>.layer.<i>, convShortcut, bn1, fc)", wrn_names),
-}
+NAMINGS: dict[type[nn.Module], Renamer] = {ResNet: resnet_names, WideResNet: wrn_names}
 
 CIFAR_STD_2023: Stats = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))  # kuangliu's, quoted widely
 CIFAR100_DATAFREE: Stats = ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761))
 SVHN_ZSKT: Stats = ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970))
-IMAGENET: Stats = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 HALF: Stats = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 # Every classifier defined in the DataFree code bases' datafree/models/classifiers (registered in registry.py or not)
@@ -100,7 +96,7 @@ class Layout:
     name: str
     title: str  # the code bases, as users know them
     wrapper: str  # see teacher_file.WRAPPERS
-    archs: tuple[str, ...]  # library names of the architectures; () = any
+    archs: tuple[str, ...]  # library names of the architectures it saves (this library's layouts: every one)
     library_names: bool = False  # True: this library's own names (else the community's, NAMINGS)
     normalisation: dict[str, Stats] = field(default_factory=dict)
     normalisation_source: str = ""

@@ -13,6 +13,7 @@ import torch
 
 from lrwa_fast.apps.cli import main
 from lrwa_fast.apps.study import StudySettings
+from lrwa_fast.apps.teacher import save_teacher
 from lrwa_fast.data import load_cifar
 from lrwa_fast.models import MODELS, build_model, load_teacher
 from lrwa_fast.models.layouts import CIFAR_STD_2023
@@ -107,9 +108,9 @@ def test_check_teacher_scores_a_community_file_beside_its_published_accuracy(tmp
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--dataset", "cifar100"], "is a 10-class wrn16_1; cifar100 has 100 classes"),
+    (["--dataset", "cifar100"], "is a 10-class wrn16_1 of 3 input channels; cifar100 has 100 classes"),
     (["--set", "lr=1"], "takes mean=\\[r,g,b\\] and std=\\[r,g,b\\], not \\['lr'\\]"),
-    (["--arch", "resnet34"], "not the given architecture 'resnet34'; set teacher.arch=wrn16_1"),
+    (["--arch", "resnet34"], "not the given architecture 'resnet34'; leave --arch out, or give --arch wrn16_1"),
 ])
 def test_check_teacher_refuses_clearly(tmp_path, data, capsys, args, message):
     teacher = datafree_teacher(tmp_path, "wrn16_1", prefix="")
@@ -181,3 +182,30 @@ def test_every_architecture_of_the_zoo_trains_as_a_student(tmp_path, arch):
     teacher = {"arch": "resnet8", "checkpoint": str(tmp_path / "t.pt"), "num_classes": 10}
     assert run_config(tmp_path, teacher, {"arch": arch, "num_classes": 10}) == 0
     assert (tmp_path / "run" / "student.pt").exists()
+
+
+def test_the_configs_normalisation_and_sections_are_checked_before_anything_is_written(tmp_path, data, capsys):
+    teacher = datafree_teacher(tmp_path)
+    assert distill(data, teacher, tmp_path / "run", "--set", "teacher.mean=[0.5,0.5,0.5]") == 2
+    assert "teacher.mean and teacher.std are set together, 3 values each: std must be 3 finite numbers, got None" \
+        in capsys.readouterr().err
+    assert distill(data, teacher, tmp_path / "run", "--set", "teacher.mean=[0.5,0.5,0.5]",
+                   "--set", "teacher.std=[0.2,0,0.2]") == 2
+    assert "std must be positive" in capsys.readouterr().err
+    torch.save(build_model("resnet20", 10).state_dict(), tmp_path / "student.pt")
+    assert distill(data, teacher, tmp_path / "run", "--set", f"student.checkpoint={tmp_path / 'student.pt'}") == 2
+    assert "not the given architecture 'wrn16_1'; set student.arch=resnet20" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match=r"--allow-pickle and teacher\.\* settings go with --preset"):
+        StudySettings(benchmark="digits", overrides={"teacher.allow_pickle": True}).check()
+
+
+def test_check_teacher_refuses_a_teacher_of_another_dataset_and_bad_statistics(tmp_path, data, capsys):
+    torch.manual_seed(0)
+    save_teacher(tmp_path / "svhn.pt", build_model("resnet8", 10), "resnet8", "svhn")
+    base = ["check-teacher", "--dataset", "cifar10", "--data", str(data)]
+    assert main([*base, "--teacher", str(tmp_path / "svhn.pt")]) == 2
+    assert "was trained on svhn, and this run evaluates on cifar10" in capsys.readouterr().err
+    teacher = datafree_teacher(tmp_path, "wrn16_1", prefix="")
+    assert main([*base, "--teacher", str(teacher), "--set", "mean=[0.5]", "--set", "std=[0.5]"]) == 2
+    assert "mean must be 3 finite numbers, got [0.5]" in capsys.readouterr().err

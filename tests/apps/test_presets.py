@@ -142,6 +142,6 @@ def test_overrides_and_errors(tmp_path, capsys):
     assert "holds a resnet18 (its tensors' names and shapes), not the given architecture 'resnet34'; set " \
            "teacher.arch=resnet18" in capsys.readouterr().err
     assert main([*base, "--teacher", str(teacher), "--set", "teacher.arch=resnet18"]) == 2
-    assert "holds a resnet18 with num_classes=100, the config says 10" in capsys.readouterr().err
+    assert "holds a resnet18 with num_classes=100, the config says teacher.num_classes=10" in capsys.readouterr().err
     assert main([*base, "--teacher", str(tmp_path / "missing.pt")]) == 2
     assert "missing.pt' does not exist" in capsys.readouterr().err

@@ -33,8 +33,7 @@ def test_one_short_epoch_writes_a_loadable_teacher_and_report(tmp_path, capsys, 
     saved = torch.load(tmp_path / "t" / "teacher.pt", weights_only=True)
     assert (saved["arch"], saved["dataset"], saved["num_classes"]) == ("cnn_small", "cifar10", 10)
     assert saved["mean"] == [0.4914, 0.4822, 0.4465] and saved["recipe"]["precision"] == precision
-    model, loaded = load_model(ModelSpec(arch="cnn_small", checkpoint=str(tmp_path / "t" / "teacher.pt")),
-                               required=True)
+    model, loaded = load_model(ModelSpec(arch="cnn_small", checkpoint=str(tmp_path / "t" / "teacher.pt")), "teacher")
     (mean, std), source = loaded.known_normalisation("cifar10")
     assert loaded.layout == "lrwa_fast" and source.startswith("the teacher file")
     data = load_cifar("cifar10", tmp_path / "data")
