@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One command for a lent GPU machine (see README, "GPU check"): build the CUDA extension and check
-# that its CUDA kernels loaded, run the GPU tests, then the step benchmark (ResNet-34 → ResNet-18,
+# One command for a lent GPU machine (see README, "GPU check"): build the CUDA extension, run `lrwa-fast doctor`
+# (every fast path against its reference on this GPU: doctor.json), check that the CUDA kernels loaded, run the GPU
+# tests, then the step benchmark (ResNet-34 → ResNet-18,
 # the GPU targets; fp32, bf16, and the finite-difference table with the KL loss), the replay and
 # kernel tables, the profile and the compiled-student benchmark.
 # Steps run in that order of importance under one deadline (GPU_CHECK_SECONDS, default 570 s, so
@@ -32,6 +33,7 @@ step() {  # step NAME LIMIT COMMAND...: run with min(LIMIT, time left), log to N
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$work/gpu.txt" 2>&1 || true
 if [ -d wheels ]; then pip install --no-index --find-links wheels tqdm higher pyyaml > "$work/wheels.log" 2>&1; fi
 step build 240 env MAX_JOBS="$(nproc)" pip install --no-build-isolation --no-deps -e .
+step doctor 120 sh -c "python -m lrwa_fast doctor --json > '$work/doctor.json'; python -m lrwa_fast doctor --no-speed"
 step extension 30 python -c "from lrwa_fast.replay.buffer import _ext; assert _ext.has_cuda(), _ext.reason() or 'built without CUDA'; print('CUDA replay kernels loaded')"
 step gpu_tests 150 python -m pytest -q -m gpu tests
 step step_bench 120 python -m lrwa_fast bench --cases resnet18 --repeats 10 --json "$work/bench.json"

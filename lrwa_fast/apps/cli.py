@@ -1,4 +1,4 @@
-"""Command line: ``lrwa-fast demo | study | distill | teacher | check-teacher | presets | compare | bench |
+"""Command line: ``lrwa-fast doctor | demo | study | distill | teacher | check-teacher | presets | compare | bench |
 profile`` (also ``python -m lrwa_fast``).
 
 ``demo``, ``distill`` and ``teacher`` train data-parallel when launched with torchrun (one process
@@ -34,6 +34,11 @@ def _default_cache() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lrwa-fast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    doctor = sub.add_parser("doctor", help="run first on any machine: the environment, and each fast path's verdict "
+                                           "against the PyTorch reference here (exit 1 when one is wrong or broken)")
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON (for a bug report)")
+    doctor.add_argument("--no-speed", action="store_true", help="skip timing each fast path against its reference")
 
     demo = sub.add_parser("demo", help="LRwA vs DFAD on an embedded benchmark (no download)")
     demo.add_argument("--benchmark", default="digits", choices=BENCHMARK_NAMES,
@@ -200,16 +205,19 @@ def _sizes(args: argparse.Namespace) -> dict[str, int | str]:
 
 def _bench(args: argparse.Namespace) -> int:
     from ..bench.steps import bench, format_results, higher_available
+    from ..runtime import selfcheck
 
     results = bench([c.strip() for c in args.cases.split(",") if c.strip()], args.device, args.repeats,
                     args.warmup, full=args.full, iterations=not args.no_iterations, overrides=_sizes(args),
                     compiled=args.compile, gradient_repeats=args.gradient_repeats)
     print(format_results(results))
+    print(selfcheck.describe(selfcheck.usage()))
     if not higher_available():
         print("\nThe 'higher / ours' column is empty: the `higher` package is not installed, so the "
               "higher_exact baseline was not run (pip install 'lrwa_fast[higher]').")
     if args.json:
-        _write_json(Path(args.json), {"command": "lrwa-fast bench", "results": results})
+        _write_json(Path(args.json), {"command": "lrwa-fast bench", "results": results,
+                                      "fast_paths": selfcheck.usage()})
     return 0
 
 
@@ -244,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"demo": _demo, "study": _study, "distill": _distill, "bench": _bench, "profile": _profile,
-                    "compare": _compare, "presets": _presets, "teacher": _teacher, "check-teacher": _check_teacher}
+                    "compare": _compare, "presets": _presets, "teacher": _teacher, "check-teacher": _check_teacher,
+                    "doctor": _doctor}
         return commands[args.command](args)
     except TrainingInterrupted as err:
         print(f"lrwa-fast: {err}", file=sys.stderr)
@@ -400,6 +409,14 @@ def _teacher(args: argparse.Namespace) -> int:
     print(f"{cfg.arch} on {cfg.dataset}: test accuracy {100 * report['test_accuracy']:.2f}% after "
           f"{len(report['epochs'])} epochs; wrote {Path(args.out) / 'teacher.pt'} and report.json")
     return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import doctor, format_doctor
+
+    report = doctor(speed=not args.no_speed)
+    print(json.dumps(report, indent=2) if args.json else format_doctor(report))
+    return 0 if report["ok"] else 1
 
 
 def _check_teacher(args: argparse.Namespace) -> int:

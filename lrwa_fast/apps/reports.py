@@ -15,6 +15,7 @@ from typing import Any, TextIO
 import torch
 from torch import nn
 
+from ..runtime import selfcheck
 from ..runtime.checkpoint import atomic_write, atomic_write_text
 from ..runtime.metrics import curve_statistics
 from ..training.probes import ForgettingProbes, forgetting_report
@@ -92,7 +93,8 @@ def curve_report(evaluations: list[dict[str, Any]], probes: ForgettingProbes | N
 
 
 def environment() -> dict[str, Any]:
-    """Versions and machine, for a report."""
+    """Versions, machine, and the backend each fast path ran with and why (:mod:`lrwa_fast.runtime.selfcheck`), for a
+    report."""
     from .. import __version__
 
     cuda = torch.cuda.is_available()
@@ -100,7 +102,8 @@ def environment() -> dict[str, Any]:
                          "cuda": torch.version.cuda},
             "machine": {"platform": platform.platform(), "processor": platform.machine(),
                         "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
-                        "gpu": torch.cuda.get_device_name() if cuda else None}}
+                        "gpu": torch.cuda.get_device_name() if cuda else None},
+            "fast_paths": selfcheck.usage()}
 
 
 def write_report(out: Path, report: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from ..config import DFADConfig, LRwAConfig
+from ..runtime import selfcheck
 from ..runtime.distributed import resolve_device
 from ..runtime.phases import PhaseTimer
 from ..training import DFADTrainer, LRwATrainer, Trainer
@@ -151,7 +152,7 @@ def profile(case_name: str = "cnn", device_name: str = "auto", plan: ProfilePlan
                           for name, trainer in trainers.items()}, plan.rounds, rotate=True)
     report = {"case": case.name, "device": str(device), "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
               "plan": dataclasses.asdict(plan), "load_average": [load_before, _load_average()],
-              "variants": summarize_blocks(blocks), "log": None}
+              "variants": summarize_blocks(blocks), "log": None, "fast_paths": selfcheck.usage()}
     if out_dir is not None:
         report["log"] = _chrome_traces({n: t for n, t in trainers.items() if not n.endswith(AGAIN)}, device,
                                        Path(out_dir))
@@ -239,6 +240,8 @@ def format_profile(report: dict[str, Any]) -> str:
                      f"({a['q1']:.2f}–{a['q3']:.2f}), is the spread a real difference must exceed.")
     if report.get("log"):
         lines.append(f"The profiler's own messages (Chrome traces) went to {report['log']}.")
+    if "fast_paths" in report:
+        lines.append(selfcheck.describe(report["fast_paths"]))
     return "\n".join(lines)
 
 

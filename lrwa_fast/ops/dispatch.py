@@ -5,14 +5,19 @@ The backend is named by the ``backend`` argument of an op (the config field ``ba
 is set (:mod:`lrwa_fast.runtime.envvars`). :func:`resolve` applies these rules, in order:
 
 1. ``torch``, or no tensors: the reference path.
-2. Devices. ``auto``: the kernels only when every tensor is on a CUDA device. ``triton``: the
-   kernels on CUDA tensors, or on CPU tensors when ``TRITON_INTERPRET`` is set (Triton's
+2. Devices. ``auto``: the kernels only when every tensor is on a device of :data:`KERNEL_DEVICES` (CUDA).
+   ``triton``: the kernels on CUDA tensors, or on CPU tensors when ``TRITON_INTERPRET`` is set (Triton's
    interpreter, for tests); any other placement raises ``RuntimeError``.
 3. Dtypes: the kernels only when every tensor is fp32, fp16 or bf16 (:data:`KERNEL_DTYPES`);
    anything else (float64, integers, a float64 among fp32 tensors) takes the reference path,
    silently, even under ``triton``.
 4. Availability: when the kernels were wanted but Triton cannot be imported, the reference path
    runs instead and a single ``RuntimeWarning`` per process says why.
+5. Proof (``auto`` only): the first time a kernel would run on a device with a dtype, its check compares it with
+   the reference (:mod:`lrwa_fast.runtime.selfcheck`); a kernel that fails takes the reference path for the rest
+   of the process, with one warning. ``triton`` named explicitly is not checked.
+
+Each choice, and why, is recorded for reports (:func:`lrwa_fast.runtime.selfcheck.usage`).
 """
 
 from __future__ import annotations
@@ -30,12 +35,13 @@ import torch
 from torch import Tensor
 
 from ..choices import KERNEL_BACKENDS
-from ..runtime import envvars
+from ..runtime import envvars, selfcheck
 from ..runtime.warn_once import warn_once
 
 ENV_VAR = "LRWA_FAST_BACKEND"
 KERNEL_MODULES: tuple[str, ...] = ("kd_loss", "grad_alignment")
 KERNEL_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16)
+KERNEL_DEVICES: frozenset[str] = frozenset({"cuda"})  # where ``auto`` runs the kernels
 
 _state = {"cause": ""}
 
@@ -81,6 +87,11 @@ def _load_kernels() -> ModuleType | None:
     return package
 
 
+def kernel_failure() -> str:
+    """Why the kernels could not be loaded (empty when they were, or were never asked for)."""
+    return _state["cause"]
+
+
 def triton_available() -> bool:
     """Whether Triton and the kernel modules import (cached for the process)."""
     return _load_kernels() is not None
@@ -102,20 +113,44 @@ def _fallback() -> Literal["torch"]:
     return "torch"
 
 
-def resolve(tensors: Iterable[Tensor], backend: str | None = "auto") -> Literal["triton", "torch"]:
-    """``"triton"`` or ``"torch"`` for an op on ``tensors`` (rules 1-4 of the module docstring)."""
+def resolve(tensors: Iterable[Tensor], backend: str | None = "auto", op: str = "",
+            check: selfcheck.Check | None = None) -> Literal["triton", "torch"]:
+    """``"triton"`` or ``"torch"`` for op ``op`` on ``tensors`` (rules 1-5 of the module docstring); ``check``
+    checks the op's kernel against its reference (rule 5), and the choice is recorded under ``op``."""
     name = requested_backend(backend)
-    tensors = tuple(tensors)
-    if name == "torch" or not tensors or not _devices_suit(name, {t.device.type for t in tensors}):
-        return "torch"
-    if not all(t.dtype in KERNEL_DTYPES for t in tensors):
-        return "torch"
-    return "triton" if triton_available() else _fallback()
+    choice, why = _choose(name, tuple(tensors), op, check)
+    if op:
+        selfcheck.record(op, name, choice, why)
+    return choice
+
+
+def _choose(name: str, tensors: tuple[Tensor, ...], op: str, check: selfcheck.Check | None
+            ) -> tuple[Literal["triton", "torch"], str]:
+    """The backend, and why."""
+    if name == "torch" or not tensors:
+        return "torch", "torch requested" if name == "torch" else "no tensors"
+    devices = {t.device.type for t in tensors}
+    if not _devices_suit(name, devices):
+        return "torch", f"auto: tensors on {', '.join(sorted(devices))}; the kernels run on CUDA"
+    dtypes = {t.dtype for t in tensors}
+    if not dtypes <= set(KERNEL_DTYPES):
+        return "torch", f"no kernel for {', '.join(sorted(str(d) for d in dtypes - set(KERNEL_DTYPES)))}"
+    if not triton_available():
+        return _fallback(), f"Triton unavailable ({_state['cause']})"
+    if name == "triton":
+        return "triton", "triton requested (not checked)"
+    if check is None or not selfcheck.enabled():
+        return "triton", "auto: kernel devices and dtypes (checks off)"
+    for device, dtype in dict.fromkeys((t.device, t.dtype) for t in tensors):
+        if not selfcheck.verified(op, device, dtype, check):
+            return "torch", f"auto: the kernel failed its check on {device} ({dtype}): " \
+                            f"{selfcheck.verdict(op, device, dtype).detail}"
+    return "triton", "auto: kernel devices and dtypes, check passed"
 
 
 def _devices_suit(name: str, devices: set[str]) -> bool:
     """Whether backend ``name`` runs the kernels on ``devices`` (rule 2); raise where ``triton`` cannot."""
-    if devices == {"cuda"}:
+    if devices <= KERNEL_DEVICES:
         return True
     if name == "triton" and not (devices == {"cpu"} and interpreter_enabled()):
         raise RuntimeError(f"backend 'triton' needs CUDA tensors, or CPU tensors with TRITON_INTERPRET=1; "

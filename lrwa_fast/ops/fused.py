@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from . import dispatch
+from . import dispatch, kernel_checks
 from .alignment import Alignment, check_alignment_args, cosine, per_tensor_reference, totals
 from .losses import LossKind, Reduction, check_kd_args, kd_row_losses, reduce_rows
 
@@ -36,7 +36,7 @@ def kd_loss(
     fp32, and upcast to fp32 on the reference path: the loss is fp32 either way.
     """
     check_kd_args(student_logits, teacher_logits, kind, temperature, reduction)
-    if dispatch.resolve((student_logits, teacher_logits), backend) == "triton":
+    if dispatch.resolve((student_logits, teacher_logits), backend, "kd_loss", kernel_checks.kd_loss_check) == "triton":
         return dispatch.kernels().kd_loss.kd_loss_triton(student_logits, teacher_logits, kind, temperature,
                                                           reduction)
     student_logits, teacher_logits = (t.float() if t.dtype in HALF_DTYPES else t
@@ -49,7 +49,7 @@ def grad_alignment(grads_a: Sequence[Tensor], grads_b: Sequence[Tensor], *,
     """``(Σ⟨a_i,b_i⟩, Σ‖a_i‖², Σ‖b_i‖², per_tensor (len, 3))`` in fp32; values only, no graph."""
     a, b = list(grads_a), list(grads_b)
     check_alignment_args(a, b)
-    if dispatch.resolve(a + b, backend) == "triton":
+    if dispatch.resolve(a + b, backend, "grad_alignment", kernel_checks.grad_alignment_check) == "triton":
         per_tensor = dispatch.kernels().grad_alignment.per_tensor_alignment(a, b)
     else:
         per_tensor = per_tensor_reference(a, b)

@@ -7,6 +7,9 @@ value is refused naming where it came from.
   (:mod:`lrwa_fast.ops.dispatch`);
 * ``LRWA_FAST_MEMORY_BACKEND``: ``auto`` | ``torch`` | ``cpp`` | ``cuda``, the replay-memory backend
   (:mod:`lrwa_fast.replay.buffer.backends`).
+
+``LRWA_FAST_SELF_CHECK`` (``1`` / ``on``, the default, or ``0`` / ``off``) says whether ``auto`` checks a fast path
+against its reference before its first use (:mod:`lrwa_fast.runtime.selfcheck`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,12 @@ The backend is named by the buffer's ``backend`` argument (the config field ``me
 * ``torch``: the PyTorch reference, any device; the extension is not even imported.
 * ``cpp``: the compiled extension on CPU buffers; ``cuda``: its CUDA kernels on CUDA buffers.
 * ``auto`` with the variable unset (or ``auto``): ``cuda`` for CUDA buffers and ``cpp`` for CPU buffers
-  when built, else ``torch`` (with one ``RuntimeWarning`` per process when the extension failed to import).
+  when built, else ``torch`` (with one ``RuntimeWarning`` per process when the extension failed to import);
+  the first time per device and dtype, the compiled backend must first pass its check against the PyTorch
+  reference (:mod:`.backend_check`, :mod:`lrwa_fast.runtime.selfcheck`), else ``torch`` with one warning. A backend
+  named explicitly is not checked.
+
+Each choice, and why, is recorded under ``replay`` for reports (:func:`lrwa_fast.runtime.selfcheck.usage`).
 
 All backends give identical results, so a buffer's state moves freely between them.
 """
@@ -17,9 +22,10 @@ from __future__ import annotations
 import torch
 
 from ...choices import MEMORY_BACKENDS
-from ...runtime import envvars
+from ...runtime import envvars, selfcheck
 from ...runtime.warn_once import warn_once
 from . import _ext, cpp_backend, torch_backend
+from .backend_check import replay_check
 from .base import ReplayBackend
 
 ENV_VAR = "LRWA_FAST_MEMORY_BACKEND"
@@ -30,6 +36,11 @@ _NATIVE_DEVICE = {"cpp": "cpu", "cuda": "cuda"}
 def requested_backend(backend: str | None = "auto") -> str:
     """The backend asked for: ``backend`` unless ``auto``, else ``$LRWA_FAST_MEMORY_BACKEND``, else ``auto``."""
     return envvars.requested(backend, ENV_VAR, MEMORY_BACKENDS)
+
+
+def device_type(name: str) -> str:
+    """The device type compiled backend ``name`` holds buffers on (``"cpu"`` for ``cpp``, ``"cuda"``)."""
+    return _NATIVE_DEVICE[name]
 
 
 def native_backend(device: torch.device) -> str | None:
@@ -46,15 +57,32 @@ def unavailable_reason(name: str) -> str:
     return ""
 
 
-def resolve_backend(backend: str | None, device: torch.device) -> tuple[str, ReplayBackend]:
-    """Return ``(resolved_name, implementation)`` for ``backend`` (rules in the module docstring) on ``device``."""
-    name = requested_backend(backend)
-    if name == "auto":
-        native = native_backend(device)
-        name = native if native is not None and not unavailable_reason(native) else _fallback()
-    elif name != "torch":
-        _check_native(name, device)
+def resolve_backend(backend: str | None, device: torch.device, dtype: torch.dtype = torch.float32
+                    ) -> tuple[str, ReplayBackend]:
+    """Return ``(resolved_name, implementation)`` for ``backend`` (rules in the module docstring) on ``device``
+    for storage of ``dtype``; the choice is recorded under ``replay``."""
+    requested = requested_backend(backend)
+    name, why = _choose(requested, device, dtype)
+    selfcheck.record("replay", requested, name, why)
     return name, IMPLEMENTATIONS[name]
+
+
+def _choose(requested: str, device: torch.device, dtype: torch.dtype) -> tuple[str, str]:
+    """The backend, and why."""
+    if requested == "torch":
+        return "torch", "torch requested"
+    if requested != "auto":
+        _check_native(requested, device)
+        return requested, f"{requested} requested (not checked)"
+    native = native_backend(device)
+    why = unavailable_reason(native) if native is not None else f"no compiled backend for {device.type} buffers"
+    if why:
+        return _fallback(), f"auto: {why}"
+    if not selfcheck.verified(f"replay_{native}", device, dtype, replay_check(IMPLEMENTATIONS[native])):
+        verdict = selfcheck.verdict(f"replay_{native}", device, dtype)
+        return "torch", f"auto: {native} failed its check on {device} ({dtype}): {verdict.detail}"
+    return native, f"auto: {device.type} buffers, the extension built" + (
+        ", check passed" if selfcheck.enabled() else " (checks off)")
 
 
 def _check_native(name: str, device: torch.device) -> None:

@@ -53,7 +53,7 @@ class ReplayBuffer:
         self.dtype = dtype
         key = int(torch.randint(0, 2**62, (1,))) if seed is None else int(seed) & (2**64 - 1)
         where = torch.device(device)
-        self.backend_name, self._backend = resolve_backend(backend, where)
+        self.backend_name, self._backend = resolve_backend(backend, where, dtype)
         self.storage = TensorStorage.allocate(capacity, self.sample_shape, num_classes, where, dtype)
         self.device = self.storage.x.device  # with its index ("cuda:0"), as every tensor on it reports
         self.writer = WRITERS[policy](key)

@@ -1,0 +1,114 @@
+"""``lrwa-fast doctor`` as a new user runs it: the environment, each fast path's verdict against its reference
+here, its deviation and speed; exit 1 when a fast path is wrong, fails or is installed but broken (each
+simulated: a kernel made wrong, one raising at launch, an extension that fails to import), 0 otherwise."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from lrwa_fast.apps.cli import main
+from lrwa_fast.ops import dispatch
+from lrwa_fast.replay.buffer import _ext, cpp_backend
+from lrwa_fast.runtime import selfcheck
+from tests.support import subprocess_env
+
+needs_ext = pytest.mark.skipif(_ext.module() is None, reason=f"extension unavailable: {_ext.reason()}")
+
+
+@pytest.fixture(autouse=True)
+def fresh_checks():
+    selfcheck.reset()
+    yield
+    selfcheck.reset()
+
+
+def rows(capsys) -> dict[tuple[str, str], dict]:
+    report = json.loads(capsys.readouterr().out)
+    return {(r["path"], r["dtype"]): r for r in report["fast_paths"]}, report
+
+
+def test_doctor_on_this_machine(capsys):
+    """The test suite runs Triton in its interpreter: the kernels are checked on the CPU (not timed there)."""
+    assert main(["doctor", "--json"]) == 0
+    found, report = rows(capsys)
+    env = report["environment"]
+    assert env["torch"] and env["self_check"] == "on" and report["ok"] is True
+    assert env["triton_interpreter"] is True
+    for dtype in ("float32", "float16", "bfloat16"):
+        for path in ("kd_loss", "grad_alignment"):
+            assert found[(path, dtype)]["status"] == "pass" and found[(path, dtype)]["error"] <= 1
+        if _ext.module() is not None:
+            cpp = found[("replay_cpp", dtype)]
+            assert cpp["status"] == "pass" and cpp["error"] == 0 and cpp["speedup"] > 0
+        assert found[("replay_cuda", dtype)]["status"] in ("not run", "pass")
+    assert main(["doctor", "--no-speed"]) == 0
+    table = capsys.readouterr().out
+    assert "| fast path | device | dtype | verdict |" in table and "agrees with its reference" in table
+
+
+def test_without_a_gpu_or_the_interpreter_the_kernels_are_not_run(tmp_path):
+    env = {k: v for k, v in subprocess_env().items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-m", "lrwa_fast", "doctor", "--no-speed"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    if not os.environ.get("CUDA_VISIBLE_DEVICES") and "GPUs: none" in done.stdout:
+        assert "| kd_loss | - | float32 | not run |" in done.stdout and "TRITON_INTERPRET=1" in done.stdout
+
+
+def wrong(original):
+    return lambda *args, **kwargs: original(*args, **kwargs) * 1.01
+
+
+def raising(*args, **kwargs):
+    raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+@pytest.mark.parametrize(("target", "make", "status_line"), [
+    ("kd_loss", wrong, "| kd_loss | cpu | float32 | FAIL |"),
+    ("kd_loss", lambda original: raising, "raised RuntimeError: CUDA error: an illegal memory access"),
+    ("grad_alignment", wrong, "| grad_alignment | cpu | bfloat16 | FAIL |"),
+    pytest.param("replay", lambda original: lambda *a, **k: (original(*a, **k), a[2].add_(1))[0],
+                 "| replay_cpp | cpu | float16 | FAIL | inf |", marks=needs_ext),
+])
+def test_a_wrong_or_failing_fast_path_makes_doctor_fail(monkeypatch, capsys, target, make, status_line):
+    module, name = {"kd_loss": (dispatch.kernels().kd_loss, "kd_loss_triton"),
+                    "grad_alignment": (dispatch.kernels().grad_alignment, "per_tensor_alignment"),
+                    "replay": (cpp_backend, "sample")}[target]
+    monkeypatch.setattr(module, name, make(getattr(module, name)))
+    assert main(["doctor", "--no-speed"]) == 1
+    out = capsys.readouterr().out
+    assert status_line in out and "Please report it: send `lrwa-fast doctor --json`" in out
+
+
+def test_an_extension_that_fails_to_import_is_broken_and_auto_falls_back(tmp_path):
+    """In a fresh interpreter whose extension import fails as a broken build's does: doctor exits 1 naming the
+    error, and a buffer on ``auto`` takes the PyTorch backend with one warning."""
+    code = textwrap.dedent("""
+        import importlib.abc, sys, warnings
+
+        class BrokenBuild(importlib.abc.MetaPathFinder):  # the extension's import fails as a broken build's does
+            def find_spec(self, name, path=None, target=None):
+                if name == "lrwa_fast._replay_ext":
+                    raise ImportError("_replay_ext.so: undefined symbol: _ZN3c104cuda9SetDeviceEi")
+
+        sys.meta_path.insert(0, BrokenBuild())
+        from lrwa_fast import ReplayBuffer
+        from lrwa_fast.apps.cli import main
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            b = ReplayBuffer(8, (3,), 4)
+            ReplayBuffer(8, (3,), 4)
+        print("BACKEND", b.backend_name, sum("could not be imported" in str(w.message) for w in caught))
+        raise SystemExit(main(["doctor", "--no-speed"]))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(),
+                          cwd=tmp_path, timeout=300, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "BACKEND torch 1" in done.stdout
+    assert "| replay_cpp | - | float32 | broken |" in done.stdout and "undefined symbol" in done.stdout
