@@ -5,12 +5,12 @@ simulated: a kernel made wrong, one raising at launch, an extension that fails t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+import torch
 
 from lrwa_fast.apps.cli import main
 from lrwa_fast.ops import dispatch
@@ -21,11 +21,15 @@ from tests.support import subprocess_env
 needs_ext = pytest.mark.skipif(_ext.module() is None, reason=f"extension unavailable: {_ext.reason()}")
 
 
-@pytest.fixture(autouse=True)
-def fresh_checks():
+@pytest.fixture(autouse=True, params=["here", pytest.param("gpu", marks=pytest.mark.gpu)])
+def fresh_checks(request):
+    """Every test on this machine, and again as a ``gpu`` test (``-m gpu`` runs these unchanged on a CUDA one)."""
     selfcheck.reset()
     yield
     selfcheck.reset()
+
+
+KERNELS_ON = "cuda" if torch.cuda.is_available() else "cpu"  # where doctor checks the kernels in this test suite
 
 
 def rows(capsys) -> dict[tuple[str, str], dict]:
@@ -34,12 +38,12 @@ def rows(capsys) -> dict[tuple[str, str], dict]:
 
 
 def test_doctor_on_this_machine(capsys):
-    """The test suite runs Triton in its interpreter: the kernels are checked on the CPU (not timed there)."""
+    """Without CUDA the test suite runs Triton in its interpreter: the kernels are checked on the CPU (not timed)."""
     assert main(["doctor", "--json"]) == 0
     found, report = rows(capsys)
     env = report["environment"]
     assert env["torch"] and env["self_check"] == "on" and report["ok"] is True
-    assert env["triton_interpreter"] is True
+    assert env["triton_interpreter"] is (KERNELS_ON == "cpu") and bool(env["devices"]) is (KERNELS_ON == "cuda")
     for dtype in ("float32", "float16", "bfloat16"):
         for path in ("kd_loss", "grad_alignment"):
             assert found[(path, dtype)]["status"] == "pass" and found[(path, dtype)]["error"] <= 1
@@ -57,7 +61,7 @@ def test_without_a_gpu_or_the_interpreter_the_kernels_are_not_run(tmp_path):
     done = subprocess.run([sys.executable, "-m", "lrwa_fast", "doctor", "--no-speed"], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
-    if not os.environ.get("CUDA_VISIBLE_DEVICES") and "GPUs: none" in done.stdout:
+    if not torch.cuda.is_available():
         assert "| kd_loss | - | float32 | not run |" in done.stdout and "TRITON_INTERPRET=1" in done.stdout
 
 
@@ -70,9 +74,9 @@ def raising(*args, **kwargs):
 
 
 @pytest.mark.parametrize(("target", "make", "status_line"), [
-    ("kd_loss", wrong, "| kd_loss | cpu | float32 | FAIL |"),
+    ("kd_loss", wrong, f"| kd_loss | {KERNELS_ON} | float32 | FAIL |"),
     ("kd_loss", lambda original: raising, "raised RuntimeError: CUDA error: an illegal memory access"),
-    ("grad_alignment", wrong, "| grad_alignment | cpu | bfloat16 | FAIL |"),
+    ("grad_alignment", wrong, f"| grad_alignment | {KERNELS_ON} | bfloat16 | FAIL |"),
     pytest.param("replay", lambda original: lambda *a, **k: (original(*a, **k), a[2].add_(1))[0],
                  "| replay_cpp | cpu | float16 | FAIL | inf |", marks=needs_ext),
 ])

@@ -37,7 +37,8 @@ def kernel_device(request, monkeypatch) -> str:
     pytest.importorskip("triton")
     device = request.param
     if device == "cpu":
-        assert dispatch.interpreter_enabled()
+        if not dispatch.interpreter_enabled():
+            pytest.skip("Triton's interpreter is off (on a CUDA machine the cuda variant runs instead)")
         monkeypatch.setattr(dispatch, "KERNEL_DEVICES", frozenset({"cuda", "cpu"}))
     return device
 
