@@ -140,7 +140,7 @@ def _choose(name: str, tensors: tuple[Tensor, ...], op: str, check: selfcheck.Ch
     if name == "triton":
         return "triton", "triton requested (not checked)"
     if check is None or not selfcheck.enabled():
-        return "triton", "auto: kernel devices and dtypes (checks off)"
+        return "triton", "auto: kernel devices and dtypes " + ("(not checked)" if check is None else "(checks off)")
     for device, dtype in dict.fromkeys((t.device, t.dtype) for t in tensors):
         if not selfcheck.verified(op, device, dtype, check):
             return "torch", f"auto: the kernel failed its check on {device} ({dtype}): " \
