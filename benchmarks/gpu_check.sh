@@ -33,7 +33,7 @@ step() {  # step NAME LIMIT COMMAND...: run with min(LIMIT, time left), log to N
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$work/gpu.txt" 2>&1 || true
 if [ -d wheels ]; then pip install --no-index --find-links wheels tqdm higher pyyaml > "$work/wheels.log" 2>&1; fi
 step build 240 env MAX_JOBS="$(nproc)" pip install --no-build-isolation --no-deps -e .
-step doctor 120 sh -c "python -m lrwa_fast doctor --json > '$work/doctor.json'; python -m lrwa_fast doctor --no-speed"
+step doctor 150 sh -c "python -m lrwa_fast doctor --json > '$work/doctor.json'; a=\$?; python -m lrwa_fast doctor --no-speed; b=\$?; exit \$((a | b))"
 step extension 30 python -c "from lrwa_fast.replay.buffer import _ext; assert _ext.has_cuda(), _ext.reason() or 'built without CUDA'; print('CUDA replay kernels loaded')"
 step gpu_tests 150 python -m pytest -q -m gpu tests
 step step_bench 120 python -m lrwa_fast bench --cases resnet18 --repeats 10 --json "$work/bench.json"

@@ -19,7 +19,7 @@ from lrwa_fast.bench.cases import CASES
 from lrwa_fast.bench.profiling import ProfilePlan, build_trainer, time_block
 from lrwa_fast.ops import dispatch
 from lrwa_fast.ops.kernel_checks import CHECKS
-from lrwa_fast.replay.buffer import _ext, cpp_backend
+from lrwa_fast.replay.buffer import backends, cpp_backend
 from lrwa_fast.replay.buffer.backend_check import replay_check
 from lrwa_fast.runtime.distributed import resolve_device
 from lrwa_fast.runtime.selfcheck import run_check
@@ -32,7 +32,8 @@ def probes_here(device: torch.device) -> dict[str, object]:
     found = {}
     if device.type == "cuda" and dispatch.triton_available():
         found.update(CHECKS)
-    if _ext.module() is not None and (device.type == "cpu" or _ext.has_cuda()):
+    extension = backends.extension_status()
+    if extension["status"] == "loaded" and (device.type == "cpu" or extension["cuda"]):
         found[f"replay_{'cpp' if device.type == 'cpu' else 'cuda'}"] = replay_check(cpp_backend)
     return found
 

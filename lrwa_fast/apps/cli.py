@@ -415,7 +415,7 @@ def _doctor(args: argparse.Namespace) -> int:
     from .doctor import doctor, format_doctor
 
     report = doctor(speed=not args.no_speed)
-    print(json.dumps(report, indent=2) if args.json else format_doctor(report))
+    print(json.dumps(report, indent=2, allow_nan=False) if args.json else format_doctor(report))
     return 0 if report["ok"] else 1
 
 

@@ -5,6 +5,7 @@ against the reference. Exit status 1 when a fast path computes wrongly, fails to
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ from ..bench.timing import measure, quartiles
 from ..ops import dispatch, kernel_checks
 from ..ops.alignment import per_tensor_reference
 from ..ops.losses import kd_loss_reference
-from ..replay.buffer import _ext, backends, cpp_backend, torch_backend
+from ..replay.buffer import backends, cpp_backend, torch_backend
 from ..replay.buffer.backend_check import replay_check
 from ..replay.buffer.storage import TensorStorage
 from ..runtime import selfcheck
@@ -51,8 +52,13 @@ def environment() -> dict[str, Any]:
             "triton": _version("triton"), "triton_kernels": "loaded" if dispatch.triton_available() else
             f"unavailable ({dispatch.kernel_failure()})", "triton_interpreter": dispatch.interpreter_enabled(),
             "compiler": _first_line(["c++", "--version"]), "nvcc": _first_line(["nvcc", "--version"], last=True),
-            "replay_extension": "loaded" if _ext.module() is not None else f"unavailable ({_ext.reason()})",
-            "replay_extension_cuda": _ext.has_cuda(), "self_check": "on" if selfcheck.enabled() else "off"}
+            "replay_extension": _extension(), "replay_extension_cuda": backends.extension_status()["cuda"],
+            "self_check": "on" if selfcheck.enabled() else "off"}
+
+
+def _extension() -> str:
+    found = backends.extension_status()
+    return "loaded" if found["status"] == "loaded" else f"{found['status']} ({found['reason']})"
 
 
 def _device(index: int) -> dict[str, Any]:
@@ -80,15 +86,18 @@ def _first_line(command: list[str], last: bool = False) -> str | None:
 
 
 # ----------------------------------------------------------------------------- the fast paths
-def kernel_device() -> tuple[torch.device | None, str]:
-    """Where the Triton kernels can run here, or why nowhere."""
+def kernel_device() -> tuple[torch.device | None, str, bool]:
+    """Where the Triton kernels can run here, or why nowhere, and whether that is a broken install (Triton is
+    installed and the kernels fail to load)."""
     if not dispatch.triton_available():
-        return None, f"Triton unavailable ({dispatch.kernel_failure()}); pip install 'lrwa_fast[triton]'"
+        broken = _version("triton") is not None
+        return None, f"Triton {'is installed but ' if broken else ''}unavailable ({dispatch.kernel_failure()})" + (
+            "" if broken else "; pip install 'lrwa_fast[triton]'"), broken
     if torch.cuda.is_available():
-        return torch.device("cuda"), ""
+        return torch.device("cuda", torch.cuda.current_device()), "", False
     if dispatch.interpreter_enabled():
-        return torch.device("cpu"), ""
-    return None, "no CUDA device (TRITON_INTERPRET=1 checks the kernels in Triton's interpreter, slowly)"
+        return torch.device("cpu"), "", False
+    return None, "no CUDA device (TRITON_INTERPRET=1 checks the kernels in Triton's interpreter, slowly)", False
 
 
 def replay_device(name: str) -> tuple[torch.device | None, str, bool]:
@@ -96,18 +105,16 @@ def replay_device(name: str) -> tuple[torch.device | None, str, bool]:
     if name == "cuda" and not torch.cuda.is_available():
         return None, "no CUDA device", False
     why = backends.unavailable_reason(name)
-    broken = _ext.module() is None and not _ext.reason().startswith("ModuleNotFoundError")
-    return (None, why, broken) if why else (torch.device(backends.device_type(name)), "", False)
+    if why:
+        return None, why, backends.extension_status()["status"] == "broken"
+    return (torch.device("cuda", torch.cuda.current_device()) if name == "cuda" else torch.device("cpu")), "", False
 
 
 def fast_paths() -> list[tuple[str, Callable[[], tuple[torch.device | None, str, bool]], selfcheck.Check,
                                Callable[[torch.device, torch.dtype], dict[str, Callable[[], object]]]]]:
     """(path, where it runs, its check, its timed pair: fast path and reference on a moderate input)."""
-    def kernels() -> tuple[torch.device | None, str, bool]:
-        return (*kernel_device(), False)
-
-    return [("kd_loss", kernels, kernel_checks.kd_loss_check, _kd_pair),
-            ("grad_alignment", kernels, kernel_checks.grad_alignment_check, _alignment_pair),
+    return [("kd_loss", kernel_device, kernel_checks.kd_loss_check, _kd_pair),
+            ("grad_alignment", kernel_device, kernel_checks.grad_alignment_check, _alignment_pair),
             ("replay_cpp", lambda: replay_device("cpp"), replay_check(cpp_backend), _replay_pair),
             ("replay_cuda", lambda: replay_device("cuda"), replay_check(cpp_backend), _replay_pair)]
 
@@ -162,10 +169,23 @@ def diagnose(speed: bool = True) -> list[Row]:
                 rows.append(Row(path, "-", name, "broken" if broken else "not run", detail=why))
                 continue
             verdict = selfcheck.run_check(path, device, dtype, check)
-            timed = speed and verdict.passed and not (device.type == "cpu" and path in kernel_checks.CHECKS)
-            rows.append(Row(path, str(device), name, "pass" if verdict.passed else "FAIL", verdict.error,
-                            verdict.detail, verdict.seconds, _speedup(pair(device, dtype), device) if timed else None))
+            row = Row(path, str(device), name, "pass" if verdict.passed else "FAIL", verdict.error, verdict.detail,
+                      verdict.seconds)
+            if speed and verdict.passed and not (device.type == "cpu" and path in kernel_checks.CHECKS):
+                row = _timed(row, pair, device, dtype)
+            rows.append(row)
     return rows
+
+
+def _timed(row: Row, pair: Callable[[torch.device, torch.dtype], dict[str, Callable[[], object]]],
+           device: torch.device, dtype: torch.dtype) -> Row:
+    """``row`` with the path's speed against the reference at a realistic size; a failure there fails the row."""
+    try:
+        return dataclasses.replace(row, speedup=_speedup(pair(device, dtype), device))
+    except Exception as err:  # a larger shape may fail where the check's passed: the path is not usable
+        first = str(err).strip().splitlines()[:1]
+        return dataclasses.replace(row, status="FAIL", detail=f"raised while timing {type(err).__name__}: "
+                                                              f"{first[0][:300] if first else ''}")
 
 
 def doctor(speed: bool = True) -> dict[str, Any]:

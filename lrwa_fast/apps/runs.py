@@ -23,6 +23,7 @@ from torch import nn
 
 from ..config import DFADConfig, from_dict, parse_override, set_nested, to_dict
 from ..data import LabelledSplit
+from ..runtime import selfcheck
 from ..runtime.checkpoint import latest_checkpoint
 from ..runtime.distributed import Ranks
 from ..runtime.metrics import accuracy_evaluator, curve_statistics
@@ -50,6 +51,7 @@ class RunResult(TypedDict, total=False):
     forgetting_probes: dict[str, Any] | str
     wall_time_s: float  # a resumed run's includes the time up to its checkpoint
     resumed_from: str | None  # the checkpoint the run resumed from, if any
+    fast_paths: dict[str, list[dict[str, str]]]  # the backends its process's fast paths ran with, and why
 
 
 def method_settings(bench: Benchmark, method: str, overrides: dict[str, Any], iterations: int) -> DFADConfig:
@@ -159,7 +161,7 @@ def run_result(method: str, seed: int, trainer: Trainer, evaluate: Callable[[nn.
     report = curve_report(history["evaluations"], trainer.probes, from_fraction=STATS_FROM)
     return RunResult(method=method, seed=seed, **report, wall_time_s=wall,
                      resumed_from=str(resumed_from) if resumed_from else None,
-                     stats_all=curve_statistics(report["accuracy"]))
+                     stats_all=curve_statistics(report["accuracy"]), fast_paths=selfcheck.usage())
 
 
 def check_plan(plan: RunPlan, jobs: int) -> None:

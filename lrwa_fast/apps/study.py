@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DFADConfig, set_nested
+from ..runtime import selfcheck
 from ..runtime.checkpoint import atomic_write_text
 from ..training.settings import validate
 from . import recipe
@@ -327,7 +328,7 @@ def study_report(settings: StudySettings, runs_settings: RunPlan | CifarPlan, ru
             "student_arch": runs_settings.student_arch, "stats_from_fraction": STATS_FROM,
             "confidence": CONFIDENCE, "power": POWER, "summary": summarize(runs), "comparisons": paired,
             "jobs": jobs, "wall_time_s": sum(r["wall_time_s"] for r in runs), "probe_cost": probe_cost(runs),
-            "runs": runs, **environment()}
+            "runs": runs, **environment(), "fast_paths": selfcheck.merged([r.get("fast_paths", {}) for r in runs])}
 
 
 def probe_cost(runs: list[dict[str, Any]]) -> dict[str, float]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from ..runtime import selfcheck
 from ..runtime.checkpoint import atomic_write, atomic_write_text
 from .reports import STAT_SCALE, environment
 from .study import METHODS, OWNED_BY_THE_STUDY, StudySettings, run_study
@@ -112,7 +113,8 @@ def sweep_report(settings: StudySettings, sweep: Sweep, studies: list[dict[str, 
                            "mean": row["statistics"]["mean"], "forgetting": row["statistics"]["forgetting"]})
     return {"kind": "sweep", "key": sweep.key, "values": list(sweep.values), "settings": asdict(settings),
             "folders": [sweep.folder(v) for v in sweep.values], "points": points,
-            "wall_time_s": sum(s["wall_time_s"] for s in studies), **environment()}
+            "wall_time_s": sum(s["wall_time_s"] for s in studies), **environment(),
+            "fast_paths": selfcheck.merged([s.get("fast_paths", {}) for s in studies])}
 
 
 def format_sweep(report: dict[str, Any]) -> str:

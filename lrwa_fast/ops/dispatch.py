@@ -41,6 +41,7 @@ from ..runtime.warn_once import warn_once
 ENV_VAR = "LRWA_FAST_BACKEND"
 KERNEL_MODULES: tuple[str, ...] = ("kd_loss", "grad_alignment")
 KERNEL_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float16, torch.bfloat16)
+KERNEL_DTYPE_SET = frozenset(KERNEL_DTYPES)
 KERNEL_DEVICES: frozenset[str] = frozenset({"cuda"})  # where ``auto`` runs the kernels
 
 _state = {"cause": ""}
@@ -118,37 +119,47 @@ def resolve(tensors: Iterable[Tensor], backend: str | None = "auto", op: str = "
     """``"triton"`` or ``"torch"`` for op ``op`` on ``tensors`` (rules 1-5 of the module docstring); ``check``
     checks the op's kernel against its reference (rule 5), and the choice is recorded under ``op``."""
     name = requested_backend(backend)
-    choice, why = _choose(name, tuple(tensors), op, check)
+    choice, why = _choose(name, dict.fromkeys((t.device, t.dtype) for t in tensors), op, check)
     if op:
-        selfcheck.record(op, name, choice, why)
+        selfcheck.record(op, (name, choice, why))
     return choice
 
 
-def _choose(name: str, tensors: tuple[Tensor, ...], op: str, check: selfcheck.Check | None
-            ) -> tuple[Literal["triton", "torch"], str]:
-    """The backend, and why."""
-    if name == "torch" or not tensors:
+def _choose(name: str, pairs: dict[tuple[torch.device, torch.dtype], None], op: str,
+            check: selfcheck.Check | None) -> tuple[Literal["triton", "torch"], str]:
+    """The backend for tensors of these (device, dtype) pairs, and why."""
+    if name == "torch" or not pairs:
         return "torch", "torch requested" if name == "torch" else "no tensors"
-    devices = {t.device.type for t in tensors}
+    devices = frozenset(device.type for device, _ in pairs)
     if not _devices_suit(name, devices):
-        return "torch", f"auto: tensors on {', '.join(sorted(devices))}; the kernels run on CUDA"
-    dtypes = {t.dtype for t in tensors}
-    if not dtypes <= set(KERNEL_DTYPES):
-        return "torch", f"no kernel for {', '.join(sorted(str(d) for d in dtypes - set(KERNEL_DTYPES)))}"
+        return "torch", _off_devices(devices)
+    dtypes = frozenset(dtype for _, dtype in pairs)
+    if not dtypes <= KERNEL_DTYPE_SET:
+        return "torch", _no_kernel(dtypes)
     if not triton_available():
         return _fallback(), f"Triton unavailable ({_state['cause']})"
     if name == "triton":
         return "triton", "triton requested (not checked)"
     if check is None or not selfcheck.enabled():
         return "triton", "auto: kernel devices and dtypes " + ("(not checked)" if check is None else "(checks off)")
-    for device, dtype in dict.fromkeys((t.device, t.dtype) for t in tensors):
+    for device, dtype in pairs:
         if not selfcheck.verified(op, device, dtype, check):
             return "torch", f"auto: the kernel failed its check on {device} ({dtype}): " \
                             f"{selfcheck.verdict(op, device, dtype).detail}"
     return "triton", "auto: kernel devices and dtypes, check passed"
 
 
-def _devices_suit(name: str, devices: set[str]) -> bool:
+@functools.cache
+def _off_devices(devices: frozenset[str]) -> str:
+    return f"auto: tensors on {', '.join(sorted(devices))}; the kernels run on CUDA"
+
+
+@functools.cache
+def _no_kernel(dtypes: frozenset[torch.dtype]) -> str:
+    return f"no kernel for {', '.join(sorted(str(d) for d in dtypes - KERNEL_DTYPE_SET))}"
+
+
+def _devices_suit(name: str, devices: frozenset[str]) -> bool:
     """Whether backend ``name`` runs the kernels on ``devices`` (rule 2); raise where ``triton`` cannot."""
     if devices <= KERNEL_DEVICES:
         return True

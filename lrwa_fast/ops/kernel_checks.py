@@ -22,8 +22,13 @@ KD_RTOL_LOSS = {torch.float32: 2e-5, torch.float16: 3e-3, torch.bfloat16: 2e-2}
 KD_RTOL_GRAD = {torch.float32: 1e-4, torch.float16: 3e-3, torch.bfloat16: 2e-2}
 KD_FLOOR = {torch.float32: 1e-6, torch.float16: 1e-6, torch.bfloat16: 1e-5}
 ALIGNMENT_RTOL = 2e-5
-CHECK_SHAPE = (7, 13)  # rows × classes of the KD check: odd, and more classes than one warp's lanes hold once
-CHECK_SIZES = (1, 7, 33, 130)  # tensors of the alignment check, elements each
+# rows × classes of the KD check: one program of whole rows, three programs of whole rows (the last part-full),
+# three programs of rows in two column blocks (the kernel's blocks: kernels/kd_loss.py _blocks)
+CHECK_SHAPES = ((7, 13), (37, 100), (3, 4100))
+# which logits need gradients (student, teacher): the distillation step's (the teacher's detached), the generator's
+# step (both), an evaluation (none): each its own variant of the kernel
+GRADIENTS = ((True, False), (True, True), (False, False))
+CHECK_SIZES = (1, 7, 33, 130, 40_000)  # tensors of the alignment check: in one block, and across several chunks
 
 
 def deviation(actual: Tensor, expected: Tensor, rtol: float, atol: float) -> float:
@@ -33,25 +38,39 @@ def deviation(actual: Tensor, expected: Tensor, rtol: float, atol: float) -> flo
 
 
 def kd_loss_check(device: torch.device, dtype: torch.dtype) -> float:
-    """The KD-loss kernel (L1, KL and JS at T = 2, mean over rows) against the reference: the loss and both
-    gradients, for a random ``grad_output``; the largest deviation in units of the tolerance."""
+    """The KD-loss kernel against the float64 reference: L1, KL and JS at T = 2 (mean over rows) on each of
+    :data:`CHECK_SHAPES`, for each variant of :data:`GRADIENTS`, the teacher's logits in ``dtype`` and (for a half
+    dtype) in fp32; the loss and every gradient asked for, for a random ``grad_output``. The largest deviation in
+    units of the tolerance."""
     gen = torch.Generator().manual_seed(46)
+    teacher_dtypes = (dtype,) if dtype == torch.float32 else (dtype, torch.float32)
     worst = 0.0
-    for kind in ("l1", "kl", "js"):
-        s, t = (torch.randn(CHECK_SHAPE, generator=gen, dtype=torch.float64).mul(3).to(dtype).to(device)
-                .requires_grad_() for _ in range(2))
-        go = (torch.rand((), generator=gen, dtype=torch.float64) + 0.5).to(dtype).to(device)
-        out = dispatch.kernels().kd_loss.kd_loss_triton(s, t, kind, 2.0, "mean")
-        grads = torch.autograd.grad(out, (s, t), go)
-        s64, t64 = (x.detach().double().requires_grad_() for x in (s, t))
-        ref = kd_loss_reference(s64, t64, kind=kind, temperature=2.0, reduction="mean")
-        ref_grads = torch.autograd.grad(ref, (s64, t64), go.double())
-        both = torch.cat([s64, t64]).detach()
-        spread = float(both.max() - both.min())
-        floor = KD_FLOOR[dtype] * float(go) * max(2.0, spread) / CHECK_SHAPE[0]
-        worst = max(worst, deviation(out, ref, KD_RTOL_LOSS[dtype], 1e-6),
-                    *(deviation(g, r, KD_RTOL_GRAD[dtype], floor) for g, r in zip(grads, ref_grads)))
+    for shape in CHECK_SHAPES:
+        for kind in ("l1", "kl", "js"):
+            for t_dtype in teacher_dtypes:
+                for grads in GRADIENTS:
+                    worst = max(worst, _kd_deviation(gen, device, shape, kind, dtype, t_dtype, grads))
+                    if worst > 1:  # failed: the rest cannot change the verdict
+                        return worst
     return worst
+
+
+def _kd_deviation(gen: torch.Generator, device: torch.device, shape: tuple[int, int], kind: str,
+                  s_dtype: torch.dtype, t_dtype: torch.dtype, grads: tuple[bool, bool]) -> float:
+    """One variant of :func:`kd_loss_check`: the kernel's loss and gradients against the reference's."""
+    s, t = (torch.randn(shape, generator=gen, dtype=torch.float64).mul(3).to(d).to(device).requires_grad_(g)
+            for d, g in ((s_dtype, grads[0]), (t_dtype, grads[1])))
+    go = (torch.rand((), generator=gen, dtype=torch.float64) + 0.5).to(s_dtype).to(device)
+    out = dispatch.kernels().kd_loss.kd_loss_triton(s, t, kind, 2.0, "mean")
+    wanted = [x for x in (s, t) if x.requires_grad]
+    got = torch.autograd.grad(out, wanted, go) if wanted else ()
+    s64, t64 = (x.detach().double().requires_grad_(x.requires_grad) for x in (s, t))
+    ref = kd_loss_reference(s64, t64, kind=kind, temperature=2.0, reduction="mean")
+    expected = torch.autograd.grad(ref, [x for x in (s64, t64) if x.requires_grad], go.double()) if wanted else ()
+    both = torch.cat([s64, t64]).detach()
+    floor = KD_FLOOR[s_dtype] * float(go) * max(2.0, float(both.max() - both.min())) / shape[0]
+    return max([deviation(out, ref, KD_RTOL_LOSS[s_dtype], 1e-6),
+                *(deviation(g, r, KD_RTOL_GRAD[g.dtype], floor) for g, r in zip(got, expected))])
 
 
 def grad_alignment_check(device: torch.device, dtype: torch.dtype) -> float:

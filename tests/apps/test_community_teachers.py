@@ -145,7 +145,9 @@ def test_a_preset_study_with_a_community_teacher_reports_the_published_table(tmp
     assert "NORMALIZE_DICT" in recorded["normalisation"]["from"]
     study = (out / "study.md").read_text()
     assert "Published for this pair (zju-vipa/CMI README tables" in study and "CMI 90.01" in study
-    assert json.loads((out / "study.json").read_text())["published"]["teacher"] == 94.87
+    study_report = json.loads((out / "study.json").read_text())
+    assert study_report["published"]["teacher"] == 94.87
+    assert study_report["fast_paths"]["kd_loss"] and all(r["fast_paths"]["kd_loss"] for r in study_report["runs"])
 
 
 ENTRIES = list(manifest_entries())

@@ -64,7 +64,7 @@ def test_the_compiled_replay_backend_is_checked_once_then_used():
     assert verdict.passed and verdict.error == 0.0
     assert buffer().backend_name == "cpp" and selfcheck.verdict("replay_cpp", torch.device("cpu"),
                                                                 torch.float32) is verdict, "checked once"
-    assert selfcheck.usage()["replay"] == {"requested": "auto", "used": "cpp",
+    assert selfcheck.usage()["replay"][-1] == {"requested": "auto", "used": "cpp",
                                            "why": "auto: cpu buffers, the extension built, check passed"}
     assert buffer(dtype=torch.float16).backend_name == "cpp" and len(selfcheck.verdicts()) == 2, "per dtype"
 
@@ -83,7 +83,7 @@ def test_a_wrong_or_failing_replay_backend_falls_back_with_one_warning(monkeypat
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert buffer().backend_name == "torch", "the verdict stands: no second check, no second warning"
-    assert "failed its check" in selfcheck.usage()["replay"]["why"]
+    assert "failed its check" in selfcheck.usage()["replay"][-1]["why"]
     x, t = torch.randn(4, 3), torch.randn(4, 5)
     memory.add(x, t)
     reference = buffer(backend="torch")
@@ -95,7 +95,7 @@ def test_a_wrong_or_failing_replay_backend_falls_back_with_one_warning(monkeypat
 def test_an_explicit_backend_is_not_checked(monkeypatch):
     monkeypatch.setattr(cpp_backend, "sample", raising)
     assert buffer(backend="cpp").backend_name == "cpp"
-    assert selfcheck.verdicts() == [] and selfcheck.usage()["replay"]["why"] == "cpp requested (not checked)"
+    assert selfcheck.verdicts() == [] and selfcheck.usage()["replay"][-1]["why"] == "cpp requested (not checked)"
     memory = buffer(backend="cpp")
     memory.add(torch.randn(2, 3), torch.randn(2, 5))
     with pytest.raises(RuntimeError, match="illegal memory access"):
@@ -110,7 +110,7 @@ def test_the_checks_can_be_switched_off(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert buffer().backend_name == "cpp"
-    assert selfcheck.verdicts() == [] and selfcheck.usage()["replay"]["why"].endswith("(checks off)")
+    assert selfcheck.verdicts() == [] and selfcheck.usage()["replay"][-1]["why"].endswith("(checks off)")
     monkeypatch.setenv(selfcheck.ENV_VAR, "maybe")
     selfcheck.reset()
     with pytest.raises(ValueError, match="invalid environment variable LRWA_FAST_SELF_CHECK 'maybe'"):
@@ -127,14 +127,14 @@ def logits(device: str, dtype: torch.dtype = torch.float32) -> tuple[torch.Tenso
 def test_a_correct_kernel_passes_its_check_and_runs(kernel_device):
     s, t = logits(kernel_device)
     loss = ops.kd_loss(s, t, kind="kl", temperature=2.0)
-    assert selfcheck.usage()["kd_loss"] == {"requested": "auto", "used": "triton",
+    assert selfcheck.usage()["kd_loss"][-1] == {"requested": "auto", "used": "triton",
                                             "why": "auto: kernel devices and dtypes, check passed"}
     verdict = selfcheck.verdict("kd_loss", s.device, torch.float32)
     assert verdict.passed and 0 <= verdict.error <= 1
     expected = kd_loss_reference(s.double(), t.double(), kind="kl", temperature=2.0)
     torch.testing.assert_close(loss.double(), expected, rtol=2e-5, atol=1e-6)
     ops.grad_cosine([s.detach()], [t.detach()])
-    assert selfcheck.usage()["grad_alignment"]["used"] == "triton"
+    assert selfcheck.usage()["grad_alignment"][-1]["used"] == "triton"
 
 
 @pytest.mark.parametrize("kernel_device", KERNEL_DEVICES, indirect=True)
@@ -152,7 +152,7 @@ def test_a_wrong_or_failing_kernel_falls_back_to_the_reference_with_one_warning(
     with pytest.warns(RuntimeWarning, match=rf"the fast path {op} failed its check on {kernel_device}\S* "
                                             rf"\(float32\): {found}") as caught:
         value = ops.kd_loss(s, t, kind="js") if op == "kd_loss" else ops.grad_cosine([s.detach()], [t.detach()])
-    assert len(caught) == 1 and selfcheck.usage()[op]["used"] == "torch"
+    assert len(caught) == 1 and selfcheck.usage()[op][-1]["used"] == "torch"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         again = ops.kd_loss(s, t, kind="js") if op == "kd_loss" else ops.grad_cosine([s.detach()], [t.detach()])
@@ -167,15 +167,50 @@ def test_an_explicit_triton_backend_is_not_checked(kernel_device, monkeypatch):
     s, t = logits(kernel_device)
     with pytest.raises(RuntimeError, match="illegal memory access"):
         ops.kd_loss(s, t, backend="triton")
-    assert selfcheck.verdicts() == [] and selfcheck.usage()["kd_loss"]["why"] == "triton requested (not checked)"
+    assert selfcheck.verdicts() == [] and selfcheck.usage()["kd_loss"][-1]["why"] == "triton requested (not checked)"
 
 
 def test_the_reference_path_is_recorded_with_its_reason():
     s, t = logits("cpu")
     ops.kd_loss(s, t)
-    assert selfcheck.usage()["kd_loss"] == {"requested": "auto", "used": "torch",
+    assert selfcheck.usage()["kd_loss"][-1] == {"requested": "auto", "used": "torch",
                                             "why": "auto: tensors on cpu; the kernels run on CUDA"}
     ops.kd_loss(s, t, backend="torch")
-    assert selfcheck.usage()["kd_loss"] == {"requested": "torch", "used": "torch", "why": "torch requested"}
-    assert selfcheck.describe(selfcheck.usage()) == "fast paths: kd_loss torch (torch requested)"
+    assert selfcheck.usage()["kd_loss"][-1] == {"requested": "torch", "used": "torch", "why": "torch requested"}
+    assert len(selfcheck.usage()["kd_loss"]) == 2, "each distinct choice is kept"
+    assert selfcheck.describe(selfcheck.usage()) == ("fast paths: kd_loss torch (auto: tensors on cpu; the kernels "
+                                                     "run on CUDA); kd_loss torch (torch requested)")
+    selfcheck.forget_usage()
+    assert selfcheck.usage() == {}
     assert selfcheck.describe({}) == "fast paths: none ran"
+
+
+@pytest.mark.parametrize("kernel_device", KERNEL_DEVICES, indirect=True)
+def test_the_check_runs_with_gradients_whatever_the_callers_mode(kernel_device):
+    """A first call under ``no_grad`` or ``inference_mode`` (an evaluation) must not fail the kernel's check."""
+    s, t = logits(kernel_device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with torch.inference_mode():
+            ops.kd_loss(s.detach(), t.detach(), kind="kl")
+        with torch.no_grad():
+            ops.grad_cosine([s.detach()], [t.detach()])
+    assert selfcheck.usage()["kd_loss"][-1]["used"] == "triton"
+    assert selfcheck.usage()["grad_alignment"][-1]["used"] == "triton"
+
+
+@needs_ext
+def test_the_replay_check_covers_the_conversions_a_half_memory_makes(monkeypatch):
+    """A memory kept in fp16 is given fp32 rows and drawn into fp32: a backend converting them wrongly fails."""
+    original = cpp_backend.insert
+
+    def converts_wrongly(storage, x, logits, **kw):
+        if x.dtype != storage.x.dtype:
+            x = x * 1.5
+        return original(storage, x, logits, **kw)
+
+    monkeypatch.setattr(cpp_backend, "insert", converts_wrongly)
+    assert buffer().backend_name == "cpp", "a storage of the rows' own dtype converts nothing"
+    with pytest.warns(RuntimeWarning, match=r"replay_cpp failed its check on cpu \(float16\): wrong value: "
+                                            r"reservoir insert 0 of torch\.float32 rows"):
+        assert buffer(dtype=torch.float16).backend_name == "torch"

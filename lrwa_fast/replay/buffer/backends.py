@@ -48,6 +48,16 @@ def native_backend(device: torch.device) -> str | None:
     return next((name for name, kind in _NATIVE_DEVICE.items() if kind == device.type), None)
 
 
+def extension_status() -> dict[str, object]:
+    """The compiled extension here: ``status`` ``"loaded"``, ``"not built"`` (its module is not there) or
+    ``"broken"`` (it is there and failed to load: a build for another torch, a missing library), the ``reason``
+    it did not load, and whether it has its ``cuda`` kernels."""
+    if _ext.module() is not None:
+        return {"status": "loaded", "reason": "", "cuda": _ext.has_cuda()}
+    status = "not built" if _ext.reason().startswith("ModuleNotFoundError") else "broken"
+    return {"status": status, "reason": _ext.reason(), "cuda": False}
+
+
 def unavailable_reason(name: str) -> str:
     """Why extension backend ``name`` cannot run here (empty when it can)."""
     if _ext.module() is None:
@@ -62,8 +72,10 @@ def resolve_backend(backend: str | None, device: torch.device, dtype: torch.dtyp
     """Return ``(resolved_name, implementation)`` for ``backend`` (rules in the module docstring) on ``device``
     for storage of ``dtype``; the choice is recorded under ``replay``."""
     requested = requested_backend(backend)
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+        device = torch.device("cuda", torch.cuda.current_device())  # one check per GPU, whatever it is called
     name, why = _choose(requested, device, dtype)
-    selfcheck.record("replay", requested, name, why)
+    selfcheck.record("replay", (requested, name, why))
     return name, IMPLEMENTATIONS[name]
 
 
