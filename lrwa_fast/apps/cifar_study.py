@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from ..config import DFADConfig, from_dict, set_nested, to_dict
+from ..runtime import selfcheck
 from ..runtime.checkpoint import atomic_write_text, latest_checkpoint
 from ..training import trainer_class
 from ..training.settings import validate
@@ -163,6 +164,7 @@ class CifarRunUnit(RunInFolder):
         spec = dataclasses.replace(self.plan.methods[self.method], output_dir=str(self.checkpoint_dir),
                                    eval_every=self.plan.eval_every)
         latest = latest_checkpoint(self.checkpoint_dir)
+        selfcheck.forget_usage()  # the run's own record of its fast paths' backends, wherever earlier runs ran
         run, loaded = build_trainer(spec, resume=str(latest) if latest else None, config=config)
         evaluate, _ = evaluator(spec, loaded, run.device)
         result = run_result(self.method, self.seed, run, evaluate, self.plan.eval_every, self.progress, latest)

@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                                            "against the PyTorch reference here (exit 1 when one is wrong or broken)")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON (for a bug report)")
     doctor.add_argument("--no-speed", action="store_true", help="skip timing each fast path against its reference")
+    doctor.add_argument("--paths", default="kd_loss,grad_alignment,replay_cpp,replay_cuda", metavar="P1,P2,...",
+                        help="only these fast paths")
 
     demo = sub.add_parser("demo", help="LRwA vs DFAD on an embedded benchmark (no download)")
     demo.add_argument("--benchmark", default="digits", choices=BENCHMARK_NAMES,
@@ -414,7 +416,7 @@ def _teacher(args: argparse.Namespace) -> int:
 def _doctor(args: argparse.Namespace) -> int:
     from .doctor import doctor, format_doctor
 
-    report = doctor(speed=not args.no_speed)
+    report = doctor(speed=not args.no_speed, paths=tuple(p.strip() for p in args.paths.split(",") if p.strip()))
     print(json.dumps(report, indent=2, allow_nan=False) if args.json else format_doctor(report))
     return 0 if report["ok"] else 1
 

@@ -158,10 +158,18 @@ def _speedup(pair: dict[str, Callable[[], object]], device: torch.device) -> flo
     return quartiles(times["reference"])["median"] / quartiles(times["fast"])["median"]
 
 
-def diagnose(speed: bool = True) -> list[Row]:
-    """Every fast path on every dtype: its verdict against the reference, and (``speed``) its speed."""
+PATHS = ("kd_loss", "grad_alignment", "replay_cpp", "replay_cuda")
+
+
+def diagnose(speed: bool = True, paths: tuple[str, ...] = PATHS) -> list[Row]:
+    """Every fast path of ``paths`` on every dtype: its verdict against the reference, and (``speed``) its speed."""
+    unknown = sorted(set(paths) - set(PATHS))
+    if unknown:
+        raise ValueError(f"unknown fast path(s) {unknown}; the fast paths: {', '.join(PATHS)}")
     rows = []
     for path, where, check, pair in fast_paths():
+        if path not in paths:
+            continue
         device, why, broken = where()
         for dtype in DTYPES:
             name = str(dtype).removeprefix("torch.")
@@ -188,9 +196,10 @@ def _timed(row: Row, pair: Callable[[torch.device, torch.dtype], dict[str, Calla
                                                               f"{first[0][:300] if first else ''}")
 
 
-def doctor(speed: bool = True) -> dict[str, Any]:
-    """The environment and every fast path's row; ``ok`` is false when one is wrong, fails or is broken."""
-    rows = diagnose(speed)
+def doctor(speed: bool = True, paths: tuple[str, ...] = PATHS) -> dict[str, Any]:
+    """The environment and every fast path's row (of ``paths``); ``ok`` is false when one is wrong, fails or is
+    broken."""
+    rows = diagnose(speed, paths)
     return {"environment": environment(), "fast_paths": [asdict(r) for r in rows],
             "ok": not any(r.status in ("FAIL", "broken") for r in rows)}
 

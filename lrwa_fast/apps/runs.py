@@ -132,6 +132,7 @@ def distill_once(method: str, config: DFADConfig, teacher: nn.Module, data: Labe
     cfg = dataclasses.replace(config, **changes)
     trainer_cls = trainer_class(method_name(cfg))
     bench = benchmark(plan.benchmark)
+    selfcheck.forget_usage()  # the run's own record of its fast paths' backends, wherever earlier runs ran
     torch.manual_seed(seed)  # the same initial student and generator for every method of a seed
     student = bench.student()
     generator = bench.generator(cfg.latent_dim, plan.generator_ngf)

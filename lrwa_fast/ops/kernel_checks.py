@@ -45,7 +45,8 @@ def kd_loss_check(device: torch.device, dtype: torch.dtype) -> float:
     gen = torch.Generator().manual_seed(46)
     teacher_dtypes = (dtype,) if dtype == torch.float32 else (dtype, torch.float32)
     worst = 0.0
-    for shape in CHECK_SHAPES:
+    shapes = CHECK_SHAPES if device.type == "cuda" else CHECK_SHAPES[:2]  # the widest takes seconds in the interpreter
+    for shape in shapes:
         for kind in ("l1", "kl", "js"):
             for t_dtype in teacher_dtypes:
                 for grads in GRADIENTS:

@@ -15,7 +15,7 @@ from lrwa_fast.apps.cli import main
 from lrwa_fast.apps.study import StudySettings
 from lrwa_fast.apps.teacher import save_teacher
 from lrwa_fast.data import load_cifar
-from lrwa_fast.models import MODELS, build_model, load_teacher
+from lrwa_fast.models import build_model, load_teacher
 from lrwa_fast.models.layouts import CIFAR_STD_2023
 from lrwa_fast.testing import write_synthetic_cifar
 from tests.support import manifest, manifest_entries, write_teacher_file
@@ -151,9 +151,14 @@ def test_a_preset_study_with_a_community_teacher_reports_the_published_table(tmp
 
 
 ENTRIES = list(manifest_entries())
+# One file per model class as a teacher (and its variants: ImageNet / CIFAR strides, bottlenecks, the x4 stem) in the
+# fast suite or under -m slow; every file loads in tests/models/test_layouts.py
 QUICK = {"datafree-checkpoint:resnet8", "datafree-checkpoint:mobilenetv2", "datafree-checkpoint:shufflenetv2",
          "chenyaofo-bare:vgg11_bn", "chenyaofo-bare:shufflenetv2_x0_5", "zskt-state_dict:wrn16_1",
          "repdistiller-repdistiller_best:vgg8"}
+SLOW = {"dfad-bare:resnet50", "chenyaofo-bare:mobilenetv2_x0_5", "repdistiller-repdistiller_best:resnet32x4"}
+STUDENTS_QUICK = ("wrn22_4", "vgg13_bn", "mobilenetv2_x0_5", "shufflenetv2")
+STUDENTS_SLOW = ("resnet50", "resnet110", "vgg8", "mobilenetv2", "shufflenetv2_x2_0")
 
 
 def run_config(tmp_path, teacher: dict, student: dict) -> int:
@@ -166,7 +171,7 @@ def run_config(tmp_path, teacher: dict, student: dict) -> int:
 
 @pytest.mark.parametrize(("base", "name", "entry"), [
     pytest.param(*e, marks=() if f"{e[0]}-{e[1]}" in QUICK else pytest.mark.slow, id=f"{e[0]}-{e[1]}")
-    for e in ENTRIES])
+    for e in ENTRIES if f"{e[0]}-{e[1]}" in QUICK | SLOW])
 def test_every_community_teacher_file_trains_two_iterations(tmp_path, base, name, entry):
     write_teacher_file(tmp_path / "t.pt", entry)
     classes = entry["num_classes"]
@@ -175,9 +180,7 @@ def test_every_community_teacher_file_trains_two_iterations(tmp_path, base, name
     assert json.loads((tmp_path / "run" / "history.json").read_text())["metrics"][-1]["iteration"] == 2
 
 
-@pytest.mark.parametrize("arch", [
-    pytest.param(a, marks=() if a in ("wrn22_4", "vgg13_bn", "mobilenetv2_x0_5", "shufflenetv2") else pytest.mark.slow)
-    for a in [*(n for n in MODELS if not n.startswith("cnn")), "wrn22_4"]])
+@pytest.mark.parametrize("arch", [*STUDENTS_QUICK, *(pytest.param(a, marks=pytest.mark.slow) for a in STUDENTS_SLOW)])
 def test_every_architecture_of_the_zoo_trains_as_a_student(tmp_path, arch):
     torch.manual_seed(0)
     torch.save(build_model("resnet8", 10).state_dict(), tmp_path / "t.pt")

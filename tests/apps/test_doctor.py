@@ -85,7 +85,8 @@ def test_a_wrong_or_failing_fast_path_makes_doctor_fail(monkeypatch, capsys, tar
                     "grad_alignment": (dispatch.kernels().grad_alignment, "per_tensor_alignment"),
                     "replay": (cpp_backend, "sample")}[target]
     monkeypatch.setattr(module, name, make(getattr(module, name)))
-    assert main(["doctor", "--no-speed"]) == 1
+    path = "replay_cpp" if target == "replay" else target
+    assert main(["doctor", "--no-speed", "--paths", path]) == 1
     out = capsys.readouterr().out
     assert status_line in out and "Please report it: send `lrwa-fast doctor --json`" in out
 
@@ -111,8 +112,9 @@ def test_an_extension_that_fails_to_import_is_broken_and_auto_falls_back(tmp_pat
         print("BACKEND", b.backend_name, sum("could not be imported" in str(w.message) for w in caught))
         raise SystemExit(main(["doctor", "--no-speed"]))
     """)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(),
-                          cwd=tmp_path, timeout=300, check=False)
+    env = {k: v for k, v in subprocess_env().items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          timeout=300, check=False)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "BACKEND torch 1" in done.stdout
     assert "| replay_cpp | - | float32 | broken |" in done.stdout and "undefined symbol" in done.stdout
@@ -128,7 +130,7 @@ def test_a_fast_path_failing_at_a_realistic_size_fails_its_row(monkeypatch, caps
         return original(storage, x, logits, **kw)
 
     monkeypatch.setattr(cpp_backend, "insert", fails_when_large)
-    assert main(["doctor", "--json"]) == 1
+    assert main(["doctor", "--json", "--paths", "replay_cpp"]) == 1
     found, report = rows(capsys)
     assert found[("replay_cpp", "float32")]["status"] == "FAIL" and report["ok"] is False
     assert found[("replay_cpp", "float32")]["detail"] == "raised while timing RuntimeError: CUDA error: out of memory"
@@ -145,10 +147,15 @@ def test_a_triton_that_is_installed_but_fails_to_load_is_broken(tmp_path):
 
         sys.meta_path.insert(0, BrokenTriton())
         from lrwa_fast.apps.cli import main
-        raise SystemExit(main(["doctor", "--no-speed"]))
+        raise SystemExit(main(["doctor", "--no-speed", "--paths", "kd_loss"]))
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={k: v for k, v in subprocess_env().items() if k != "TRITON_INTERPRET"}, cwd=tmp_path,
                           timeout=300, check=False)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "| kd_loss | - | float32 | broken | " in done.stdout and "Triton is installed but unavailable" in done.stdout
+
+
+def test_unknown_paths_are_refused(capsys):
+    assert main(["doctor", "--paths", "kd_loss,warp_drive"]) == 2
+    assert "unknown fast path(s) ['warp_drive']; the fast paths: kd_loss, grad_alignment" in capsys.readouterr().err

@@ -77,3 +77,19 @@ def test_the_librarys_own_state_dicts_round_trip(tmp_path, arch):
     x = torch.randn(3, loaded.in_channels, 8 if arch == "cnn" else 32, 8 if arch == "cnn" else 32)
     with torch.no_grad():
         assert torch.equal(loaded.model(x), model(x))
+
+
+def test_every_name_of_the_zoo_builds_with_its_classes_and_channels():
+    """On the meta device (shapes only): every architecture by name, and any WRN-depth-width."""
+    from lrwa_fast.models import model_names
+
+    for name in [n for n in model_names() if n != "wrnD_W"] + ["wrn22_4", "wrn10_3"]:
+        channels = 1 if name.startswith(("cnn", "cnn1d")) else 3
+        with torch.device("meta"):
+            model = build_model(name, 17, in_channels=channels)
+            x = torch.empty(2, 40) if name.startswith("cnn1d") else torch.empty(2, channels, 32, 32)
+            assert model.eval()(x).shape == (2, 17), name
+    with pytest.raises(ValueError, match=r"WRN depth must be 6n \+ 4"):
+        build_model("wrn21_2", 10)
+    with pytest.raises(ValueError, match=r"unknown model 'resnet9'; available: .*wrnD_W"):
+        build_model("resnet9", 10)
