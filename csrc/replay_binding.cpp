@@ -1,6 +1,8 @@
 // Python binding of lrwa_fast._replay_ext: argument checks, then the CPU or the CUDA path.
 // Same contract as lrwa_fast/replay/buffer/torch_backend.py (insert, and sample + gather in one call).
-#include <torch/extension.h>
+// The tensor type and its pybind11 casters only: torch/extension.h (the whole C++ API) triples the compile time.
+#include <ATen/core/Tensor.h>
+#include <torch/csrc/utils/pybind.h>
 
 #include "philox.h"
 #include "replay_cpu.h"
