@@ -22,4 +22,5 @@ MEMORY_BACKENDS: tuple[str, ...] = ("auto", "torch", "cpp", "cuda")  # memory_ba
 META_GRADIENT_MODES: tuple[str, ...] = ("exact", "first_order", "finite_difference")  # MetaSettings(mode=)
 META_MODES: tuple[str, ...] = (*META_GRADIENT_MODES, "none")  # meta_mode: lrwa_fast.updates.MetaUpdate
 BN_MODES: tuple[str, ...] = ("acquire", "all", "retain_eval", "joint")  # bn_mode
+SYNTHESES: tuple[str, ...] = ("generator", "inversion", "reinit", "meta")  # synthesis: lrwa_fast.training.synthesis
 FD_SCHEMES: tuple[str, ...] = ("central", "one_sided")  # fd_scheme

@@ -108,9 +108,10 @@ def adversarial_from_discrepancy(discrepancy: Tensor, kind: str) -> Tensor:
     return 1.0 - discrepancy if kind == "js" else -discrepancy
 
 
-def one_hot_loss(teacher_logits: Tensor) -> Tensor:
-    """Cross-entropy of the teacher against its own argmax: pushes samples to confident classes."""
-    return F.cross_entropy(teacher_logits, teacher_logits.argmax(dim=1))
+def one_hot_loss(teacher_logits: Tensor, targets: Tensor | None = None) -> Tensor:
+    """Cross-entropy of the teacher against ``targets``, by default its own argmax: pushes samples to confident
+    classes (the classes a synthesis round drew, for DeepInversion, CMI and Fast)."""
+    return F.cross_entropy(teacher_logits, teacher_logits.argmax(dim=1) if targets is None else targets)
 
 
 def class_balance_loss(teacher_logits: Tensor) -> Tensor:

@@ -15,6 +15,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from .. import ops
 from ..config import DFADConfig, GeneratorLossWeights, default_of
 from ..ops import losses
+from ..ops import synthesis_terms as terms
 from ..rules import check, nested, non_negative
 
 
@@ -25,6 +26,7 @@ class ObjectiveSettings:
 
     kind: str = default_of("adversarial_loss")  # the adversarial discrepancy: -L1 | -KL | 1-JS
     temperature: float = default_of("adversarial_temperature")
+    agreeing: bool = default_of("adversarial_agreeing")  # the discrepancy only where both pick the same class
     weights: GeneratorLossWeights = default_of("generator_weights")
 
     def __post_init__(self) -> None:
@@ -34,32 +36,63 @@ class ObjectiveSettings:
 
 class GeneratorObjective:
     """Weighted sum of the terms of ``settings.weights`` on a batch ``generator(z)``; terms with weight 0 are
-    skipped, and so are the teacher hooks they would need. ``backend``: the fused kernels' (the runtime's)."""
+    skipped, and so are the teacher hooks they would need. ``backend``: the fused kernels' (the runtime's).
+    The contrastive term is the synthesis round's (:mod:`.synthesis`), which adds it."""
 
     def __init__(self, teacher: nn.Module, settings: ObjectiveSettings, backend: str = DFADConfig.backend) -> None:
         self.teacher, self.weights, self.backend = teacher, settings.weights, backend
-        self.kind, self.temperature = settings.kind, settings.temperature
+        self.kind, self.temperature, self.agreeing = settings.kind, settings.temperature, settings.agreeing
         self.probe = TeacherProbe(teacher, bn_prior=self.weights.bn_prior > 0, features=self.weights.activation > 0)
 
     def __call__(self, generator: nn.Module, student: nn.Module, z: Tensor) -> Tensor:
-        w = self.weights
         with self.probe.active():
             x = generator(z)
             t = self.teacher(x).float()  # fp32 for the loss terms under mixed precision
+        return self.terms(x, x, t, student)
+
+    def on_samples(self, x: Tensor, view: Tensor, student: nn.Module, *, adversarial: bool = True,
+                   targets: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The loss of samples ``x`` (a synthesis round's) whose teacher sees ``view`` (``x`` augmented), and the
+        teacher's logits; ``targets``: the classes the one-hot term asks for (else the teacher's own);
+        ``adversarial=False`` leaves the adversarial and competition terms out (a warm-up round)."""
+        with self.probe.active():
+            t = self.teacher(view).float()
+        return self.terms(x, view, t, student, adversarial=adversarial, targets=targets), t
+
+    def terms(self, x: Tensor, view: Tensor, t: Tensor, student: nn.Module, *, adversarial: bool = True,
+              targets: Tensor | None = None) -> Tensor:
+        """The weighted terms, the teacher's logits ``t`` on ``view`` (``x`` as the teacher saw it) given and its
+        hooks' collections still in the probe."""
+        w = self.weights
         loss = t.new_zeros(())
-        if w.adversarial:
-            discrepancy = ops.kd_loss(student(x), t, kind=self.kind, temperature=self.temperature,
-                                      backend=self.backend)
-            loss = loss + w.adversarial * losses.adversarial_from_discrepancy(discrepancy, self.kind)
+        if adversarial and (w.adversarial or w.competition):
+            s = student(view)
+            if w.adversarial:
+                loss = loss + self._adversarial(s, t)
+            if w.competition:
+                loss = loss + w.competition * terms.competition_loss(s, t)
         if w.one_hot:
-            loss = loss + w.one_hot * losses.one_hot_loss(t)
+            loss = loss + w.one_hot * losses.one_hot_loss(t, targets)
         if w.balance:
             loss = loss + w.balance * losses.class_balance_loss(t)
         if w.activation:
             loss = loss + w.activation * losses.activation_loss(self.probe.features())
         if w.bn_prior:
             loss = loss + w.bn_prior * self.probe.bn_loss()
+        for weight, prior in ((w.tv_l1, terms.total_variation_l1), (w.tv_l2, terms.total_variation_l2),
+                              (w.input_l2, terms.input_l2_loss)):  # DeepInversion's priors on the samples themselves
+            if weight:
+                loss = loss + weight * prior(x)
         return loss
+
+    def _adversarial(self, s: Tensor, t: Tensor) -> Tensor:
+        """The weighted adversarial term."""
+        reduction = "none" if self.agreeing else "mean"
+        discrepancy = ops.kd_loss(s, t, kind=self.kind, temperature=self.temperature, reduction=reduction,
+                                  backend=self.backend)
+        if self.agreeing:
+            discrepancy = (discrepancy * terms.agreement(s, t)).mean()
+        return self.weights.adversarial * losses.adversarial_from_discrepancy(discrepancy, self.kind)
 
 
 class TeacherProbe:

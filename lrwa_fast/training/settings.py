@@ -24,10 +24,11 @@ from ..replay import BufferSettings, GenerativeSettings
 from ..replay.factory import MemorySettings
 from ..rules import Problem, SettingsError, check, non_negative, one_of, positive
 from ..runtime.services import RuntimeSettings
-from ..updates import KDLoss, MetaSettings
+from ..updates import AttentionSettings, KDLoss, MetaSettings
 from .generator_ema import EMASettings
 from .generator_objective import ObjectiveSettings
 from .probes import ProbeSettings
+from .synthesis import SynthesisSettings
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +84,15 @@ FIELDS: dict[str, Mapping[str, Source]] = {
     "checkpoints": {"directory": "checkpoint_dir", "every": "checkpoint_every", "keep": "keep_checkpoints"},
     "loss": {"kind": "loss", "temperature": "temperature", "backend": "backend"},
     "objective": {"kind": "adversarial_loss", "temperature": "adversarial_temperature",
-                  "weights": "generator_weights"},
+                  "agreeing": "adversarial_agreeing", "weights": "generator_weights"},
+    "synthesis": {"kind": "synthesis", "steps": "generator_steps", "batch_size": "batch_size",
+                  "latent_dim": "latent_dim", "pool": "synthesis_pool", "latent_lr": "synthesis_latent_lr",
+                  "warmup": "synthesis_warmup", "jitter": "synthesis_jitter", "flip": "synthesis_flip",
+                  "optimizer": "generator_optimizer", "contrastive": "generator_weights.contrastive",
+                  "contrastive_temperature": "contrastive_temperature", "contrastive_bank": "contrastive_bank",
+                  "contrastive_negatives": "contrastive_negatives", "contrastive_head_dim": "contrastive_head_dim",
+                  "seed": "seed"},
+    "attention": {"weight": "attention_weight"},
     "student_updater": {"optimizer": "student_optimizer", "horizon": "iterations", "clip": "grad_clip",
                         "loss_scaling": FP16},
     "generator_updater": {"optimizer": "generator_optimizer", "horizon": "iterations", "loss_scaling": FP16},
@@ -107,7 +116,8 @@ FIELDS: dict[str, Mapping[str, Source]] = {
 }
 SETTINGS: dict[str, type] = {
     "runtime": RuntimeSettings, "loop": LoopSettings, "checkpoints": CheckpointSettings, "loss": KDLoss,
-    "objective": ObjectiveSettings, "student_updater": UpdaterSettings, "generator_updater": UpdaterSettings,
+    "objective": ObjectiveSettings, "synthesis": SynthesisSettings, "attention": AttentionSettings,
+    "student_updater": UpdaterSettings, "generator_updater": UpdaterSettings,
     "buffer": BufferSettings, "generative": GenerativeSettings, "meta": MetaSettings, "ema": EMASettings,
     "probes": ProbeSettings,
 }
@@ -163,6 +173,8 @@ class PartSettings:
     checkpoints: CheckpointSettings
     loss: KDLoss
     objective: ObjectiveSettings
+    synthesis: SynthesisSettings
+    attention: AttentionSettings  # weight 0: no attention transfer
     student_updater: UpdaterSettings
     generator_updater: UpdaterSettings
     memory: MemorySettings | None
@@ -177,7 +189,8 @@ class PartSettings:
 def joining_problems(parts: Mapping[str, Any]) -> list[Problem]:
     """The rules that join two parts, on the parts of ``parts`` (by :class:`PartSettings` field); a rule whose
     parts are missing (they broke rules of their own) is left out."""
-    return [*_generator_problems(parts), *_compile_problems(parts), *_entry_problems(parts)]
+    return [*_generator_problems(parts), *_compile_problems(parts), *_entry_problems(parts),
+            *_synthesis_problems(parts), *_attention_problems(parts)]
 
 
 def _generator_problems(parts: Mapping[str, Any]) -> list[Problem]:
@@ -204,12 +217,38 @@ def _entry_problems(parts: Mapping[str, Any]) -> list[Problem]:
     return []
 
 
+def _synthesis_problems(parts: Mapping[str, Any]) -> list[Problem]:
+    """Rounds make the samples themselves: no EMA generator to share them with, no fp16 loss scaling (their
+    optimisers are their own)."""
+    synthesis, ema, runtime = parts.get("synthesis"), parts.get("ema"), parts.get("runtime")
+    if not synthesis or not synthesis.rounds:
+        return []
+    problems = []
+    if ema and ema.decay:
+        problems.append(Problem(f"{{synthesis.kind}}={synthesis.kind!r} makes the samples in rounds: "
+                                "{ema.decay} must be 0 (MAD's EMA generator shares the generator's batches)"))
+    if runtime and runtime.precision == "fp16":
+        problems.append(Problem(f"{{synthesis.kind}}={synthesis.kind!r} runs in fp32 or bf16: "
+                                "{runtime.precision}='fp16' needs loss scaling the rounds do not have"))
+    return problems
+
+
+def _attention_problems(parts: Mapping[str, Any]) -> list[Problem]:
+    """Attention transfer is a term of the plain KD update (ZSKT's), not of LRwA's meta step."""
+    attention, meta = parts.get("attention"), parts.get("meta")
+    if attention and meta and attention.weight:
+        return [Problem("{attention.weight} > 0 is ZSKT's term of the plain KD update; LRwA's meta update "
+                        "({meta.mode}) does not take it: use a DFADConfig, or attention_weight=0")]
+    return []
+
+
 # One builder per part, in PartSettings' order: the memory and the meta update depend on the config's kind;
 # every other part is its field map read from the config (probes and MAD too: 0 means off).
 BUILDERS: dict[str, Callable[[DFADConfig], Any]] = {
     "runtime": partial(build, "runtime"), "loop": partial(build, "loop"),
     "checkpoints": partial(build, "checkpoints"), "loss": partial(build, "loss"),
-    "objective": partial(build, "objective"), "student_updater": partial(build, "student_updater"),
+    "objective": partial(build, "objective"), "synthesis": partial(build, "synthesis"),
+    "attention": partial(build, "attention"), "student_updater": partial(build, "student_updater"),
     "generator_updater": partial(build, "generator_updater"), "memory": memory_settings, "meta": meta_settings,
     "ema": partial(build, "ema"), "probes": partial(build, "probes"),
 }

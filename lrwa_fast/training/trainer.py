@@ -40,7 +40,7 @@ from ..runtime.phases import phase
 from ..runtime.precision import scaled
 from ..runtime.randomness import RandomStreams
 from ..runtime.services import Runtime
-from ..updates import KDUpdate, MetaUpdate, StepContext, StudentUpdate
+from ..updates import AttentionTransferUpdate, KDUpdate, MetaUpdate, StepContext, StudentUpdate
 from . import loop, state
 from .compiling import compile_module
 from .generator_ema import GeneratorEMA
@@ -50,6 +50,7 @@ from .loop import TrainingInterrupted
 from .probes import ForgettingProbes
 from .settings import PartSettings, part_settings
 from .state import Stateful
+from .synthesis import SynthesisRounds
 
 __all__ = ["DFADTrainer", "LRwATrainer", "Trainer", "TrainingInterrupted", "trainer_class"]
 
@@ -93,6 +94,7 @@ class Trainer:
                                          settings.generator_updater, self.runtime, rollback=rollback)
         self.memory = self._memory(memory, update, vae)
         self.update = self._update(update)
+        self.synthesis = self._synthesis()
         self.generator_ema = GeneratorEMA(self.generator, settings.ema) if settings.ema.decay else None
         self.probes = ForgettingProbes(settings.probes, self.device) if settings.probes.every else None
         self.observers = [part for part in (self.memory, self.probes) if part is not None]  # of fresh batches
@@ -142,14 +144,31 @@ class Trainer:
                             num_classes=self.num_classes, vae=vae)
 
     def _update(self, update: StudentUpdate | None) -> StudentUpdate:
-        """The given update, else the settings': LRwA's meta update on the memory, or plain KD."""
+        """The given update, else the settings': LRwA's meta update on the memory, ZSKT's KD with attention
+        transfer, or plain KD."""
         if update is None:
-            meta = self.settings.meta
-            return MetaUpdate(self.memory, meta) if meta is not None and self.memory is not None else KDUpdate()
+            meta, attention = self.settings.meta, self.settings.attention
+            if meta is not None and self.memory is not None:
+                return MetaUpdate(self.memory, meta)
+            if attention.weight:
+                sample = torch.zeros(1, *self.sample_shape, device=self.device)
+                return AttentionTransferUpdate(self.teacher, self.student, sample, attention)
+            return KDUpdate()
         if not isinstance(update, StudentUpdate):
             raise ValueError(f"update must follow the StudentUpdate protocol (__call__, state_dict, "
                              f"load_state_dict), got {type(update).__name__}")
         return update
+
+    def _synthesis(self) -> SynthesisRounds | None:
+        """DeepInversion's, CMI's or Fast's synthesis rounds when the config asks for them (one process only)."""
+        settings = self.settings.synthesis
+        if not settings.rounds:
+            return None
+        if self.ranks.enabled:
+            raise ValueError(f"synthesis={settings.kind!r} runs in one process: its rounds and pool are not "
+                             "data-parallel (use synthesis='generator', or run without torchrun)")
+        return SynthesisRounds(settings, self.generator_objective, self.generator, self.sample_shape,
+                               self.num_classes, self.device)
 
     # ----------------------------------------------------------------- one iteration
     def step(self) -> dict[str, float]:
@@ -158,8 +177,11 @@ class Trainer:
         self.student.train()
         self.generator.train()
         skips_before = self.runtime.guard.skipped
-        for _ in range(loop_settings.generator_steps):
-            self.generator_step()
+        if self.synthesis is not None:
+            self.synthesis_round()
+        else:
+            for _ in range(loop_settings.generator_steps):
+                self.generator_step()
         for k in range(loop_settings.student_steps):
             self.student_step(k)
         if self.ranks.enabled:
@@ -168,7 +190,7 @@ class Trainer:
         for observer in self.observers:
             observer.end_of_iteration(self.iteration, clean=self.runtime.guard.skipped == skips_before)
         self.student_updater.advance_schedule()
-        if loop_settings.generator_steps:
+        if loop_settings.generator_steps and self.synthesis is None:  # rounds use optimisers of their own
             self.generator_updater.advance_schedule()
         read = self.metrics_due()
         self.iteration += 1
@@ -193,6 +215,9 @@ class Trainer:
         """A batch of pseudo-samples (a share from the EMA generator under MAD) and the teacher's logits on
         them (no gradients)."""
         batch, latent = self.settings.loop.batch_size, self.settings.loop.latent_dim
+        if self.synthesis is not None:
+            with phase("pool draw"):
+                return self.synthesis.draw(batch)
         with torch.no_grad():
             with phase("generator forward"):
                 z = self.random.latent(batch, latent)
@@ -215,6 +240,12 @@ class Trainer:
             with phase("generator EMA"):
                 self.generator_ema.update(self.generator)
         return applied
+
+    def synthesis_round(self) -> None:
+        """One synthesis round (DeepInversion, CMI, Fast): its best batch joins the pool the student draws from."""
+        with phase("synthesis round"), self.runtime.autocast():
+            best = self.synthesis.round(self.student)
+        self.runtime.metrics.add({"loss_synthesis": torch.tensor(best)})
 
     def student_step(self, k: int = 0) -> bool:
         """Student update ``k`` of the iteration: a fresh batch, seen by the observers (memory, probes), the
@@ -291,7 +322,7 @@ class Trainer:
             "memory": self.memory, "student": self.student, "generator": self.generator,
             "student_updater": self.student_updater, "generator_updater": self.generator_updater,
             "guard": self.runtime.guard, "metrics": self.runtime.metrics, "random": self.random, "update": self.update,
-            "generator_ema": self.generator_ema, "probes": self.probes,  # the config switches these on
+            "generator_ema": self.generator_ema, "probes": self.probes, "synthesis": self.synthesis,  # by the config
         }
         return {name: part for name, part in parts.items() if part is not None}
 
