@@ -111,8 +111,15 @@ def compatibility_problems(trainer: Checkpointable, state: dict[str, Any]) -> li
     for part in ("student", "generator"):
         problems += ckpt.architecture_diff(state["architecture"][part], mine["architecture"][part], part)
     config_class = type(trainer.config)
-    saved = {**to_dict(config_class()), **state["config"]}  # fields added since: their defaults
+    saved = with_defaults(to_dict(config_class()), state["config"])  # fields added since (nested too): their defaults
     return problems + ckpt.config_diff(saved, mine["config"], ignore=config_class.RESUMABLE)
+
+
+def with_defaults(defaults: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
+    """``saved`` with every key it lacks, at any depth, taken from ``defaults``."""
+    return {**defaults, **{key: with_defaults(defaults[key], value)
+                           if isinstance(value, dict) and isinstance(defaults.get(key), dict) else value
+                           for key, value in saved.items()}}
 
 
 def write_checkpoint(trainer: Checkpointable, folder: str | Path, keep: int) -> Path:

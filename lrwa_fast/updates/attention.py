@@ -20,9 +20,9 @@ from torch import Tensor, nn
 from ..config import default_of
 from ..ops import synthesis_terms as terms
 from ..optim import UpdateResult, gradients
+from ..rules import check, non_negative
 from ..runtime.phases import phase
 from ..runtime.precision import scaled
-from ..rules import check, non_negative
 from .base import StepContext
 from .kd import refuse_state
 

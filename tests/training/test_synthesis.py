@@ -1,0 +1,213 @@
+"""Synthesis rounds (DeepInversion, CMI, Fast) and ZSKT's attention update, as parts of the trainer: what a round
+keeps, what each kind optimises, the meta step, the contrast bank, the rules, exact resume and composition with
+LRwA's update."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from lrwa_fast import DFADConfig, DFADTrainer, GeneratorLossWeights, LRwAConfig, LRwATrainer, OptimizerConfig
+from lrwa_fast.ops import synthesis_terms as terms
+from lrwa_fast.training.synthesis import FirstOrderMeta, jitter_and_flip, local_view, reinitialise
+from lrwa_fast.updates import AttentionTransferUpdate, StepContext
+
+KINDS = {
+    "inversion": dict(generator_weights=GeneratorLossWeights(adversarial=1, bn_prior=10, one_hot=1, tv_l1=1e-3,
+                                                             tv_l2=1e-4, input_l2=1e-5, competition=1),
+                      synthesis_jitter=0.125, synthesis_flip=True,
+                      generator_optimizer={"name": "adam", "lr": 0.1, "betas": (0.5, 0.99)}),
+    "reinit": dict(generator_weights=GeneratorLossWeights(adversarial=0.5, bn_prior=1, one_hot=1, contrastive=0.8),
+                   adversarial_agreeing=True, contrastive_bank=64, contrastive_negatives=24),
+    "meta": dict(generator_weights=GeneratorLossWeights(adversarial=1.1, bn_prior=10, one_hot=0.4),
+                 adversarial_agreeing=True, synthesis_warmup=1, synthesis_latent_lr=0.01),
+}
+
+
+def config(kind, cls=DFADConfig, **extra):
+    fields = dict(batch_size=16, latent_dim=8, iterations=4, generator_steps=3, student_steps=2, device="cpu",
+                  seed=3, synthesis=kind, synthesis_pool=40, generator_optimizer={"name": "adam", "lr": 1e-3}) \
+        | KINDS[kind] | extra
+    if isinstance(fields["generator_optimizer"], dict):
+        fields["generator_optimizer"] = OptimizerConfig(**fields["generator_optimizer"])
+    return cls(**fields)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_round_keeps_its_best_batch_and_the_student_draws_from_the_pool(kind, tiny_models):
+    trainer = DFADTrainer(*tiny_models(), config(kind))
+    kept = []
+    trainer.synthesis.pool.add = lambda x, t, add=trainer.synthesis.pool.add: (kept.append(x.clone()), add(x, t))
+    metrics = trainer.step()
+    assert len(kept) == 1 and kept[0].shape == (16, 1, 8, 8) and len(trainer.synthesis.pool) == 16
+    assert metrics["loss_synthesis"] > 0
+    x, t = trainer.fresh_batch()
+    assert any(torch.equal(x[0], row) for row in kept[0])  # drawn from the pool
+    assert torch.allclose(t, trainer.teacher(x), atol=1e-5)  # the teacher's logits kept with them
+    trainer.step(), trainer.step()
+    assert len(trainer.synthesis.pool) == 40  # the pool's capacity: a reservoir over every round
+
+
+def test_the_best_batch_is_the_lowest_loss_of_the_round(tiny_models):
+    trainer = DFADTrainer(*tiny_models(), config("inversion", generator_steps=4))
+    seen = []
+    on_samples = trainer.generator_objective.on_samples
+
+    def record(x, *args, **kwargs):
+        loss, t = on_samples(x, *args, **kwargs)
+        seen.append((float(loss.detach()), x.detach().clone()))
+        return loss, t
+
+    trainer.generator_objective.on_samples = record
+    kept = []
+    trainer.synthesis.pool.add = lambda x, t: kept.append(x)
+    best = trainer.synthesis.round(trainer.student)
+    assert best == min(v for v, _ in seen) and torch.equal(kept[0], min(seen, key=lambda p: p[0])[1])
+
+
+def test_reinit_resets_the_generator_each_round(tiny_models):
+    trainer = DFADTrainer(*tiny_models(), config("reinit"))
+    trainer.step()
+    reset = copy.deepcopy(trainer.generator)
+    reinitialise(reset, torch.Generator().manual_seed(0))
+    for m in reset.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            assert 0.01 < float(m.weight.std()) < 0.03 and (m.bias is None or not m.bias.any())
+        if isinstance(m, nn.BatchNorm2d) and m.affine:
+            assert abs(float(m.weight.mean()) - 1.0) < 0.05
+    first = [p.detach().clone() for p in trainer.generator.parameters()]
+    # a round starts from a fresh draw, not from where the last round ended
+    reinitialise(trainer.generator, torch.Generator().manual_seed(5))
+    assert not all(torch.equal(a, b) for a, b in zip(first, trainer.generator.parameters()))
+
+
+def test_fast_meta_step_sums_the_copys_gradients():
+    torch.manual_seed(0)
+    meta = nn.Linear(3, 2)
+    fast = copy.deepcopy(meta)
+    optimizer = torch.optim.SGD(meta.parameters(), lr=0.5)
+    before = [p.detach().clone() for p in meta.parameters()]
+    step = FirstOrderMeta(meta, fast, optimizer)
+    inner = torch.optim.SGD(fast.parameters(), lr=0.1)
+    grads = []
+    for k in range(3):
+        inner.zero_grad()
+        fast(torch.full((4, 3), float(k + 1))).pow(2).sum().backward()
+        grads.append([p.grad.clone() for p in fast.parameters()])
+        step.accumulate()
+        inner.step()
+    step.step()
+    for p, p0, *gs in zip(meta.parameters(), before, *grads):
+        assert torch.allclose(p, p0 - 0.5 * sum(gs), atol=1e-6)
+        assert p.grad is None
+
+
+def test_meta_moves_the_initialisation_and_warms_up_without_the_adversary(tiny_models):
+    trainer = DFADTrainer(*tiny_models(), config("meta"))
+    calls = []
+    on_samples = trainer.generator_objective.on_samples
+    trainer.generator_objective.on_samples = lambda *a, **k: (calls.append(k["adversarial"]), on_samples(*a, **k))[1]
+    before = [p.detach().clone() for p in trainer.generator.parameters()]
+    trainer.step()
+    trainer.step()
+    assert calls == [False] * 3 + [True] * 3  # warm-up: one round without the adversarial term
+    assert not all(torch.equal(a, b) for a, b in zip(before, trainer.generator.parameters()))
+
+
+def test_the_contrast_bank_fills_as_a_ring(tiny_models):
+    trainer = DFADTrainer(*tiny_models(), config("reinit"))
+    contrast = trainer.synthesis.contrast
+    assert contrast.dim == 8 + 16 + 16  # the instance means of each BatchNorm input of the teacher
+    for i in range(5):
+        trainer.step()
+        assert contrast.filled == min(64, 16 * (i + 1))
+    assert contrast.pointer == (16 * 5) % 64
+    assert contrast._negatives().shape == (24, 2 * contrast.dim)
+
+
+def test_views():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    assert torch.equal(jitter_and_flip(x, 0.0, False, gen), x)
+    moved = jitter_and_flip(x, 0.125, True, gen)
+    assert moved.shape == x.shape and sorted(moved.flatten().tolist()) == sorted(x.flatten().tolist())
+    for shape in [(2, 3, 8, 8), (4, 40), (2, 1, 9)]:
+        y = torch.randn(shape)
+        assert local_view(y, gen).shape == y.shape
+        assert jitter_and_flip(y, 0.25, True, gen).shape == y.shape
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_resume_is_exact(kind, tmp_path, tiny_models):
+    straight = DFADTrainer(*tiny_models(), config(kind))
+    for _ in range(4):
+        straight.step()
+    first = DFADTrainer(*tiny_models(), config(kind))
+    for _ in range(2):
+        first.step()
+    first.save(tmp_path / "ckpt.pt")
+    resumed = DFADTrainer.load(tmp_path / "ckpt.pt", *tiny_models())
+    for _ in range(2):
+        resumed.step()
+    for a, b in zip(straight.student.state_dict().values(), resumed.student.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_cmi_samples_with_lrwas_update(tiny_models):
+    """The synthesis is a part: CMI's rounds feed LRwA's meta update and its replay memory."""
+    trainer = LRwATrainer(*tiny_models(), config("reinit", LRwAConfig, memory_capacity=64, memory_batch_size=8,
+                                                  memory_insert_size=8))
+    for _ in range(3):
+        metrics = trainer.step()
+    assert len(trainer.memory.buffer) > 0 and "loss_retain" in " ".join(metrics)
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(generator_weights=GeneratorLossWeights(contrastive=1.0)), "contrastive"),
+    (dict(synthesis="inversion", ema_decay=0.9), "ema_decay"),
+    (dict(synthesis="meta", precision="fp16"), "precision"),
+    (dict(synthesis="reinit", generator_steps=0), "generator_steps"),
+    (dict(synthesis="inversion", synthesis_jitter=0.5), "synthesis_jitter"),
+    (dict(synthesis="rounds"), "synthesis"),
+])
+def test_rules_name_the_config_keys(fields, message, tiny_models):
+    with pytest.raises(ValueError, match=message):
+        DFADTrainer(*tiny_models(), DFADConfig(device="cpu", **fields))
+
+
+def test_attention_transfer_is_refused_with_lrwas_update(tiny_models):
+    with pytest.raises(ValueError, match="attention_weight"):
+        LRwATrainer(*tiny_models(), LRwAConfig(device="cpu", attention_weight=1.0))
+
+
+def test_zskt_update_adds_the_attention_transfer_of_matched_blocks(tiny_models):
+    teacher, student, generator = tiny_models()
+    trainer = DFADTrainer(teacher, student, generator, DFADConfig(device="cpu", batch_size=8, latent_dim=8,
+                                                                  loss="kl", attention_weight=250.0))
+    update = trainer.update
+    assert isinstance(update, AttentionTransferUpdate)
+    # SmallCNN: 8×8 maps until the pool, 4×4 after it (1×1 global pooling has no attention map)
+    assert [type(t).__name__ for t, _ in update.pairs] == ["ReLU", "ReLU"]
+    x, t = trainer.fresh_batch()
+    forwards = []
+    handle = teacher.register_forward_hook(lambda *_: forwards.append(1))
+    ctx = StepContext(student, trainer.student_params, trainer.student_names, trainer.kd_loss, 0, True)
+    result = update(ctx, x, t)
+    assert not forwards  # the trainer's teacher forward on x is reused
+    handle.remove()
+    s_maps, t_maps = [], []
+    hooks = [s.register_forward_hook(lambda _m, _i, out: s_maps.append(out)) for _, s in update.pairs]
+    hooks += [t_.register_forward_hook(lambda _m, _i, out: t_maps.append(out)) for t_, _ in update.pairs]
+    with torch.no_grad():
+        teacher(x)
+    loss = trainer.kd_loss(student(x), t) + 250.0 * sum(terms.attention_transfer_loss(a, b)
+                                                        for a, b in zip(s_maps, t_maps))
+    for h in hooks:
+        h.remove()
+    expected = torch.autograd.grad(loss, trainer.student_params)
+    for g, e in zip(result.grads, expected):
+        assert torch.allclose(g, e, rtol=1e-5, atol=1e-7)
+    update(ctx, x.clone(), t)  # another tensor: the update runs the teacher itself
