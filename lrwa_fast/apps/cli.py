@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "(all but exact)")
     bench.add_argument("--gradient-repeats", type=int, default=None,
                        help="repeats of the meta-gradients alone on one fixed batch (default: --repeats; 0: none)")
+    bench.add_argument("--methods", action="store_true",
+                       help="instead: one iteration of DFAD, LRwA and each method papers compare against (DAFL, "
+                            "ZSKT, DFQ, DeepInversion, CMI, Fast), as ratios to DFAD's")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--json", default=None, help="write the results here")
 
@@ -194,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="generator steps per iteration (default: DFADConfig's, 1)")
     prof.add_argument("--student-steps", type=int, default=None,
                       help="student steps per iteration (default: DFADConfig's, 5)")
+    prof.add_argument("--methods", action="store_true",
+                      help="profile DFAD, LRwA and each method papers compare against instead of the meta steps")
     prof.add_argument("--device", default="auto")
     prof.add_argument("--out", default="lrwa_runs/profile", help="Chrome traces and profile.json go here")
     return parser
@@ -209,6 +214,8 @@ def _bench(args: argparse.Namespace) -> int:
     from ..bench.steps import bench, format_results, higher_available
     from ..runtime import selfcheck
 
+    if args.methods:
+        return _bench_methods(args)
     results = bench([c.strip() for c in args.cases.split(",") if c.strip()], args.device, args.repeats,
                     args.warmup, full=args.full, iterations=not args.no_iterations, overrides=_sizes(args),
                     compiled=args.compile, gradient_repeats=args.gradient_repeats)
@@ -223,13 +230,27 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_methods(args: argparse.Namespace) -> int:
+    from ..bench.methods import bench_methods, format_methods
+    from ..runtime import selfcheck
+
+    results = bench_methods([c.strip() for c in args.cases.split(",") if c.strip()], args.device, args.repeats,
+                            args.warmup, overrides=_sizes(args))
+    print(format_methods(results))
+    print(selfcheck.describe(selfcheck.usage()))
+    if args.json:
+        _write_json(Path(args.json), {"command": "lrwa-fast bench --methods", "results": results,
+                                      "fast_paths": selfcheck.usage()})
+    return 0
+
+
 def _profile(args: argparse.Namespace) -> int:
     from ..bench.profiling import ProfilePlan, format_profile, profile
 
     given = {"rounds": args.rounds, "block": args.block, "block_warmup": args.block_warmup,
              "generator_steps": args.generator_steps, "student_steps": args.student_steps}
     plan = ProfilePlan(**{k: v for k, v in given.items() if v is not None})
-    report = profile(args.case, args.device, plan, out_dir=args.out, overrides=_sizes(args))
+    report = profile(args.case, args.device, plan, out_dir=args.out, overrides=_sizes(args), methods=args.methods)
     print(format_profile(report))
     _write_json(Path(args.out) / "profile.json", report)
     print(f"\nChrome traces and profile.json in {args.out}")

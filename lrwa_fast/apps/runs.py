@@ -56,7 +56,7 @@ class RunResult(TypedDict, total=False):
 
 def method_settings(bench: Benchmark, method: str, overrides: dict[str, Any], iterations: int) -> DFADConfig:
     """A method's typed config: the benchmark's shared settings, then ``overrides`` (its own fields)."""
-    return trainer_class(method).config_class(**bench.shared(iterations), **overrides)
+    return trainer_class(method).config_class(**(bench.shared(iterations) | overrides))
 
 
 def method_name(config: DFADConfig) -> str:

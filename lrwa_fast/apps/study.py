@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import DFADConfig, GeneratorLossWeights, OptimizerConfig, set_nested
+from ..config import DFADConfig, set_nested
 from ..runtime import selfcheck
 from ..runtime.checkpoint import atomic_write_text
+from ..training.methods import COMPARED_METHODS
 from ..training.settings import validate
 from . import recipe
 from .cifar_study import KIND as CIFAR
@@ -57,46 +57,10 @@ class Method:
     twin: str | None = "dfad"
 
 
-def _compared() -> dict[str, Method]:
-    """The methods DFKD papers compare against, on the benchmark's shared loop (batch, steps, student optimiser),
-    each with its own generator terms and synthesis from its release, the synthesis rounds scaled down
-    (docs/methods.md: sources and what differs); each is paired with DFAD on the same seeds."""
-    w = GeneratorLossWeights
-    rounds = dict(adversarial_agreeing=True, generator_optimizer=OptimizerConfig(
-        name="adam", lr=1e-3, weight_decay=0.0, betas=(0.5, 0.999), schedule="constant"))
-    cmi = dict(rounds, synthesis="reinit", generator_steps=10, contrastive_temperature=0.2,
-               generator_weights=w(adversarial=0.5, bn_prior=1.0, one_hot=1.0, contrastive=0.8))
-    return {
-        # DAFL (Chen et al. 2019, huawei-noah/DAFL): one-hot 1, information entropy 5 (log10: balance 5 / ln 10),
-        # activation 0.1, no adversary
-        "dafl": Method("dfad", {"generator_weights": w(adversarial=0.0, one_hot=1.0, balance=5 / math.log(10),
-                                                         activation=0.1)}),
-        # ZSKT (Micaelli & Storkey 2019): KL adversary, attention transfer β = 250
-        "zskt": Method("dfad", {"attention_weight": 250.0}),
-        # DFQ (Choi et al. 2020, as DataFree runs it): KL adversary 1, BatchNorm statistics 1, one-hot 1, balance 20
-        "dfq": Method("dfad", {"generator_weights": w(adversarial=1.0, bn_prior=1.0, one_hot=1.0, balance=20.0)}),
-        # DeepInversion (Yin et al. 2020, DataFree's deepinv_fast): inputs optimised 10 steps a round, Adam 0.1,
-        # BatchNorm statistics 10, one-hot 1, adaptive competition 1, jitter 1/8
-        "deepinv": Method("dfad", {"synthesis": "inversion", "generator_steps": 10, "synthesis_jitter": 0.125,
-                                   "generator_optimizer": OptimizerConfig(name="adam", lr=0.1, weight_decay=0.0,
-                                                                          betas=(0.5, 0.99), schedule="constant"),
-                                   "generator_weights": w(adversarial=0.0, bn_prior=10.0, one_hot=1.0,
-                                                          competition=1.0)}),
-        # CMI (Fang et al. 2021): a re-initialised generator 10 steps a round (CIFAR: 200), decision-adversarial
-        # 0.5, BatchNorm statistics 1, one-hot 1, contrast 0.8 at T = 0.2
-        "cmi": Method("dfad", cmi),
-        "cmi_lrwa": Method("lrwa", {**cmi, "meta_mode": "exact"}, twin="cmi"),  # CMI's samples, LRwA's update
-        # Fast (Fang et al. 2022, Fast-5): a meta-learned generator 5 steps a round, Adam 3e-3 (codes 0.01),
-        # decision-adversarial 1.1 after 20 warm-up rounds, BatchNorm statistics 10, one-hot 0.4
-        "fast": Method("dfad", dict(rounds, synthesis="meta", generator_steps=5, synthesis_latent_lr=0.01,
-                                    synthesis_warmup=20, generator_weights=w(adversarial=1.1, bn_prior=10.0,
-                                                                             one_hot=0.4),
-                                    generator_optimizer=OptimizerConfig(name="adam", lr=3e-3, weight_decay=0.0,
-                                                                        betas=(0.5, 0.999), schedule="constant"))),
-    }
-
-
-COMPARED: dict[str, Method] = _compared()
+# The methods papers compare against (lrwa_fast.training.methods), each paired with DFAD on the same seeds; CMI with
+# LRwA's update with CMI.
+COMPARED: dict[str, Method] = {name: Method(trainer, fields, twin="cmi" if name == "cmi_lrwa" else "dfad")
+                               for name, (trainer, fields) in COMPARED_METHODS.items()}
 # Settings of the library's methods are its defaults (LRwAConfig: exact, inner lr 0.05, retain weight 1,
 # reservoir 2048, memory batch 32, 32 inserted per iteration), fixed before any study was run; the authors'
 # methods are their recipe, fitted by the rules of lrwa_fast.apps.recipe (also fixed before any run).
@@ -115,7 +79,7 @@ METHODS: dict[str, Method] = {
     "authors_fo": Method("lrwa", {"meta_mode": "first_order"}, base="authors", twin="authors_dfad"),
     "authors_released": Method("lrwa", {"meta_mode": "none"}, base="authors", twin="authors_dfad"),
 }
-METHODS |= COMPARED  # the methods papers compare against, each paired with DFAD (CMI with LRwA: with CMI)
+METHODS |= COMPARED
 # Pairs compared besides each method and its twin, when both run: a meta step against the same step without
 # its meta term (what the authors' released code computes).
 EXTRA_PAIRS = (("authors", "authors_released"), ("authors_fo", "authors_released"))

@@ -12,7 +12,8 @@ from torch import nn
 
 from ..config import LRwAConfig
 from ..models import Generator, build_model
-from ..training import Trainer
+from ..training import Trainer, trainer_class
+from ..training.methods import COMPARED_METHODS
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,27 @@ def case_config(cls: type, case: BenchCase, device: torch.device, **extra: Any) 
     """A config of class ``cls`` with the case's sizes, loss and precision (``extra``: more fields)."""
     shared = dict(batch_size=case.batch, latent_dim=64, iterations=10**6, device=str(device), log_every=10**9,
                   loss=case.loss, precision=case.precision)
-    if cls is LRwAConfig:
+    if issubclass(cls, LRwAConfig):
         shared |= dict(memory_batch_size=case.memory_batch, memory_capacity=2048, memory_insert_size=case.batch)
     return cls(**shared, **extra)
+
+
+# The methods timed side by side (bench --methods, profile --methods): DFAD, LRwA and those papers compare against.
+METHOD_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"dfad": ("dfad", {}), "lrwa": ("lrwa", {}),
+                                                          **COMPARED_METHODS}
+
+
+def method_trainer(name: str, case: BenchCase, device: torch.device, **extra: Any) -> Trainer:
+    """A trainer of method ``name`` (:data:`METHOD_VARIANTS`) on the case's models; ``extra``: more config fields.
+    Its replay memory is filled and, for a synthesis round method, its pool holds one round."""
+    method, fields = METHOD_VARIANTS[name]
+    cls = trainer_class(method)
+    trainer = cls(*case_models(case, device, 64), case_config(cls.config_class, case, device, **(fields | extra)))
+    if trainer.synthesis is not None:
+        trainer.synthesis_round()
+    if trainer.memory is not None:
+        fill_memory(trainer)
+    return trainer
 
 
 def fill_memory(trainer: Trainer) -> None:

@@ -33,7 +33,7 @@ from ..runtime import selfcheck
 from ..runtime.distributed import resolve_device
 from ..runtime.phases import PhaseTimer
 from ..training import DFADTrainer, LRwATrainer, Trainer
-from .cases import CASES, BenchCase, case_config, case_models, fill_memory
+from .cases import CASES, METHOD_VARIANTS, BenchCase, case_config, case_models, fill_memory, method_trainer
 from .timing import quartiles, round_robin
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -42,6 +42,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "LRwA fd one_sided": {"meta_mode": "finite_difference", "fd_scheme": "one_sided"},
     "LRwA exact generative": {"meta_mode": "exact", "memory_kind": "generative"},
 }
+# profile --methods: DFAD, LRwA and the methods papers compare against (bench.cases.METHOD_VARIANTS), by label.
+METHOD_LABELS: dict[str, str] = {"DFAD": "dfad", "LRwA": "lrwa", "DAFL": "dafl", "ZSKT": "zskt", "DFQ": "dfq",
+                                 "DeepInv": "deepinv", "CMI": "cmi", "CMI+LRwA": "cmi_lrwa", "Fast": "fast"}
 BASELINE = "DFAD"
 AGAIN = " (again)"  # suffix of the A/A column: a variant measured a second time, by a twin trainer
 PROFILER_LOG = "profiler.log"  # where the profiler's own messages go, in the output folder
@@ -65,9 +68,15 @@ class ProfilePlan:
             raise ValueError(f"profile plan: rounds and block must be >= 1, the others >= 0; got {', '.join(low)}")
 
 
-def build_trainer(variant: str, case: BenchCase, device: torch.device, plan: ProfilePlan) -> Trainer:
-    """The trainer of a profiled variant (``"DFAD (again)"``: a twin of ``"DFAD"``) on the case's models."""
+def build_trainer(variant: str, case: BenchCase, device: torch.device, plan: ProfilePlan,
+                  methods: bool = False) -> Trainer:
+    """The trainer of a profiled variant (``"DFAD (again)"``: a twin of ``"DFAD"``) on the case's models;
+    ``methods``: the variants are :data:`METHOD_LABELS` (a synthesis round keeps its own steps)."""
     steps = dict(student_steps=plan.student_steps, generator_steps=plan.generator_steps)
+    if methods:
+        name = METHOD_LABELS[variant.removesuffix(AGAIN)]
+        own = METHOD_VARIANTS[name][1]
+        return method_trainer(name, case, device, **{k: v for k, v in steps.items() if k not in own})
     extra = {**steps, **VARIANTS[variant.removesuffix(AGAIN)]}
     if variant.removesuffix(AGAIN) == BASELINE:
         return DFADTrainer(*case_models(case, device, 64), case_config(DFADConfig, case, device, **extra))
@@ -130,21 +139,23 @@ def _phase_names(tables: Iterable[dict[str, Any]]) -> list[str]:
 
 def profile(case_name: str = "cnn", device_name: str = "auto", plan: ProfilePlan | None = None,
             out_dir: str | None = None, overrides: dict[str, int | str] | None = None,
-            again: str | None = BASELINE) -> dict[str, Any]:
-    """Profile every variant of ``VARIANTS`` (and ``again`` a second time) on a named case, interleaved as
-    ``plan`` says; Chrome traces of one iteration each go to ``out_dir`` if given."""
+            again: str | None = BASELINE, methods: bool = False) -> dict[str, Any]:
+    """Profile every variant of ``VARIANTS`` (``methods``: of :data:`METHOD_LABELS`; and ``again`` a second
+    time) on a named case, interleaved as ``plan`` says; Chrome traces of one iteration each go to ``out_dir`` if
+    given."""
+    variants = METHOD_LABELS if methods else VARIANTS
     if case_name not in CASES:
         raise ValueError(f"unknown case {case_name!r}; available: {sorted(CASES)}")
-    if again is not None and again not in VARIANTS:
-        raise ValueError(f"unknown variant {again!r} to measure again; available: {list(VARIANTS)}")
+    if again is not None and again not in variants:
+        raise ValueError(f"unknown variant {again!r} to measure again; available: {list(variants)}")
     plan = plan or ProfilePlan()
     load_before = _load_average()  # before this process adds its own
     case = dataclasses.replace(CASES[case_name], **(overrides or {}))
     device = resolve_device(device_name)
-    names = list(VARIANTS)
+    names = list(variants)
     if again is not None:
         names.insert(names.index(again) + 1, again + AGAIN)
-    trainers = {name: build_trainer(name, case, device, plan) for name in names}
+    trainers = {name: build_trainer(name, case, device, plan, methods) for name in names}
     for trainer in trainers.values():
         for _ in range(plan.warmup):
             trainer.step()
@@ -152,7 +163,7 @@ def profile(case_name: str = "cnn", device_name: str = "auto", plan: ProfilePlan
                           for name, trainer in trainers.items()}, plan.rounds, rotate=True)
     report = {"case": case.name, "device": str(device), "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
               "plan": dataclasses.asdict(plan), "load_average": [load_before, _load_average()],
-              "variants": summarize_blocks(blocks), "log": None, "fast_paths": selfcheck.usage()}
+              "variants": summarize_blocks(blocks), "log": None, "fast_paths": selfcheck.usage(), "methods": methods}
     if out_dir is not None:
         report["log"] = _chrome_traces({n: t for n, t in trainers.items() if not n.endswith(AGAIN)}, device,
                                        Path(out_dir))
@@ -219,8 +230,10 @@ def format_profile(report: dict[str, Any]) -> str:
     variants, s = report["variants"], report["plan"]
     names = _phase_names(v["phases_ms"] for v in variants.values())
     again = [n for n in variants if n.endswith(AGAIN)]
+    making = "its sample making (a synthesis round keeps its own steps)" if report.get("methods") else \
+        f"{s['generator_steps']} generator"
     lines = [f"{report['case']} on {report['device']} (threads: {report['threads']}): an iteration is "
-             f"{s['generator_steps']} generator + {s['student_steps']} student steps",
+             f"{making} + {s['student_steps']} student steps",
              f"{len(variants)} variants round-robin (order rotated each round), {s['rounds']} rounds of "
              f"{s['block']} timed iteration(s) after {s['block_warmup']} untimed; load average "
              + " → ".join("?" if x is None else f"{x:.1f}" for x in report["load_average"]),

@@ -89,7 +89,7 @@ class SynthesisRounds:
         self.sample_shape, self.num_classes, self.device = tuple(sample_shape), num_classes, device
         self.rng = torch.Generator().manual_seed(settings.seed)  # on the CPU: the same draws on every device
         self.pool = ReplayBuffer(settings.pool, self.sample_shape, num_classes, policy="reservoir", device=device,
-                                 seed=settings.seed, backend="torch")
+                                 seed=settings.seed)
         self.rounds = 0
         self.contrast = InstanceContrast(objective.teacher, settings, self.rng, self.sample_shape, device) \
             if settings.contrastive else None
@@ -107,19 +107,23 @@ class SynthesisRounds:
         best_loss, best_x, best_features = math.inf, None, None
         with eval_mode(student):
             for _ in range(s.steps):
-                x = make()
-                loss, features = self._loss(x, student, targets)
+                with phase("round: samples"):
+                    x = make()
+                with phase("round: loss"):
+                    loss, features = self._loss(x, student, targets)
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise FloatingPointError(f"synthesis round {self.rounds}: the loss is {value}")
                 if value < best_loss:
                     best_loss, best_x, best_features = value, x.detach().clone(), features
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                after_backward()
-                optimizer.step()
-                if self.contrast is not None:
-                    self.contrast.step()
+                with phase("round: backward"):
+                    loss.backward()
+                with phase("round: optimiser"):
+                    after_backward()
+                    optimizer.step()
+                    if self.contrast is not None:
+                        self.contrast.step()
         finish()
         self._keep(best_x, best_features)
         return best_loss
@@ -132,9 +136,10 @@ class SynthesisRounds:
             return self.objective.on_samples(x, view, student, adversarial=adversarial, targets=targets)[0], None
         with self.contrast.capture() as global_features:
             loss, _ = self.objective.on_samples(x, view, student, adversarial=adversarial, targets=targets)
-        with self.contrast.capture() as local_features:
-            self.objective.teacher(local_view(x, self.rng))
-        contrast, kept = self.contrast.loss(torch.cat(local_features, 1), torch.cat(global_features, 1))
+        with phase("round: contrast"):
+            with self.contrast.capture() as local_features:
+                self.objective.teacher(local_view(x, self.rng))
+            contrast, kept = self.contrast.loss(torch.cat(local_features, 1), torch.cat(global_features, 1))
         return loss + self.settings.contrastive * contrast, kept
 
     def _view(self, x: Tensor) -> Tensor:

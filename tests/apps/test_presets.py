@@ -11,6 +11,7 @@ import torch
 from lrwa_fast import LRwAConfig
 from lrwa_fast.apps import recipe
 from lrwa_fast.apps.cli import main
+from lrwa_fast.apps.method_presets import COLUMNS, METHOD_PRESETS
 from lrwa_fast.apps.presets import PRESETS, get_preset, resolve_preset, resolved_dict
 from lrwa_fast.apps.teacher import save_teacher
 from lrwa_fast.config import from_dict, to_dict
@@ -45,7 +46,16 @@ FAST = {"cifar10-resnet34-resnet18", "cifar10-resnet34-resnet18-dfad", "cifar100
         "tiny_imagenet-resnet34-resnet18-dfad"}
 
 
-@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in sorted(PRESETS)])
+# the methods papers compare against: each runs on one pair (DeepInversion's in the fast suite), every pair resolves
+COMPARED = {p.name for p in METHOD_PRESETS}
+RUN_COMPARED = {n for n in COMPARED if n.startswith("cifar10-wrn40_2-wrn16_1-")}
+FAST |= {"cifar10-wrn40_2-wrn16_1-deepinv"}
+ROUNDS = ["trainer.generator_steps=2", "trainer.synthesis_pool=8", "trainer.contrastive_bank=8",
+          "trainer.contrastive_negatives=4"]
+
+
+@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in sorted(PRESETS)
+                                  if n not in COMPARED or n in RUN_COMPARED])
 def test_every_preset_runs_two_iterations_through_the_cli(tmp_path, name):
     spec = get_preset(name).spec
     data = tmp_path / "data"
@@ -53,7 +63,8 @@ def test_every_preset_runs_two_iterations_through_the_cli(tmp_path, name):
     teacher = teacher_file(tmp_path, spec["teacher"]["arch"], spec["dataset"])
     out = tmp_path / "run"
     args = ["distill", "--preset", name, "--data", str(data), "--teacher", str(teacher), "--out", str(out), "--quiet"]
-    for item in SMALL if spec["method"] == "lrwa" else [s for s in SMALL if "memory" not in s]:
+    small = SMALL if spec["method"] == "lrwa" else [s for s in SMALL if "memory" not in s]
+    for item in small + (ROUNDS if spec["trainer"].get("synthesis") else []):
         args += ["--set", item]
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())
@@ -74,6 +85,28 @@ def test_every_preset_runs_two_iterations_through_the_cli(tmp_path, name):
         filled = first["memory_vae_updates"] > 0 if name.endswith("generative") else first["memory_fill"] == 2
         assert filled and "loss_retain" not in first, "memory filled after iteration 1"
         assert "loss_retain" in second and "loss_joint" in second, "iteration 2 retains on memory samples"
+
+
+@pytest.mark.parametrize("name", sorted(COMPARED))
+def test_every_method_preset_resolves_with_its_published_accuracy(name):
+    preset = get_preset(name)
+    config = resolve_preset(name)
+    method = name.rsplit("-", 1)[1]
+    column = COLUMNS[method]
+    assert config.method == "dfad" and preset.published.methods[column] > 0
+    assert any(note.startswith(f"published {column} student: ") for note in preset.notes)
+    assert all(source for source in preset.sources.values())
+
+
+def test_method_presets_carry_their_releases_settings():
+    cmi = resolve_preset("cifar10-wrn40_2-wrn16_1-cmi").trainer
+    assert (cmi["synthesis"], cmi["generator_steps"], cmi["generator_weights"]["contrastive"]) == ("reinit", 200, 0.8)
+    fast = resolve_preset("cifar100-resnet34-resnet18-fast").trainer
+    assert (fast["synthesis"], fast["generator_steps"], fast["generator_weights"]["adversarial"]) == ("meta", 10, 1.33)
+    zskt = resolve_preset("cifar100-wrn40_2-wrn16_2-zskt").trainer
+    assert zskt["attention_weight"] == 250.0 * 100 and zskt["student_steps"] == 10
+    dafl = resolve_preset("cifar100-vgg11-resnet18-dafl").trainer
+    assert math.isclose(dafl["generator_weights"]["balance"] * math.log(10), 20.0)
 
 
 def test_lrwa_presets_express_the_authors_schedule():
