@@ -90,7 +90,7 @@ class DFADConfig:
     # of generator_steps steps whose best batch joins a pool the student steps draw from: "inversion"
     # (DeepInversion: the inputs themselves optimised from noise), "reinit" (CMI: the generator re-initialised
     # each round) or "meta" (Fast: the generator starts each round from a meta-learned initialisation).
-    synthesis: str = "generator"
+    synthesis: str = "generator"  # "generator" | "inversion" | "reinit" | "meta" (docs/methods.md)
     synthesis_pool: int = 4096  # rounds: samples kept (reservoir over every round's) for the student steps
     synthesis_latent_lr: float = 0.0  # reinit / meta: learning rate of the round's latent codes; 0 = the generator's
     synthesis_warmup: int = 0  # rounds: the first rounds without the adversarial term (Fast: 20)

@@ -231,7 +231,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _bench_methods(args: argparse.Namespace) -> int:
-    from ..bench.methods import bench_methods, format_methods
+    from ..bench.method_cost import bench_methods, format_methods
     from ..runtime import selfcheck
 
     results = bench_methods([c.strip() for c in args.cases.split(",") if c.strip()], args.device, args.repeats,

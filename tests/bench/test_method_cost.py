@@ -11,7 +11,7 @@ import torch
 
 from lrwa_fast.apps.cli import main
 from lrwa_fast.bench.cases import CASES, METHOD_VARIANTS
-from lrwa_fast.bench.methods import format_methods, run_methods
+from lrwa_fast.bench.method_cost import format_methods, run_methods
 from lrwa_fast.bench.profiling import METHOD_LABELS, ProfilePlan, build_trainer
 from lrwa_fast.training.methods import COMPARED_METHODS
 
