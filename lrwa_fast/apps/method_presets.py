@@ -58,7 +58,7 @@ def _dafl(dataset: str, _pair: tuple[str, str]) -> tuple[dict[str, Any], dict[st
 def _zskt(dataset: str, _pair: tuple[str, str]) -> tuple[dict[str, Any], dict[str, str], tuple[str, ...]]:
     classes = image_set(dataset).num_classes
     trainer = {"batch_size": 128, "latent_dim": 100, "iterations": 80000, "generator_steps": 1, "student_steps": 10,
-               "loss": "kl", "adversarial_loss": "kl", "attention_weight": 250.0 * classes, "grad_clip": 5.0,
+               "loss": "kl", "adversarial_loss": "kl", "attention_weight": 250.0 * classes, "grad_clip": 5.0 * classes,
                "student_optimizer": _adam(2e-3, (0.9, 0.999), "cosine"),
                "generator_optimizer": _adam(1e-3, (0.9, 0.999), "cosine")}
     sources = {"trainer.batch_size, latent_dim, iterations, generator_steps, student_steps":
@@ -67,7 +67,8 @@ def _zskt(dataset: str, _pair: tuple[str, str]) -> tuple[dict[str, Any], dict[st
                f"× {classes} classes against this library's KL averaged over the batch",
                "trainer.loss, adversarial_loss": f"{ZSKT}: forward KL at T = 1, the generator minimises its negative",
                "trainer.student_optimizer, generator_optimizer": f"{ZSKT}: Adam 2e-3 and 1e-3, cosine over the run",
-               "trainer.grad_clip": f"{ZSKT}: gradient norm clipped at 5 (the student's here)"}
+               "trainer.grad_clip": f"{ZSKT}: gradient norm clipped at 5 for its loss; × {classes} for this library's "
+               "(the student's here)"}
     notes = ("ZSKT reuses one pseudo batch for its generator step and its 10 student steps; here each student step "
              "draws a fresh batch",
              "ZSKT clips the generator's gradient norm at 5 as well; here only the student's",
@@ -106,10 +107,12 @@ _ROUND_NOTES = ("DataFree keeps every synthesised batch on disk; here the pool h
 def _deepinv(_dataset: str, _pair: tuple[str, str]) -> tuple[dict[str, Any], dict[str, str], tuple[str, ...]]:
     trainer = {**_rounds(200), "synthesis": "inversion", "generator_steps": 1000,
                "generator_optimizer": _adam(0.1, (0.5, 0.99)),
-               "generator_weights": {"adversarial": 0.0, "bn_prior": 10.0, "one_hot": 1.0, "competition": 1.0}}
+               "generator_weights": {"adversarial": 0.0, "bn_prior": 10.0, "one_hot": 1.0, "competition": 1.0,
+                                     "tv_l1": 1e-3}}
     source = DATAFREE.format("deepinv")
     sources = {"trainer.*": f"{source}: inputs optimised 1000 steps a round by Adam 0.1 (0.5, 0.99); bn 10, oh 1, "
-               "adv 1 as −JS at T = 3 (the competition term: 1 − JS), tv and l2 0; 200 epochs of one round and "
+               "adv 1 as −JS at T = 3 (the competition term: 1 − JS), tv 0.001 (its L1 form), l2 0; 200 epochs of "
+               "one round and "
                "400 student steps at T = 20; SGD 0.1 (wd 1e-4, cosine)"}
     notes = (*_ROUND_NOTES, "the published DeepInv column is DeepInv-2k (2000 steps a round)",
              "DataFree clips the inputs to the image range after each step; here they are left unclipped")
@@ -127,7 +130,8 @@ def _cmi(_dataset: str, pair: tuple[str, str]) -> tuple[dict[str, Any], dict[str
                "codes (Adam 1e-3, (0.5, 0.999)); adv 0.5 (decision-adversarial), bn 1, oh 1, cr 0.8, cr_T 0.2; bank "
                "40960, 4096 negatives, head 256; 200 epochs of one round and 400 student steps at T = 20"}
     notes = (*_ROUND_NOTES,
-             *(("CMI takes a ResNet-34 teacher's block outputs as features; here every BatchNorm input",)
+             *(("CMI takes the inputs of a ResNet-34 teacher's layer1-layer4 as features; here every BatchNorm "
+                "input",)
                if pair[0] == "resnet34" else ()))
     return trainer, sources, notes
 

@@ -1,5 +1,6 @@
 """Synthesis rounds (DeepInversion, CMI, Fast): each iteration makes its pseudo-samples in a round of
-``generator_steps`` optimisation steps, keeps the round's best batch (the lowest loss, as the releases do) with the
+``generator_steps`` optimisation steps, keeps the round's best batch (the lowest loss, as CMI's and Fast's releases
+do; docs/methods.md on DeepInversion's) with the
 teacher's logits in a pool, and the student steps draw from the pool (the DataFree code base's structure).
 
 What a round optimises is the synthesis kind's: ``"inversion"`` the inputs themselves, from noise; ``"reinit"`` the
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
 
 from ..choices import SYNTHESES
 from ..config import OptimizerConfig, default_of
@@ -33,6 +35,7 @@ from .generator_objective import GeneratorObjective
 from .inspection import eval_mode
 
 ROUNDS = SYNTHESES[1:]  # the kinds that synthesise in rounds ("generator" is the trainer's own loop)
+POOL_KEY = 0x9E3779B9  # added to the seed: the pool's draws independent of a replay memory keyed by the same seed
 INIT_STD = 0.02  # the releases' re-initialisation: N(0, 0.02) weights (N(1, 0.02) BatchNorm scales), zero biases
 
 
@@ -89,7 +92,7 @@ class SynthesisRounds:
         self.sample_shape, self.num_classes, self.device = tuple(sample_shape), num_classes, device
         self.rng = torch.Generator().manual_seed(settings.seed)  # on the CPU: the same draws on every device
         self.pool = ReplayBuffer(settings.pool, self.sample_shape, num_classes, policy="reservoir", device=device,
-                                 seed=settings.seed)
+                                 seed=settings.seed + POOL_KEY)
         self.rounds = 0
         self.contrast = InstanceContrast(objective.teacher, settings, self.rng, self.sample_shape, device) \
             if settings.contrastive else None
@@ -234,7 +237,7 @@ def reinitialise(model: nn.Module, rng: torch.Generator) -> None:
     biases (drawn on the CPU from ``rng``)."""
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, nn.Conv1d | nn.Conv2d | nn.ConvTranspose2d | nn.Linear) or \
+            if isinstance(m, _ConvNd | nn.Linear) or \
                     (isinstance(m, _BatchNorm) and m.affine):
                 mean = 1.0 if isinstance(m, _BatchNorm) else 0.0
                 m.weight.copy_(mean + INIT_STD * torch.randn(m.weight.shape, generator=rng))
@@ -329,7 +332,7 @@ class InstanceContrast:
     def remember(self, features: Tensor) -> None:
         """The round's best features into the bank (a ring over its rows)."""
         index = (self.pointer + torch.arange(len(features))) % len(self.bank)
-        self.bank[index.to(self.bank.device)] = features
+        self.bank[index.to(self.bank.device)] = features.to(self.bank.dtype)  # bf16 rounds: the bank stays fp32
         self.pointer = int(index[-1] + 1) % len(self.bank)
         self.filled = min(len(self.bank), self.filled + len(features))
 

@@ -1,10 +1,12 @@
 """ZSKT's student update: the KD loss plus β × the attention transfer between matched blocks of the student and
 the teacher (:func:`~lrwa_fast.ops.synthesis_terms.attention_transfer_loss`, summed over the pairs).
 
-Blocks are matched by resolution: in each model, the last module (in the order forwards finish) whose output is a
-feature map of a given spatial size is that size's block (a ResNet's or WRN's group, a plain CNN's last activation
-at that size); the sizes both models have are paired, in order. ZSKT pairs a WRN's group outputs before the final
-BatchNorm and ReLU; this rule takes the last group's after them (docs/methods.md).
+Blocks are matched by resolution. In each model, a spatial size's block is the last to finish of the containers
+(modules with children) that output that size, at most one level below the shallowest of them (a WRN's or ResNet's
+group: its last block; a MobileNetV2 block; a ShuffleNetV2 stage; not the first layers of the next, down-sampling
+block, which are deeper); where no container outputs a size, the last plain layer that does (a plain CNN's last
+activation before a pooling). The sizes both models have are paired, in order. On a WRN these are ZSKT's three
+group outputs (before the final BatchNorm and ReLU).
 """
 
 from __future__ import annotations
@@ -38,31 +40,37 @@ class AttentionSettings:
 
 
 def block_outputs(model: nn.Module, sample: Tensor) -> dict[tuple[int, ...], nn.Module]:
-    """Each spatial size of ``model``'s feature maps on ``sample`` → the module whose output is the last of that
-    size (sizes of one position left out: no attention map)."""
-    last: dict[tuple[int, ...], nn.Module] = {}
-    handles = []
+    """Each spatial size of ``model``'s feature maps on ``sample`` → its block (the module docstring's rule; sizes
+    of one position left out: no attention map), in the order the sizes first finished."""
+    depth = {m: name.count(".") for name, m in model.named_modules() if m is not model}
+    found: list[tuple[tuple[int, ...], nn.Module]] = []  # (size, module) in the order forwards finish
 
     def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
         if isinstance(output, Tensor) and output.dim() >= 3 and output.shape[2:].numel() > 1:
-            size = tuple(output.shape[2:])
-            last.pop(size, None)
-            last[size] = module  # re-inserted: the dict keeps the order in which sizes last finished
+            found.append((tuple(output.shape[2:]), module))
 
-    for module in model.modules():
-        if module is not model:
-            handles.append(module.register_forward_hook(hook))
+    handles = [m.register_forward_hook(hook) for m in depth]
     try:
         with torch.no_grad():
             model(sample)
     finally:
         for handle in handles:
             handle.remove()
-    return last
+    blocks: dict[tuple[int, ...], nn.Module] = {}
+    for size in dict.fromkeys(size for size, _ in found):
+        modules = [m for s, m in found if s == size]
+        containers = [m for m in modules if next(m.children(), None) is not None]
+        if containers:  # a stem beside a flat list of blocks is one level above them: both levels count
+            shallowest = min(depth[m] for m in containers)
+            blocks[size] = [m for m in containers if depth[m] <= shallowest + 1][-1]
+        else:
+            blocks[size] = modules[-1]
+    return blocks
 
 
-def matched_blocks(teacher: nn.Module, student: nn.Module, sample: Tensor) -> list[tuple[nn.Module, nn.Module]]:
-    """The (teacher block, student block) pairs of the spatial sizes both have, in the teacher's order."""
+def matched_blocks(teacher: nn.Module, student: nn.Module, sample: Tensor
+                   ) -> list[tuple[nn.Module, nn.Module, tuple[int, ...]]]:
+    """The (teacher block, student block, spatial size) of the sizes both have, in the teacher's order."""
     training = [(m, m.training) for m in (teacher, student)]
     teacher.eval(), student.eval()
     try:
@@ -70,53 +78,47 @@ def matched_blocks(teacher: nn.Module, student: nn.Module, sample: Tensor) -> li
     finally:
         for m, flag in training:
             m.train(flag)
-    pairs = [(t_blocks[size], s_blocks[size]) for size in t_blocks if size in s_blocks]
+    pairs = [(t_blocks[size], s_blocks[size], size) for size in t_blocks if size in s_blocks]
     if not pairs:
         raise ValueError("attention transfer: the teacher and the student have no feature maps of a common spatial "
                          f"size (teacher {sorted(t_blocks)}, student {sorted(s_blocks)})")
     return pairs
 
 
+@contextmanager
+def block_maps(modules: list[tuple[nn.Module, tuple[int, ...]]]) -> Iterator[list[Tensor | None]]:
+    """The outputs of ``modules`` (each at its spatial size: a module called at several sizes is taken at its own)
+    in the forwards run in the block, the last of each."""
+    found: list[Tensor | None] = [None] * len(modules)
+
+    def keep(index: int, size: tuple[int, ...]) -> Any:
+        def hook(_module: nn.Module, _inputs: Any, output: Tensor) -> None:
+            if tuple(output.shape[2:]) == size:
+                found[index] = output
+        return hook
+
+    handles = [m.register_forward_hook(keep(i, size)) for i, (m, size) in enumerate(modules)]
+    try:
+        yield found
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 class AttentionTransferUpdate:
     """KD on the fresh batch plus ``weight`` × Σ attention transfer over the matched blocks (ZSKT). The teacher's
-    block outputs are taken from its forward on the same batch when it was the last one (the trainer's), else
-    from a forward of its own. Stateless."""
+    block outputs come from a forward of its own on the batch (without gradients; ZSKT's release takes them from
+    the forward that gives the logits). Stateless; no hook outlives a call."""
 
     def __init__(self, teacher: nn.Module, student: nn.Module, sample: Tensor, settings: AttentionSettings) -> None:
         self.teacher, self.weight = teacher, settings.weight
         self.pairs = matched_blocks(teacher, student, sample)
-        self._teacher_input: Tensor | None = None
-        self._teacher_maps: list[Tensor] = []
-        self._hooks = [teacher.register_forward_pre_hook(self._seen)]
-        self._hooks += [t.register_forward_hook(self._teacher_output) for t, _ in self.pairs]
-
-    def _seen(self, _module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
-        self._teacher_input, self._teacher_maps = inputs[0], []
-
-    def _teacher_output(self, _module: nn.Module, _inputs: Any, output: Tensor) -> None:
-        self._teacher_maps.append(output.detach())
-
-    def teacher_maps(self, x: Tensor) -> list[Tensor]:
-        """The teacher's matched block outputs on ``x``."""
-        if self._teacher_input is not x or len(self._teacher_maps) != len(self.pairs):
-            with torch.no_grad(), phase("teacher forward"):
-                self.teacher(x)
-        return self._teacher_maps
-
-    @contextmanager
-    def student_maps(self) -> Iterator[list[Tensor]]:
-        """The student's matched block outputs of the forwards in the block."""
-        found: list[Tensor] = []
-        handles = [s.register_forward_hook(lambda _m, _i, out: found.append(out)) for _, s in self.pairs]
-        try:
-            yield found
-        finally:
-            for handle in handles:
-                handle.remove()
 
     def __call__(self, ctx: StepContext, x: Tensor, t: Tensor) -> UpdateResult:
-        teacher_maps = self.teacher_maps(x)
-        with phase("student forward"), self.student_maps() as student_maps:
+        with torch.no_grad(), phase("teacher forward"), block_maps([(tm, size) for tm, _, size in self.pairs]) as \
+                teacher_maps:
+            self.teacher(x)
+        with phase("student forward"), block_maps([(sm, size) for _, sm, size in self.pairs]) as student_maps:
             kd = ctx.loss(ctx.student(x), t)
         at = sum((terms.attention_transfer_loss(s.float(), tm.float()) for s, tm in zip(student_maps, teacher_maps)),
                  kd.new_zeros(()))

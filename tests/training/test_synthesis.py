@@ -14,6 +14,7 @@ from lrwa_fast import DFADConfig, DFADTrainer, GeneratorLossWeights, LRwAConfig,
 from lrwa_fast.ops import synthesis_terms as terms
 from lrwa_fast.training.synthesis import FirstOrderMeta, jitter_and_flip, local_view, reinitialise
 from lrwa_fast.updates import AttentionTransferUpdate, StepContext
+from lrwa_fast.updates.attention import block_maps, matched_blocks
 
 KINDS = {
     "inversion": dict(generator_weights=GeneratorLossWeights(adversarial=1, bn_prior=10, one_hot=1, tv_l1=1e-3,
@@ -68,7 +69,7 @@ def test_the_best_batch_is_the_lowest_loss_of_the_round(tiny_models):
     assert best == min(v for v, _ in seen) and torch.equal(kept[0], min(seen, key=lambda p: p[0])[1])
 
 
-def test_reinit_resets_the_generator_each_round(tiny_models):
+def test_reinitialise_draws_the_releases_initialisation(tiny_models):
     trainer = DFADTrainer(*tiny_models(), config("reinit"))
     trainer.step()
     reset = copy.deepcopy(trainer.generator)
@@ -190,17 +191,15 @@ def test_zskt_update_adds_the_attention_transfer_of_matched_blocks(tiny_models):
     update = trainer.update
     assert isinstance(update, AttentionTransferUpdate)
     # SmallCNN: 8×8 maps until the pool, 4×4 after it (1×1 global pooling has no attention map)
-    assert [type(t).__name__ for t, _ in update.pairs] == ["ReLU", "ReLU"]
+    assert [(type(t).__name__, size) for t, _, size in update.pairs] == [("ReLU", (8, 8)), ("ReLU", (4, 4))]
+    hooks_before = [len(m._forward_hooks) for m in teacher.modules()]
     x, t = trainer.fresh_batch()
-    forwards = []
-    handle = teacher.register_forward_hook(lambda *_: forwards.append(1))
     ctx = StepContext(student, trainer.student_params, trainer.student_names, trainer.kd_loss, 0, True)
     result = update(ctx, x, t)
-    assert not forwards  # the trainer's teacher forward on x is reused
-    handle.remove()
+    assert [len(m._forward_hooks) for m in teacher.modules()] == hooks_before  # no hook outlives the call
     s_maps, t_maps = [], []
-    hooks = [s.register_forward_hook(lambda _m, _i, out: s_maps.append(out)) for _, s in update.pairs]
-    hooks += [t_.register_forward_hook(lambda _m, _i, out: t_maps.append(out)) for t_, _ in update.pairs]
+    hooks = [s.register_forward_hook(lambda _m, _i, out: s_maps.append(out)) for _, s, _ in update.pairs]
+    hooks += [t_.register_forward_hook(lambda _m, _i, out: t_maps.append(out)) for t_, _, _ in update.pairs]
     with torch.no_grad():
         teacher(x)
     loss = trainer.kd_loss(student(x), t) + 250.0 * sum(terms.attention_transfer_loss(a, b)
@@ -210,4 +209,56 @@ def test_zskt_update_adds_the_attention_transfer_of_matched_blocks(tiny_models):
     expected = torch.autograd.grad(loss, trainer.student_params)
     for g, e in zip(result.grads, expected):
         assert torch.allclose(g, e, rtol=1e-5, atol=1e-7)
-    update(ctx, x.clone(), t)  # another tensor: the update runs the teacher itself
+
+
+def test_wrn_blocks_are_zskts_group_outputs():
+    from lrwa_fast.models import build_model
+
+    teacher, student = build_model("wrn16_2", 10), build_model("wrn16_1", 10)
+    names = {m: n for n, m in [*teacher.named_modules(), *student.named_modules()]}
+    pairs = matched_blocks(teacher, student, torch.zeros(1, 3, 32, 32))
+    # two blocks per group: the groups end at blocks.1, blocks.3 and (the last) the blocks themselves
+    assert [(names[t], names[s], size) for t, s, size in pairs] == [
+        ("blocks.1", "blocks.1", (32, 32)), ("blocks.3", "blocks.3", (16, 16)), ("blocks", "blocks", (8, 8))]
+
+
+def test_a_module_used_at_two_sizes_is_taken_at_each():
+    relu = nn.ReLU()
+    first, second = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, stride=2, padding=1)
+    with block_maps([(relu, (8, 8)), (relu, (4, 4))]) as maps:
+        relu(second(relu(first(torch.randn(2, 1, 8, 8)))))
+    assert maps[0].shape[2:] == (8, 8) and maps[1].shape[2:] == (4, 4)
+
+
+def test_each_cmi_round_reinitialises_and_runs_in_bf16(tiny_models, monkeypatch):
+    from lrwa_fast.training import synthesis
+
+    calls = []
+    monkeypatch.setattr(synthesis, "reinitialise", lambda model, rng: calls.append(model))
+    trainer = DFADTrainer(*tiny_models(), config("reinit", precision="bf16"))
+    trainer.step(), trainer.step()
+    assert calls == [trainer.generator, trainer.generator]
+    assert trainer.synthesis.contrast.filled == 32 and trainer.synthesis.contrast.bank.dtype == torch.float32
+
+
+def test_the_objective_applies_each_new_term_where_its_release_does(tiny_models):
+    teacher, student, _ = tiny_models()
+    weights = GeneratorLossWeights(adversarial=0.7, one_hot=0.3, tv_l1=0.2, tv_l2=0.1, input_l2=0.05,
+                                   competition=0.4)
+    trainer = DFADTrainer(teacher, student, tiny_models()[2],
+                          DFADConfig(device="cpu", latent_dim=8, adversarial_loss="kl", adversarial_agreeing=True,
+                                     generator_weights=weights))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 1, 8, 8, generator=gen)
+    view = torch.flip(x, dims=(3,))
+    targets = torch.randint(0, 10, (6,), generator=gen)
+    student.eval()
+    loss, t = trainer.generator_objective.on_samples(x, view, student, targets=targets)
+    s = student(view)
+    expected = (0.7 * terms.agreeing_adversarial_loss(s, t) + 0.3 * torch.nn.functional.cross_entropy(t, targets)
+                + 0.4 * terms.competition_loss(s, t) + 0.2 * terms.total_variation_l1(x)
+                + 0.1 * terms.total_variation_l2(x) + 0.05 * terms.input_l2_loss(x))  # priors on x, not the view
+    assert torch.allclose(loss, expected, rtol=1e-5)
+    warm, _ = trainer.generator_objective.on_samples(x, view, student, adversarial=False, targets=targets)
+    assert torch.allclose(warm, expected - 0.7 * terms.agreeing_adversarial_loss(s, t)
+                          - 0.4 * terms.competition_loss(s, t), rtol=1e-5)
