@@ -96,6 +96,8 @@ class DFADConfig:
     synthesis_warmup: int = 0  # rounds: the first rounds without the adversarial term (Fast: 20)
     synthesis_jitter: float = 0.0  # rounds: random shift of the teacher's view, fraction of each size (DeepInv 1/8)
     synthesis_flip: bool = False  # rounds: random horizontal flips of the teacher's view (images)
+    synthesis_reset_round: int = 0  # meta: the round whose start re-initialises the generator's first layer; 0 = never
+    bn_prior_momentum: float = 0.0  # rounds: the BatchNorm prior's batch statistics mixed with earlier rounds' (Fast)
     contrastive_temperature: float = 0.2  # CMI: temperature of the instance contrast
     contrastive_bank: int = 4096  # CMI: features of earlier rounds kept as negatives (CIFAR: 40960)
     contrastive_negatives: int = 1024  # CMI: bank features drawn per step (CIFAR: 4096)

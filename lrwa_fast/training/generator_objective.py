@@ -4,9 +4,11 @@ teacher hooks (:class:`TeacherProbe`) that collect what the priors need."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -16,7 +18,7 @@ from .. import ops
 from ..config import DFADConfig, GeneratorLossWeights, default_of
 from ..ops import losses
 from ..ops import synthesis_terms as terms
-from ..rules import check, nested, non_negative
+from ..rules import Problem, check, in_interval, nested, non_negative
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,10 +30,16 @@ class ObjectiveSettings:
     temperature: float = default_of("adversarial_temperature")
     agreeing: bool = default_of("adversarial_agreeing")  # the discrepancy only where both pick the same class
     weights: GeneratorLossWeights = default_of("generator_weights")
+    bn_momentum: float = default_of("bn_prior_momentum")  # Fast's bn_mmt: earlier rounds' statistics mixed in
 
     def __post_init__(self) -> None:
         names = [f.name for f in dataclasses.fields(self.weights)]
-        check(self, [*losses.loss_problems(self), *nested("weights", non_negative(self.weights, *names))])
+        problems = [*losses.loss_problems(self), *nested("weights", non_negative(self.weights, *names)),
+                    *in_interval(self, "bn_momentum", 0, 1, closed=False)]
+        if self.bn_momentum and not self.weights.bn_prior:
+            problems.append(Problem("{bn_momentum} > 0 mixes the statistics of the BatchNorm prior: "
+                                    "{weights.bn_prior} must be > 0"))
+        check(self, problems)
 
 
 class GeneratorObjective:
@@ -42,7 +50,8 @@ class GeneratorObjective:
     def __init__(self, teacher: nn.Module, settings: ObjectiveSettings, backend: str = DFADConfig.backend) -> None:
         self.teacher, self.weights, self.backend = teacher, settings.weights, backend
         self.kind, self.temperature, self.agreeing = settings.kind, settings.temperature, settings.agreeing
-        self.probe = TeacherProbe(teacher, bn_prior=self.weights.bn_prior > 0, features=self.weights.activation > 0)
+        self.probe = TeacherProbe(teacher, bn_prior=self.weights.bn_prior > 0, features=self.weights.activation > 0,
+                                  momentum=settings.bn_momentum)
 
     def __call__(self, generator: nn.Module, student: nn.Module, z: Tensor) -> Tensor:
         with self.probe.active():
@@ -85,6 +94,17 @@ class GeneratorObjective:
                 loss = loss + weight * prior(x)
         return loss
 
+    def end_round(self) -> None:
+        """A synthesis round ended: its last batch statistics join the earlier rounds' (``bn_momentum``)."""
+        self.probe.update_momentum()
+
+    def state_dict(self) -> dict[str, Any]:
+        """What carries over between rounds: the mixed BatchNorm statistics (empty without ``bn_momentum``)."""
+        return self.probe.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.probe.load_state_dict(state)
+
     def _adversarial(self, s: Tensor, t: Tensor) -> Tensor:
         """The weighted adversarial term."""
         reduction = "none" if self.agreeing else "mean"
@@ -99,15 +119,17 @@ class TeacherProbe:
     """Forward hooks on a teacher that collect what the generator priors need.
 
     ``bn_prior`` hooks every BatchNorm layer and accumulates the DeepInversion term
-    ``Σ ‖μ_batch − running_mean‖₂ + ‖σ²_batch − running_var‖₂`` over the layers' inputs;
+    ``Σ ‖μ_batch − running_mean‖₂ + ‖σ²_batch − running_var‖₂`` over the layers' inputs; with ``momentum`` m
+    (Fast's ``bn_mmt``) and statistics kept from earlier rounds (:meth:`update_momentum`), μ_batch and σ²_batch
+    are replaced by ``(1 − m)·batch + m·kept``.
     ``features`` captures the input of ``feature_module`` (default: the last ``nn.Linear``).
     Hooks exist only while :meth:`active` is entered and only for terms that are switched on,
     so a zero weight costs nothing.
     """
 
     def __init__(self, teacher: nn.Module, *, bn_prior: bool, features: bool,
-                 feature_module: nn.Module | None = None) -> None:
-        self.teacher = teacher
+                 feature_module: nn.Module | None = None, momentum: float = 0.0) -> None:
+        self.teacher, self.momentum = teacher, momentum
         self.bn_layers = [m for m in teacher.modules() if isinstance(m, _BatchNorm)] if bn_prior else []
         if bn_prior and not self.bn_layers:
             raise ValueError("bn_prior weight > 0 but the teacher has no BatchNorm layers")
@@ -116,12 +138,15 @@ class TeacherProbe:
             self.feature_module = feature_module or last_linear(teacher)
         self._bn_terms: list[Tensor] = []
         self._features: Tensor | None = None
+        self._last: dict[int, tuple[Tensor, Tensor]] = {}  # each layer's batch statistics of its last forward
+        self._kept: dict[int, tuple[Tensor, Tensor]] | None = None  # the earlier rounds' (momentum > 0)
 
     @contextmanager
     def active(self) -> Iterator[TeacherProbe]:
         """Register the hooks for the duration of the block and reset what they collected."""
         self._bn_terms, self._features = [], None
-        handles = [layer.register_forward_hook(self._bn_hook) for layer in self.bn_layers]
+        handles = [layer.register_forward_hook(functools.partial(self._bn_hook, i))
+                   for i, layer in enumerate(self.bn_layers)]
         if self.feature_module is not None:
             handles.append(self.feature_module.register_forward_hook(self._feature_hook))
         try:
@@ -130,13 +155,48 @@ class TeacherProbe:
             for handle in handles:
                 handle.remove()
 
-    def _bn_hook(self, module: nn.Module, inputs: tuple[Tensor, ...], _output: Tensor) -> None:
+    def _bn_hook(self, index: int, module: nn.Module, inputs: tuple[Tensor, ...], _output: Tensor) -> None:
         x = inputs[0]
         dims = [d for d in range(x.dim()) if d != 1]
         mean = x.mean(dim=dims)
         var = x.var(dim=dims, unbiased=False)
+        if self.momentum:
+            kept_dtype = module.running_mean.dtype  # fp32 statistics under bf16 autocast, fp64 with an fp64 teacher
+            self._last[index] = (mean.detach().to(kept_dtype), var.detach().to(kept_dtype))
+            if self._kept is not None:
+                kept_mean, kept_var = self._kept[index]
+                mean = (1 - self.momentum) * mean + self.momentum * kept_mean
+                var = (1 - self.momentum) * var + self.momentum * kept_var
         self._bn_terms.append(torch.linalg.vector_norm(mean - module.running_mean)
                               + torch.linalg.vector_norm(var - module.running_var))
+
+    def update_momentum(self) -> None:
+        """Mix the last forward's batch statistics into the kept ones (the first round's are kept as they are)."""
+        if not self.momentum or not self._last:
+            return
+        m, kept = self.momentum, self._kept
+        self._kept = dict(self._last) if kept is None else {
+            i: (m * kept[i][0] + (1 - m) * mean, m * kept[i][1] + (1 - m) * var)
+            for i, (mean, var) in self._last.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The kept statistics, per BatchNorm layer in module order (empty without momentum)."""
+        if not self.momentum:
+            return {}
+        kept = None if self._kept is None else [self._kept[i] for i in range(len(self.bn_layers))]
+        return {"bn_statistics": kept}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if set(state) != set(self.state_dict()):
+            raise ValueError(f"teacher probe state holds {sorted(state)}, this probe needs "
+                             f"{sorted(self.state_dict())}")
+        kept = state.get("bn_statistics")
+        if kept is not None and len(kept) != len(self.bn_layers):
+            raise ValueError(f"the kept statistics are of {len(kept)} BatchNorm layers, the teacher has "
+                             f"{len(self.bn_layers)}")
+        device = self.bn_layers[0].running_mean.device if self.bn_layers else None
+        self._kept = None if kept is None else {i: (mean.to(device), var.to(device))
+                                                for i, (mean, var) in enumerate(kept)}
 
     def _feature_hook(self, _module: nn.Module, inputs: tuple[Tensor, ...], _output: Tensor) -> None:
         self._features = inputs[0].flatten(1)

@@ -84,10 +84,12 @@ FIELDS: dict[str, Mapping[str, Source]] = {
     "checkpoints": {"directory": "checkpoint_dir", "every": "checkpoint_every", "keep": "keep_checkpoints"},
     "loss": {"kind": "loss", "temperature": "temperature", "backend": "backend"},
     "objective": {"kind": "adversarial_loss", "temperature": "adversarial_temperature",
-                  "agreeing": "adversarial_agreeing", "weights": "generator_weights"},
+                  "agreeing": "adversarial_agreeing", "weights": "generator_weights",
+                  "bn_momentum": "bn_prior_momentum"},
     "synthesis": {"kind": "synthesis", "steps": "generator_steps", "batch_size": "batch_size",
                   "latent_dim": "latent_dim", "pool": "synthesis_pool", "latent_lr": "synthesis_latent_lr",
                   "warmup": "synthesis_warmup", "jitter": "synthesis_jitter", "flip": "synthesis_flip",
+                  "reset_round": "synthesis_reset_round",
                   "optimizer": "generator_optimizer", "contrastive": "generator_weights.contrastive",
                   "contrastive_temperature": "contrastive_temperature", "contrastive_bank": "contrastive_bank",
                   "contrastive_negatives": "contrastive_negatives", "contrastive_head_dim": "contrastive_head_dim",
@@ -221,7 +223,13 @@ def _synthesis_problems(parts: Mapping[str, Any]) -> list[Problem]:
     """Rounds make the samples themselves: no EMA generator to share them with, no fp16 loss scaling (their
     optimisers are their own)."""
     synthesis, ema, runtime = parts.get("synthesis"), parts.get("ema"), parts.get("runtime")
-    if not synthesis or not synthesis.rounds:
+    objective = parts.get("objective")
+    if not synthesis:
+        return []
+    if not synthesis.rounds:
+        if objective and objective.bn_momentum:
+            return [Problem("{objective.bn_momentum} > 0 mixes statistics across synthesis rounds: "
+                            f"{{synthesis.kind}}={synthesis.kind!r} makes none (use 'inversion', 'reinit' or 'meta')")]
         return []
     problems = []
     if ema and ema.decay:

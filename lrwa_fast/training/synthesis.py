@@ -52,6 +52,7 @@ class SynthesisSettings:
     warmup: int = default_of("synthesis_warmup")
     jitter: float = default_of("synthesis_jitter")
     flip: bool = default_of("synthesis_flip")
+    reset_round: int = default_of("synthesis_reset_round")  # meta: re-initialise the first layer at this round
     optimizer: OptimizerConfig = default_of("generator_optimizer")  # the round's (its lr and betas; Adam)
     contrastive: float = default_of("generator_weights.contrastive")
     contrastive_temperature: float = default_of("contrastive_temperature")
@@ -61,7 +62,7 @@ class SynthesisSettings:
     seed: int = default_of("seed")
 
     def __post_init__(self) -> None:
-        check(self, [*one_of(self, kind=SYNTHESES), *non_negative(self, "latent_lr", "warmup", "jitter"),
+        check(self, [*one_of(self, kind=SYNTHESES), *non_negative(self, "latent_lr", "warmup", "jitter", "reset_round"),
                      *positive(self, "pool", "contrastive_temperature", "contrastive_bank", "contrastive_negatives",
                                "contrastive_head_dim"), *self._joined()])
 
@@ -72,6 +73,9 @@ class SynthesisSettings:
         if self.contrastive and self.kind not in ("reinit", "meta"):
             problems.append(Problem("{contrastive} > 0 needs {kind} 'reinit' or 'meta' (CMI's instance contrast "
                                     f"is a synthesis round's), got {self.kind!r}"))
+        if self.reset_round and self.kind != "meta":
+            problems.append(Problem(f"{{reset_round}} > 0 re-initialises the meta-learned generator: it needs {{kind}} "
+                                    f"'meta', got {self.kind!r}"))
         if self.kind in ROUNDS and self.steps < 1:
             problems.append(Problem(f"{{kind}}={self.kind!r} needs {{steps}} >= 1 (the steps of a round)"))
         return problems
@@ -98,6 +102,7 @@ class SynthesisRounds:
             if settings.contrastive else None
         self.meta_optimizer = torch.optim.Adam(generator.parameters(), lr=settings.optimizer.lr * settings.steps,
                                                betas=settings.optimizer.betas) if settings.kind == "meta" else None
+        self.first_layer = first_layer(generator) if settings.reset_round else None
 
     # ----------------------------------------------------------------- a round
     def round(self, student: nn.Module) -> float:
@@ -128,6 +133,7 @@ class SynthesisRounds:
                     if self.contrast is not None:
                         self.contrast.step()
         finish()
+        self.objective.end_round()
         self._keep(best_x, best_features)
         return best_loss
 
@@ -161,6 +167,8 @@ class SynthesisRounds:
             reinitialise(self.generator, self.rng)
             return ([{"params": list(self.generator.parameters())}, {"params": [z], "lr": z_lr}],
                     lambda: self.generator(z), _nothing, _nothing)
+        if self.first_layer is not None and self.rounds == s.reset_round:  # Fast's reset_l0
+            reinitialise(self.first_layer, self.rng)
         fast = copy.deepcopy(self.generator).train()
         meta = FirstOrderMeta(self.generator, fast, self.meta_optimizer)
         return ([{"params": list(fast.parameters())}, {"params": [z], "lr": z_lr}], lambda: fast(z),
@@ -190,14 +198,17 @@ class SynthesisRounds:
             state["contrast"] = self.contrast.state_dict()
         if self.meta_optimizer is not None:
             state["meta_optimizer"] = self.meta_optimizer.state_dict()
+        if self.objective.state_dict():
+            state["objective"] = self.objective.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        expected = {"rounds", "rng", "pool"} | ({"contrast"} if self.contrast is not None else set()) | \
-            ({"meta_optimizer"} if self.meta_optimizer is not None else set())
+        expected = set(self.state_dict())
         if set(state) != expected:
             raise ValueError(f"synthesis state holds {sorted(state)}, this synthesis needs {sorted(expected)}")
         self.pool.load_state_dict(state["pool"])
+        if "objective" in state:
+            self.objective.load_state_dict(state["objective"])
         if self.contrast is not None:
             self.contrast.load_state_dict(state["contrast"])
         if self.meta_optimizer is not None:
@@ -243,6 +254,15 @@ def reinitialise(model: nn.Module, rng: torch.Generator) -> None:
                 m.weight.copy_(mean + INIT_STD * torch.randn(m.weight.shape, generator=rng))
                 if m.bias is not None:
                     m.bias.zero_()
+
+
+def first_layer(model: nn.Module) -> nn.Module:
+    """The first linear or convolution layer of ``model`` in module order (the generators' projection of ``z``;
+    Fast's ``reset_l0`` re-initialises its generator's ``l1.0``)."""
+    for m in model.modules():
+        if isinstance(m, _ConvNd | nn.Linear):
+            return m
+    raise ValueError(f"{type(model).__name__} has no linear or convolution layer to re-initialise")
 
 
 def jitter_and_flip(x: Tensor, jitter: float, flip: bool, rng: torch.Generator) -> Tensor:

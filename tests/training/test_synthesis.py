@@ -12,7 +12,8 @@ from torch import nn
 
 from lrwa_fast import DFADConfig, DFADTrainer, GeneratorLossWeights, LRwAConfig, LRwATrainer, OptimizerConfig
 from lrwa_fast.ops import synthesis_terms as terms
-from lrwa_fast.training.synthesis import FirstOrderMeta, jitter_and_flip, local_view, reinitialise
+from lrwa_fast.training.generator_objective import TeacherProbe
+from lrwa_fast.training.synthesis import FirstOrderMeta, first_layer, jitter_and_flip, local_view, reinitialise
 from lrwa_fast.updates import AttentionTransferUpdate, StepContext
 from lrwa_fast.updates.attention import block_maps, matched_blocks
 
@@ -141,14 +142,18 @@ def test_views():
         assert jitter_and_flip(y, 0.25, True, gen).shape == y.shape
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_resume_is_exact(kind, tmp_path, tiny_models):
-    straight = DFADTrainer(*tiny_models(), config(kind))
+FAST_EXTRAS = dict(bn_prior_momentum=0.9, synthesis_reset_round=3)  # Fast's bn_mmt and reset_l0, after the save
+
+
+@pytest.mark.parametrize("kind,extra", [(kind, {}) for kind in KINDS] + [("meta", FAST_EXTRAS)])
+def test_resume_is_exact(kind, extra, tmp_path, tiny_models):
+    straight = DFADTrainer(*tiny_models(), config(kind, **extra))
     for _ in range(4):
         straight.step()
-    first = DFADTrainer(*tiny_models(), config(kind))
+    first = DFADTrainer(*tiny_models(), config(kind, **extra))
     for _ in range(2):
         first.step()
+    assert ("objective" in first.synthesis.state_dict()) == bool(extra)  # the kept statistics travel
     first.save(tmp_path / "ckpt.pt")
     resumed = DFADTrainer.load(tmp_path / "ckpt.pt", *tiny_models())
     for _ in range(2):
@@ -173,6 +178,12 @@ def test_cmi_samples_with_lrwas_update(tiny_models):
     (dict(synthesis="reinit", generator_steps=0), "generator_steps"),
     (dict(synthesis="inversion", synthesis_jitter=0.5), "synthesis_jitter"),
     (dict(synthesis="rounds"), "synthesis"),
+    (dict(generator_weights=GeneratorLossWeights(bn_prior=1), bn_prior_momentum=0.9), "bn_prior_momentum.*rounds"),
+    (dict(synthesis="meta", bn_prior_momentum=0.9), "generator_weights.bn_prior"),
+    (dict(synthesis="meta", generator_weights=GeneratorLossWeights(bn_prior=1), bn_prior_momentum=1.0),
+     r"bn_prior_momentum=1.0 \(must lie in"),
+    (dict(synthesis="reinit", synthesis_reset_round=3), "synthesis_reset_round.*'meta'"),
+    (dict(synthesis="meta", synthesis_reset_round=-1), "synthesis_reset_round=-1"),
 ])
 def test_rules_name_the_config_keys(fields, message, tiny_models):
     with pytest.raises(ValueError, match=message):
@@ -262,3 +273,67 @@ def test_the_objective_applies_each_new_term_where_its_release_does(tiny_models)
     warm, _ = trainer.generator_objective.on_samples(x, view, student, adversarial=False, targets=targets)
     assert torch.allclose(warm, expected - 0.7 * terms.agreeing_adversarial_loss(s, t)
                           - 0.4 * terms.competition_loss(s, t), rtol=1e-5)
+
+
+def _stats(x):
+    dims = [d for d in range(x.dim()) if d != 1]
+    return x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+
+
+def test_bn_prior_with_momentum_is_fasts_equation():
+    """Fast's DeepInversionHook with bn_mmt m: the batch statistics of every later round mixed with the kept ones,
+    ‖rv − (1−m)σ² − m·σ²_kept‖ + ‖rm − (1−m)μ − m·μ_kept‖, the kept ones moved at each round's end by its last
+    forward: kept ← m·kept + (1−m)·last (the first round's kept as they are). float64, batch 1, odd widths."""
+    gen = torch.Generator().manual_seed(11)
+    layers = [nn.Conv2d(3, 5, 3, padding=1), nn.BatchNorm2d(5), nn.ReLU(), nn.Conv2d(5, 7, 3), nn.BatchNorm2d(7)]
+    teacher = nn.Sequential(*layers).double().eval()
+    for bn in (layers[1], layers[4]):
+        bn.running_mean.copy_(torch.randn(bn.num_features, generator=gen, dtype=torch.float64))
+        bn.running_var.copy_(torch.rand(bn.num_features, generator=gen, dtype=torch.float64) * 3 + 0.1)
+    m = 0.9
+    probe = TeacherProbe(teacher, bn_prior=True, features=False, momentum=m)
+
+    def inputs_of_bns(x):  # each BatchNorm's input, computed apart from the hooks
+        h1 = layers[0](x)
+        return [h1, layers[3](layers[2](layers[1](h1)))]
+
+    kept = None
+    for round_ in range(3):
+        for _ in range(2):  # two steps a round: the statistics kept are the last step's
+            x = torch.randn(1, 3, 5, 7, generator=gen, dtype=torch.float64)
+            with probe.active():
+                teacher(x)
+            loss = probe.bn_loss()
+            expected = 0.0
+            for i, (bn, h) in enumerate(zip((layers[1], layers[4]), inputs_of_bns(x))):
+                mean, var = _stats(h)
+                if kept is not None:
+                    mean, var = (1 - m) * mean + m * kept[i][0], (1 - m) * var + m * kept[i][1]
+                expected = expected + torch.linalg.vector_norm(bn.running_var - var) \
+                    + torch.linalg.vector_norm(bn.running_mean - mean)
+            assert torch.allclose(loss, expected, rtol=1e-12, atol=0), round_
+        last = [_stats(h) for h in inputs_of_bns(x)]
+        kept = last if kept is None else [(m * km + (1 - m) * lm, m * kv + (1 - m) * lv)
+                                          for (km, kv), (lm, lv) in zip(kept, last)]
+        probe.update_momentum()
+    restored = TeacherProbe(teacher, bn_prior=True, features=False, momentum=m)
+    restored.load_state_dict(probe.state_dict())
+    for (a_mean, a_var), (b_mean, b_var) in zip(probe.state_dict()["bn_statistics"],
+                                                restored.state_dict()["bn_statistics"]):
+        assert torch.equal(a_mean, b_mean) and torch.equal(a_var, b_var)
+    with pytest.raises(ValueError, match="needs"):
+        TeacherProbe(teacher, bn_prior=True, features=False).load_state_dict(probe.state_dict())
+
+
+def test_fast_resets_the_generators_first_layer_at_its_round(tiny_models, monkeypatch):
+    from lrwa_fast.training import synthesis
+
+    calls = []
+    monkeypatch.setattr(synthesis, "reinitialise", lambda model, rng: calls.append(model))
+    trainer = DFADTrainer(*tiny_models(), config("meta", synthesis_reset_round=2))
+    trainer.step()
+    assert calls == []
+    trainer.step(), trainer.step()
+    assert calls == [trainer.generator.project]  # at the start of round 2 only, before the round's copy
+    with pytest.raises(ValueError, match="no linear or convolution layer"):
+        first_layer(nn.Sequential(nn.ReLU()))
