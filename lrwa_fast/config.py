@@ -97,6 +97,10 @@ class DFADConfig:
     synthesis_jitter: float = 0.0  # rounds: random shift of the teacher's view, fraction of each size (DeepInv 1/8)
     synthesis_flip: bool = False  # rounds: random horizontal flips of the teacher's view (images)
     synthesis_reset_round: int = 0  # meta: the round whose start re-initialises the generator's first layer; 0 = never
+    # inversion: after each step the inputs are clipped to the image range [0, 1] under this normalisation (one
+    # value per channel, the teacher's; DataFree's clip_images); empty: unclipped (signals, unknown normalisation)
+    synthesis_clip_mean: tuple[float, ...] = ()
+    synthesis_clip_std: tuple[float, ...] = ()
     bn_prior_momentum: float = 0.0  # rounds: the BatchNorm prior's batch statistics mixed with earlier rounds' (Fast)
     contrastive_temperature: float = 0.2  # CMI: temperature of the instance contrast
     contrastive_bank: int = 4096  # CMI: features of earlier rounds kept as negatives (CIFAR: 40960)
@@ -185,6 +189,10 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     if origin is tuple:
         args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[float, ...]: any length
+            if not isinstance(value, list | tuple):
+                raise ValueError(f"{key} must be a list of values, got {value!r}")
+            return tuple(_coerce(args[0], v, key) for v in value)
         if not isinstance(value, list | tuple) or len(value) != len(args):
             raise ValueError(f"{key} must be a list of {len(args)} values, got {value!r}")
         return tuple(_coerce(t, v, key) for t, v in zip(args, value))

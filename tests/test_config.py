@@ -22,6 +22,16 @@ def test_config_files_and_overrides(tmp_path):
     assert load_config(LRwAConfig, json_path) == cfg
 
 
+def test_a_list_of_any_length():
+    cfg = load_config(DFADConfig, None, ["synthesis_clip_mean=[0.5, 1]", "synthesis_clip_std=[0.25]"])
+    assert (cfg.synthesis_clip_mean, cfg.synthesis_clip_std) == ((0.5, 1.0), (0.25,))
+    assert load_config(DFADConfig, None, ["synthesis_clip_mean=[]"]).synthesis_clip_mean == ()
+    with pytest.raises(ValueError, match="synthesis_clip_mean must be a list of values"):
+        load_config(DFADConfig, None, ["synthesis_clip_mean=0.5"])
+    with pytest.raises(ValueError, match="synthesis_clip_std must be a number"):
+        load_config(DFADConfig, None, ["synthesis_clip_std=[wide]"])
+
+
 @pytest.mark.parametrize("overrides, match", [
     (["batch_size"], "key=value"),
     (["inner_lr=0.1"], "unknown config key"),

@@ -24,7 +24,15 @@ from ..runtime import selfcheck
 from ..runtime.checkpoint import atomic_write_text, latest_checkpoint
 from ..training import trainer_class
 from ..training.settings import validate
-from .distill import PROBES_PER_RUN, DistillConfig, build_trainer, evaluator, load_teacher_for, teacher_summary
+from .distill import (
+    PROBES_PER_RUN,
+    DistillConfig,
+    build_trainer,
+    check_clip,
+    evaluator,
+    load_teacher_for,
+    teacher_summary,
+)
 from .presets import PRESETS, resolve_preset
 from .runs import RunResult, method_config, method_dict, run_result
 from .units import InFolder, RunInFolder
@@ -166,7 +174,8 @@ class CifarRunUnit(RunInFolder):
         latest = latest_checkpoint(self.checkpoint_dir)
         selfcheck.forget_usage()  # the run's own record of its fast paths' backends, wherever earlier runs ran
         run, loaded = build_trainer(spec, resume=str(latest) if latest else None, config=config)
-        evaluate, _ = evaluator(spec, loaded, run.device)
+        evaluate, normalisation = evaluator(spec, loaded, run.device)
+        check_clip(run.config, normalisation)
         result = run_result(self.method, self.seed, run, evaluate, self.plan.eval_every, self.progress, latest)
         atomic_write_text(json.dumps(result), self.result_path)
         return result

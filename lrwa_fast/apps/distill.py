@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -168,6 +169,7 @@ def run_distill(spec: DistillConfig, progress: bool = True, resume: str | None =
     writes and summarises; the other ranks return ``""``)."""
     trainer, teacher = build_trainer(spec, resume)
     evaluate, normalisation = evaluator(spec, teacher, trainer.device)
+    check_clip(trainer.config, normalisation)
     if not trainer.ranks.is_main:
         trainer.train(evaluate=evaluate, eval_every=spec.eval_every, progress=False)
         return ""
@@ -247,6 +249,20 @@ def teacher_normalisation(teacher: TeacherFile, dataset: str, mean: tuple[float,
               f"If it was trained with others, state them: --set teacher.mean=[...] --set teacher.std=[...]")
     return {"mean": list(assumed.mean), "std": list(assumed.std),
             "from": f"assumed: {dataset}'s statistics ({assumed.stats_source}); the teacher's are not known"}
+
+
+def check_clip(config: DFADConfig, normalisation: dict[str, Any]) -> None:
+    """One warning when DeepInversion's inputs are clipped under another normalisation than the teacher's."""
+    clip, known = (config.synthesis_clip_mean, config.synthesis_clip_std), (normalisation.get("mean"),
+                                                                            normalisation.get("std"))
+    if not clip[0] or known[0] is None or all(
+            len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-6) for x, y in zip(a, b))
+            for a, b in zip(clip, known)):
+        return
+    warn_once(f"synthesis clip {clip} {known}", f"the inputs are clipped to the image range under mean={list(clip[0])} "
+              f"std={list(clip[1])} (synthesis_clip_mean, synthesis_clip_std), but the teacher's normalisation is "
+              f"mean={list(known[0])} std={list(known[1])} ({normalisation.get('from')}); set them to the teacher's: "
+              "--set trainer.synthesis_clip_mean=[...] --set trainer.synthesis_clip_std=[...]")
 
 
 def evaluator(spec: DistillConfig, teacher: TeacherFile, device: torch.device

@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from ..data.images import image_set
+from ..models.layouts import layout
 from .benchmark_table import PUBLISHED, Preset
 
 DAFL = "huawei-noah/Efficient-Computing DAFL (README's CIFAR commands, DAFL-train.py)"
@@ -104,18 +105,20 @@ _ROUND_NOTES = ("DataFree keeps every synthesised batch on disk; here the pool h
                 "DataFree's views are per-sample kornia crops; here one shift and one flip per batch")
 
 
-def _deepinv(_dataset: str, _pair: tuple[str, str]) -> tuple[dict[str, Any], dict[str, str], tuple[str, ...]]:
+def _deepinv(dataset: str, _pair: tuple[str, str]) -> tuple[dict[str, Any], dict[str, str], tuple[str, ...]]:
+    mean, std = layout("datafree").normalisation[dataset]  # the normaliser its clip_images is given
     trainer = {**_rounds(200), "synthesis": "inversion", "generator_steps": 1000,
                "generator_optimizer": _adam(0.1, (0.5, 0.99)),
+               "synthesis_clip_mean": list(mean), "synthesis_clip_std": list(std),
                "generator_weights": {"adversarial": 0.0, "bn_prior": 10.0, "one_hot": 1.0, "competition": 1.0,
                                      "tv_l1": 1e-3}}
     source = DATAFREE.format("deepinv")
-    sources = {"trainer.*": f"{source}: inputs optimised 1000 steps a round by Adam 0.1 (0.5, 0.99); bn 10, oh 1, "
-               "adv 1 as −JS at T = 3 (the competition term: 1 − JS), tv 0.001 (its L1 form), l2 0; 200 epochs of "
-               "one round and "
-               "400 student steps at T = 20; SGD 0.1 (wd 1e-4, cosine)"}
+    sources = {"trainer.*": f"{source}: inputs optimised 1000 steps a round by Adam 0.1 (0.5, 0.99), clipped to the "
+               "image range after each step under the teacher's normalisation (DataFree's, registry.py "
+               "NORMALIZE_DICT); bn 10, oh 1, adv 1 as −JS at T = 3 (the competition term: 1 − JS), tv 0.001 (its L1 "
+               "form), l2 0; 200 epochs of one round and 400 student steps at T = 20; SGD 0.1 (wd 1e-4, cosine)"}
     notes = (*_ROUND_NOTES, "the published DeepInv column is DeepInv-2k (2000 steps a round)",
-             "DataFree clips the inputs to the image range after each step; here they are left unclipped")
+             "a teacher trained with another normalisation needs synthesis_clip_mean / synthesis_clip_std set to it")
     return trainer, sources, notes
 
 

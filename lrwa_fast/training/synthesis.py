@@ -53,6 +53,8 @@ class SynthesisSettings:
     jitter: float = default_of("synthesis_jitter")
     flip: bool = default_of("synthesis_flip")
     reset_round: int = default_of("synthesis_reset_round")  # meta: re-initialise the first layer at this round
+    clip_mean: tuple[float, ...] = default_of("synthesis_clip_mean")  # inversion: clip to [0, 1] under these
+    clip_std: tuple[float, ...] = default_of("synthesis_clip_std")
     optimizer: OptimizerConfig = default_of("generator_optimizer")  # the round's (its lr and betas; Adam)
     contrastive: float = default_of("generator_weights.contrastive")
     contrastive_temperature: float = default_of("contrastive_temperature")
@@ -76,14 +78,55 @@ class SynthesisSettings:
         if self.reset_round and self.kind != "meta":
             problems.append(Problem(f"{{reset_round}} > 0 re-initialises the meta-learned generator: it needs {{kind}} "
                                     f"'meta', got {self.kind!r}"))
+        problems.extend(self._clip_problems())
         if self.kind in ROUNDS and self.steps < 1:
             problems.append(Problem(f"{{kind}}={self.kind!r} needs {{steps}} >= 1 (the steps of a round)"))
         return problems
+
+    def _clip_problems(self) -> list[Problem]:
+        if not (self.clip_mean or self.clip_std):
+            return []
+        if len(self.clip_mean) != len(self.clip_std):
+            return [Problem(f"{{clip_mean}} and {{clip_std}} are set together, one value per channel each, got "
+                            f"{len(self.clip_mean)} and {len(self.clip_std)}")]
+        problems = []
+        if not all(math.isfinite(m) for m in self.clip_mean) or \
+                not all(math.isfinite(sd) and sd > 0 for sd in self.clip_std):
+            problems.append(Problem(f"{{clip_mean}} must be finite and {{clip_std}} positive and finite, got "
+                                    f"{list(self.clip_mean)} and {list(self.clip_std)}"))
+        if self.kind != "inversion":
+            problems.append(Problem(f"{{clip_mean}} clips optimised inputs: it needs {{kind}} 'inversion', "
+                                    f"got {self.kind!r}"))
+        return problems
+
+    def clip_bounds(self) -> tuple[Tensor, Tensor] | None:
+        """Per channel, the normalised values of black and white (0 and 1 under ``clip_mean``, ``clip_std``)."""
+        if not self.clip_mean:
+            return None
+        mean = torch.tensor(self.clip_mean, dtype=torch.float64)  # in float64, rounded once to the inputs' dtype
+        std = torch.tensor(self.clip_std, dtype=torch.float64)
+        return -mean / std, (1 - mean) / std
 
     @property
     def rounds(self) -> bool:
         """Whether samples come from synthesis rounds (else from the trainer's generator loop)."""
         return self.kind in ROUNDS
+
+
+def _nothing() -> None:
+    """Nothing to do at that point of the round."""
+
+
+@dataclass(frozen=True)
+class RoundSource:
+    """What a round optimises (the optimiser's parameter groups), how it makes a batch, and its hooks: after each
+    backward, after each optimiser step, at the round's end."""
+
+    params: list[dict[str, Any]]
+    make: Callable[[], Tensor]
+    after_backward: Callable[[], None] = _nothing
+    after_step: Callable[[], None] = _nothing
+    finish: Callable[[], None] = _nothing
 
 
 class SynthesisRounds:
@@ -103,6 +146,11 @@ class SynthesisRounds:
         self.meta_optimizer = torch.optim.Adam(generator.parameters(), lr=settings.optimizer.lr * settings.steps,
                                                betas=settings.optimizer.betas) if settings.kind == "meta" else None
         self.first_layer = first_layer(generator) if settings.reset_round else None
+        self.clip = settings.clip_bounds()
+        channels = self.sample_shape[0] if len(self.sample_shape) > 1 else 1
+        if self.clip is not None and len(settings.clip_mean) != channels:
+            raise ValueError(f"synthesis_clip_mean has {len(settings.clip_mean)} values, the samples have "
+                             f"{channels} channel(s)")
 
     # ----------------------------------------------------------------- a round
     def round(self, student: nn.Module) -> float:
@@ -110,13 +158,13 @@ class SynthesisRounds:
         s = self.settings
         self.rounds += 1
         targets = torch.randint(0, self.num_classes, (s.batch_size,), generator=self.rng).to(self.device)
-        params, make, after_backward, finish = self._source()
-        optimizer = torch.optim.Adam(params, lr=s.optimizer.lr, betas=s.optimizer.betas)
+        source = self._source()
+        optimizer = torch.optim.Adam(source.params, lr=s.optimizer.lr, betas=s.optimizer.betas)
         best_loss, best_x, best_features = math.inf, None, None
         with eval_mode(student):
             for _ in range(s.steps):
                 with phase("round: samples"):
-                    x = make()
+                    x = source.make()
                 with phase("round: loss"):
                     loss, features = self._loss(x, student, targets)
                 value = float(loss.detach())
@@ -128,11 +176,12 @@ class SynthesisRounds:
                 with phase("round: backward"):
                     loss.backward()
                 with phase("round: optimiser"):
-                    after_backward()
+                    source.after_backward()
                     optimizer.step()
+                    source.after_step()
                     if self.contrast is not None:
                         self.contrast.step()
-        finish()
+        source.finish()
         self.objective.end_round()
         self._keep(best_x, best_features)
         return best_loss
@@ -154,25 +203,37 @@ class SynthesisRounds:
     def _view(self, x: Tensor) -> Tensor:
         return jitter_and_flip(x, self.settings.jitter, self.settings.flip, self.rng)
 
-    def _source(self) -> tuple[list[dict[str, Any]], Callable[[], Tensor], Callable[[], None], Callable[[], None]]:
+    def _source(self) -> RoundSource:
         """What this kind's round optimises: the optimiser's parameter groups, how a batch is made, what follows
-        each backward and what ends the round."""
+        each backward and each step and what ends the round."""
         s = self.settings
         z_lr = s.latent_lr or s.optimizer.lr
         if s.kind == "inversion":
             x = self._randn(s.batch_size, *self.sample_shape).requires_grad_()
-            return [{"params": [x]}], lambda: x, _nothing, _nothing
+            return RoundSource([{"params": [x]}], lambda: x, after_step=self._clipper(x))
         z = self._randn(s.batch_size, s.latent_dim).requires_grad_()
         if s.kind == "reinit":
             reinitialise(self.generator, self.rng)
-            return ([{"params": list(self.generator.parameters())}, {"params": [z], "lr": z_lr}],
-                    lambda: self.generator(z), _nothing, _nothing)
+            return RoundSource([{"params": list(self.generator.parameters())}, {"params": [z], "lr": z_lr}],
+                               lambda: self.generator(z))
         if self.first_layer is not None and self.rounds == s.reset_round:  # Fast's reset_l0
             reinitialise(self.first_layer, self.rng)
         fast = copy.deepcopy(self.generator).train()
         meta = FirstOrderMeta(self.generator, fast, self.meta_optimizer)
-        return ([{"params": list(fast.parameters())}, {"params": [z], "lr": z_lr}], lambda: fast(z),
-                meta.accumulate, meta.step)
+        return RoundSource([{"params": list(fast.parameters())}, {"params": [z], "lr": z_lr}], lambda: fast(z),
+                           after_backward=meta.accumulate, finish=meta.step)
+
+    def _clipper(self, x: Tensor) -> Callable[[], None]:
+        """The inputs ``x`` clipped in place to the image range, per channel (nothing without ``clip_mean``)."""
+        if self.clip is None:
+            return _nothing
+        shape = (-1,) + (1,) * (x.dim() - 2)
+        low, high = (bound.to(x.device, x.dtype).view(shape) for bound in self.clip)
+
+        def clip() -> None:
+            with torch.no_grad():
+                torch.maximum(torch.minimum(x, high, out=x), low, out=x)
+        return clip
 
     def _randn(self, *shape: int) -> Tensor:
         return torch.randn(shape, generator=self.rng).to(self.device)
@@ -215,10 +276,6 @@ class SynthesisRounds:
             self.meta_optimizer.load_state_dict(state["meta_optimizer"])
         self.rounds = int(state["rounds"])
         self.rng.set_state(state["rng"])
-
-
-def _nothing() -> None:
-    """Nothing follows the backward, nothing ends the round (inversion, reinit)."""
 
 
 class FirstOrderMeta:

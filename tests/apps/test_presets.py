@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from lrwa_fast import LRwAConfig
+from lrwa_fast import DFADConfig, LRwAConfig
 from lrwa_fast.apps import recipe
 from lrwa_fast.apps.cli import main
 from lrwa_fast.apps.method_presets import COLUMNS, METHOD_PRESETS
@@ -17,6 +17,7 @@ from lrwa_fast.apps.teacher import save_teacher
 from lrwa_fast.config import from_dict, to_dict
 from lrwa_fast.data.images import image_set
 from lrwa_fast.models import build_model
+from lrwa_fast.models.layouts import layout
 from lrwa_fast.testing import write_svhn_files, write_synthetic_cifar, write_tiny_imagenet
 
 SMALL = ["trainer.batch_size=2", "generator.img_size=8", "trainer.student_steps=1", "trainer.iterations=2",
@@ -107,6 +108,22 @@ def test_method_presets_carry_their_releases_settings():
     assert zskt["attention_weight"] == 250.0 * 100 and zskt["student_steps"] == 10
     dafl = resolve_preset("cifar100-vgg11-resnet18-dafl").trainer
     assert math.isclose(dafl["generator_weights"]["balance"] * math.log(10), 20.0)
+
+
+def test_deepinversion_presets_clip_under_datafrees_normalisation(recwarn):
+    from lrwa_fast.apps.distill import check_clip
+
+    for dataset in ("cifar10", "cifar100"):
+        config = from_dict(DFADConfig, resolve_preset(f"{dataset}-resnet34-resnet18-deepinv").trainer)
+        assert (config.synthesis_clip_mean, config.synthesis_clip_std) == layout("datafree").normalisation[dataset]
+    same = {"mean": list(config.synthesis_clip_mean), "std": list(config.synthesis_clip_std), "from": "a file"}
+    check_clip(config, same)
+    check_clip(config, {"from": "eval_data (used as stored)"})  # no normalisation known: nothing to compare
+    assert not [w for w in recwarn if "clipped" in str(w.message)]
+    other = {"mean": [0.5071, 0.4867, 0.4408], "std": [0.3, 0.3, 0.3], "from": "the config (teacher.mean, teacher.std)"}
+    with pytest.warns(RuntimeWarning, match=r"clipped to the image range .* but the teacher's normalisation is "
+                                            r"mean=\[0.5071, 0.4867, 0.4408\] std=\[0.3, 0.3, 0.3\]"):
+        check_clip(config, other)
 
 
 def test_lrwa_presets_express_the_authors_schedule():

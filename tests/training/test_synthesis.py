@@ -184,6 +184,12 @@ def test_cmi_samples_with_lrwas_update(tiny_models):
      r"bn_prior_momentum=1.0 \(must lie in"),
     (dict(synthesis="reinit", synthesis_reset_round=3), "synthesis_reset_round.*'meta'"),
     (dict(synthesis="meta", synthesis_reset_round=-1), "synthesis_reset_round=-1"),
+    (dict(synthesis="reinit", synthesis_clip_mean=(0.5,), synthesis_clip_std=(0.25,)),
+     "synthesis_clip_mean clips optimised inputs: it needs synthesis 'inversion'"),
+    (dict(synthesis="inversion", synthesis_clip_mean=(0.5,)), "set together, one value per channel each"),
+    (dict(synthesis="inversion", synthesis_clip_mean=(0.5,), synthesis_clip_std=(0.0,)), "positive and finite"),
+    (dict(synthesis="inversion", synthesis_clip_mean=(0.5, 0.5, 0.5), synthesis_clip_std=(0.2, 0.2, 0.2),
+          latent_dim=8), "3 values, the samples have 1 channel"),
 ])
 def test_rules_name_the_config_keys(fields, message, tiny_models):
     with pytest.raises(ValueError, match=message):
@@ -337,3 +343,27 @@ def test_fast_resets_the_generators_first_layer_at_its_round(tiny_models, monkey
     assert calls == [trainer.generator.project]  # at the start of round 2 only, before the round's copy
     with pytest.raises(ValueError, match="no linear or convolution layer"):
         first_layer(nn.Sequential(nn.ReLU()))
+
+
+def _inputs_of_a_round(tiny_models, extra):
+    """The inputs the teacher is given at each step of one DeepInversion round of 4 steps."""
+    trainer = DFADTrainer(*tiny_models(), config("inversion", generator_steps=4, **extra))
+    on_samples, seen = trainer.generator_objective.on_samples, []
+    trainer.generator_objective.on_samples = lambda x, *a, **k: (seen.append(x.detach().clone()),
+                                                                  on_samples(x, *a, **k))[1]
+    trainer.synthesis.round(trainer.student)
+    return seen
+
+
+def test_inversion_clips_its_inputs_after_each_step_as_datafree(tiny_models):
+    """DataFree's clip_images after each optimiser step: per channel to [−m/s, (1−m)/s] (bounds in float64); the
+    first step's inputs are the raw draw."""
+    mean, std = 0.4914, 0.2023
+    low, high = torch.tensor(-mean / std, dtype=torch.float64).float(), torch.tensor((1 - mean) / std).float()
+    seen = {clip: _inputs_of_a_round(tiny_models, dict(synthesis_clip_mean=(mean,), synthesis_clip_std=(std,))
+                                     if clip else {}) for clip in (True, False)}
+    assert torch.equal(seen[True][0], seen[False][0])  # the same draw, unclipped at the first step
+    assert seen[True][0].min() < low and seen[True][0].max() > high
+    for x in seen[True][1:]:
+        assert x.min() >= low and x.max() <= high and (x == low).any() and (x == high).any()
+    assert any(x.min() < low or x.max() > high for x in seen[False][1:])  # unclipped without the settings
