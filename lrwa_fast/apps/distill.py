@@ -255,14 +255,16 @@ def check_clip(config: DFADConfig, normalisation: dict[str, Any]) -> None:
     """One warning when DeepInversion's inputs are clipped under another normalisation than the teacher's."""
     clip, known = (config.synthesis_clip_mean, config.synthesis_clip_std), (normalisation.get("mean"),
                                                                             normalisation.get("std"))
-    if not clip[0] or known[0] is None or all(
-            len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-6) for x, y in zip(a, b))
-            for a, b in zip(clip, known)):
+    if not clip[0] or known[0] is None or all(_same_values(a, b) for a, b in zip(clip, known)):
         return
     warn_once(f"synthesis clip {clip} {known}", f"the inputs are clipped to the image range under mean={list(clip[0])} "
               f"std={list(clip[1])} (synthesis_clip_mean, synthesis_clip_std), but the teacher's normalisation is "
               f"mean={list(known[0])} std={list(known[1])} ({normalisation.get('from')}); set them to the teacher's: "
               "--set trainer.synthesis_clip_mean=[...] --set trainer.synthesis_clip_std=[...]")
+
+
+def _same_values(a: tuple[float, ...] | list[float], b: tuple[float, ...] | list[float]) -> bool:
+    return len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-6) for x, y in zip(a, b))
 
 
 def evaluator(spec: DistillConfig, teacher: TeacherFile, device: torch.device

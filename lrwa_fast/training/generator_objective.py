@@ -103,6 +103,7 @@ class GeneratorObjective:
         return self.probe.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
         self.probe.load_state_dict(state)
 
     def _adversarial(self, s: Tensor, t: Tensor) -> Tensor:
@@ -163,7 +164,7 @@ class TeacherProbe:
         if self.momentum:
             kept_dtype = module.running_mean.dtype  # fp32 statistics under bf16 autocast, fp64 with an fp64 teacher
             self._last[index] = (mean.detach().to(kept_dtype), var.detach().to(kept_dtype))
-            if self._kept is not None:
+            if self._kept is not None and index in self._kept:
                 kept_mean, kept_var = self._kept[index]
                 mean = (1 - self.momentum) * mean + self.momentum * kept_mean
                 var = (1 - self.momentum) * var + self.momentum * kept_var
@@ -174,29 +175,28 @@ class TeacherProbe:
         """Mix the last forward's batch statistics into the kept ones (the first round's are kept as they are)."""
         if not self.momentum or not self._last:
             return
-        m, kept = self.momentum, self._kept
-        self._kept = dict(self._last) if kept is None else {
-            i: (m * kept[i][0] + (1 - m) * mean, m * kept[i][1] + (1 - m) * var)
-            for i, (mean, var) in self._last.items()}
+        m, kept = self.momentum, dict(self._kept or {})
+        for i, (mean, var) in self._last.items():  # a layer first run in this round: its statistics as they are
+            kept[i] = (m * kept[i][0] + (1 - m) * mean, m * kept[i][1] + (1 - m) * var) if i in kept else (mean, var)
+        self._kept = kept
 
     def state_dict(self) -> dict[str, Any]:
-        """The kept statistics, per BatchNorm layer in module order (empty without momentum)."""
-        if not self.momentum:
-            return {}
-        kept = None if self._kept is None else [self._kept[i] for i in range(len(self.bn_layers))]
-        return {"bn_statistics": kept}
+        """The kept statistics by the index of their BatchNorm layer in module order (``None`` before the first
+        round's end; an empty dict without momentum)."""
+        return {"bn_statistics": self._kept and dict(self._kept)} if self.momentum else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s kept statistics onto the teacher's device."""
         if set(state) != set(self.state_dict()):
-            raise ValueError(f"teacher probe state holds {sorted(state)}, this probe needs "
-                             f"{sorted(self.state_dict())}")
+            raise ValueError(f"teacher probe state holds {sorted(state)}, this probe (momentum "
+                             f"{self.momentum}) needs {sorted(self.state_dict())}")
         kept = state.get("bn_statistics")
-        if kept is not None and len(kept) != len(self.bn_layers):
-            raise ValueError(f"the kept statistics are of {len(kept)} BatchNorm layers, the teacher has "
+        if kept and not set(kept) <= set(range(len(self.bn_layers))):
+            raise ValueError(f"kept statistics of BatchNorm layers {sorted(kept)}, the teacher has "
                              f"{len(self.bn_layers)}")
         device = self.bn_layers[0].running_mean.device if self.bn_layers else None
-        self._kept = None if kept is None else {i: (mean.to(device), var.to(device))
-                                                for i, (mean, var) in enumerate(kept)}
+        self._kept = None if kept is None else {int(i): (mean.to(device), var.to(device))
+                                                for i, (mean, var) in kept.items()}
 
     def _feature_hook(self, _module: nn.Module, inputs: tuple[Tensor, ...], _output: Tensor) -> None:
         self._features = inputs[0].flatten(1)

@@ -145,7 +145,7 @@ class SynthesisRounds:
             if settings.contrastive else None
         self.meta_optimizer = torch.optim.Adam(generator.parameters(), lr=settings.optimizer.lr * settings.steps,
                                                betas=settings.optimizer.betas) if settings.kind == "meta" else None
-        self.first_layer = first_layer(generator) if settings.reset_round else None
+        self.first_layers = first_layers(generator) if settings.reset_round else []
         self.clip = settings.clip_bounds()
         channels = self.sample_shape[0] if len(self.sample_shape) > 1 else 1
         if self.clip is not None and len(settings.clip_mean) != channels:
@@ -216,8 +216,8 @@ class SynthesisRounds:
             reinitialise(self.generator, self.rng)
             return RoundSource([{"params": list(self.generator.parameters())}, {"params": [z], "lr": z_lr}],
                                lambda: self.generator(z))
-        if self.first_layer is not None and self.rounds == s.reset_round:  # Fast's reset_l0
-            reinitialise(self.first_layer, self.rng)
+        if self.first_layers and self.rounds == s.reset_round:  # Fast's reset_l0
+            reset_first_layers(self.first_layers, self.rng)
         fast = copy.deepcopy(self.generator).train()
         meta = FirstOrderMeta(self.generator, fast, self.meta_optimizer)
         return RoundSource([{"params": list(fast.parameters())}, {"params": [z], "lr": z_lr}], lambda: fast(z),
@@ -259,14 +259,22 @@ class SynthesisRounds:
             state["contrast"] = self.contrast.state_dict()
         if self.meta_optimizer is not None:
             state["meta_optimizer"] = self.meta_optimizer.state_dict()
-        if self.objective.state_dict():
-            state["objective"] = self.objective.state_dict()
+        objective = self.objective.state_dict()
+        if objective:  # the kept BatchNorm statistics (bn_momentum)
+            state["objective"] = objective
         return state
 
+    def _state_keys(self) -> set[str]:
+        """The keys of :meth:`state_dict`, by what this synthesis holds."""
+        held = {"contrast": self.contrast is not None, "meta_optimizer": self.meta_optimizer is not None,
+                "objective": bool(self.objective.state_dict())}
+        return {"rounds", "rng", "pool", *(key for key, present in held.items() if present)}
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        expected = set(self.state_dict())
+        expected = self._state_keys()
         if set(state) != expected:
-            raise ValueError(f"synthesis state holds {sorted(state)}, this synthesis needs {sorted(expected)}")
+            raise ValueError(f"synthesis state holds {sorted(state)}, this synthesis needs {sorted(expected)} "
+                             "(contrastive, synthesis and bn_prior_momentum decide them)")
         self.pool.load_state_dict(state["pool"])
         if "objective" in state:
             self.objective.load_state_dict(state["objective"])
@@ -313,13 +321,24 @@ def reinitialise(model: nn.Module, rng: torch.Generator) -> None:
                     m.bias.zero_()
 
 
-def first_layer(model: nn.Module) -> nn.Module:
-    """The first linear or convolution layer of ``model`` in module order (the generators' projection of ``z``;
-    Fast's ``reset_l0`` re-initialises its generator's ``l1.0``)."""
-    for m in model.modules():
+def first_layers(model: nn.Module) -> list[nn.Module]:
+    """What Fast's ``reset_l0`` re-initialises: the first linear or convolution layer of ``model`` (its generator's
+    ``l1.0``, the projection of z) and the affine BatchNorm right after it (its ``conv_blocks.0``), in module order."""
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    for i, m in enumerate(leaves):
         if isinstance(m, _ConvNd | nn.Linear):
-            return m
+            after = leaves[i + 1:i + 2]
+            return [m, *(b for b in after if isinstance(b, _BatchNorm) and b.affine)]
     raise ValueError(f"{type(model).__name__} has no linear or convolution layer to re-initialise")
+
+
+def reset_first_layers(layers: list[nn.Module], rng: torch.Generator) -> None:
+    """Fast's ``reset_l0``: weights N(0, 0.02) (the BatchNorm's scale too), zero biases (drawn on the CPU)."""
+    with torch.no_grad():
+        for m in layers:
+            m.weight.copy_(INIT_STD * torch.randn(m.weight.shape, generator=rng))
+            if m.bias is not None:
+                m.bias.zero_()
 
 
 def jitter_and_flip(x: Tensor, jitter: float, flip: bool, rng: torch.Generator) -> Tensor:

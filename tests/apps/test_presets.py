@@ -110,8 +110,11 @@ def test_method_presets_carry_their_releases_settings():
     assert math.isclose(dafl["generator_weights"]["balance"] * math.log(10), 20.0)
 
 
-def test_deepinversion_presets_clip_under_datafrees_normalisation(recwarn):
+def test_deepinversion_presets_clip_under_datafrees_normalisation(recwarn, monkeypatch):
     from lrwa_fast.apps.distill import check_clip
+    from lrwa_fast.runtime import warn_once
+
+    monkeypatch.setattr(warn_once, "_issued", set())
 
     for dataset in ("cifar10", "cifar100"):
         config = from_dict(DFADConfig, resolve_preset(f"{dataset}-resnet34-resnet18-deepinv").trainer)

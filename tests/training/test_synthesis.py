@@ -13,7 +13,14 @@ from torch import nn
 from lrwa_fast import DFADConfig, DFADTrainer, GeneratorLossWeights, LRwAConfig, LRwATrainer, OptimizerConfig
 from lrwa_fast.ops import synthesis_terms as terms
 from lrwa_fast.training.generator_objective import TeacherProbe
-from lrwa_fast.training.synthesis import FirstOrderMeta, first_layer, jitter_and_flip, local_view, reinitialise
+from lrwa_fast.training.synthesis import (
+    FirstOrderMeta,
+    first_layers,
+    jitter_and_flip,
+    local_view,
+    reinitialise,
+    reset_first_layers,
+)
 from lrwa_fast.updates import AttentionTransferUpdate, StepContext
 from lrwa_fast.updates.attention import block_maps, matched_blocks
 
@@ -153,7 +160,8 @@ def test_resume_is_exact(kind, extra, tmp_path, tiny_models):
     first = DFADTrainer(*tiny_models(), config(kind, **extra))
     for _ in range(2):
         first.step()
-    assert ("objective" in first.synthesis.state_dict()) == bool(extra)  # the kept statistics travel
+    state = first.synthesis.state_dict()
+    assert ("objective" in state) == bool(extra) and (not extra or len(state["objective"]["bn_statistics"]) == 3)
     first.save(tmp_path / "ckpt.pt")
     resumed = DFADTrainer.load(tmp_path / "ckpt.pt", *tiny_models())
     for _ in range(2):
@@ -324,27 +332,67 @@ def test_bn_prior_with_momentum_is_fasts_equation():
         probe.update_momentum()
     restored = TeacherProbe(teacher, bn_prior=True, features=False, momentum=m)
     restored.load_state_dict(probe.state_dict())
-    for (a_mean, a_var), (b_mean, b_var) in zip(probe.state_dict()["bn_statistics"],
-                                                restored.state_dict()["bn_statistics"]):
-        assert torch.equal(a_mean, b_mean) and torch.equal(a_var, b_var)
+    saved, loaded = probe.state_dict()["bn_statistics"], restored.state_dict()["bn_statistics"]
+    assert sorted(saved) == sorted(loaded) == [0, 1]
+    assert all(torch.equal(a, b) for i in saved for a, b in zip(saved[i], loaded[i]))
     with pytest.raises(ValueError, match="needs"):
         TeacherProbe(teacher, bn_prior=True, features=False).load_state_dict(probe.state_dict())
+
+
+def test_a_batchnorm_that_runs_late_starts_from_its_own_statistics():
+    """A BatchNorm that no forward reached yet (a branch not taken) has nothing kept: its term is plain until a round
+    in which it runs ends, and the checkpoint holds what there is."""
+    torch.manual_seed(2)
+    used, unused = nn.BatchNorm1d(3), nn.BatchNorm1d(3)
+    teacher = nn.ModuleDict({"used": used, "unused": unused}).eval()
+    probe = TeacherProbe(teacher, bn_prior=True, features=False, momentum=0.5)
+    x = torch.randn(4, 3)
+    with probe.active():
+        used(x)
+    probe.update_momentum()
+    assert sorted(probe.state_dict()["bn_statistics"]) == [0]
+    with probe.active():
+        unused(x)
+    plain = torch.linalg.vector_norm(x.mean(0) - unused.running_mean) + \
+        torch.linalg.vector_norm(x.var(0, unbiased=False) - unused.running_var)
+    assert torch.allclose(probe.bn_loss(), plain)
+    probe.update_momentum()
+    assert sorted(probe.state_dict()["bn_statistics"]) == [0, 1]
 
 
 def test_fast_resets_the_generators_first_layer_at_its_round(tiny_models, monkeypatch):
     from lrwa_fast.training import synthesis
 
     calls = []
-    monkeypatch.setattr(synthesis, "reinitialise", lambda model, rng: calls.append(model))
+    monkeypatch.setattr(synthesis, "reset_first_layers", lambda layers, rng: calls.append(layers))
     trainer = DFADTrainer(*tiny_models(), config("meta", synthesis_reset_round=2))
     trainer.step()
     assert calls == []
     trainer.step(), trainer.step()
-    assert calls == [trainer.generator.project]  # at the start of round 2 only, before the round's copy
+    assert calls == [[trainer.generator.project, trainer.generator.body[0]]]  # round 2 only, before its copy
+
+
+def test_reset_first_layers_draws_fasts_reset_l0(tiny_models):
+    """Fast's reset_l0: its generator's ``l1.0`` (the projection) and ``conv_blocks.0`` (the BatchNorm after it),
+    weights N(0, 0.02), BatchNorm scale included, zero biases; nothing else touched."""
+    generator = tiny_models()[2]
+    torch.manual_seed(0)
+    for m in generator.modules():
+        if isinstance(m, nn.BatchNorm2d) and m.affine:
+            nn.init.normal_(m.bias)
+    before = copy.deepcopy(generator.state_dict())
+    layers = first_layers(generator)
+    assert layers == [generator.project, generator.body[0]]
+    reset_first_layers(layers, torch.Generator().manual_seed(1))
+    for m in layers:
+        assert 0.01 < float(m.weight.detach().std()) < 0.03 and abs(float(m.weight.detach().mean())) < 0.02
+        assert not m.bias.any()
+    changed = {k for k, v in generator.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"project.weight", "project.bias", "body.0.weight", "body.0.bias"}
     with pytest.raises(ValueError, match="no linear or convolution layer"):
-        first_layer(nn.Sequential(nn.ReLU()))
-
-
+        first_layers(nn.Sequential(nn.ReLU()))
+    plain = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.BatchNorm1d(3))
+    assert first_layers(plain) == [plain[0]]  # only a BatchNorm right after the layer is Fast's conv_blocks.0
 def _inputs_of_a_round(tiny_models, extra):
     """The inputs the teacher is given at each step of one DeepInversion round of 4 steps."""
     trainer = DFADTrainer(*tiny_models(), config("inversion", generator_steps=4, **extra))
