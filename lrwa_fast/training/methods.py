@@ -46,7 +46,7 @@ COMPARED_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "cmi_lrwa": ("lrwa", {**_CMI, "meta_mode": "exact"}),  # CMI's samples, LRwA's update and memory
     # Fast (Fang et al. 2022, Fast-5): a meta-learned generator, 5 steps a round, Adam 3e-3 (codes 0.01),
     # decision-adversarial 1.1 after 20 warm-up rounds, BatchNorm statistics 10 mixed with earlier rounds' (0.9),
-    # one-hot 0.4, the generator's first layer re-initialised at round 120 + warm-up.
+    # one-hot 0.4, the generator's first layer (and its BatchNorm) re-initialised at round 120 + warm-up.
     "fast": ("dfad", dict(synthesis="meta", generator_steps=5, synthesis_latent_lr=0.01, synthesis_warmup=20,
                           adversarial_loss="kl", adversarial_agreeing=True, generator_optimizer=_adam(3e-3),
                           bn_prior_momentum=0.9, synthesis_reset_round=140,
