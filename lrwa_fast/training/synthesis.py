@@ -232,7 +232,7 @@ class SynthesisRounds:
 
         def clip() -> None:
             with torch.no_grad():
-                torch.maximum(torch.minimum(x, high, out=x), low, out=x)
+                x.clamp_(low, high)
         return clip
 
     def _randn(self, *shape: int) -> Tensor:
@@ -324,7 +324,7 @@ def reinitialise(model: nn.Module, rng: torch.Generator) -> None:
 def first_layers(model: nn.Module) -> list[nn.Module]:
     """What Fast's ``reset_l0`` re-initialises: the first linear or convolution layer of ``model`` (its generator's
     ``l1.0``, the projection of z) and the affine BatchNorm right after it (its ``conv_blocks.0``), in module order."""
-    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    leaves = [m for m in model.modules() if next(m.children(), None) is None]
     for i, m in enumerate(leaves):
         if isinstance(m, _ConvNd | nn.Linear):
             after = leaves[i + 1:i + 2]
